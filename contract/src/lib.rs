@@ -1,0 +1,10 @@
+//! The one definition of what `webapp`, `mailer` and `provision`'s template share: the
+//! "user created" message, the token table's schema and how idempotency records are keyed in
+//! it, and the programs' environment variables. Nothing else in the workspace re-declares
+//! these strings; change them here and every side follows.
+
+pub mod env;
+pub mod message;
+pub mod tokens;
+
+pub use message::UserCreated;
