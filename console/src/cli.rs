@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 /// instance refreshes and runs AZ-failure GameDays. Without `--aws` it drives the local
 /// sandbox cloud.
 #[derive(Debug, Parser)]
-#[command(name = "triad", version, about, long_about = None)]
+#[command(name = "triad", version)]
 pub struct Cli {
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -18,7 +18,12 @@ pub struct Cli {
     pub read_only: bool,
 
     /// The stack spec to act on.
-    #[arg(long = "stack", global = true, value_name = "FILE", default_value = "stack.toml")]
+    #[arg(
+        long = "stack",
+        global = true,
+        value_name = "FILE",
+        default_value = "stack.toml"
+    )]
     pub stack: PathBuf,
 
     #[command(subcommand)]

@@ -28,7 +28,9 @@ pub const MOTO_BIN_VAR: &str = "TRIAD_TEST_MOTO_BIN";
 fn required_env(name: &str, what: &str) -> String {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: {what} is started by `scripts/test`; run the tests through it"),
+        _ => panic!(
+            "{name} is not set: {what} is started by `scripts/test`; run the tests through it"
+        ),
     }
 }
 
@@ -190,7 +192,12 @@ mod tests {
         let config = aws_config().await;
         let sns = aws_sdk_sns::Client::new(&config);
         let name = unique_name("testkit");
-        let created = sns.create_topic().name(&name).send().await.expect("create topic");
+        let created = sns
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .expect("create topic");
         let arn = created.topic_arn().expect("topic arn").to_string();
         assert!(arn.ends_with(&name), "{arn} names the topic");
         let attrs = sns
@@ -200,7 +207,10 @@ mod tests {
             .await
             .expect("get attributes");
         assert_eq!(
-            attrs.attributes().and_then(|a| a.get("TopicArn")).map(String::as_str),
+            attrs
+                .attributes()
+                .and_then(|a| a.get("TopicArn"))
+                .map(String::as_str),
             Some(arn.as_str())
         );
     }
