@@ -13,8 +13,12 @@
 //! A malformed message fails at once and is not worth retrying: its error says so, Lambda's
 //! bounded retries run out and the event rests in the dead-letter queue. Every other failure is
 //! worth a retry (after the SDK's short in-invocation backoff) and fails the invocation so that
-//! Lambda retries it. The one duplicate e-mail this cannot exclude: the send succeeds and the
-//! "sent" mark is then lost.
+//! Lambda retries it.
+//!
+//! Two first deliveries racing each other are safe: the conditional transaction lets one win and
+//! the other fails retryably, finding the e-mail sent on its retry. What this cannot exclude is a
+//! second e-mail (with the same token) when the send succeeds and the "sent" mark is then lost,
+//! or when two retries of an event whose first send failed run at the same moment.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
