@@ -450,7 +450,7 @@ pub enum MetricUnit {
 }
 
 /// A part of a snapshot that is read on its own and can fail on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Section {
     Stack,
