@@ -251,6 +251,11 @@ impl MemoryCloud {
         })
     }
 
+    /// How many `watch` and `wait_refresh` streams are still alive (dropping one ends it).
+    pub fn live_streams(&self) -> usize {
+        self.shared.changed.receiver_count()
+    }
+
     /// Every call this backend received, in order ("inject terminate-az mem-1a", …).
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()

@@ -257,7 +257,13 @@ async fn watch_yields_now_and_after_each_change() {
         third.active_refresh().map(|r| r.status),
         Some(RefreshStatus::InProgress)
     );
+    assert_eq!(w.cloud.live_streams(), 1);
     drop(watch);
+    assert_eq!(
+        w.cloud.live_streams(),
+        0,
+        "dropping the stream ends the watch"
+    );
 
     let missing = StackRef::new("missing").expect("valid");
     let mut watch = w.cloud.watch(&missing, Duration::from_secs(2));
@@ -299,6 +305,7 @@ async fn a_default_refresh_replaces_one_instance_per_step_until_successful() {
     assert_eq!(statuses.first(), Some(&RefreshStatus::Pending));
     assert_eq!(statuses.last(), Some(&RefreshStatus::Successful));
     assert!(statuses.len() >= 3, "{statuses:?}");
+    assert_eq!(w.cloud.live_streams(), 0, "the wait ended with the refresh");
 
     // After the end, waiting returns the terminal refresh at once.
     let outcome = refresh_outcome(w.cloud.wait_refresh(&w.stack, &id))
