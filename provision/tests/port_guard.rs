@@ -397,3 +397,18 @@ fn read_only_mode_refuses_mutations_by_name() {
         "deploy refused: this session is read-only"
     );
 }
+
+#[tokio::test]
+async fn the_console_can_hold_a_guarded_cloud_as_a_trait_object() {
+    let backend: Arc<dyn Cloud> = Arc::new(memory());
+    let guarded: Arc<dyn Cloud> = Arc::new(Guarded::new(backend, SessionMode::ReadOnly));
+    assert_eq!(guarded.kind(), BackendKind::Memory);
+    assert!(matches!(
+        guarded.cancel_refresh(&stack()).await,
+        Err(CloudError::ReadOnly { .. })
+    ));
+    guarded
+        .snapshot(&stack())
+        .await
+        .expect("reads pass through");
+}
