@@ -788,3 +788,57 @@ async fn an_unreadable_section_is_reported_and_left_empty() {
         Some(2.0)
     );
 }
+
+#[tokio::test]
+async fn recorded_metrics_appear_in_snapshots_with_the_clock_time() {
+    let w = world();
+    let t0 = w.clock.now();
+    w.cloud
+        .record_metric(&w.stack, MetricKind::Requests, Some("mem-1a"), 120.0)
+        .expect("stack exists");
+    w.clock.advance(time::Duration::seconds(60));
+    w.cloud
+        .record_metric(&w.stack, MetricKind::Requests, Some("mem-1a"), 80.0)
+        .expect("stack exists");
+    w.cloud
+        .record_metric(&w.stack, MetricKind::DbConnections, None, 7.0)
+        .expect("stack exists");
+    let snapshot = w.snapshot().await;
+    let requests = snapshot
+        .metrics
+        .series(MetricKind::Requests, Some("mem-1a"))
+        .expect("recorded series");
+    assert_eq!(
+        requests.points,
+        [
+            MetricPoint {
+                at: t0,
+                value: 120.0
+            },
+            MetricPoint {
+                at: t0 + time::Duration::seconds(60),
+                value: 80.0
+            },
+        ]
+    );
+    assert!(
+        snapshot
+            .metrics
+            .series(MetricKind::DbConnections, None)
+            .is_some()
+    );
+    assert!(
+        snapshot
+            .metrics
+            .series(MetricKind::Requests, Some("mem-1b"))
+            .is_none()
+    );
+    assert_eq!(
+        snapshot
+            .metrics
+            .series(MetricKind::HealthyHosts, Some("mem-1b"))
+            .map(|s| s.points.len()),
+        Some(1),
+        "healthy hosts are computed when not recorded"
+    );
+}
