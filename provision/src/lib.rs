@@ -2,3 +2,4 @@
 //! through this crate.
 
 pub mod spec;
+pub mod template;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use subnets::carve_subnets;
 
 /// Engine version of PostgreSQL used when the spec does not name one.
-pub const DEFAULT_DB_ENGINE_VERSION: &str = "16.6";
+pub const DEFAULT_DB_ENGINE_VERSION: &str = "17.9";
 /// The SSM parameter giving the latest Amazon Linux 2023 AMI, used when the spec names no AMI.
 pub const DEFAULT_AMI_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
