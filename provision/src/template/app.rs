@@ -167,18 +167,6 @@ fn load_balancer(stack: &mut Stack) {
         "CKV_AWS_91",
         "Access logs are not part of the spec; request metrics per AZ come from CloudWatch",
     );
-    if !spec.alb.deletion_protection {
-        alb.skip_check(
-            "CKV_AWS_150",
-            "Deletion protection is turned off in the spec (alb.deletion_protection = false)",
-        );
-    }
-    if spec.waf.is_none() {
-        alb.skip_check(
-            "CKV2_AWS_28",
-            "WAF is optional and not enabled in the spec (add a [waf] table)",
-        );
-    }
     alb.depends_on(["PublicDefaultRoute"]);
 
     let check = &spec.app.health_check;

@@ -48,16 +48,10 @@ pub fn render_bootstrap(spec: &StackSpec) -> Template {
             "Tags": tags,
         }),
     );
-    bucket
-        .keep_on_delete("Retain")
-        .skip_check(
-            "CKV_AWS_18",
-            "Releases are written only by triad up/deploy; access logging is not part of the spec",
-        )
-        .skip_check(
-            "CKV_AWS_145",
-            "SSE-S3 encryption: instances and Lambda read releases without a KMS key permission",
-        );
+    bucket.keep_on_delete("Retain").skip_check(
+        "CKV_AWS_18",
+        "Releases are written only by triad up/deploy; access logging is not part of the spec",
+    );
     let policy = Resource::new(
         "AWS::S3::BucketPolicy",
         json!({

@@ -80,24 +80,10 @@ fn database(stack: &mut Stack) {
         }),
     );
     database.keep_on_delete("Snapshot");
-    database.skip_check(
-        "CKV_AWS_354",
-        "Performance Insights is not enabled: it is not offered on every instance class",
-    );
-    database.skip_check(
-        "CKV_AWS_353",
-        "Performance Insights is not enabled: it is not offered on every instance class",
-    );
     if !db.multi_az {
         database.skip_check(
             "CKV_AWS_157",
             "Multi-AZ is turned off in the spec (db.multi_az = false)",
-        );
-    }
-    if !db.deletion_protection {
-        database.skip_check(
-            "CKV_AWS_293",
-            "Deletion protection is turned off in the spec (db.deletion_protection = false)",
         );
     }
 }
@@ -244,12 +230,7 @@ fn mailer(stack: &mut Stack) {
         .skip_check(
             "CKV_AWS_173",
             "The environment holds names only (table, sender, URL, TTL), no secrets",
-        )
-        .skip_check(
-            "CKV_AWS_272",
-            "Code comes from the stack's private, versioned artefact bucket",
-        )
-        .skip_check("CKV_AWS_50", "The mailer logs each event; X-Ray tracing is not used");
+        );
     if spec.mailer.reserved_concurrency.is_none() {
         function.skip_check(
             "CKV_AWS_115",

@@ -200,10 +200,6 @@ fn waf(stack: &mut Stack) {
                 "VisibilityConfig": visibility(&format!("{}-waf", spec.name)),
                 "Tags": tags,
             }),
-        )
-        .skip_check(
-            "CKV2_AWS_31",
-            "WAF logging needs a Firehose or aws-waf-logs bucket outside the spec; sampled requests and metrics are on",
         );
     stack.add(
         "WebAclAssociation",
@@ -253,10 +249,6 @@ fn cloudtrail(stack: &mut Stack) {
         .skip_check(
             "CKV_AWS_18",
             "This is the log bucket; logging it into itself would loop",
-        )
-        .skip_check(
-            "CKV_AWS_145",
-            "SSE-S3 encryption: readers of the trail need no KMS key permission",
         );
     let bucket_arn = get_att(TRAIL_BUCKET, "Arn");
     let objects = sub(&format!(
@@ -321,14 +313,6 @@ fn cloudtrail(stack: &mut Stack) {
         .skip_check(
             "CKV_AWS_35",
             "Log files are encrypted with SSE-S3 in the private, TLS-only log bucket",
-        )
-        .skip_check(
-            "CKV_AWS_252",
-            "No SNS notification per log file: nothing consumes it",
-        )
-        .skip_check(
-            "CKV2_AWS_10",
-            "The trail goes to S3 only; CloudWatch Logs delivery is not part of the spec",
         );
 }
 
