@@ -301,6 +301,10 @@ fn a_missing_file_names_the_path() {
     &with("[https]\ncertificate_arn = \"my-cert\""),
     "line 12, field https.certificate_arn: \"my-cert\" is not an ACM certificate ARN"
 )]
+#[case::waf_rate_limit(
+    &with("[waf]\nrate_limit = 5"),
+    "line 12, field waf.rate_limit: 5 is outside what WAF accepts (10 to 2000000000 requests per 5 minutes per IP)"
+)]
 #[case::hosted_zone(
     &with("[dns]\nhosted_zone_id = \"example.com\"\nrecord_name = \"app.example.com\""),
     "line 12, field dns.hosted_zone_id: \"example.com\" is not a Route 53 hosted zone id"

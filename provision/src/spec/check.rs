@@ -52,6 +52,17 @@ impl StackSpec {
                 ),
             ));
         }
+        if let Some(limit) = file.waf.as_ref().and_then(|waf| waf.rate_limit)
+            && !(10..=2_000_000_000).contains(&limit)
+        {
+            return Err(invalid(
+                "waf.rate_limit",
+                format!(
+                    "{limit} is outside what WAF accepts (10 to 2000000000 requests per 5 minutes \
+                     per IP); leave it out for no rate limit"
+                ),
+            ));
+        }
         if let Some(dns) = &file.dns {
             if !dns.hosted_zone_id.starts_with('Z') {
                 return Err(invalid(

@@ -361,8 +361,8 @@ fn instances(stack: &mut Stack) {
         .into_iter()
         .map(|(k, v)| json!({ "Key": k, "Value": v, "PropagateAtLaunch": true }))
         .collect();
-    let mut depends = egress_ids(stack);
-    depends.push(data::DATABASE.to_string());
+    // Instances fetch their release and reach AWS APIs at boot: the way out must exist first.
+    let depends = egress_ids(stack);
     stack
         .add(
             AUTO_SCALING_GROUP,

@@ -7,8 +7,8 @@
 //! primary format; YAML is the same document through `serde_norway`.
 //!
 //! Checks that the templates knowingly do not satisfy are declared next to the resource, in
-//! `Metadata.checkov.skip`, each with a one-line reason; most depend on the spec (a skip exists
-//! only while the feature it asks for is turned off).
+//! `Metadata.checkov.skip`, each with a one-line reason; some depend on the spec (such a skip
+//! exists only while the feature its check asks for is turned off).
 
 mod app;
 mod bootstrap;
