@@ -76,7 +76,10 @@ impl UserCreated {
             )));
         }
         if !event.email.contains('@') {
-            return Err(MalformedMessage(format!("email {:?} has no @", event.email)));
+            return Err(MalformedMessage(format!(
+                "email {:?} has no @",
+                event.email
+            )));
         }
         Ok(event)
     }

@@ -36,7 +36,10 @@ pub fn idempotency_key(event_id: Uuid) -> String {
 
 /// The verification link for a token.
 pub fn verify_link(base_url: &str, token: &str) -> String {
-    format!("{}{VERIFY_PATH}?token={token}", base_url.trim_end_matches('/'))
+    format!(
+        "{}{VERIFY_PATH}?token={token}",
+        base_url.trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]
