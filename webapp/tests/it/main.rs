@@ -6,6 +6,7 @@
 mod api;
 mod binary;
 mod common;
+mod deploy;
 mod migrations;
 mod outbox;
 mod secrets;
