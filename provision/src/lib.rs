@@ -4,3 +4,4 @@
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod port;
+pub mod sandbox;
