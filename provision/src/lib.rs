@@ -4,5 +4,6 @@
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod port;
+pub mod sandbox;
 pub mod spec;
 pub mod template;
