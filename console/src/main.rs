@@ -1,13 +1,11 @@
 //! `triad`: the terminal console and command line.
 
-mod cli;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = triad::cli::Cli::parse();
     let backend = if cli.backend.aws { "aws" } else { "sandbox" };
     match cli.command {
         None => {
