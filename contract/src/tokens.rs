@@ -6,8 +6,9 @@
 //! attribute), `event_id` (S).
 //!
 //! An idempotency record: partition key [`idempotency_key`]`(event_id)`, holding the token that
-//! event produced (`token_ref`) and whether its e-mail went out (`email_sent`, BOOL). Tokens are
-//! base64url and never contain `#`, so the two kinds of keys cannot collide.
+//! event produced (`token_ref`) and whether its e-mail went out (`email_sent`, BOOL), and the same
+//! `expires_at` TTL attribute so the table forgets it too. Tokens are base64url and never contain
+//! `#`, so the two kinds of keys cannot collide.
 
 use uuid::Uuid;
 

@@ -13,6 +13,7 @@
 //! - [`MemoryCloud::fail_refresh`] makes the next step of the active refresh fail (rolling
 //!   back when it has AutoRollback); [`MemoryCloud::set_section_error`] makes a snapshot
 //!   section unreadable; [`MemoryCloud::set_target_state`] forces one target's state.
+//! - [`MemoryCloud::record_metric`] scripts metric series.
 //! - [`MemoryCloud::calls`] lists every call the backend received, to check that a guard
 //!   stopped a call before it arrived.
 //!
@@ -120,6 +121,8 @@ struct MemStack {
     silenced: BTreeSet<String>,
     section_errors: BTreeMap<Section, String>,
     target_overrides: BTreeMap<String, TargetState>,
+    /// Series recorded by tests, oldest point first.
+    recorded_metrics: Vec<MetricSeries>,
     next_launch_template_version: u32,
 }
 
@@ -249,6 +252,40 @@ impl MemoryCloud {
             };
             Ok(())
         })
+    }
+
+    /// Appends a point of `metric` (for `az`, or stack-wide with `None`) at the clock's
+    /// current time. Recorded series appear in snapshots as they are; without a recorded
+    /// `HealthyHosts` series for an AZ, the snapshot computes one point from the targets.
+    pub fn record_metric(
+        &self,
+        stack: &StackRef,
+        metric: MetricKind,
+        az: Option<&str>,
+        value: f64,
+    ) -> Result<(), CloudError> {
+        let at = self.now();
+        self.with_stack(stack, |mem, _| {
+            let point = MetricPoint { at, value };
+            match mem
+                .recorded_metrics
+                .iter_mut()
+                .find(|s| s.metric == metric && s.az.as_deref() == az)
+            {
+                Some(series) => series.points.push(point),
+                None => mem.recorded_metrics.push(MetricSeries {
+                    metric,
+                    az: az.map(str::to_owned),
+                    points: vec![point],
+                }),
+            }
+            Ok(())
+        })
+    }
+
+    /// How many `watch` and `wait_refresh` streams are still alive (dropping one ends it).
+    pub fn live_streams(&self) -> usize {
+        self.shared.changed.receiver_count()
     }
 
     /// Every call this backend received, in order ("inject terminate-az mem-1a", …).
@@ -569,6 +606,7 @@ impl MemStack {
             silenced: BTreeSet::new(),
             section_errors: BTreeMap::new(),
             target_overrides: BTreeMap::new(),
+            recorded_metrics: Vec::new(),
             next_launch_template_version: 2,
         };
         for _ in 0..fleet.capacity.desired {
@@ -958,25 +996,25 @@ impl MemStack {
                 .collect();
         }
         if readable(Section::Metrics) {
-            snapshot.metrics = Metrics {
-                period_seconds: 60,
-                series: snapshot
-                    .azs
-                    .iter()
-                    .map(|view| MetricSeries {
+            let mut series = self.recorded_metrics.clone();
+            for view in &snapshot.azs {
+                let recorded = series.iter().any(|s| {
+                    s.metric == MetricKind::HealthyHosts && s.az.as_deref() == Some(&view.az)
+                });
+                if !recorded {
+                    series.push(MetricSeries {
                         metric: MetricKind::HealthyHosts,
                         az: Some(view.az.clone()),
                         points: vec![MetricPoint {
                             at: now,
-                            value: self
-                                .instances
-                                .iter()
-                                .filter(|i| i.az == view.az)
-                                .filter(|i| self.target_of(i).state == TargetState::Healthy)
-                                .count() as f64,
+                            value: self.healthy_in(&view.az) as f64,
                         }],
-                    })
-                    .collect(),
+                    });
+                }
+            }
+            snapshot.metrics = Metrics {
+                period_seconds: 60,
+                series,
             };
         }
         snapshot.errors = self
@@ -988,6 +1026,14 @@ impl MemStack {
             })
             .collect();
         snapshot
+    }
+
+    fn healthy_in(&self, az: &str) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.az == az)
+            .filter(|i| self.target_of(i).state == TargetState::Healthy)
+            .count()
     }
 
     fn check_az(&self, az: &str) -> Result<(), CloudError> {

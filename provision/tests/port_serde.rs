@@ -412,7 +412,9 @@ fn every_aws_name_parses_back() {
     for status in StackStatus::ALL {
         assert_eq!(status.to_string().parse::<StackStatus>(), Ok(*status));
     }
-    let unknown = "Warmed:Exploded".parse::<LifecycleState>().unwrap_err();
+    let unknown = "Warmed:Exploded"
+        .parse::<LifecycleState>()
+        .expect_err("not an AWS name");
     assert_eq!(
         unknown.to_string(),
         "unknown lifecycle state \"Warmed:Exploded\""

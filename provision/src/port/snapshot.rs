@@ -28,7 +28,8 @@ pub struct Snapshot {
     /// Where clients reach the stack (the load balancer's URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// One view per Availability Zone the stack spans, ordered by AZ name.
+    /// One view per Availability Zone the stack spans, ordered by AZ name — present even
+    /// when some of their sections could not be read.
     pub azs: Vec<AzView>,
     /// The Auto Scaling group's desired / min / max.
     #[serde(default, skip_serializing_if = "Option::is_none")]
