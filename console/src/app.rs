@@ -82,6 +82,8 @@ pub enum Effect {
 #[derive(Debug, Clone)]
 pub enum Action {
     Key(KeyEvent),
+    /// The terminal changed size: only a redraw.
+    Resized,
     Snapshot(Box<Snapshot>),
     WatchFailed(String),
     DeployStarted(RefreshId),
@@ -499,6 +501,7 @@ impl State {
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Key(key) => on_key(state, key),
+        Action::Resized => Vec::new(),
         Action::Snapshot(snapshot) => {
             state.watch_error = None;
             let names: Vec<&str> = snapshot.azs.iter().map(|a| a.az.as_str()).collect();

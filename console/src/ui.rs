@@ -15,8 +15,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, List, ListItem, Paragraph, Sparkline, Wrap};
 
 use provision::port::{
-    AzView, DbRole, EventSource, HealthStatus, LifecycleState, MetricKind, RefreshStatus,
-    Snapshot, TargetState,
+    AzView, DbRole, EventSource, HealthStatus, LifecycleState, MetricKind, RefreshStatus, Snapshot,
+    TargetState,
 };
 
 use crate::app::{DeployForm, GamedayForm, Level, Mode, Screen, State};
@@ -47,7 +47,12 @@ pub fn draw(frame: &mut Frame, state: &State) {
         Screen::Help => draw_help(frame, body, state),
     }
     if state.screen != Screen::Events {
-        draw_events(frame, events, state, events.height.saturating_sub(2) as usize);
+        draw_events(
+            frame,
+            events,
+            state,
+            events.height.saturating_sub(2) as usize,
+        );
     }
     draw_footer(frame, footer, state);
     if let Mode::Confirm(confirm) = &state.mode {
@@ -103,7 +108,10 @@ fn draw_strip(frame: &mut Frame, area: Rect, state: &State) {
             }
         });
         let line = Line::from(vec![
-            Span::styled(" GAMEDAY ", Style::new().fg(Color::Black).bg(Color::Magenta)),
+            Span::styled(
+                " GAMEDAY ",
+                Style::new().fg(Color::Black).bg(Color::Magenta),
+            ),
             Span::raw(format!(
                 " {} · {} · probe ok {ok} · s: stop",
                 drill.title, drill.phase
@@ -114,10 +122,7 @@ fn draw_strip(frame: &mut Frame, area: Rect, state: &State) {
     }
     let Some(snapshot) = &state.snapshot else {
         let text = match &state.watch_error {
-            Some(e) => Line::from(Span::styled(
-                format!(" {e}"),
-                Style::new().fg(Color::Red),
-            )),
+            Some(e) => Line::from(Span::styled(format!(" {e}"), Style::new().fg(Color::Red))),
             None => Line::from(" connecting…".dim()),
         };
         frame.render_widget(text, area);
@@ -135,7 +140,10 @@ fn draw_strip(frame: &mut Frame, area: Rect, state: &State) {
                 refresh
                     .checkpoint
                     .as_ref()
-                    .map_or(String::new(), |c| format!(" · checkpoint {}%", c.percentage)),
+                    .map_or(String::new(), |c| format!(
+                        " · checkpoint {}%",
+                        c.percentage
+                    )),
                 if refresh.status.can_cancel() {
                     " · C cancel · R rollback"
                 } else {
@@ -196,9 +204,10 @@ fn series_values(snapshot: &Snapshot, metric: MetricKind, az: &str, width: usize
 
 fn draw_dashboard(frame: &mut Frame, area: Rect, state: &State) {
     let Some(snapshot) = &state.snapshot else {
-        let msg = state.watch_error.clone().unwrap_or_else(|| {
-            "waiting for the first snapshot…".to_string()
-        });
+        let msg = state
+            .watch_error
+            .clone()
+            .unwrap_or_else(|| "waiting for the first snapshot…".to_string());
         frame.render_widget(
             Paragraph::new(msg)
                 .wrap(Wrap { trim: true })
@@ -233,11 +242,7 @@ fn draw_az(
     let healthy = az.healthy_capacity();
     let title_style = if healthy == 0 {
         Style::new().fg(Color::Red).bold()
-    } else if az
-        .targets
-        .iter()
-        .any(|t| t.state != TargetState::Healthy)
-    {
+    } else if az.targets.iter().any(|t| t.state != TargetState::Healthy) {
         Style::new().fg(Color::Yellow).bold()
     } else {
         Style::new().fg(Color::Green).bold()
@@ -390,7 +395,11 @@ fn draw_events(frame: &mut Frame, area: Rect, state: &State, limit: usize) {
         )));
     }
     if let Some(snapshot) = &state.snapshot {
-        for e in snapshot.events.iter().take(limit.saturating_sub(lines.len())) {
+        for e in snapshot
+            .events
+            .iter()
+            .take(limit.saturating_sub(lines.len()))
+        {
             let source = match e.source {
                 EventSource::Scaling => "asg",
                 EventSource::LoadBalancer => "lb",
@@ -398,9 +407,8 @@ fn draw_events(frame: &mut Frame, area: Rect, state: &State, limit: usize) {
                 EventSource::Fault => "fault",
                 EventSource::Stack => "stack",
             };
-            let at = e
-                .at
-                .format(time::macros::format_description!(
+            let at =
+                e.at.format(time::macros::format_description!(
                     "[hour]:[minute]:[second]"
                 ))
                 .unwrap_or_default();
@@ -452,7 +460,9 @@ fn form_lines(labels: &[&str], values: &[String], focused: usize) -> Vec<Line<'s
 
 fn draw_deploy(frame: &mut Frame, area: Rect, state: &State) {
     let form = &state.deploy;
-    let values: Vec<String> = (0..DeployForm::LABELS.len()).map(|i| form.value(i)).collect();
+    let values: Vec<String> = (0..DeployForm::LABELS.len())
+        .map(|i| form.value(i))
+        .collect();
     let mut lines = form_lines(&DeployForm::LABELS, &values, form.field);
     lines.push(Line::from(""));
     lines.push(Line::from(
@@ -506,9 +516,7 @@ fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
         .collect();
     if let Some(report) = &drill.report {
         lines.push(Line::from(""));
-        lines.push(Line::from(
-            format!("verdict: {:?}", report.verdict).bold(),
-        ));
+        lines.push(Line::from(format!("verdict: {:?}", report.verdict).bold()));
         let secs = |v: Option<u64>| v.map_or("—".to_string(), |s| format!("{s} s"));
         lines.push(Line::from(format!(
             "detect {} · recover {} · failed {} of {}",
@@ -602,7 +610,10 @@ fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
         ("Enter i", "instances (all AZs, filterable)"),
         ("e", "events"),
         ("/", "filter instances by id or version (Esc clears)"),
-        (":", "command mode (Tab completes): dashboard instances events deploy gameday failover cancel rollback stop help quit"),
+        (
+            ":",
+            "command mode (Tab completes): dashboard instances events deploy gameday failover cancel rollback stop help quit",
+        ),
         ("y", "copy the selected instance id (OSC 52)"),
         ("Esc", "back"),
         ("q Ctrl-C", "quit"),
@@ -618,7 +629,12 @@ fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
     }
     let lines: Vec<Line> = rows
         .into_iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:>12}  "), Style::new().bold()), Span::raw(v)]))
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>12}  "), Style::new().bold()),
+                Span::raw(v),
+            ])
+        })
         .collect();
     let title = if state.read_only {
         " help (read-only session: changes are hidden) "
@@ -658,12 +674,22 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
         width,
         height,
     };
-    let mut lines: Vec<Line> = confirm.lines.iter().map(|l| Line::from(l.clone())).collect();
+    let mut lines: Vec<Line> = confirm
+        .lines
+        .iter()
+        .map(|l| Line::from(l.clone()))
+        .collect();
     lines.push(Line::from(""));
     let prompt = if state.is_production() {
-        format!("Type {} and Enter to go ahead; Esc cancels: ", confirm.expected)
+        format!(
+            "Type {} and Enter to go ahead; Esc cancels: ",
+            confirm.expected
+        )
     } else {
-        format!("Type {} and Enter to go ahead; anything else cancels: ", confirm.expected)
+        format!(
+            "Type {} and Enter to go ahead; anything else cancels: ",
+            confirm.expected
+        )
     };
     lines.push(Line::from(vec![
         Span::raw(prompt),
@@ -679,4 +705,3 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
         popup,
     );
 }
-
