@@ -50,48 +50,86 @@ pub struct BackendArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what `up` would change (a change set on AWS). [not built yet]
+    /// Show what `up` would change (a change set on AWS).
     Plan,
-    /// Create or update the stack, with live progress. [not built yet]
+    /// Create or update the stack, with live progress.
     Up {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
     },
-    /// Delete the stack. [not built yet]
+    /// Delete the stack.
     Down {
         /// Do not ask for the stack name.
         #[arg(long)]
         yes: bool,
     },
-    /// Print the CloudFormation template generated from the stack spec. [not built yet]
+    /// Print the CloudFormation template generated from the stack spec.
     Template {
         #[arg(long, value_enum, default_value = "json")]
         format: TemplateFormat,
     },
-    /// Show the stack's health per Availability Zone. [not built yet]
+    /// Show the stack's health per Availability Zone.
     Status {
         /// Print one JSON snapshot instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Roll a new version out with an instance refresh. [not built yet]
-    Deploy {
-        /// The version to deploy.
-        #[arg(long)]
-        version: String,
-        /// A local webapp binary to ship as this version.
-        #[arg(long, value_name = "PATH")]
-        binary: Option<PathBuf>,
-        /// Environment overrides for the new launch template version (K=V).
-        #[arg(long = "env", value_name = "K=V")]
-        env: Vec<String>,
-        /// Wait until the refresh reaches a terminal status.
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Run an AZ-failure GameDay, or restore one from its journal. [not built yet]
+    /// Roll a new version out with an instance refresh.
+    Deploy(DeployArgs),
+    /// Run an AZ-failure GameDay, or restore one from its journal.
     Gameday(GamedayArgs),
+    #[command(hide = true, subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The version to deploy.
+    #[arg(long)]
+    pub version: String,
+    /// A local webapp binary to ship as this version.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Environment overrides for the new launch template version (K=V, repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Follow the refresh to a terminal status; the exit code says how it ended.
+    #[arg(long)]
+    pub wait: bool,
+    /// MinHealthyPercentage (0–100; AWS default 90).
+    #[arg(long, value_name = "PCT")]
+    pub min_healthy: Option<u8>,
+    /// MaxHealthyPercentage (100–200; AWS default 100).
+    #[arg(long, value_name = "PCT")]
+    pub max_healthy: Option<u16>,
+    /// InstanceWarmup in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub warmup: Option<u32>,
+    /// CheckpointPercentages, comma-separated and ascending (e.g. 20,50,100).
+    #[arg(long, value_delimiter = ',', value_name = "PCT,…")]
+    pub checkpoints: Vec<u8>,
+    /// CheckpointDelay in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub checkpoint_delay: Option<u32>,
+    /// SkipMatching: leave instances already on the desired configuration.
+    #[arg(long)]
+    pub skip_matching: bool,
+    /// AutoRollback: roll back when the refresh fails.
+    #[arg(long)]
+    pub auto_rollback: bool,
+    /// AlarmSpecification: CloudWatch alarm names that fail the refresh (repeatable).
+    #[arg(long = "alarm", value_name = "NAME")]
+    pub alarms: Vec<String>,
+    /// BakeTime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub bake_time: Option<u32>,
+    /// ScaleInProtectedInstances: Ignore, Refresh or Wait.
+    #[arg(long, value_name = "MODE")]
+    pub scale_in_protected: Option<String>,
+    /// StandbyInstances: Ignore, Terminate or Wait.
+    #[arg(long, value_name = "MODE")]
+    pub standby: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -104,12 +142,24 @@ pub struct GamedayArgs {
     /// The fault: terminate-az, blackhole-az, block-launches, failover-db, az-outage.
     #[arg(long)]
     pub fault: Option<String>,
-    /// How long the fault stays in place (e.g. 60s, 5m).
-    #[arg(long)]
-    pub duration: Option<String>,
+    /// How long the fault stays in place, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub duration: u64,
     /// Probe requests per second.
+    #[arg(long, default_value_t = 20)]
+    pub rate: u32,
+    /// Signups per second during the drill, checked afterwards (0: none).
+    #[arg(long, default_value_t = 2)]
+    pub signups: u32,
+    /// Stop and restore when the probe's error rate over 5 s exceeds this percentage.
+    #[arg(long, default_value_t = 50, value_name = "PCT")]
+    pub max_error: u8,
+    /// Stop and restore when total healthy capacity falls below this.
+    #[arg(long, default_value_t = 0)]
+    pub min_healthy: u32,
+    /// Describe what the fault would touch and stop.
     #[arg(long)]
-    pub rate: Option<u32>,
+    pub dry_run: bool,
     /// Where to write the report.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
@@ -119,6 +169,15 @@ pub struct GamedayArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run the sandbox daemon for one stack (started on demand by other commands).
+    Serve {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,31 +1,103 @@
-//! `triad`: the terminal console and command line.
-
-mod cli;
+//! `triad`: the terminal console and command line. This file only parses arguments, sets up
+//! logging and dispatches; the work lives in the library.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use provision::spec::StackSpec;
+use triad::cli::{self, Cli, Command, GamedayCommand};
+use triad::commands::{self, Outcome};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    let backend = if cli.backend.aws { "aws" } else { "sandbox" };
-    match cli.command {
-        None => {
-            eprintln!("triad: the console is not built yet (backend: {backend})");
-            ExitCode::from(3)
-        }
-        Some(cli::Command::Template { format }) => match print_template(&cli.stack, format) {
+    let cli = Cli::parse();
+    if let Some(Command::Template { format }) = &cli.command {
+        return match print_template(&cli.stack, *format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("triad: {error:#}");
-                ExitCode::from(2)
+                ExitCode::from(Outcome::Invalid.code())
             }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("triad: cannot start the async runtime: {e}");
+            return ExitCode::from(Outcome::BackendError.code());
+        }
+    };
+    let outcome = runtime.block_on(dispatch(&cli));
+    ExitCode::from(outcome.code())
+}
+
+async fn dispatch(cli: &Cli) -> Outcome {
+    match &cli.command {
+        None => console(cli).await,
+        Some(Command::Status { json }) => commands::status(cli, *json).await,
+        Some(Command::Deploy(args)) => commands::deploy(cli, args).await,
+        Some(Command::Gameday(args)) => match &args.restore {
+            Some(GamedayCommand::Restore) => commands::gameday_restore(cli).await,
+            None => commands::gameday(cli, args).await,
         },
-        Some(command) => {
-            eprintln!("triad: {command:?} is not built yet (backend: {backend})");
-            ExitCode::from(3)
+        Some(Command::Plan) => commands::not_built("plan"),
+        Some(Command::Up { .. }) => commands::not_built("up"),
+        Some(Command::Down { .. }) => commands::not_built("down"),
+        Some(Command::Sandbox(_)) => commands::not_built("the sandbox daemon"),
+        Some(Command::Template { .. }) => Outcome::Done,
+    }
+}
+
+/// The interactive console. Logs go to a file in the working area, never to the screen.
+async fn console(cli: &Cli) -> Outcome {
+    let log_path = triad::backend::work_dir().join("console.log");
+    if let Some(dir) = log_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    }
+    let (_, stack) = match commands::load_stack(cli) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let choice = match provision::port::BackendChoice::from_process_env(&triad::backend::flags(
+        &cli.backend,
+    )) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("triad: {e}");
+            return Outcome::of(&e);
+        }
+    };
+    let (cloud, error) = match triad::backend::connect(&choice, &stack).await {
+        Ok(inner) => (
+            Some(triad::backend::guard(inner, &stack, cli.read_only)),
+            None,
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let state = triad::app::State::new(
+        stack,
+        choice.kind(),
+        triad::backend::origin(&choice),
+        cli.read_only,
+    );
+    match triad::run::run(state, cloud, error).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => {
+            eprintln!("triad: {e:#}");
+            Outcome::BackendError
         }
     }
 }

@@ -1,0 +1,1203 @@
+//! The console's state and its one pure `update` function.
+//!
+//! Everything the console does goes through here: a key press, a snapshot from the watch, an
+//! answer from the cloud, a drill update — each is an [`Action`]; [`update`] changes the
+//! [`State`] and returns the [`Effect`]s to run (cloud calls, the drill, the clipboard). The
+//! effect runner (`run.rs`) carries them out on tokio tasks and sends their results back as
+//! actions. Nothing here performs I/O, so the whole key → action → effect table is tested
+//! without a terminal.
+//!
+//! Safety lives here too: every destructive action (fault, failover, cancel, rollback, deploy)
+//! opens a [`Confirm`] dialog whose default is *cancel*; on AWS the operator must type the AZ
+//! (or stack) name; in a read-only session the action is refused before any dialog opens.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use provision::port::{
+    BackendKind, DeployRequest, Fault, FaultPlan, RefreshId, RefreshPreferences, Snapshot, StackRef,
+};
+
+use crate::drill::engine::{DrillConfig, DrillUpdate, StopConditions};
+use crate::drill::probe::ProbeSecond;
+use crate::drill::report::{CapacitySample, DrillReport, StepRecord};
+
+/// The screens, reachable by key or by `:name` in command mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Dashboard,
+    Instances,
+    Events,
+    Deploy,
+    GameDay,
+    Help,
+}
+
+impl Screen {
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Dashboard => "dashboard",
+            Screen::Instances => "instances",
+            Screen::Events => "events",
+            Screen::Deploy => "deploy",
+            Screen::GameDay => "gameday",
+            Screen::Help => "help",
+        }
+    }
+}
+
+/// Commands accepted in command mode (`:`), completed with Tab.
+pub const COMMANDS: &[&str] = &[
+    "dashboard",
+    "instances",
+    "events",
+    "deploy",
+    "gameday",
+    "failover",
+    "cancel",
+    "rollback",
+    "stop",
+    "help",
+    "quit",
+];
+
+/// What the console asks the effect runner to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Deploy(Box<DeployRequest>),
+    CancelRefresh,
+    RollbackRefresh,
+    /// The dry run of a fault, before asking for confirmation.
+    DescribeFault(Fault),
+    StartDrill(Box<DrillConfig>),
+    /// Stop the running drill early: it restores and writes its report.
+    StopDrill,
+    /// Put text on the clipboard (OSC 52, works over SSH).
+    Copy(String),
+    Quit,
+}
+
+/// Everything that can happen to the console.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Key(KeyEvent),
+    /// The terminal changed size: only a redraw.
+    Resized,
+    Snapshot(Box<Snapshot>),
+    WatchFailed(String),
+    DeployStarted(RefreshId),
+    RefreshCancelled(RefreshId),
+    RollbackStarted(RefreshId),
+    FaultDescribed(Box<FaultPlan>),
+    Drill(DrillUpdate),
+    /// A cloud call failed; `what` says which.
+    Failed {
+        what: String,
+        error: String,
+    },
+    Copied(String),
+}
+
+/// A pending confirmation. Enter with the wrong (or empty) text cancels: cancel is the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirm {
+    pub title: String,
+    pub lines: Vec<String>,
+    /// What must be typed to go ahead.
+    pub expected: String,
+    pub input: String,
+    pub effect: Effect,
+}
+
+/// The input mode on top of the current screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Normal,
+    Command(String),
+    Filter(String),
+    Confirm(Box<Confirm>),
+}
+
+/// A line in the console's own log (the events pane mixes these with the cloud's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub level: Level,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// The deploy dialog's fields, with AWS's defaults shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployForm {
+    pub field: usize,
+    pub version: String,
+    pub min_healthy: String,
+    pub max_healthy: String,
+    pub warmup: String,
+    pub checkpoints: String,
+    pub checkpoint_delay: String,
+    pub bake_time: String,
+    pub skip_matching: bool,
+    pub auto_rollback: bool,
+}
+
+impl Default for DeployForm {
+    fn default() -> Self {
+        let d = RefreshPreferences::default();
+        DeployForm {
+            field: 0,
+            version: String::new(),
+            min_healthy: d.min_healthy_percentage.to_string(),
+            max_healthy: d.max_healthy_percentage.to_string(),
+            warmup: String::new(),
+            checkpoints: String::new(),
+            checkpoint_delay: String::new(),
+            bake_time: d.bake_time_seconds.to_string(),
+            skip_matching: false,
+            auto_rollback: true,
+        }
+    }
+}
+
+impl DeployForm {
+    pub const LABELS: [&'static str; 9] = [
+        "version",
+        "min healthy %",
+        "max healthy %",
+        "instance warmup s",
+        "checkpoints %",
+        "checkpoint delay s",
+        "bake time s",
+        "skip matching",
+        "auto rollback",
+    ];
+
+    pub fn value(&self, field: usize) -> String {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        match field {
+            0 => self.version.clone(),
+            1 => self.min_healthy.clone(),
+            2 => self.max_healthy.clone(),
+            3 => self.warmup.clone(),
+            4 => self.checkpoints.clone(),
+            5 => self.checkpoint_delay.clone(),
+            6 => self.bake_time.clone(),
+            7 => yes_no(self.skip_matching),
+            _ => yes_no(self.auto_rollback),
+        }
+    }
+
+    fn text_mut(&mut self) -> Option<&mut String> {
+        match self.field {
+            0 => Some(&mut self.version),
+            1 => Some(&mut self.min_healthy),
+            2 => Some(&mut self.max_healthy),
+            3 => Some(&mut self.warmup),
+            4 => Some(&mut self.checkpoints),
+            5 => Some(&mut self.checkpoint_delay),
+            6 => Some(&mut self.bake_time),
+            _ => None,
+        }
+    }
+
+    fn toggle(&mut self) {
+        match self.field {
+            7 => self.skip_matching = !self.skip_matching,
+            8 => self.auto_rollback = !self.auto_rollback,
+            _ => {}
+        }
+    }
+
+    /// The request this form describes, or the field that is wrong and why.
+    pub fn request(&self) -> Result<DeployRequest, String> {
+        fn num<T: std::str::FromStr>(label: &str, text: &str) -> Result<T, String> {
+            text.trim()
+                .parse()
+                .map_err(|_| format!("{label}: {text:?} is not a number"))
+        }
+        fn opt<T: std::str::FromStr>(label: &str, text: &str) -> Result<Option<T>, String> {
+            if text.trim().is_empty() {
+                Ok(None)
+            } else {
+                num(label, text).map(Some)
+            }
+        }
+        if self.version.trim().is_empty() {
+            return Err("version: type the version to deploy".into());
+        }
+        let checkpoints = self
+            .checkpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| num::<u8>("checkpoints %", s))
+            .collect::<Result<Vec<u8>, String>>()?;
+        let preferences = RefreshPreferences {
+            min_healthy_percentage: num("min healthy %", &self.min_healthy)?,
+            max_healthy_percentage: num("max healthy %", &self.max_healthy)?,
+            instance_warmup_seconds: opt("instance warmup s", &self.warmup)?,
+            checkpoint_percentages: checkpoints,
+            checkpoint_delay_seconds: opt("checkpoint delay s", &self.checkpoint_delay)?,
+            skip_matching: self.skip_matching,
+            auto_rollback: self.auto_rollback,
+            bake_time_seconds: num("bake time s", &self.bake_time)?,
+            ..RefreshPreferences::default()
+        };
+        let mut request = DeployRequest::new(self.version.trim());
+        request.preferences = preferences;
+        request.validate().map_err(|e| e.to_string())?;
+        Ok(request)
+    }
+}
+
+/// The GameDay dialog's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GamedayForm {
+    pub field: usize,
+    pub az_index: usize,
+    pub fault_index: usize,
+    pub duration: String,
+    pub rate: String,
+    pub max_error_pct: String,
+    pub signups: bool,
+    pub force: bool,
+}
+
+impl Default for GamedayForm {
+    fn default() -> Self {
+        GamedayForm {
+            field: 0,
+            az_index: 0,
+            fault_index: 0,
+            duration: "60".into(),
+            rate: "20".into(),
+            max_error_pct: "50".into(),
+            signups: true,
+            force: false,
+        }
+    }
+}
+
+impl GamedayForm {
+    pub const LABELS: [&'static str; 7] = [
+        "AZ",
+        "fault",
+        "duration s",
+        "probe rate /s",
+        "stop at error %",
+        "signup stream",
+        "force",
+    ];
+
+    pub fn fault_kind(&self) -> &'static str {
+        Fault::KINDS[self.fault_index % Fault::KINDS.len()]
+    }
+
+    fn text_mut(&mut self) -> Option<&mut String> {
+        match self.field {
+            2 => Some(&mut self.duration),
+            3 => Some(&mut self.rate),
+            4 => Some(&mut self.max_error_pct),
+            _ => None,
+        }
+    }
+
+    /// The drill this form describes.
+    pub fn config(&self, azs: &[String]) -> Result<DrillConfig, String> {
+        let kind = self.fault_kind();
+        let az = azs.get(self.az_index % azs.len().max(1)).cloned();
+        let fault = if kind == "failover-db" {
+            Fault::FailoverDb
+        } else {
+            let az = az.ok_or("AZ: no AZ is known yet")?;
+            Fault::parse(kind, Some(&az)).map_err(|e| e.to_string())?
+        };
+        let secs = |label: &str, text: &str| -> Result<u64, String> {
+            text.trim()
+                .parse()
+                .map_err(|_| format!("{label}: {text:?} is not a number"))
+        };
+        let duration = Duration::from_secs(secs("duration s", &self.duration)?.max(1));
+        let rate = u32::try_from(secs("probe rate /s", &self.rate)?)
+            .map_err(|_| "probe rate /s: too large".to_string())?;
+        let max_error = secs("stop at error %", &self.max_error_pct)?.min(100) as f64 / 100.0;
+        let mut config = DrillConfig::new(fault, duration);
+        config.probe_rate = rate;
+        config.signup_rate = if self.signups { 2 } else { 0 };
+        config.force = self.force;
+        config.stop = StopConditions {
+            max_error_rate: max_error,
+            max_duration: duration * 4 + Duration::from_secs(120),
+            ..StopConditions::default()
+        };
+        Ok(config)
+    }
+}
+
+/// What the console shows of a running (or finished) drill.
+#[derive(Debug, Clone, Default)]
+pub struct DrillView {
+    pub title: String,
+    pub phase: String,
+    pub steps: Vec<StepRecord>,
+    pub probe: Vec<ProbeSecond>,
+    pub capacity: Vec<CapacitySample>,
+    pub report: Option<Box<DrillReport>>,
+    pub report_files: Vec<String>,
+    pub running: bool,
+}
+
+/// The whole console state.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub stack: StackRef,
+    pub backend: BackendKind,
+    /// "profile prod · eu-west-1", or the sandbox's working directory.
+    pub origin: String,
+    pub read_only: bool,
+    pub snapshot: Option<Box<Snapshot>>,
+    pub watch_error: Option<String>,
+    pub screen: Screen,
+    pub previous: Vec<Screen>,
+    pub mode: Mode,
+    /// The instance filter (`/`), applied to instance lists.
+    pub filter: String,
+    /// The focused AZ column.
+    pub az: usize,
+    /// The selected row in the focused list.
+    pub row: usize,
+    pub deploy: DeployForm,
+    pub gameday: GamedayForm,
+    pub drill: Option<DrillView>,
+    pub notices: VecDeque<Notice>,
+    pub quit: bool,
+}
+
+const MAX_NOTICES: usize = 200;
+
+impl State {
+    pub fn new(stack: StackRef, backend: BackendKind, origin: String, read_only: bool) -> Self {
+        State {
+            stack,
+            backend,
+            origin,
+            read_only,
+            snapshot: None,
+            watch_error: None,
+            screen: Screen::Dashboard,
+            previous: Vec::new(),
+            mode: Mode::Normal,
+            filter: String::new(),
+            az: 0,
+            row: 0,
+            deploy: DeployForm::default(),
+            gameday: GamedayForm::default(),
+            drill: None,
+            notices: VecDeque::new(),
+            quit: false,
+        }
+    }
+
+    /// Whether this session can hurt production: the AWS backend, or a stack tagged so.
+    pub fn is_production(&self) -> bool {
+        self.backend == BackendKind::Aws
+    }
+
+    pub fn az_names(&self) -> Vec<String> {
+        self.snapshot
+            .as_ref()
+            .map(|s| s.azs.iter().map(|a| a.az.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn focused_az(&self) -> Option<String> {
+        let names = self.az_names();
+        names
+            .get(self.az.min(names.len().saturating_sub(1)))
+            .cloned()
+    }
+
+    /// The instance ids shown in the focused list, filtered.
+    pub fn listed_instances(&self) -> Vec<String> {
+        let Some(snapshot) = &self.snapshot else {
+            return Vec::new();
+        };
+        let focus = self.focused_az();
+        snapshot
+            .azs
+            .iter()
+            .filter(|a| self.screen != Screen::Dashboard || Some(&a.az) == focus.as_ref())
+            .flat_map(|a| a.instances.iter())
+            .filter(|i| self.matches_filter(&i.id, i.version.as_deref()))
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
+    pub fn matches_filter(&self, id: &str, version: Option<&str>) -> bool {
+        let filter = match &self.mode {
+            Mode::Filter(f) => f.as_str(),
+            _ => self.filter.as_str(),
+        };
+        filter.is_empty() || id.contains(filter) || version.is_some_and(|v| v.contains(filter))
+    }
+
+    fn notice(&mut self, level: Level, text: impl Into<String>) {
+        self.notices.push_front(Notice {
+            level,
+            text: text.into(),
+        });
+        self.notices.truncate(MAX_NOTICES);
+    }
+
+    fn go(&mut self, screen: Screen) {
+        if self.screen != screen {
+            self.previous.push(self.screen);
+            self.screen = screen;
+            self.row = 0;
+        }
+    }
+
+    fn back(&mut self) {
+        self.screen = self.previous.pop().unwrap_or(Screen::Dashboard);
+        self.row = 0;
+    }
+
+    /// What must be typed to confirm a destructive action touching `az` (or the stack).
+    fn confirmation_word(&self, az: Option<&str>) -> String {
+        if self.is_production() {
+            az.map_or_else(|| self.stack.name.clone(), str::to_string)
+        } else {
+            "y".into()
+        }
+    }
+
+    fn refuse_if_read_only(&mut self, what: &str) -> bool {
+        if self.read_only {
+            self.notice(Level::Warn, format!("read-only session: {what} refused"));
+        }
+        self.read_only
+    }
+
+    fn ask(&mut self, title: String, lines: Vec<String>, az: Option<&str>, effect: Effect) {
+        let expected = self.confirmation_word(az);
+        self.mode = Mode::Confirm(Box::new(Confirm {
+            title,
+            lines,
+            expected,
+            input: String::new(),
+            effect,
+        }));
+    }
+}
+
+/// Applies one action; returns what to do about it.
+pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Key(key) => on_key(state, key),
+        Action::Resized => Vec::new(),
+        Action::Snapshot(snapshot) => {
+            state.watch_error = None;
+            let names: Vec<&str> = snapshot.azs.iter().map(|a| a.az.as_str()).collect();
+            state.az = state.az.min(names.len().saturating_sub(1));
+            state.snapshot = Some(snapshot);
+            Vec::new()
+        }
+        Action::WatchFailed(error) => {
+            state.watch_error = Some(error);
+            Vec::new()
+        }
+        Action::DeployStarted(id) => {
+            state.notice(Level::Info, format!("instance refresh {id} started"));
+            state.screen = Screen::Dashboard;
+            Vec::new()
+        }
+        Action::RefreshCancelled(id) => {
+            state.notice(Level::Info, format!("cancel requested for refresh {id}"));
+            Vec::new()
+        }
+        Action::RollbackStarted(id) => {
+            state.notice(Level::Info, format!("rollback started for refresh {id}"));
+            Vec::new()
+        }
+        Action::FaultDescribed(plan) => {
+            let mut lines: Vec<String> = plan
+                .actions
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {}{}",
+                        a.call,
+                        a.resource,
+                        if a.reversible { "" } else { " (not undone)" }
+                    )
+                })
+                .collect();
+            lines.extend(plan.notes.iter().cloned());
+            match state.gameday.config(&state.az_names()) {
+                Ok(config) => {
+                    let title = format!(
+                        "GameDay: {} in {} for {} s",
+                        plan.fault.kind(),
+                        plan.az.as_deref().unwrap_or("the primary's AZ"),
+                        config.duration.as_secs()
+                    );
+                    let az = plan.az.clone();
+                    state.ask(
+                        title,
+                        lines,
+                        az.as_deref(),
+                        Effect::StartDrill(Box::new(config)),
+                    );
+                }
+                Err(e) => state.notice(Level::Error, e),
+            }
+            Vec::new()
+        }
+        Action::Drill(update) => {
+            on_drill(state, update);
+            Vec::new()
+        }
+        Action::Failed { what, error } => {
+            state.notice(Level::Error, format!("{what} failed: {error}"));
+            Vec::new()
+        }
+        Action::Copied(text) => {
+            state.notice(Level::Info, format!("copied {text}"));
+            Vec::new()
+        }
+    }
+}
+
+fn on_drill(state: &mut State, update: DrillUpdate) {
+    let view = state.drill.get_or_insert_with(DrillView::default);
+    match update {
+        DrillUpdate::Started { title } => {
+            *view = DrillView {
+                title,
+                running: true,
+                phase: "steady state".into(),
+                ..DrillView::default()
+            };
+        }
+        DrillUpdate::Step(step) => {
+            view.phase = step.step.clone();
+            view.steps.push(step);
+        }
+        DrillUpdate::Probe(second) => {
+            view.probe.push(second);
+            if view.probe.len() > 3600 {
+                view.probe.remove(0);
+            }
+        }
+        DrillUpdate::Capacity(sample) => {
+            view.capacity.push(sample);
+            if view.capacity.len() > 3600 {
+                view.capacity.remove(0);
+            }
+        }
+        DrillUpdate::Finished { report, files } => {
+            view.running = false;
+            view.phase = "report".into();
+            view.report = Some(report);
+            view.report_files = files;
+            let files = view.report_files.join(", ");
+            state.notice(Level::Info, format!("GameDay report written: {files}"));
+        }
+        DrillUpdate::Failed(error) => {
+            view.running = false;
+            view.phase = "failed".into();
+            state.notice(Level::Error, format!("GameDay failed: {error}"));
+        }
+    }
+}
+
+fn ctrl(key: &KeyEvent, c: char) -> bool {
+    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
+}
+
+fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    if ctrl(&key, 'c') {
+        state.quit = true;
+        return vec![Effect::Quit];
+    }
+    match std::mem::replace(&mut state.mode, Mode::Normal) {
+        Mode::Confirm(confirm) => on_confirm_key(state, *confirm, key),
+        Mode::Command(input) => on_command_key(state, input, key),
+        Mode::Filter(input) => {
+            on_filter_key(state, input, key);
+            Vec::new()
+        }
+        Mode::Normal => match state.screen {
+            Screen::Deploy => on_deploy_key(state, key),
+            Screen::GameDay => on_gameday_key(state, key),
+            _ => on_normal_key(state, key),
+        },
+    }
+}
+
+fn on_confirm_key(state: &mut State, mut confirm: Confirm, key: KeyEvent) -> Vec<Effect> {
+    match key.code {
+        KeyCode::Esc => {
+            state.notice(Level::Info, format!("{}: cancelled", confirm.title));
+            Vec::new()
+        }
+        KeyCode::Enter => {
+            if confirm.input == confirm.expected {
+                vec![confirm.effect]
+            } else {
+                state.notice(Level::Info, format!("{}: cancelled", confirm.title));
+                Vec::new()
+            }
+        }
+        KeyCode::Backspace => {
+            confirm.input.pop();
+            state.mode = Mode::Confirm(Box::new(confirm));
+            Vec::new()
+        }
+        KeyCode::Char(c) => {
+            confirm.input.push(c);
+            state.mode = Mode::Confirm(Box::new(confirm));
+            Vec::new()
+        }
+        _ => {
+            state.mode = Mode::Confirm(Box::new(confirm));
+            Vec::new()
+        }
+    }
+}
+
+/// Completes a command-mode word: the one command it starts, or the longest common prefix.
+pub fn complete(input: &str) -> String {
+    let matches: Vec<&str> = COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with(input))
+        .collect();
+    match matches.as_slice() {
+        [] => input.to_string(),
+        [one] => (*one).to_string(),
+        many => {
+            let first = many[0];
+            let mut len = first.len();
+            for other in &many[1..] {
+                len = len.min(
+                    first
+                        .chars()
+                        .zip(other.chars())
+                        .take_while(|(a, b)| a == b)
+                        .count(),
+                );
+            }
+            first[..len].to_string()
+        }
+    }
+}
+
+fn on_command_key(state: &mut State, mut input: String, key: KeyEvent) -> Vec<Effect> {
+    match key.code {
+        KeyCode::Esc => Vec::new(),
+        KeyCode::Tab => {
+            state.mode = Mode::Command(complete(&input));
+            Vec::new()
+        }
+        KeyCode::Backspace => {
+            input.pop();
+            state.mode = Mode::Command(input);
+            Vec::new()
+        }
+        KeyCode::Char(c) => {
+            input.push(c);
+            state.mode = Mode::Command(input);
+            Vec::new()
+        }
+        KeyCode::Enter => run_command(state, complete(input.trim()).as_str()),
+        _ => {
+            state.mode = Mode::Command(input);
+            Vec::new()
+        }
+    }
+}
+
+fn run_command(state: &mut State, command: &str) -> Vec<Effect> {
+    match command {
+        "dashboard" => state.go(Screen::Dashboard),
+        "instances" => state.go(Screen::Instances),
+        "events" => state.go(Screen::Events),
+        "help" => state.go(Screen::Help),
+        "deploy" => return open_deploy(state),
+        "gameday" => return open_gameday(state),
+        "failover" => return ask_failover(state),
+        "cancel" => return ask_cancel(state),
+        "rollback" => return ask_rollback(state),
+        "stop" => return stop_drill(state),
+        "quit" | "q" => {
+            state.quit = true;
+            return vec![Effect::Quit];
+        }
+        "" => {}
+        other => state.notice(Level::Warn, format!("unknown command :{other}")),
+    }
+    Vec::new()
+}
+
+fn on_filter_key(state: &mut State, mut input: String, key: KeyEvent) {
+    match key.code {
+        KeyCode::Esc => state.filter.clear(),
+        KeyCode::Enter => state.filter = input,
+        KeyCode::Backspace => {
+            input.pop();
+            state.mode = Mode::Filter(input);
+        }
+        KeyCode::Char(c) => {
+            input.push(c);
+            state.mode = Mode::Filter(input);
+        }
+        _ => state.mode = Mode::Filter(input),
+    }
+    state.row = 0;
+}
+
+fn open_deploy(state: &mut State) -> Vec<Effect> {
+    if !state.refuse_if_read_only("deploy") {
+        state.go(Screen::Deploy);
+    }
+    Vec::new()
+}
+
+fn open_gameday(state: &mut State) -> Vec<Effect> {
+    if state.drill.as_ref().is_some_and(|d| d.running) {
+        state.go(Screen::GameDay);
+        return Vec::new();
+    }
+    if !state.refuse_if_read_only("GameDay") {
+        state.drill = None;
+        state.go(Screen::GameDay);
+    }
+    Vec::new()
+}
+
+fn ask_failover(state: &mut State) -> Vec<Effect> {
+    if state.refuse_if_read_only("database failover") {
+        return Vec::new();
+    }
+    state.go(Screen::GameDay);
+    state.gameday.fault_index = Fault::KINDS
+        .iter()
+        .position(|k| *k == "failover-db")
+        .unwrap_or(0);
+    vec![Effect::DescribeFault(Fault::FailoverDb)]
+}
+
+fn ask_cancel(state: &mut State) -> Vec<Effect> {
+    if state.refuse_if_read_only("cancel refresh") {
+        return Vec::new();
+    }
+    match active_refresh_id(state) {
+        Some(id) => state.ask(
+            format!("Cancel instance refresh {id}?"),
+            vec!["Instances already replaced stay replaced.".into()],
+            None,
+            Effect::CancelRefresh,
+        ),
+        None => state.notice(Level::Info, "no instance refresh is active"),
+    }
+    Vec::new()
+}
+
+fn ask_rollback(state: &mut State) -> Vec<Effect> {
+    if state.refuse_if_read_only("rollback") {
+        return Vec::new();
+    }
+    match active_refresh_id(state) {
+        Some(id) => state.ask(
+            format!("Roll back instance refresh {id}?"),
+            vec!["Replaced instances go back to the previous launch template version.".into()],
+            None,
+            Effect::RollbackRefresh,
+        ),
+        None => state.notice(Level::Info, "no instance refresh is active"),
+    }
+    Vec::new()
+}
+
+fn stop_drill(state: &mut State) -> Vec<Effect> {
+    if state.drill.as_ref().is_some_and(|d| d.running) {
+        state.notice(Level::Warn, "stopping the GameDay: restoring now");
+        vec![Effect::StopDrill]
+    } else {
+        state.notice(Level::Info, "no GameDay is running");
+        Vec::new()
+    }
+}
+
+fn active_refresh_id(state: &State) -> Option<RefreshId> {
+    state
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.active_refresh())
+        .map(|r| r.id.clone())
+}
+
+fn move_row(state: &mut State, down: bool) {
+    let len = state.listed_instances().len();
+    if down {
+        if state.row + 1 < len {
+            state.row += 1;
+        }
+    } else {
+        state.row = state.row.saturating_sub(1);
+    }
+}
+
+fn on_normal_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    match key.code {
+        KeyCode::Char('q') => {
+            state.quit = true;
+            vec![Effect::Quit]
+        }
+        KeyCode::Char('?') => {
+            state.go(Screen::Help);
+            Vec::new()
+        }
+        KeyCode::Char(':') => {
+            state.mode = Mode::Command(String::new());
+            Vec::new()
+        }
+        KeyCode::Char('/') => {
+            state.mode = Mode::Filter(state.filter.clone());
+            Vec::new()
+        }
+        KeyCode::Esc => {
+            if !state.filter.is_empty() {
+                state.filter.clear();
+            } else {
+                state.back();
+            }
+            Vec::new()
+        }
+        KeyCode::Char('j') | KeyCode::Down => {
+            move_row(state, true);
+            Vec::new()
+        }
+        KeyCode::Char('k') | KeyCode::Up => {
+            move_row(state, false);
+            Vec::new()
+        }
+        KeyCode::Char('l') | KeyCode::Right | KeyCode::Tab => {
+            let n = state.az_names().len().max(1);
+            state.az = (state.az + 1) % n;
+            state.row = 0;
+            Vec::new()
+        }
+        KeyCode::Char('h') | KeyCode::Left | KeyCode::BackTab => {
+            let n = state.az_names().len().max(1);
+            state.az = (state.az + n - 1) % n;
+            state.row = 0;
+            Vec::new()
+        }
+        KeyCode::Enter | KeyCode::Char('i') => {
+            state.go(Screen::Instances);
+            Vec::new()
+        }
+        KeyCode::Char('e') => {
+            state.go(Screen::Events);
+            Vec::new()
+        }
+        KeyCode::Char('d') => open_deploy(state),
+        KeyCode::Char('g') => open_gameday(state),
+        KeyCode::Char('F') => ask_failover(state),
+        KeyCode::Char('C') => ask_cancel(state),
+        KeyCode::Char('R') => ask_rollback(state),
+        KeyCode::Char('s') => stop_drill(state),
+        KeyCode::Char('y') => {
+            let ids = state.listed_instances();
+            match ids.get(state.row) {
+                Some(id) => vec![Effect::Copy(id.clone())],
+                None => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn on_deploy_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    let form = &mut state.deploy;
+    match key.code {
+        KeyCode::Esc => state.back(),
+        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % DeployForm::LABELS.len(),
+        KeyCode::BackTab | KeyCode::Up => {
+            form.field = (form.field + DeployForm::LABELS.len() - 1) % DeployForm::LABELS.len()
+        }
+        KeyCode::Char(' ') if form.field >= 7 => form.toggle(),
+        KeyCode::Backspace => {
+            if let Some(text) = form.text_mut() {
+                text.pop();
+            }
+        }
+        KeyCode::Char(c) => {
+            if let Some(text) = form.text_mut() {
+                text.push(c);
+            }
+        }
+        KeyCode::Enter => match form.request() {
+            Ok(request) => {
+                let p = &request.preferences;
+                let lines = vec![
+                    format!(
+                        "healthy {}–{} %, warmup {}, checkpoints {:?}",
+                        p.min_healthy_percentage,
+                        p.max_healthy_percentage,
+                        p.instance_warmup_seconds
+                            .map_or("default".into(), |s| format!("{s} s")),
+                        p.checkpoint_percentages
+                    ),
+                    format!(
+                        "skip matching {}, auto rollback {}, bake {} s",
+                        p.skip_matching, p.auto_rollback, p.bake_time_seconds
+                    ),
+                    "Every instance is replaced by an instance refresh.".into(),
+                ];
+                let title = format!("Deploy {} to {}?", request.version, state.stack.name);
+                state.ask(title, lines, None, Effect::Deploy(Box::new(request)));
+            }
+            Err(reason) => state.notice(Level::Error, reason),
+        },
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn on_gameday_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    if state.drill.is_some() {
+        return match key.code {
+            KeyCode::Char('s') => stop_drill(state),
+            KeyCode::Esc | KeyCode::Char('q') => {
+                state.back();
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+    }
+    let azs = state.az_names();
+    let form = &mut state.gameday;
+    let n = GamedayForm::LABELS.len();
+    match key.code {
+        KeyCode::Esc => state.back(),
+        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
+        KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
+        KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') => {
+            let forward = key.code != KeyCode::Left;
+            let step = |i: usize, len: usize| {
+                let len = len.max(1);
+                if forward {
+                    (i + 1) % len
+                } else {
+                    (i + len - 1) % len
+                }
+            };
+            match form.field {
+                0 => form.az_index = step(form.az_index, azs.len()),
+                1 => form.fault_index = step(form.fault_index, Fault::KINDS.len()),
+                5 => form.signups = !form.signups,
+                6 => form.force = !form.force,
+                _ => {}
+            }
+        }
+        KeyCode::Backspace => {
+            if let Some(text) = form.text_mut() {
+                text.pop();
+            }
+        }
+        KeyCode::Char(c) if c.is_ascii_digit() => {
+            if let Some(text) = form.text_mut() {
+                text.push(c);
+            }
+        }
+        KeyCode::Enter => match form.config(&azs) {
+            Ok(config) => return vec![Effect::DescribeFault(config.fault)],
+            Err(reason) => state.notice(Level::Error, reason),
+        },
+        _ => {}
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::{KeyEventKind, KeyEventState};
+    use rstest::rstest;
+
+    fn key(code: KeyCode) -> Action {
+        Action::Key(KeyEvent {
+            code,
+            modifiers: KeyModifiers::NONE,
+            kind: KeyEventKind::Press,
+            state: KeyEventState::NONE,
+        })
+    }
+
+    fn chars(state: &mut State, text: &str) -> Vec<Effect> {
+        text.chars()
+            .flat_map(|c| update(state, key(KeyCode::Char(c))))
+            .collect()
+    }
+
+    fn state(backend: BackendKind, read_only: bool) -> State {
+        let stack = StackRef::new("demo").expect("stack name");
+        State::new(stack, backend, "here".into(), read_only)
+    }
+
+    #[rstest]
+    #[case(KeyCode::Char('?'), Screen::Help)]
+    #[case(KeyCode::Char('e'), Screen::Events)]
+    #[case(KeyCode::Char('i'), Screen::Instances)]
+    #[case(KeyCode::Enter, Screen::Instances)]
+    #[case(KeyCode::Char('d'), Screen::Deploy)]
+    #[case(KeyCode::Char('g'), Screen::GameDay)]
+    fn keys_open_screens(#[case] code: KeyCode, #[case] screen: Screen) {
+        let mut s = state(BackendKind::Sandbox, false);
+        assert!(update(&mut s, key(code)).is_empty());
+        assert_eq!(s.screen, screen);
+        update(&mut s, key(KeyCode::Esc));
+        assert_eq!(s.screen, Screen::Dashboard, "esc goes back");
+    }
+
+    #[rstest]
+    #[case('d', "deploy")]
+    #[case('g', "GameDay")]
+    #[case('F', "database failover")]
+    #[case('C', "cancel refresh")]
+    #[case('R', "rollback")]
+    fn read_only_refuses_every_mutation(#[case] c: char, #[case] what: &str) {
+        let mut s = state(BackendKind::Sandbox, true);
+        assert!(update(&mut s, key(KeyCode::Char(c))).is_empty());
+        assert_eq!(s.screen, Screen::Dashboard);
+        assert_eq!(s.mode, Mode::Normal);
+        assert!(
+            s.notices[0].text.contains(what) && s.notices[0].text.contains("read-only"),
+            "{:?}",
+            s.notices
+        );
+    }
+
+    #[test]
+    fn q_and_ctrl_c_quit() {
+        let mut s = state(BackendKind::Sandbox, false);
+        assert_eq!(update(&mut s, key(KeyCode::Char('q'))), vec![Effect::Quit]);
+        let mut s = state(BackendKind::Sandbox, false);
+        let ctrl_c = Action::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert_eq!(update(&mut s, ctrl_c), vec![Effect::Quit]);
+        assert!(s.quit);
+    }
+
+    #[rstest]
+    #[case("dep", "deploy")]
+    #[case("g", "gameday")]
+    #[case("e", "events")]
+    #[case("xyz", "xyz")]
+    #[case("", "")]
+    fn command_completion(#[case] input: &str, #[case] expected: &str) {
+        assert_eq!(complete(input), expected);
+    }
+
+    #[test]
+    fn command_mode_runs_completed_commands() {
+        let mut s = state(BackendKind::Sandbox, false);
+        update(&mut s, key(KeyCode::Char(':')));
+        chars(&mut s, "ev");
+        update(&mut s, key(KeyCode::Tab));
+        assert_eq!(s.mode, Mode::Command("events".into()));
+        update(&mut s, key(KeyCode::Enter));
+        assert_eq!(s.screen, Screen::Events);
+        assert_eq!(s.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn deploy_dialog_confirms_before_deploying_and_cancel_is_the_default() {
+        let mut s = state(BackendKind::Sandbox, false);
+        update(&mut s, key(KeyCode::Char('d')));
+        chars(&mut s, "v2");
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        assert!(matches!(s.mode, Mode::Confirm(_)));
+        // Enter with nothing typed cancels.
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        assert_eq!(s.mode, Mode::Normal);
+        // Again, typing the confirmation word.
+        update(&mut s, key(KeyCode::Enter));
+        chars(&mut s, "y");
+        let effects = update(&mut s, key(KeyCode::Enter));
+        let [Effect::Deploy(request)] = effects.as_slice() else {
+            panic!("one deploy effect: {effects:?}");
+        };
+        assert_eq!(request.version, "v2");
+        assert!(request.preferences.auto_rollback);
+        assert_eq!(request.preferences.min_healthy_percentage, 90);
+    }
+
+    #[test]
+    fn deploy_dialog_names_the_bad_field() {
+        let mut s = state(BackendKind::Sandbox, false);
+        update(&mut s, key(KeyCode::Char('d')));
+        chars(&mut s, "v2");
+        update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Backspace));
+        update(&mut s, key(KeyCode::Backspace));
+        chars(&mut s, "x");
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        assert_eq!(s.mode, Mode::Normal);
+        assert!(
+            s.notices[0].text.contains("min healthy %"),
+            "{:?}",
+            s.notices
+        );
+    }
+
+    #[test]
+    fn on_aws_a_fault_needs_the_az_name_typed() {
+        let mut s = state(BackendKind::Aws, false);
+        let plan = FaultPlan {
+            stack: s.stack.clone(),
+            fault: Fault::TerminateAz {
+                az: "eu-west-1a".into(),
+            },
+            az: Some("eu-west-1a".into()),
+            actions: vec![],
+            notes: vec![],
+        };
+        let mut snapshot = Snapshot::empty(s.stack.clone(), time::OffsetDateTime::UNIX_EPOCH);
+        snapshot
+            .azs
+            .push(provision::port::AzView::new("eu-west-1a"));
+        s.snapshot = Some(Box::new(snapshot));
+        update(&mut s, Action::FaultDescribed(Box::new(plan.clone())));
+        let Mode::Confirm(confirm) = &s.mode else {
+            panic!("a confirmation opens: {:?}", s.mode);
+        };
+        assert_eq!(confirm.expected, "eu-west-1a");
+        chars(&mut s, "y");
+        assert!(
+            update(&mut s, key(KeyCode::Enter)).is_empty(),
+            "y is not enough"
+        );
+        update(&mut s, Action::FaultDescribed(Box::new(plan)));
+        chars(&mut s, "eu-west-1a");
+        let effects = update(&mut s, key(KeyCode::Enter));
+        let [Effect::StartDrill(config)] = effects.as_slice() else {
+            panic!("the drill starts: {effects:?}");
+        };
+        assert_eq!(
+            config.fault,
+            Fault::TerminateAz {
+                az: "eu-west-1a".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,678 @@
+//! The drill state machine: steady state → inject → observe → restore → recover → report.
+//!
+//! Each second the engine samples healthy capacity per AZ (one snapshot) and, when the stack
+//! has an endpoint, what the probe saw; it publishes both as [`DrillUpdate`]s for whoever
+//! watches (the console's live view, or the command line's progress lines). Every step is
+//! journaled before it is taken. Stop conditions — the probe's error rate over a short window,
+//! total healthy capacity, the maximum duration — and an operator's stop end the observation
+//! early; the fault is then restored and the report still written, marked aborted.
+//!
+//! Time is tokio's: tests run the engine against the in-memory cloud with tokio's clock paused,
+//! so a sixty-second drill takes no wall time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use provision::port::{CapacityCheck, Cloud, Fault, Snapshot, StackRef};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::journal::{Entry, Journal};
+use super::probe::{Latency, Probe, ProbeConfig, ProbeSecond, signup_exists};
+use super::report::{self, CapacitySample, DrillRecord, DrillReport, StepRecord, WriteCheck};
+
+/// When the drill gives up and restores early.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopConditions {
+    /// Probe failures / requests over the last `window_seconds` above this aborts (0–1).
+    pub max_error_rate: f64,
+    pub window_seconds: u64,
+    /// Total healthy capacity below this aborts (0: off).
+    pub min_healthy_capacity: u32,
+    /// The whole drill may not take longer than this.
+    pub max_duration: Duration,
+}
+
+impl Default for StopConditions {
+    fn default() -> Self {
+        StopConditions {
+            max_error_rate: 0.5,
+            window_seconds: 5,
+            min_healthy_capacity: 0,
+            max_duration: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// One drill, as the operator asked for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillConfig {
+    pub fault: Fault,
+    /// How long the fault stays in place.
+    pub duration: Duration,
+    /// Probe requests per second (0: no probe).
+    pub probe_rate: u32,
+    /// Signups per second during the drill (0: none), checked afterwards.
+    pub signup_rate: u32,
+    /// Inject even when the other AZs have no healthy capacity.
+    pub force: bool,
+    pub stop: StopConditions,
+    /// Seconds of steady state observed before injecting.
+    pub steady_seconds: u64,
+    /// How long to wait after restore for full healthy capacity.
+    pub recover_timeout: Duration,
+    /// Where the report goes (none: not written).
+    pub report_dir: Option<PathBuf>,
+    /// The endpoint to probe; defaults to the stack's.
+    pub endpoint: Option<String>,
+}
+
+impl DrillConfig {
+    pub fn new(fault: Fault, duration: Duration) -> Self {
+        DrillConfig {
+            fault,
+            duration,
+            probe_rate: 20,
+            signup_rate: 0,
+            force: false,
+            stop: StopConditions::default(),
+            steady_seconds: 5,
+            recover_timeout: Duration::from_secs(300),
+            report_dir: None,
+            endpoint: None,
+        }
+    }
+}
+
+/// What the engine publishes while it runs.
+#[derive(Debug, Clone)]
+pub enum DrillUpdate {
+    Started {
+        title: String,
+    },
+    Step(StepRecord),
+    Probe(ProbeSecond),
+    Capacity(CapacitySample),
+    Finished {
+        report: Box<DrillReport>,
+        files: Vec<String>,
+    },
+    Failed(String),
+}
+
+fn capacity_of(snapshot: &Snapshot, second: u64) -> CapacitySample {
+    CapacitySample {
+        second,
+        healthy: snapshot
+            .azs
+            .iter()
+            .map(|a| {
+                (
+                    a.az.clone(),
+                    u32::try_from(a.healthy_capacity()).unwrap_or(u32::MAX),
+                )
+            })
+            .collect(),
+    }
+}
+
+struct Run<'a> {
+    cloud: Arc<dyn Cloud>,
+    stack: StackRef,
+    config: &'a DrillConfig,
+    journal: &'a mut Journal,
+    updates: mpsc::UnboundedSender<DrillUpdate>,
+    stop: watch::Receiver<bool>,
+    started: Instant,
+    probe: Option<Probe>,
+    probe_seen: usize,
+    steps: Vec<StepRecord>,
+    capacity: Vec<CapacitySample>,
+    ticker: tokio::time::Interval,
+}
+
+impl Run<'_> {
+    fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn step(&mut self, step: &str, detail: impl Into<String>) -> Result<(), String> {
+        let record = StepRecord {
+            second: self.second(),
+            step: step.to_string(),
+            detail: detail.into(),
+        };
+        self.journal
+            .append(&Entry::Step {
+                at: time::OffsetDateTime::now_utc(),
+                step: record.step.clone(),
+                detail: record.detail.clone(),
+            })
+            .map_err(|e| format!("writing the journal: {e}"))?;
+        let _ = self.updates.send(DrillUpdate::Step(record.clone()));
+        self.steps.push(record);
+        Ok(())
+    }
+
+    /// Waits for the next second, then samples capacity and the probe.
+    async fn sample(&mut self) -> Option<CapacitySample> {
+        self.ticker.tick().await;
+        let second = self.second();
+        if let Some(probe) = &self.probe {
+            let seconds = probe.seconds();
+            for s in seconds.iter().skip(self.probe_seen) {
+                let _ = self.updates.send(DrillUpdate::Probe(s.clone()));
+            }
+            self.probe_seen = seconds.len();
+        }
+        match self.cloud.snapshot(&self.stack).await {
+            Ok(snapshot) => {
+                let sample = capacity_of(&snapshot, second);
+                let _ = self.updates.send(DrillUpdate::Capacity(sample.clone()));
+                self.capacity.push(sample.clone());
+                Some(sample)
+            }
+            Err(e) => {
+                tracing::warn!("drill snapshot failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn error_rate(&self) -> Option<f64> {
+        let probe = self.probe.as_ref()?;
+        let seconds = probe.seconds();
+        let window = self.config.stop.window_seconds.max(1) as usize;
+        let recent = &seconds[seconds.len().saturating_sub(window)..];
+        let total: u32 = recent.iter().map(ProbeSecond::total).sum();
+        let failed: u32 = recent.iter().map(ProbeSecond::failures).sum();
+        (total > 0).then(|| f64::from(failed) / f64::from(total))
+    }
+
+    fn stop_reason(&self, sample: Option<&CapacitySample>) -> Option<String> {
+        if *self.stop.borrow() {
+            return Some("stopped by the operator".into());
+        }
+        if self.started.elapsed() > self.config.stop.max_duration {
+            return Some(format!(
+                "maximum duration {} s reached",
+                self.config.stop.max_duration.as_secs()
+            ));
+        }
+        if let Some(rate) = self.error_rate()
+            && rate > self.config.stop.max_error_rate
+        {
+            return Some(format!(
+                "probe error rate {:.0} % over the last {} s is above {:.0} %",
+                rate * 100.0,
+                self.config.stop.window_seconds,
+                self.config.stop.max_error_rate * 100.0
+            ));
+        }
+        if let Some(sample) = sample
+            && self.config.stop.min_healthy_capacity > 0
+            && sample.total() < self.config.stop.min_healthy_capacity
+        {
+            return Some(format!(
+                "healthy capacity {} is below {}",
+                sample.total(),
+                self.config.stop.min_healthy_capacity
+            ));
+        }
+        None
+    }
+}
+
+/// Runs one drill to its report. Errors before injection leave the stack untouched; once the
+/// fault is in, every path restores it before returning.
+pub async fn run(
+    cloud: Arc<dyn Cloud>,
+    stack: StackRef,
+    config: DrillConfig,
+    journal: &mut Journal,
+    updates: mpsc::UnboundedSender<DrillUpdate>,
+    stop: watch::Receiver<bool>,
+) -> Result<DrillReport, String> {
+    let started_at = time::OffsetDateTime::now_utc();
+    let title = format!(
+        "{} {}",
+        config.fault.kind(),
+        config.fault.az().unwrap_or("(database)")
+    );
+    let _ = updates.send(DrillUpdate::Started {
+        title: title.clone(),
+    });
+    journal
+        .append(&Entry::Started {
+            at: started_at,
+            drill: title,
+            stack: stack.clone(),
+        })
+        .map_err(|e| format!("writing the journal {}: {e}", journal.path().display()))?;
+
+    let first = cloud
+        .snapshot(&stack)
+        .await
+        .map_err(|e| format!("reading the stack: {e}"))?;
+    let endpoint = config.endpoint.clone().or_else(|| first.endpoint.clone());
+    let probe = match (&endpoint, config.probe_rate) {
+        (Some(url), rate) if rate > 0 => Some(
+            Probe::start(ProbeConfig {
+                base_url: url.clone(),
+                rate,
+                timeout: Duration::from_secs(2),
+                signup_rate: config.signup_rate,
+            })
+            .map_err(|e| format!("starting the probe: {e}"))?,
+        ),
+        _ => None,
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut run = Run {
+        cloud: cloud.clone(),
+        stack: stack.clone(),
+        config: &config,
+        journal,
+        updates: updates.clone(),
+        stop,
+        started: Instant::now(),
+        probe,
+        probe_seen: 0,
+        steps: Vec::new(),
+        capacity: Vec::new(),
+        ticker,
+    };
+
+    // Steady state.
+    run.step(
+        "steady-state",
+        match &endpoint {
+            Some(url) => format!(
+                "observing {} s, probing {url} at {}/s",
+                config.steady_seconds, config.probe_rate
+            ),
+            None => format!(
+                "observing {} s (no endpoint to probe)",
+                config.steady_seconds
+            ),
+        },
+    )?;
+    let mut steady = None;
+    for _ in 0..config.steady_seconds.max(1) {
+        steady = run.sample().await.or(steady);
+    }
+    let steady = steady.ok_or("no snapshot during steady state")?;
+    let empty: Vec<&String> = steady
+        .healthy
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(az, _)| az)
+        .collect();
+    let steady_problem = if !empty.is_empty() {
+        Some(format!(
+            "AZs with no healthy capacity before the drill: {empty:?}"
+        ))
+    } else {
+        run.error_rate()
+            .filter(|r| *r > 0.01)
+            .map(|r| format!("probe error rate {:.1} % before the drill", r * 100.0))
+    };
+    let latency_before_end = run.second();
+    if let Some(problem) = steady_problem {
+        run.step("abort", format!("steady state not met: {problem}"))?;
+        if let Some(mut probe) = run.probe.take() {
+            probe.halt().await;
+        }
+        return Err(format!("steady state not met: {problem}"));
+    }
+
+    // Inject.
+    let plan = cloud
+        .describe_fault(&stack, &config.fault)
+        .await
+        .map_err(|e| format!("describing the fault: {e}"))?;
+    run.journal
+        .append(&Entry::InjectIntent {
+            at: time::OffsetDateTime::now_utc(),
+            fault: config.fault.clone(),
+            plan: plan.actions.clone(),
+        })
+        .map_err(|e| format!("writing the journal: {e}"))?;
+    let check = if config.force {
+        CapacityCheck::Force
+    } else {
+        CapacityCheck::Enforce
+    };
+    let inject_at = run.second();
+    let record = match cloud.inject(&stack, &config.fault, check).await {
+        Ok(record) => record,
+        Err(e) => {
+            run.step("abort", format!("inject refused or failed: {e}"))?;
+            if let Some(mut probe) = run.probe.take() {
+                probe.halt().await;
+            }
+            return Err(format!("inject failed: {e}"));
+        }
+    };
+    run.journal
+        .append(&Entry::Injected {
+            at: time::OffsetDateTime::now_utc(),
+            record: record.clone(),
+        })
+        .map_err(|e| format!("writing the journal: {e}"))?;
+    run.step(
+        "inject",
+        format!("{} change(s): {}", record.changes.len(), plan.actions.len()),
+    )?;
+
+    // Observe.
+    let deadline = Instant::now() + config.duration;
+    let mut aborted = None;
+    while Instant::now() < deadline {
+        let sample = run.sample().await;
+        if let Some(reason) = run.stop_reason(sample.as_ref()) {
+            aborted = Some(reason);
+            break;
+        }
+    }
+    if let Some(reason) = &aborted {
+        run.step("stop", reason.clone())?;
+    }
+
+    // Restore.
+    run.journal
+        .append(&Entry::RestoreIntent {
+            at: time::OffsetDateTime::now_utc(),
+            record_id: record.id.clone(),
+        })
+        .map_err(|e| format!("writing the journal: {e}"))?;
+    let restore_at = run.second();
+    let restored = cloud.restore(&record).await;
+    match &restored {
+        Ok(()) => {
+            run.journal
+                .append(&Entry::Restored {
+                    at: time::OffsetDateTime::now_utc(),
+                    record_id: record.id.clone(),
+                })
+                .map_err(|e| format!("writing the journal: {e}"))?;
+            run.step("restore", "fault undone")?;
+        }
+        Err(e) => {
+            run.step(
+                "restore",
+                format!("FAILED: {e} — run `triad gameday restore` to retry"),
+            )?;
+        }
+    }
+
+    // Recover: wait for full healthy capacity.
+    let recover_deadline = Instant::now() + config.recover_timeout;
+    let steady_total = steady.total();
+    let mut recovered = false;
+    let during_end = run.second();
+    while Instant::now() < recover_deadline {
+        if let Some(sample) = run.sample().await
+            && sample.total() >= steady_total
+        {
+            recovered = true;
+            break;
+        }
+        if *run.stop.borrow() && aborted.is_none() {
+            aborted = Some("stopped by the operator".into());
+            break;
+        }
+    }
+    run.step(
+        "recover",
+        if recovered {
+            format!("healthy capacity back at {steady_total}")
+        } else {
+            format!(
+                "healthy capacity not back at {steady_total} within {} s",
+                config.recover_timeout.as_secs()
+            )
+        },
+    )?;
+    // A few seconds of "after" for the latency comparison.
+    for _ in 0..3 {
+        run.sample().await;
+    }
+    let end_at = run.second();
+
+    // Report.
+    let (probe_seconds, latency, writes) = match run.probe.take() {
+        Some(mut probe) => {
+            probe.halt().await;
+            let latency = [
+                probe.latency_between(0, latency_before_end),
+                probe.latency_between(inject_at, during_end),
+                probe.latency_between(during_end, u64::MAX),
+            ];
+            let writes = if config.signup_rate > 0 {
+                Some(check_writes(&probe, endpoint.as_deref().unwrap_or_default()).await)
+            } else {
+                None
+            };
+            (probe.all_seconds(), latency, writes)
+        }
+        None => (Vec::new(), [Latency::default(); 3], None),
+    };
+    if let Some(w) = &writes {
+        run.step(
+            "writes",
+            format!(
+                "{} of {} acknowledged signups found",
+                w.found, w.acknowledged
+            ),
+        )?;
+    }
+    let record = DrillRecord {
+        stack: stack.name.clone(),
+        backend: cloud.kind().to_string(),
+        az: record
+            .az
+            .clone()
+            .or_else(|| config.fault.az().map(str::to_string))
+            .unwrap_or_default(),
+        fault: config.fault.kind().to_string(),
+        started_at,
+        inject_at: Some(inject_at),
+        restore_at: Some(restore_at),
+        end_at,
+        steps: run.steps.clone(),
+        probe: probe_seconds,
+        capacity: run.capacity.clone(),
+        latency_before: latency[0],
+        latency_during: latency[1],
+        latency_after: latency[2],
+        writes,
+        aborted: aborted.clone().or_else(|| {
+            restored
+                .as_ref()
+                .err()
+                .map(|e| format!("restore failed: {e}"))
+        }),
+    };
+    let report = report::summarize(record);
+    let files = match &config.report_dir {
+        Some(dir) => report::write(dir, &report)
+            .map_err(|e| format!("writing the report to {}: {e}", dir.display()))?
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    run.journal
+        .append(&Entry::Finished {
+            at: time::OffsetDateTime::now_utc(),
+            outcome: format!("{:?}", report.verdict),
+        })
+        .map_err(|e| format!("writing the journal: {e}"))?;
+    let _ = updates.send(DrillUpdate::Finished {
+        report: Box::new(report.clone()),
+        files,
+    });
+    Ok(report)
+}
+
+async fn check_writes(probe: &Probe, endpoint: &str) -> WriteCheck {
+    let acked = probe.acked();
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => {
+            return WriteCheck {
+                acknowledged: u32::try_from(acked.len()).unwrap_or(u32::MAX),
+                unknown: u32::try_from(acked.len()).unwrap_or(u32::MAX),
+                ..WriteCheck::default()
+            };
+        }
+    };
+    let mut check = WriteCheck {
+        acknowledged: u32::try_from(acked.len()).unwrap_or(u32::MAX),
+        ..WriteCheck::default()
+    };
+    for signup in &acked {
+        match signup_exists(&client, endpoint, signup).await {
+            Ok(true) => check.found += 1,
+            Ok(false) => check.lost.push(signup.email.clone()),
+            Err(_) => check.unknown += 1,
+        }
+    }
+    check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drill::journal;
+    use crate::drill::report::Verdict;
+    use provision::memory::MemoryCloud;
+    use provision::port::{ManualClock, StackRef};
+
+    fn setup() -> (MemoryCloud, StackRef) {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let cloud = MemoryCloud::new(clock);
+        let stack = StackRef::new("demo").expect("name");
+        cloud.seed_stack(&stack);
+        (cloud, stack)
+    }
+
+    /// Advances the in-memory fleet every three (virtual) seconds: slower than the drill samples,
+    /// as a real cloud is.
+    fn drive(cloud: MemoryCloud, stack: StackRef) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3));
+            loop {
+                tick.tick().await;
+                let _ = cloud.tick(&stack);
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terminate_az_runs_to_a_passing_report_and_the_journal_is_clean() {
+        let (cloud, stack) = setup();
+        let driver = drive(cloud.clone(), stack.clone());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal_path = dir.path().join("gameday.jsonl");
+        let mut journal = Journal::open(&journal_path).expect("journal");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let mut config = DrillConfig::new(
+            Fault::TerminateAz {
+                az: "mem-1a".into(),
+            },
+            Duration::from_secs(20),
+        );
+        config.report_dir = Some(dir.path().join("report"));
+        config.probe_rate = 0; // the in-memory stack has no reachable endpoint
+        let report = run(
+            Arc::new(cloud.clone()),
+            stack,
+            config,
+            &mut journal,
+            tx,
+            stop_rx,
+        )
+        .await
+        .expect("drill runs");
+        driver.abort();
+        assert_eq!(report.verdict, Verdict::Passed, "{report:#?}");
+        assert!(
+            report.time_to_detect_s.is_some(),
+            "the AZ's capacity dipped"
+        );
+        assert!(report.time_to_recover_s.is_some(), "capacity came back");
+        let dip = report.capacity_dip.get("mem-1a").expect("az");
+        assert!(dip.lowest < dip.steady);
+        assert!(journal::pending(&journal_path).expect("read").is_empty());
+        assert!(dir.path().join("report/report.md").exists());
+        let mut steps = Vec::new();
+        while let Ok(update) = rx.try_recv() {
+            if let DrillUpdate::Step(s) = update {
+                steps.push(s.step);
+            }
+        }
+        assert_eq!(
+            steps,
+            ["steady-state", "inject", "restore", "recover"],
+            "steps in order"
+        );
+        assert!(
+            cloud.calls().iter().any(|c| c.starts_with("restore")),
+            "{:?}",
+            cloud.calls()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operator_stop_aborts_restores_and_reports() {
+        let (cloud, stack) = setup();
+        let driver = drive(cloud.clone(), stack.clone());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal_path = dir.path().join("gameday.jsonl");
+        let mut journal = Journal::open(&journal_path).expect("journal");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut config = DrillConfig::new(
+            Fault::BlackholeAz {
+                az: "mem-1b".into(),
+            },
+            Duration::from_secs(600),
+        );
+        config.probe_rate = 0; // the in-memory stack has no reachable endpoint
+        // The operator presses stop as soon as the live view shows the fault is in.
+        let stopper = tokio::spawn(async move {
+            while let Some(update) = rx.recv().await {
+                if matches!(&update, DrillUpdate::Step(s) if s.step == "inject") {
+                    let _ = stop_tx.send(true);
+                }
+            }
+        });
+        let report = run(
+            Arc::new(cloud.clone()),
+            stack,
+            config,
+            &mut journal,
+            tx,
+            stop_rx,
+        )
+        .await
+        .expect("drill runs");
+        let _ = stopper.await;
+        driver.abort();
+        assert_eq!(
+            report.record.aborted.as_deref(),
+            Some("stopped by the operator")
+        );
+        assert_eq!(report.verdict, Verdict::Failed);
+        assert!(report.record.end_at < 600, "stopped early");
+        assert!(journal::pending(&journal_path).expect("read").is_empty());
+    }
+}

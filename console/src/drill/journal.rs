@@ -1,0 +1,229 @@
+//! The drill's crash-safe journal: one JSON object per line, appended and flushed to disk
+//! *before* the step it describes is taken. After a crash, [`pending`] reads it back and says
+//! which faults are still in place, so `triad gameday restore` can undo exactly what was done.
+//!
+//! A fault whose intent was journaled but whose record never was (the process died during the
+//! inject call) cannot be restored from the journal alone: [`Pending::unrecorded`] lists it so
+//! the operator can check by hand, with the dry run that was shown before confirmation.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use provision::port::{Fault, FaultRecord, PlannedAction, StackRef};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub enum Entry {
+    Started {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        drill: String,
+        stack: StackRef,
+    },
+    Step {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        step: String,
+        detail: String,
+    },
+    /// About to inject `fault`; `plan` is the dry run the operator confirmed.
+    InjectIntent {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        fault: Fault,
+        plan: Vec<PlannedAction>,
+    },
+    Injected {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        record: FaultRecord,
+    },
+    RestoreIntent {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        record_id: String,
+    },
+    Restored {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        record_id: String,
+    },
+    Finished {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        outcome: String,
+    },
+}
+
+/// An open journal, appended to line by line.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Opens (creating it and its directory if needed) the journal at `path` for appending.
+    pub fn open(path: &Path) -> std::io::Result<Journal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `entry` and waits until it is on disk.
+    pub fn append(&mut self, entry: &Entry) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()
+    }
+}
+
+/// What a journal says is still in place.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending {
+    /// Injected and not restored, oldest first.
+    pub records: Vec<FaultRecord>,
+    /// Intents with no record after them: the inject may or may not have happened.
+    pub unrecorded: Vec<(Fault, Vec<PlannedAction>)>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.unrecorded.is_empty()
+    }
+}
+
+/// Reads the journal at `path`. A missing file means nothing is pending; a torn last line
+/// (the process died mid-write) is ignored; any other unreadable line is an error naming it.
+pub fn pending(path: &Path) -> std::io::Result<Pending> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pending::default()),
+        Err(e) => return Err(e),
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>()?;
+    let mut records: Vec<FaultRecord> = Vec::new();
+    let mut intent: Option<(Fault, Vec<PlannedAction>)> = None;
+    let mut unrecorded = Vec::new();
+    let last = lines.len().saturating_sub(1);
+    for (n, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry: Entry = match serde_json::from_str(line) {
+            Ok(e) => e,
+            Err(_) if n == last => break,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} line {}: {e}", path.display(), n + 1),
+                ));
+            }
+        };
+        match entry {
+            Entry::InjectIntent { fault, plan, .. } => {
+                if let Some(previous) = intent.replace((fault, plan)) {
+                    unrecorded.push(previous);
+                }
+            }
+            Entry::Injected { record, .. } => {
+                intent = None;
+                records.push(record);
+            }
+            Entry::Restored { record_id, .. } => records.retain(|r| r.id != record_id),
+            _ => {}
+        }
+    }
+    unrecorded.extend(intent);
+    Ok(Pending {
+        records,
+        unrecorded,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> FaultRecord {
+        FaultRecord {
+            id: id.into(),
+            stack: StackRef::new("demo").expect("name"),
+            fault: Fault::TerminateAz { az: "a".into() },
+            az: Some("a".into()),
+            forced: false,
+            injected_at: OffsetDateTime::UNIX_EPOCH,
+            changes: vec![],
+        }
+    }
+
+    #[test]
+    fn injected_and_not_restored_is_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.jsonl");
+        let mut j = Journal::open(&path).expect("open");
+        let at = OffsetDateTime::UNIX_EPOCH;
+        for entry in [
+            Entry::InjectIntent {
+                at,
+                fault: Fault::TerminateAz { az: "a".into() },
+                plan: vec![],
+            },
+            Entry::Injected {
+                at,
+                record: record("r1"),
+            },
+            Entry::Injected {
+                at,
+                record: record("r2"),
+            },
+            Entry::Restored {
+                at,
+                record_id: "r1".into(),
+            },
+        ] {
+            j.append(&entry).expect("append");
+        }
+        let p = pending(&path).expect("read");
+        assert_eq!(p.records, vec![record("r2")]);
+        assert!(p.unrecorded.is_empty());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_an_intent_without_record_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.jsonl");
+        let mut j = Journal::open(&path).expect("open");
+        j.append(&Entry::InjectIntent {
+            at: OffsetDateTime::UNIX_EPOCH,
+            fault: Fault::FailoverDb,
+            plan: vec![],
+        })
+        .expect("append");
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
+        f.write_all(b"{\"entry\":\"injec").expect("torn write");
+        let p = pending(&path).expect("read");
+        assert_eq!(p.unrecorded.len(), 1);
+        assert_eq!(p.unrecorded[0].0, Fault::FailoverDb);
+        assert!(
+            pending(&dir.path().join("missing"))
+                .expect("missing")
+                .is_empty()
+        );
+    }
+}

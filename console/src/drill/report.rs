@@ -1,0 +1,526 @@
+//! The GameDay report: what the drill measured, as JSON (for machines), Markdown (for people)
+//! and an SVG chart (healthy capacity per AZ, probe success and p99 over time).
+//!
+//! Definitions, all in seconds from the start of the drill's probe:
+//! - **time to detect**: from injection to the first second the faulted AZ's healthy capacity
+//!   is below its steady-state value (the load balancer or the ASG has noticed);
+//! - **time to recover**: from injection to the first later second the stack's total healthy
+//!   capacity is back at its steady-state value;
+//! - **failed requests**: probe failures from injection to the end of the drill;
+//! - **capacity dip** per AZ: steady-state healthy capacity minus the lowest seen after
+//!   injection.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::probe::{Latency, ProbeSecond};
+
+/// Healthy capacity per AZ at one second of the drill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacitySample {
+    pub second: u64,
+    pub healthy: BTreeMap<String, u32>,
+}
+
+impl CapacitySample {
+    pub fn total(&self) -> u32 {
+        self.healthy.values().sum()
+    }
+}
+
+/// One step of the drill, as it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub second: u64,
+    pub step: String,
+    pub detail: String,
+}
+
+/// The acknowledged-write check: every signup the stack acknowledged during the drill, looked
+/// up afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteCheck {
+    pub acknowledged: u32,
+    pub found: u32,
+    pub lost: Vec<String>,
+    /// Lookups that could not be answered (the stack was unreachable).
+    pub unknown: u32,
+}
+
+/// Everything the drill recorded; the report is computed from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub stack: String,
+    pub backend: String,
+    pub az: String,
+    pub fault: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub inject_at: Option<u64>,
+    pub restore_at: Option<u64>,
+    pub end_at: u64,
+    pub steps: Vec<StepRecord>,
+    pub probe: Vec<ProbeSecond>,
+    pub capacity: Vec<CapacitySample>,
+    pub latency_before: Latency,
+    pub latency_during: Latency,
+    pub latency_after: Latency,
+    pub writes: Option<WriteCheck>,
+    /// Why the drill stopped early, when a stop condition fired or an operator aborted it.
+    pub aborted: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityDip {
+    pub steady: u32,
+    pub lowest: u32,
+}
+
+/// The measured outcome of a drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    pub record: DrillRecord,
+    pub time_to_detect_s: Option<u64>,
+    pub time_to_recover_s: Option<u64>,
+    pub requests_during: u64,
+    pub failed_requests: u64,
+    pub failures_by_kind: BTreeMap<String, u64>,
+    pub capacity_dip: BTreeMap<String, CapacityDip>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Recovered, no acknowledged write lost.
+    Passed,
+    /// Capacity did not come back, or an acknowledged write was lost, or the drill aborted.
+    Failed,
+}
+
+fn steady_capacity(record: &DrillRecord) -> BTreeMap<String, u32> {
+    let inject = record.inject_at.unwrap_or(record.end_at);
+    record
+        .capacity
+        .iter()
+        .rev()
+        .find(|c| c.second < inject)
+        .or_else(|| record.capacity.first())
+        .map(|c| c.healthy.clone())
+        .unwrap_or_default()
+}
+
+/// Computes the report from what the drill recorded.
+pub fn summarize(record: DrillRecord) -> DrillReport {
+    let steady = steady_capacity(&record);
+    let steady_total: u32 = steady.values().sum();
+    let inject = record.inject_at;
+    let after: Vec<&CapacitySample> = match inject {
+        Some(at) => record.capacity.iter().filter(|c| c.second >= at).collect(),
+        None => Vec::new(),
+    };
+    let steady_in_az = steady.get(&record.az).copied().unwrap_or(0);
+    let detect_at = after
+        .iter()
+        .find(|c| c.healthy.get(&record.az).copied().unwrap_or(0) < steady_in_az)
+        .map(|c| c.second);
+    let recover_at = detect_at.and_then(|d| {
+        after
+            .iter()
+            .find(|c| c.second > d && c.total() >= steady_total)
+            .map(|c| c.second)
+    });
+    let mut capacity_dip = BTreeMap::new();
+    for (az, &steady_az) in &steady {
+        let lowest = after
+            .iter()
+            .map(|c| c.healthy.get(az).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(steady_az);
+        capacity_dip.insert(
+            az.clone(),
+            CapacityDip {
+                steady: steady_az,
+                lowest,
+            },
+        );
+    }
+    let during: Vec<&ProbeSecond> = match inject {
+        Some(at) => record.probe.iter().filter(|p| p.second >= at).collect(),
+        None => Vec::new(),
+    };
+    let mut failures_by_kind = BTreeMap::new();
+    for second in &during {
+        for (kind, n) in &second.failed {
+            let key = serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("{kind:?}"));
+            *failures_by_kind.entry(key).or_insert(0u64) += u64::from(*n);
+        }
+    }
+    let failed_requests = during.iter().map(|p| u64::from(p.failures())).sum();
+    let requests_during = during.iter().map(|p| u64::from(p.total())).sum();
+    let writes_ok = record.writes.as_ref().is_none_or(|w| w.lost.is_empty());
+    let recovered = inject.is_some() && (recover_at.is_some() || detect_at.is_none());
+    let verdict = if record.aborted.is_none() && recovered && writes_ok {
+        Verdict::Passed
+    } else {
+        Verdict::Failed
+    };
+    DrillReport {
+        time_to_detect_s: detect_at.zip(inject).map(|(d, i)| d - i),
+        time_to_recover_s: recover_at.zip(inject).map(|(r, i)| r - i),
+        requests_during,
+        failed_requests,
+        failures_by_kind,
+        capacity_dip,
+        verdict,
+        record,
+    }
+}
+
+fn fmt_secs(v: Option<u64>) -> String {
+    v.map_or_else(|| "—".to_string(), |s| format!("{s} s"))
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |ms| format!("{ms:.1} ms"))
+}
+
+/// The report for people.
+pub fn to_markdown(report: &DrillReport) -> String {
+    let r = &report.record;
+    let mut md = String::new();
+    let _ = writeln!(md, "# GameDay: {} on {} ({})", r.fault, r.az, r.stack);
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "Backend: {} · started {} · verdict: **{}**",
+        r.backend,
+        r.started_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        match report.verdict {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+        }
+    );
+    if let Some(reason) = &r.aborted {
+        let _ = writeln!(md, "\nAborted: {reason}");
+    }
+    let _ = writeln!(md, "\n## Summary\n");
+    let _ = writeln!(md, "| measure | value |\n|---|---|");
+    let _ = writeln!(
+        md,
+        "| time to detect | {} |",
+        fmt_secs(report.time_to_detect_s)
+    );
+    let _ = writeln!(
+        md,
+        "| time to recover | {} |",
+        fmt_secs(report.time_to_recover_s)
+    );
+    let _ = writeln!(
+        md,
+        "| failed requests | {} of {} |",
+        report.failed_requests, report.requests_during
+    );
+    for (kind, n) in &report.failures_by_kind {
+        let _ = writeln!(md, "| · {kind} | {n} |");
+    }
+    for (phase, l) in [
+        ("before", r.latency_before),
+        ("during", r.latency_during),
+        ("after", r.latency_after),
+    ] {
+        let _ = writeln!(
+            md,
+            "| p50 / p99 {phase} | {} / {} |",
+            fmt_ms(l.p50_ms),
+            fmt_ms(l.p99_ms)
+        );
+    }
+    if let Some(w) = &r.writes {
+        let _ = writeln!(
+            md,
+            "| acknowledged writes found | {} of {} ({} lost, {} unknown) |",
+            w.found,
+            w.acknowledged,
+            w.lost.len(),
+            w.unknown
+        );
+    }
+    let _ = writeln!(md, "\n## Healthy capacity per AZ\n");
+    let _ = writeln!(md, "| AZ | steady | lowest |\n|---|---|---|");
+    for (az, dip) in &report.capacity_dip {
+        let _ = writeln!(md, "| {az} | {} | {} |", dip.steady, dip.lowest);
+    }
+    let _ = writeln!(md, "\n## Timeline\n");
+    for step in &r.steps {
+        let _ = writeln!(md, "- t+{}s **{}** {}", step.second, step.step, step.detail);
+    }
+    if let Some(w) = &r.writes
+        && !w.lost.is_empty()
+    {
+        let _ = writeln!(md, "\n## Lost acknowledged writes\n");
+        for email in &w.lost {
+            let _ = writeln!(md, "- {email}");
+        }
+    }
+    let _ = writeln!(md, "\n![chart](report.svg)");
+    md
+}
+
+/// The chart: healthy capacity per AZ (top), probe success rate and p99 (bottom).
+pub fn to_svg(report: &DrillReport) -> Result<String, String> {
+    use plotters::prelude::*;
+    let r = &report.record;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (top, bottom) = root.split_vertically(320);
+        let end = r.end_at.max(1);
+        let max_cap = r
+            .capacity
+            .iter()
+            .flat_map(|c| c.healthy.values().copied())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut chart = ChartBuilder::on(&top)
+            .caption("healthy capacity per AZ", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(24)
+            .y_label_area_size(36)
+            .build_cartesian_2d(0u64..end, 0u32..max_cap + 1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("s")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let azs: Vec<String> = report.capacity_dip.keys().cloned().collect();
+        for (i, az) in azs.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    r.capacity
+                        .iter()
+                        .map(|c| (c.second, c.healthy.get(az).copied().unwrap_or(0))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(az.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        }
+        for at in [r.inject_at, r.restore_at].into_iter().flatten() {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(at, 0), (at, max_cap + 1)],
+                    BLACK.mix(0.4),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| e.to_string())?;
+
+        let max_p99 = r
+            .probe
+            .iter()
+            .filter_map(|p| p.p99_ms)
+            .fold(1.0f64, f64::max);
+        let mut chart = ChartBuilder::on(&bottom)
+            .caption(
+                "probe: success % (green), p99 ms (blue)",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(24)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0u64..end, 0f64..100.0)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("s")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                r.probe
+                    .iter()
+                    .filter(|p| p.total() > 0)
+                    .map(|p| (p.second, 100.0 * f64::from(p.ok) / f64::from(p.total()))),
+                GREEN.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                r.probe
+                    .iter()
+                    .filter_map(|p| p.p99_ms.map(|v| (p.second, 100.0 * v / max_p99))),
+                BLUE.stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Writes `report.json`, `report.md` and `report.svg` into `dir` and returns their paths.
+pub fn write(dir: &Path, report: &DrillReport) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    let svg = to_svg(report).map_err(std::io::Error::other)?;
+    let files = [
+        ("report.json", json),
+        ("report.md", to_markdown(report)),
+        ("report.svg", svg),
+    ];
+    let mut paths = Vec::new();
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, body)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drill::probe::FailureKind;
+
+    fn cap(second: u64, a: u32, b: u32, c: u32) -> CapacitySample {
+        CapacitySample {
+            second,
+            healthy: BTreeMap::from([
+                ("az-a".to_string(), a),
+                ("az-b".to_string(), b),
+                ("az-c".to_string(), c),
+            ]),
+        }
+    }
+
+    fn probe(second: u64, ok: u32, failed: u32) -> ProbeSecond {
+        let mut s = ProbeSecond {
+            second,
+            ok,
+            p50_ms: Some(2.0),
+            p99_ms: Some(9.0),
+            ..ProbeSecond::default()
+        };
+        if failed > 0 {
+            s.failed.insert(FailureKind::Status5xx, failed);
+        }
+        s
+    }
+
+    fn record() -> DrillRecord {
+        DrillRecord {
+            stack: "demo".into(),
+            backend: "sandbox".into(),
+            az: "az-a".into(),
+            fault: "terminate-az".into(),
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            inject_at: Some(3),
+            restore_at: Some(8),
+            end_at: 10,
+            steps: vec![StepRecord {
+                second: 3,
+                step: "inject".into(),
+                detail: "terminate 2 instances".into(),
+            }],
+            probe: (0..10)
+                .map(|s| {
+                    if s == 4 || s == 5 {
+                        probe(s, 18, 2)
+                    } else {
+                        probe(s, 20, 0)
+                    }
+                })
+                .collect(),
+            capacity: vec![
+                cap(0, 2, 2, 2),
+                cap(2, 2, 2, 2),
+                cap(3, 2, 2, 2),
+                cap(5, 0, 2, 2),
+                cap(6, 0, 3, 3),
+                cap(9, 2, 2, 2),
+            ],
+            latency_before: Latency::default(),
+            latency_during: Latency::default(),
+            latency_after: Latency::default(),
+            writes: Some(WriteCheck {
+                acknowledged: 10,
+                found: 10,
+                lost: vec![],
+                unknown: 0,
+            }),
+            aborted: None,
+        }
+    }
+
+    #[test]
+    fn measures_detect_recover_failures_and_dip() {
+        let report = summarize(record());
+        assert_eq!(report.time_to_detect_s, Some(2));
+        assert_eq!(
+            report.time_to_recover_s,
+            Some(3),
+            "total back to 6 at second 6"
+        );
+        assert_eq!(report.failed_requests, 4);
+        assert_eq!(report.requests_during, 140);
+        assert_eq!(report.failures_by_kind.get("status5xx"), Some(&4));
+        assert_eq!(
+            report.capacity_dip.get("az-a"),
+            Some(&CapacityDip {
+                steady: 2,
+                lowest: 0
+            })
+        );
+        assert_eq!(report.verdict, Verdict::Passed);
+    }
+
+    #[test]
+    fn a_lost_write_or_no_recovery_fails_the_drill() {
+        let mut lost = record();
+        if let Some(w) = lost.writes.as_mut() {
+            w.lost.push("probe-1@drill.invalid".into());
+        }
+        assert_eq!(summarize(lost).verdict, Verdict::Failed);
+
+        let mut stuck = record();
+        stuck.capacity.truncate(4);
+        let report = summarize(stuck);
+        assert_eq!(report.time_to_recover_s, None);
+        assert_eq!(report.verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn renders_markdown_json_and_svg() {
+        let report = summarize(record());
+        let md = to_markdown(&report);
+        assert!(md.contains("| time to detect | 2 s |"), "{md}");
+        assert!(md.contains("| az-a | 2 | 0 |"), "{md}");
+        let svg = to_svg(&report).expect("svg");
+        assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
+        assert!(svg.contains("az-b"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = write(dir.path(), &report).expect("write");
+        assert_eq!(paths.len(), 3);
+        let back: DrillReport =
+            serde_json::from_str(&std::fs::read_to_string(&paths[0]).expect("read json"))
+                .expect("json round-trip");
+        assert_eq!(back, report);
+    }
+}

@@ -1,0 +1,236 @@
+//! The interactive console: the terminal, the input thread, the watch, and the effect runner
+//! around the pure `app::update`.
+//!
+//! The loop drains every pending action, applies them, starts their effects, then draws once,
+//! at most ~30 frames a second. Snapshots arrive on their own tick (the watch, every 2 s), so
+//! drawing never waits for the cloud. `ratatui::init` installs a panic hook that restores the
+//! terminal; logs go to a file in the working area, never to the screen.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use crossterm::event::{Event, KeyEventKind};
+use futures::StreamExt;
+use provision::port::{Cloud, StackRef};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::app::{self, Action, Effect, State};
+use crate::backend;
+use crate::drill::engine::{self, DrillUpdate};
+use crate::drill::journal::Journal;
+use crate::ui;
+
+const FRAME: Duration = Duration::from_millis(33);
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs the console until the operator quits.
+pub async fn run(
+    mut state: State,
+    cloud: Option<Arc<dyn Cloud>>,
+    connect_error: Option<String>,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
+    if let Some(error) = connect_error {
+        let _ = tx.send(Action::WatchFailed(error));
+    }
+    spawn_input(tx.clone());
+    if let Some(cloud) = &cloud {
+        spawn_watch(cloud.clone(), state.stack.clone(), tx.clone());
+    }
+    let mut runner = Runner {
+        cloud,
+        stack: state.stack.clone(),
+        tx,
+        drill_stop: None,
+    };
+    let mut terminal = ratatui::init();
+    let result = async {
+        let mut last_draw = Instant::now() - FRAME;
+        loop {
+            terminal.draw(|frame| ui::draw(frame, &state))?;
+            last_draw = last_draw.max(Instant::now());
+            let Some(first) = rx.recv().await else {
+                break;
+            };
+            let mut effects = app::update(&mut state, first);
+            while let Ok(action) = rx.try_recv() {
+                effects.extend(app::update(&mut state, action));
+            }
+            for effect in effects {
+                runner.start(effect);
+            }
+            if state.quit {
+                break;
+            }
+            tokio::time::sleep_until(last_draw + FRAME).await;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    ratatui::restore();
+    result
+}
+
+fn spawn_input(tx: mpsc::UnboundedSender<Action>) {
+    std::thread::spawn(move || {
+        loop {
+            match crossterm::event::read() {
+                Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => {
+                    if tx.send(Action::Key(key)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Resize(..)) => {
+                    if tx.send(Action::Resized).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!("reading the terminal: {e}");
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn spawn_watch(cloud: Arc<dyn Cloud>, stack: StackRef, tx: mpsc::UnboundedSender<Action>) {
+    tokio::spawn(async move {
+        let mut snapshots = cloud.watch(&stack, WATCH_INTERVAL);
+        while let Some(item) = snapshots.next().await {
+            let action = match item {
+                Ok(snapshot) => Action::Snapshot(Box::new(snapshot)),
+                Err(e) => Action::WatchFailed(e.to_string()),
+            };
+            if tx.send(action).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Carries out effects on tokio tasks; each sends its result back as an action.
+struct Runner {
+    cloud: Option<Arc<dyn Cloud>>,
+    stack: StackRef,
+    tx: mpsc::UnboundedSender<Action>,
+    drill_stop: Option<watch::Sender<bool>>,
+}
+
+impl Runner {
+    fn start(&mut self, effect: Effect) {
+        let tx = self.tx.clone();
+        let stack = self.stack.clone();
+        if let Effect::Copy(text) = &effect {
+            copy_osc52(text);
+            let _ = tx.send(Action::Copied(text.clone()));
+            return;
+        }
+        if let Effect::StopDrill = &effect {
+            if let Some(stop) = &self.drill_stop {
+                let _ = stop.send(true);
+            }
+            return;
+        }
+        if let Effect::Quit = &effect {
+            return;
+        }
+        let Some(cloud) = self.cloud.clone() else {
+            let _ = tx.send(Action::Failed {
+                what: "that".into(),
+                error: "no backend is connected".into(),
+            });
+            return;
+        };
+        match effect {
+            Effect::Deploy(request) => {
+                tokio::spawn(async move {
+                    let action = match cloud.deploy(&stack, &request).await {
+                        Ok(id) => Action::DeployStarted(id),
+                        Err(e) => failed("deploy", e),
+                    };
+                    let _ = tx.send(action);
+                });
+            }
+            Effect::CancelRefresh => {
+                tokio::spawn(async move {
+                    let action = match cloud.cancel_refresh(&stack).await {
+                        Ok(id) => Action::RefreshCancelled(id),
+                        Err(e) => failed("cancel", e),
+                    };
+                    let _ = tx.send(action);
+                });
+            }
+            Effect::RollbackRefresh => {
+                tokio::spawn(async move {
+                    let action = match cloud.rollback_refresh(&stack).await {
+                        Ok(id) => Action::RollbackStarted(id),
+                        Err(e) => failed("rollback", e),
+                    };
+                    let _ = tx.send(action);
+                });
+            }
+            Effect::DescribeFault(fault) => {
+                tokio::spawn(async move {
+                    let action = match cloud.describe_fault(&stack, &fault).await {
+                        Ok(plan) => Action::FaultDescribed(Box::new(plan)),
+                        Err(e) => failed("dry run", e),
+                    };
+                    let _ = tx.send(action);
+                });
+            }
+            Effect::StartDrill(config) => {
+                let (stop_tx, stop_rx) = watch::channel(false);
+                self.drill_stop = Some(stop_tx);
+                tokio::spawn(async move {
+                    let mut config = *config;
+                    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+                    config.report_dir =
+                        Some(backend::stack_dir(&stack).join(format!("reports/{stamp}")));
+                    let mut journal = match Journal::open(&backend::journal_path(&stack)) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            let _ = tx.send(Action::Drill(DrillUpdate::Failed(format!(
+                                "cannot open the journal: {e}"
+                            ))));
+                            return;
+                        }
+                    };
+                    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+                    let forward_tx = tx.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(update) = updates_rx.recv().await {
+                            let _ = forward_tx.send(Action::Drill(update));
+                        }
+                    });
+                    let result =
+                        engine::run(cloud, stack, config, &mut journal, updates_tx, stop_rx).await;
+                    let _ = forward.await;
+                    if let Err(e) = result {
+                        let _ = tx.send(Action::Drill(DrillUpdate::Failed(e)));
+                    }
+                });
+            }
+            Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}
+        }
+    }
+}
+
+fn failed(what: &str, error: provision::port::CloudError) -> Action {
+    Action::Failed {
+        what: what.into(),
+        error: error.to_string(),
+    }
+}
+
+/// Puts `text` on the clipboard of the terminal the operator sits at, also over SSH.
+fn copy_osc52(text: &str) {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
+    let _ = out.flush();
+}

@@ -1,0 +1,707 @@
+//! Drawing: a pure function of the [`State`]. Nothing here changes state or does I/O, so every
+//! screen is tested by rendering into ratatui's `TestBackend` and snapshotting the buffer.
+//!
+//! Layout (readable at 80×24, using more room when there is more):
+//! - header: stack, region or origin, backend (a red PRODUCTION cue on AWS), capacity;
+//! - strip: the active instance refresh or drill, with its progress;
+//! - body: one column per AZ (DB role, target counts, instances, sparklines), or the current
+//!   screen (instances list, events, dialogs, help, drill view);
+//! - events pane; footer: key hints, or the command / filter line.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Gauge, List, ListItem, Paragraph, Sparkline, Wrap};
+
+use provision::port::{
+    AzView, DbRole, EventSource, HealthStatus, LifecycleState, MetricKind, RefreshStatus, Snapshot,
+    TargetState,
+};
+
+use crate::app::{DeployForm, GamedayForm, Level, Mode, Screen, State};
+
+/// Above this many instances in one AZ column, the column shows counts per state instead of
+/// one line per instance (Enter opens the full, filterable list).
+const LIST_LIMIT: usize = 12;
+
+pub fn draw(frame: &mut Frame, state: &State) {
+    let area = frame.area();
+    let events_height = if area.height >= 30 { 8 } else { 4 };
+    let [header, strip, body, events, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(8),
+        Constraint::Length(events_height),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, header, state);
+    draw_strip(frame, strip, state);
+    match state.screen {
+        Screen::Dashboard => draw_dashboard(frame, body, state),
+        Screen::Instances => draw_instances(frame, body, state),
+        Screen::Events => draw_events(frame, body, state, usize::MAX),
+        Screen::Deploy => draw_deploy(frame, body, state),
+        Screen::GameDay => draw_gameday(frame, body, state),
+        Screen::Help => draw_help(frame, body, state),
+    }
+    if state.screen != Screen::Events {
+        draw_events(
+            frame,
+            events,
+            state,
+            events.height.saturating_sub(2) as usize,
+        );
+    }
+    draw_footer(frame, footer, state);
+    if let Mode::Confirm(confirm) = &state.mode {
+        draw_confirm(frame, area, state, confirm);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, state: &State) {
+    let mut spans = vec![
+        Span::styled(" triad ", Style::new().bold().reversed()),
+        Span::raw(" "),
+        Span::styled(state.stack.name.clone(), Style::new().bold()),
+        Span::raw(format!(" · {} · {}", state.backend, state.origin)),
+    ];
+    if state.is_production() {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(
+            " PRODUCTION ",
+            Style::new().fg(Color::White).bg(Color::Red).bold(),
+        ));
+    }
+    if state.read_only {
+        spans.push(Span::styled(" read-only", Style::new().fg(Color::Yellow)));
+    }
+    if let Some(c) = state.snapshot.as_ref().and_then(|s| s.capacity.as_ref()) {
+        spans.push(Span::raw(format!(
+            " · desired {} min {} max {}",
+            c.desired, c.min, c.max
+        )));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn refresh_color(status: RefreshStatus) -> Color {
+    match status {
+        RefreshStatus::Successful => Color::Green,
+        RefreshStatus::Failed | RefreshStatus::RollbackFailed | RefreshStatus::Cancelled => {
+            Color::Red
+        }
+        RefreshStatus::RollbackInProgress | RefreshStatus::RollbackSuccessful => Color::Yellow,
+        _ => Color::Cyan,
+    }
+}
+
+fn draw_strip(frame: &mut Frame, area: Rect, state: &State) {
+    if let Some(drill) = state.drill.as_ref().filter(|d| d.running) {
+        let last = drill.probe.last();
+        let ok = last.map_or(String::from("—"), |p| {
+            if p.total() == 0 {
+                "—".into()
+            } else {
+                format!("{:.1} %", 100.0 * f64::from(p.ok) / f64::from(p.total()))
+            }
+        });
+        let line = Line::from(vec![
+            Span::styled(
+                " GAMEDAY ",
+                Style::new().fg(Color::Black).bg(Color::Magenta),
+            ),
+            Span::raw(format!(
+                " {} · {} · probe ok {ok} · s: stop",
+                drill.title, drill.phase
+            )),
+        ]);
+        frame.render_widget(line, area);
+        return;
+    }
+    let Some(snapshot) = &state.snapshot else {
+        let text = match &state.watch_error {
+            Some(e) => Line::from(Span::styled(format!(" {e}"), Style::new().fg(Color::Red))),
+            None => Line::from(" connecting…".dim()),
+        };
+        frame.render_widget(text, area);
+        return;
+    };
+    match snapshot.active_refresh().or(snapshot.refreshes.first()) {
+        Some(refresh) => {
+            let pct = refresh.percentage_complete.unwrap_or(0);
+            let label = format!(
+                "refresh {} → {} · {} {}%{}{}",
+                refresh.id,
+                refresh.desired_version.as_deref().unwrap_or("?"),
+                refresh.status,
+                pct,
+                refresh
+                    .checkpoint
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(
+                        " · checkpoint {}%",
+                        c.percentage
+                    )),
+                if refresh.status.can_cancel() {
+                    " · C cancel · R rollback"
+                } else {
+                    ""
+                }
+            );
+            let gauge = Gauge::default()
+                .gauge_style(Style::new().fg(refresh_color(refresh.status)))
+                .percent(u16::from(pct.min(100)))
+                .label(label);
+            frame.render_widget(gauge, area);
+        }
+        None => frame.render_widget(Line::from(" no instance refresh".dim()), area),
+    }
+}
+
+fn lifecycle_glyph(instance: &provision::port::Instance) -> (&'static str, Color) {
+    match (instance.lifecycle, instance.health) {
+        (LifecycleState::InService, HealthStatus::Healthy) => ("●", Color::Green),
+        (LifecycleState::InService, HealthStatus::Unhealthy) => ("✗", Color::Red),
+        (LifecycleState::Pending, _) | (LifecycleState::PendingWait, _) => ("◌", Color::Cyan),
+        (LifecycleState::Terminating, _) | (LifecycleState::TerminatingWait, _) => {
+            ("◍", Color::Yellow)
+        }
+        _ => ("○", Color::DarkGray),
+    }
+}
+
+fn target_counts(az: &AzView) -> String {
+    let count = |s: TargetState| az.targets.iter().filter(|t| t.state == s).count();
+    let mut parts = vec![format!("{} healthy", count(TargetState::Healthy))];
+    for (state, name) in [
+        (TargetState::Unhealthy, "unhealthy"),
+        (TargetState::Initial, "initial"),
+        (TargetState::Draining, "draining"),
+    ] {
+        let n = count(state);
+        if n > 0 {
+            parts.push(format!("{n} {name}"));
+        }
+    }
+    parts.join(" · ")
+}
+
+fn series_values(snapshot: &Snapshot, metric: MetricKind, az: &str, width: usize) -> Vec<u64> {
+    snapshot
+        .metrics
+        .series(metric, Some(az))
+        .map(|s| {
+            let skip = s.points.len().saturating_sub(width);
+            s.points[skip..]
+                .iter()
+                .map(|p| p.value.max(0.0).round() as u64)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn draw_dashboard(frame: &mut Frame, area: Rect, state: &State) {
+    let Some(snapshot) = &state.snapshot else {
+        let msg = state
+            .watch_error
+            .clone()
+            .unwrap_or_else(|| "waiting for the first snapshot…".to_string());
+        frame.render_widget(
+            Paragraph::new(msg)
+                .wrap(Wrap { trim: true })
+                .block(Block::bordered().title(" stack ")),
+            area,
+        );
+        return;
+    };
+    if snapshot.azs.is_empty() {
+        frame.render_widget(
+            Paragraph::new("the stack has no Availability Zones yet (is it up?)")
+                .block(Block::bordered()),
+            area,
+        );
+        return;
+    }
+    let n = snapshot.azs.len() as u32;
+    let columns = Layout::horizontal((0..n).map(|_| Constraint::Ratio(1, n))).split(area);
+    for (i, (az, col)) in snapshot.azs.iter().zip(columns.iter()).enumerate() {
+        draw_az(frame, *col, state, snapshot, az, i == state.az);
+    }
+}
+
+fn draw_az(
+    frame: &mut Frame,
+    area: Rect,
+    state: &State,
+    snapshot: &Snapshot,
+    az: &AzView,
+    focused: bool,
+) {
+    let healthy = az.healthy_capacity();
+    let title_style = if healthy == 0 {
+        Style::new().fg(Color::Red).bold()
+    } else if az.targets.iter().any(|t| t.state != TargetState::Healthy) {
+        Style::new().fg(Color::Yellow).bold()
+    } else {
+        Style::new().fg(Color::Green).bold()
+    };
+    let block = Block::bordered()
+        .title(Span::styled(format!(" {} ", az.az), title_style))
+        .border_style(if focused {
+            Style::new().fg(Color::Cyan)
+        } else {
+            Style::new().fg(Color::DarkGray)
+        });
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let spark_rows = if inner.height >= 14 { 3 } else { 0 };
+    let [text_area, spark_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(spark_rows * 2)]).areas(inner);
+
+    let mut lines = Vec::new();
+    let db = match &az.database {
+        Some(db) => {
+            let role = match db.role {
+                DbRole::Primary => Span::styled("DB primary", Style::new().bold()),
+                DbRole::Standby => Span::raw("DB standby"),
+            };
+            Line::from(vec![role, Span::raw(format!(" {}", db.status)).dim()])
+        }
+        None => Line::from("DB —".dim()),
+    };
+    lines.push(db);
+    lines.push(Line::from(format!("targets {}", target_counts(az))));
+    let instances: Vec<_> = az
+        .instances
+        .iter()
+        .filter(|i| state.matches_filter(&i.id, i.version.as_deref()))
+        .collect();
+    if instances.len() > LIST_LIMIT {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for i in &instances {
+            *counts
+                .entry(format!("{} {}", i.lifecycle, i.health))
+                .or_default() += 1;
+        }
+        for (state_name, n) in counts {
+            lines.push(Line::from(format!("{n:>4} {state_name}")));
+        }
+        lines.push(Line::from("Enter: list all".dim()));
+    } else {
+        for (row, i) in instances.iter().enumerate() {
+            let (glyph, color) = lifecycle_glyph(i);
+            let selected = focused && row == state.row;
+            let mut style = Style::new();
+            if selected {
+                style = style.add_modifier(Modifier::REVERSED);
+            }
+            lines.push(Line::from(vec![
+                Span::styled(format!("{glyph} "), Style::new().fg(color)),
+                Span::styled(i.id.clone(), style),
+                Span::raw(format!(" {}", i.version.as_deref().unwrap_or("?"))).dim(),
+            ]));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines), text_area);
+
+    if spark_rows > 0 {
+        let width = spark_area.width as usize;
+        let rows = Layout::vertical([Constraint::Length(2); 3]).split(spark_area);
+        for (row, (metric, label)) in rows.iter().zip([
+            (MetricKind::Requests, "req"),
+            (MetricKind::Target5xx, "5xx"),
+            (MetricKind::LatencyP99, "p99"),
+        ]) {
+            let data = series_values(snapshot, metric, &az.az, width);
+            let last = data.last().copied().unwrap_or(0);
+            let [label_area, spark] =
+                Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(*row);
+            frame.render_widget(Line::from(format!("{label} {last}")).dim(), label_area);
+            frame.render_widget(
+                Sparkline::default()
+                    .data(&data)
+                    .style(Style::new().fg(if label == "5xx" {
+                        Color::Red
+                    } else {
+                        Color::Cyan
+                    })),
+                spark,
+            );
+        }
+    }
+}
+
+fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
+    let Some(snapshot) = &state.snapshot else {
+        frame.render_widget(Block::bordered().title(" instances "), area);
+        return;
+    };
+    let mut items = Vec::new();
+    let mut row = 0;
+    for az in &snapshot.azs {
+        for i in &az.instances {
+            if !state.matches_filter(&i.id, i.version.as_deref()) {
+                continue;
+            }
+            let (glyph, color) = lifecycle_glyph(i);
+            let target = az
+                .targets
+                .iter()
+                .find(|t| t.id == i.id)
+                .map_or("—".to_string(), |t| match &t.reason {
+                    Some(r) => format!("{} ({r})", t.state),
+                    None => t.state.to_string(),
+                });
+            let mut line = Line::from(vec![
+                Span::styled(format!("{glyph} "), Style::new().fg(color)),
+                Span::raw(format!(
+                    "{:<22} {:<12} {:<12} {:<10} {:<10} {}",
+                    i.id,
+                    az.az,
+                    i.lifecycle.to_string(),
+                    i.health.to_string(),
+                    i.version.as_deref().unwrap_or("?"),
+                    target
+                )),
+            ]);
+            if row == state.row {
+                line = line.reversed();
+            }
+            items.push(ListItem::new(line));
+            row += 1;
+        }
+    }
+    let title = if state.filter.is_empty() {
+        format!(" instances ({row}) ")
+    } else {
+        format!(" instances ({row}) /{} ", state.filter)
+    };
+    frame.render_widget(List::new(items).block(Block::bordered().title(title)), area);
+}
+
+fn draw_events(frame: &mut Frame, area: Rect, state: &State, limit: usize) {
+    let mut lines: Vec<Line> = Vec::new();
+    for notice in state.notices.iter().take(limit) {
+        let color = match notice.level {
+            Level::Info => Color::Gray,
+            Level::Warn => Color::Yellow,
+            Level::Error => Color::Red,
+        };
+        lines.push(Line::from(Span::styled(
+            format!("triad  {}", notice.text),
+            Style::new().fg(color),
+        )));
+    }
+    if let Some(snapshot) = &state.snapshot {
+        for e in snapshot
+            .events
+            .iter()
+            .take(limit.saturating_sub(lines.len()))
+        {
+            let source = match e.source {
+                EventSource::Scaling => "asg",
+                EventSource::LoadBalancer => "lb",
+                EventSource::Database => "db",
+                EventSource::Fault => "fault",
+                EventSource::Stack => "stack",
+            };
+            let at =
+                e.at.format(time::macros::format_description!(
+                    "[hour]:[minute]:[second]"
+                ))
+                .unwrap_or_default();
+            lines.push(Line::from(vec![
+                Span::raw(format!("{at} ")).dim(),
+                Span::raw(format!("{source:<5} ")),
+                Span::raw(e.message.clone()),
+            ]));
+        }
+        for err in &snapshot.errors {
+            lines.push(Line::from(Span::styled(
+                format!("{} unavailable: {}", err.section, err.message),
+                Style::new().fg(Color::Yellow),
+            )));
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::new()
+                .borders(Borders::TOP)
+                .title(" events ")
+                .border_style(Style::new().fg(Color::DarkGray)),
+        ),
+        area,
+    );
+}
+
+fn form_lines(labels: &[&str], values: &[String], focused: usize) -> Vec<Line<'static>> {
+    labels
+        .iter()
+        .zip(values)
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let style = if i == focused {
+                Style::new().fg(Color::Cyan).bold()
+            } else {
+                Style::new()
+            };
+            Line::from(vec![
+                Span::styled(format!("{label:>20}  "), style),
+                Span::styled(
+                    format!("{value}{}", if i == focused { "▏" } else { "" }),
+                    style,
+                ),
+            ])
+        })
+        .collect()
+}
+
+fn draw_deploy(frame: &mut Frame, area: Rect, state: &State) {
+    let form = &state.deploy;
+    let values: Vec<String> = (0..DeployForm::LABELS.len())
+        .map(|i| form.value(i))
+        .collect();
+    let mut lines = form_lines(&DeployForm::LABELS, &values, form.field);
+    lines.push(Line::from(""));
+    lines.push(Line::from(
+        "Tab/↑↓ field · type to edit · space toggles · Enter review · Esc back".dim(),
+    ));
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" deploy: instance refresh ")),
+        area,
+    );
+}
+
+fn gameday_values(form: &GamedayForm, azs: &[String]) -> Vec<String> {
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    vec![
+        if form.fault_kind() == "failover-db" {
+            "(the primary's AZ)".to_string()
+        } else {
+            azs.get(form.az_index % azs.len().max(1))
+                .cloned()
+                .map_or("—".into(), |a| format!("‹ {a} ›"))
+        },
+        format!("‹ {} ›", form.fault_kind()),
+        form.duration.clone(),
+        form.rate.clone(),
+        form.max_error_pct.clone(),
+        yes_no(form.signups),
+        yes_no(form.force),
+    ]
+}
+
+fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
+    let Some(drill) = &state.drill else {
+        let values = gameday_values(&state.gameday, &state.az_names());
+        let mut lines = form_lines(&GamedayForm::LABELS, &values, state.gameday.field);
+        lines.push(Line::from(""));
+        lines.push(Line::from(
+            "Tab/↑↓ field · ←→ choose · digits edit · Enter dry run · Esc back".dim(),
+        ));
+        frame.render_widget(
+            Paragraph::new(lines).block(Block::bordered().title(" GameDay ")),
+            area,
+        );
+        return;
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    let mut lines: Vec<Line> = drill
+        .steps
+        .iter()
+        .map(|s| Line::from(format!("t+{:>3}s {:<13} {}", s.second, s.step, s.detail)))
+        .collect();
+    if let Some(report) = &drill.report {
+        lines.push(Line::from(""));
+        lines.push(Line::from(format!("verdict: {:?}", report.verdict).bold()));
+        let secs = |v: Option<u64>| v.map_or("—".to_string(), |s| format!("{s} s"));
+        lines.push(Line::from(format!(
+            "detect {} · recover {} · failed {} of {}",
+            secs(report.time_to_detect_s),
+            secs(report.time_to_recover_s),
+            report.failed_requests,
+            report.requests_during
+        )));
+        for f in &drill.report_files {
+            lines.push(Line::from(f.clone()).dim());
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(format!(" {} · {} ", drill.title, drill.phase))),
+        left,
+    );
+    let [cap, probe, p99] = Layout::vertical([
+        Constraint::Percentage(40),
+        Constraint::Percentage(30),
+        Constraint::Percentage(30),
+    ])
+    .areas(right);
+    let mut cap_lines = Vec::new();
+    if let Some(last) = drill.capacity.last() {
+        for (az, n) in &last.healthy {
+            let series: Vec<u64> = drill
+                .capacity
+                .iter()
+                .map(|c| u64::from(c.healthy.get(az).copied().unwrap_or(0)))
+                .collect();
+            let width = cap.width.saturating_sub(20) as usize;
+            let skip = series.len().saturating_sub(width);
+            let bars: String = series[skip..]
+                .iter()
+                .map(|v| match v {
+                    0 => '▁',
+                    1 => '▃',
+                    2 => '▅',
+                    _ => '█',
+                })
+                .collect();
+            cap_lines.push(Line::from(format!("{az:<14} {n:>2} {bars}")));
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(cap_lines).block(Block::bordered().title(" healthy capacity per AZ ")),
+        cap,
+    );
+    let width = probe.width.saturating_sub(2) as usize;
+    let skip = drill.probe.len().saturating_sub(width);
+    let ok: Vec<u64> = drill.probe[skip..]
+        .iter()
+        .map(|p| {
+            if p.total() == 0 {
+                0
+            } else {
+                u64::from(p.ok) * 100 / u64::from(p.total())
+            }
+        })
+        .collect();
+    let lat: Vec<u64> = drill.probe[skip..]
+        .iter()
+        .map(|p| p.p99_ms.unwrap_or(0.0).round() as u64)
+        .collect();
+    frame.render_widget(
+        Sparkline::default()
+            .data(&ok)
+            .max(100)
+            .style(Style::new().fg(Color::Green))
+            .block(Block::bordered().title(" probe success % ")),
+        probe,
+    );
+    frame.render_widget(
+        Sparkline::default()
+            .data(&lat)
+            .style(Style::new().fg(Color::Cyan))
+            .block(Block::bordered().title(format!(
+                " p99 ms (last {}) ",
+                lat.last().copied().unwrap_or(0)
+            ))),
+        p99,
+    );
+}
+
+fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
+    let mut rows = vec![
+        ("j k ↑ ↓", "move in the list"),
+        ("h l ← → Tab", "focus another AZ"),
+        ("Enter i", "instances (all AZs, filterable)"),
+        ("e", "events"),
+        ("/", "filter instances by id or version (Esc clears)"),
+        (
+            ":",
+            "command mode (Tab completes): dashboard instances events deploy gameday failover cancel rollback stop help quit",
+        ),
+        ("y", "copy the selected instance id (OSC 52)"),
+        ("Esc", "back"),
+        ("q Ctrl-C", "quit"),
+    ];
+    if !state.read_only {
+        rows.extend([
+            ("d", "deploy a version (instance refresh)"),
+            ("C R", "cancel / roll back the active refresh"),
+            ("g", "GameDay: fail one AZ, measure, restore, report"),
+            ("F", "fail the database over"),
+            ("s", "stop the running GameDay (restores at once)"),
+        ]);
+    }
+    let lines: Vec<Line> = rows
+        .into_iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>12}  "), Style::new().bold()),
+                Span::raw(v),
+            ])
+        })
+        .collect();
+    let title = if state.read_only {
+        " help (read-only session: changes are hidden) "
+    } else {
+        " help "
+    };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(title)),
+        area,
+    );
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, state: &State) {
+    let line = match &state.mode {
+        Mode::Command(input) => Line::from(vec![Span::raw(":").bold(), Span::raw(input.clone())]),
+        Mode::Filter(input) => Line::from(vec![Span::raw("/").bold(), Span::raw(input.clone())]),
+        _ => {
+            let hints = if state.read_only {
+                "? help  : command  / filter  Enter instances  e events  q quit"
+            } else {
+                "? help  d deploy  g gameday  F failover  : command  / filter  q quit"
+            };
+            Line::from(format!(" {} · {hints}", state.screen.title()).dim())
+        }
+    };
+    frame.render_widget(line, area);
+}
+
+fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::app::Confirm) {
+    let height = (confirm.lines.len() as u16 + 6).min(area.height);
+    let width = area.width.saturating_sub(8).min(90);
+    let popup = Rect {
+        x: area.x + (area.width.saturating_sub(width)) / 2,
+        y: area.y + (area.height.saturating_sub(height)) / 2,
+        width,
+        height,
+    };
+    let mut lines: Vec<Line> = confirm
+        .lines
+        .iter()
+        .map(|l| Line::from(l.clone()))
+        .collect();
+    lines.push(Line::from(""));
+    let prompt = if state.is_production() {
+        format!(
+            "Type {} and Enter to go ahead; Esc cancels: ",
+            confirm.expected
+        )
+    } else {
+        format!(
+            "Type {} and Enter to go ahead; anything else cancels: ",
+            confirm.expected
+        )
+    };
+    lines.push(Line::from(vec![
+        Span::raw(prompt),
+        Span::styled(confirm.input.clone(), Style::new().bold()),
+    ]));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
+            Block::bordered()
+                .title(format!(" {} ", confirm.title))
+                .border_style(Style::new().fg(Color::Red)),
+        ),
+        popup,
+    );
+}
