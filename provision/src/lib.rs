@@ -1,6 +1,7 @@
 //! Everything that touches a cloud. `console` talks to AWS or to the local sandbox only
 //! through this crate.
 
+pub mod aws;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod port;
