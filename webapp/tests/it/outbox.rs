@@ -1,8 +1,10 @@
 //! The transactional outbox end to end: SNS unreachable → signups still 201 → SNS back → each
 //! "user created" event reaches an SQS queue subscribed to the topic exactly once.
 //!
-//! "SNS back" is a private moto server started, mid-test, on the port the app was pointed at
-//! (closed until then); the topic is created there under the name the app was configured with.
+//! The app is pointed at a port where nothing listens ("SNS down"). A private moto server runs
+//! elsewhere from the start, with the topic and its SQS subscription already in place, so no
+//! publish can slip in before the queue is subscribed. "SNS back" is a TCP forwarder started,
+//! mid-test, on the app's port, leading to that moto.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -40,15 +42,81 @@ fn start_moto_on(port: u16) -> Moto {
     )
 }
 
+/// Forwards every connection to 127.0.0.1:`from` to 127.0.0.1:`to` for the rest of the test.
+async fn forward(from: u16, to: u16) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", from))
+        .await
+        .expect("bind the app's SNS port");
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
 #[tokio::test]
 async fn events_written_while_sns_is_down_are_delivered_once_it_is_back() {
+    let moto_port = testkit::free_port().expect("free port");
+    let _moto = start_moto_on(moto_port);
+    eventually("moto to listen", Duration::from_secs(60), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", moto_port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let moto_aws = testkit::aws_config_for(&format!("http://127.0.0.1:{moto_port}")).await;
+    let topic_name = testkit::unique_name("user-created");
+    let sns = aws_sdk_sns::Client::new(&moto_aws);
+    let sqs = aws_sdk_sqs::Client::new(&moto_aws);
+    let topic_arn = sns
+        .create_topic()
+        .name(&topic_name)
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("topic arn");
+    assert_eq!(topic_arn, crate::common::topic_arn(&topic_name));
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(testkit::unique_name("mailer"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue url");
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+
+    // The app talks to SNS through a port where nothing listens yet.
     let port = testkit::free_port().expect("free port");
     let endpoint = format!("http://127.0.0.1:{port}");
     let aws = testkit::aws_config_for(&endpoint).await;
     let url = testkit::fresh_database().await.expect("fresh database");
-    let topic_name = testkit::unique_name("user-created");
     let mut s = settings(&url);
-    s.topic_arn = crate::common::topic_arn(&topic_name);
+    s.topic_arn = topic_arn.clone();
     let t = TestApp::start(s, &aws).await;
 
     let emails: Vec<String> = (0..5).map(|i| format!("user{i}@example.com")).collect();
@@ -77,50 +145,8 @@ async fn events_written_while_sns_is_down_are_delivered_once_it_is_back() {
     })
     .await;
 
-    // SNS comes back, with the topic subscribed by a queue.
-    let _moto = start_moto_on(port);
-    eventually("moto to listen", Duration::from_secs(60), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
-    let sns = aws_sdk_sns::Client::new(&aws);
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let topic = sns
-        .create_topic()
-        .name(&topic_name)
-        .send()
-        .await
-        .expect("topic");
-    assert_eq!(topic.topic_arn(), Some(t.app.settings.topic_arn.as_str()));
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(testkit::unique_name("mailer"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("queue url");
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("queue arn");
-    sns.subscribe()
-        .topic_arn(&t.app.settings.topic_arn)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("subscribe");
+    // SNS comes back: the app's port now leads to moto.
+    let _forwarder = forward(port, moto_port).await;
 
     // Every event goes out and is marked sent.
     eventually(
