@@ -1,2 +1,6 @@
 //! Everything that touches a cloud. `console` talks to AWS or to the local sandbox only
 //! through this crate.
+
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod port;

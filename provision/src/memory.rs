@@ -1,0 +1,1644 @@
+//! A deterministic in-memory [`Cloud`] with an injected clock, for unit tests of the console
+//! and the drill engine. It is not a product backend: nothing runs, nothing is reachable.
+//!
+//! It models a fleet across three AZs (by default `mem-1a`, `mem-1b`, `mem-1c`), a load
+//! balancer's view of it, a Multi-AZ database, instance refreshes with AWS's preferences and
+//! status names, and the sandbox's faults. Time and progress move only when the test says so:
+//!
+//! - [`MemoryCloud::tick`] advances the simulation one step: pending instances come into
+//!   service, lost capacity is relaunched (balanced across enabled AZs), and an active
+//!   refresh moves one batch (`desired × (max − min healthy) / 100`, at least 1) or
+//!   waits at a checkpoint / bakes until the clock allows.
+//! - The clock is whatever [`Clock`] the test passes in, normally a [`ManualClock`].
+//! - [`MemoryCloud::fail_refresh`] makes the next step of the active refresh fail (rolling
+//!   back when it has AutoRollback); [`MemoryCloud::set_section_error`] makes a snapshot
+//!   section unreadable; [`MemoryCloud::set_target_state`] forces one target's state.
+//! - [`MemoryCloud::record_metric`] scripts metric series.
+//! - [`MemoryCloud::calls`] lists every call the backend received, to check that a guard
+//!   stopped a call before it arrived.
+//!
+//! Streams are driven by state changes, not timers: `watch` yields a snapshot at once and
+//! then after every change; `wait_refresh` yields the refresh on each change until it ends.
+//!
+//! Simplifications, on purpose: a blackholed AZ's targets turn `unhealthy` at once and its
+//! instances `Unhealthy` on the next tick, but the group does not replace them; an AZ whose
+//! launches were unblocked is not rebalanced; refresh replacements come into service in the
+//! same tick.
+//!
+//! [`ManualClock`]: crate::port::ManualClock
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use crate::port::{
+    AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, CheckpointInfo, Clock, Cloud,
+    CloudError, CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, Event,
+    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, HealthStatus, Instance,
+    LifecycleState, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, Plan, PlannedAction,
+    ProvisionEvent, Refresh, RefreshId, RefreshStatus, ResourceChange, ResourceEvent,
+    ResourceStatus, RollbackDetails, SandboxChange, ScalingProcess, Section, SectionError,
+    Snapshot, StackOperation, StackRef, StackStatus, Target, TargetReason, TargetState,
+};
+
+/// The port instances listen on in the memory model.
+const TARGET_PORT: u16 = 8080;
+/// How many past refreshes and events a snapshot shows.
+const RECENT_REFRESHES: usize = 5;
+const RECENT_EVENTS: usize = 50;
+
+/// The fleet every stack starts with (applied or seeded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    pub azs: Vec<String>,
+    pub capacity: Capacity,
+    /// The application version the first launch template version runs.
+    pub version: String,
+    /// Whether the database is Multi-AZ (a standby in the second AZ).
+    pub multi_az_db: bool,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self {
+            azs: vec!["mem-1a".into(), "mem-1b".into(), "mem-1c".into()],
+            capacity: Capacity {
+                desired: 6,
+                min: 3,
+                max: 12,
+            },
+            version: "v1".into(),
+            multi_az_db: true,
+        }
+    }
+}
+
+/// The in-memory backend. Cheap to clone; clones share state.
+#[derive(Debug, Clone)]
+pub struct MemoryCloud {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    clock: Arc<dyn Clock>,
+    fleet: Fleet,
+    state: Mutex<State>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    stacks: BTreeMap<String, MemStack>,
+    calls: Vec<String>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct MemStack {
+    stack: StackRef,
+    status: StackStatus,
+    /// Logical id → resource (Type, Properties) from the last applied template.
+    resources: BTreeMap<String, serde_json::Value>,
+    parameters: BTreeMap<String, String>,
+    outputs: Outputs,
+    azs: Vec<String>,
+    enabled: BTreeSet<String>,
+    suspended: BTreeSet<ScalingProcess>,
+    capacity: Capacity,
+    /// The group's launch template version and the app version it runs.
+    launch_template: LaunchTemplate,
+    instances: Vec<MemInstance>,
+    /// Newest first.
+    refreshes: Vec<MemRefresh>,
+    /// Oldest first.
+    events: Vec<Event>,
+    db: Option<MemDb>,
+    silenced: BTreeSet<String>,
+    section_errors: BTreeMap<Section, String>,
+    target_overrides: BTreeMap<String, TargetState>,
+    /// Series recorded by tests, oldest point first.
+    recorded_metrics: Vec<MetricSeries>,
+    next_launch_template_version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LaunchTemplate {
+    version: u32,
+    app_version: String,
+}
+
+#[derive(Debug, Clone)]
+struct MemInstance {
+    id: String,
+    az: String,
+    launch_template: LaunchTemplate,
+    launched_at: OffsetDateTime,
+    lifecycle: LifecycleState,
+    health: HealthStatus,
+}
+
+#[derive(Debug, Clone)]
+struct MemDb {
+    id: String,
+    primary: String,
+    standby: Option<String>,
+    status: DbStatus,
+}
+
+#[derive(Debug, Clone)]
+struct MemRefresh {
+    refresh: Refresh,
+    desired: LaunchTemplate,
+    previous: LaunchTemplate,
+    /// Checkpoints already passed.
+    passed_checkpoints: BTreeSet<u8>,
+    bake_until: Option<OffsetDateTime>,
+    failure: Option<String>,
+    /// Instances to replace when the refresh started.
+    total: u32,
+}
+
+impl MemoryCloud {
+    /// A backend with no stacks, the default [`Fleet`] and `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self::with_fleet(clock, Fleet::default())
+    }
+
+    /// A backend whose stacks start with `fleet`.
+    pub fn with_fleet(clock: Arc<dyn Clock>, fleet: Fleet) -> Self {
+        let (changed, _) = tokio::sync::watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                clock,
+                fleet,
+                state: Mutex::new(State::default()),
+                changed,
+            }),
+        }
+    }
+
+    /// Adds `stack` already running: the fleet in service, the database available.
+    pub fn seed_stack(&self, stack: &StackRef) {
+        let now = self.now();
+        let mut state = self.lock();
+        let mut mem = MemStack::new(stack.clone(), &self.shared.fleet, &mut state, now);
+        mem.status = StackStatus::CreateComplete;
+        mem.outputs = endpoint_outputs(stack);
+        state.stacks.insert(stack.name.clone(), mem);
+        drop(state);
+        self.notify();
+    }
+
+    /// Advances the simulation of `stack` one step (see the module docs).
+    pub fn tick(&self, stack: &StackRef) -> Result<(), CloudError> {
+        let now = self.now();
+        let mut state = self.lock();
+        let State {
+            stacks, next_id, ..
+        } = &mut *state;
+        let mem = stacks
+            .get_mut(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        mem.step(now, next_id);
+        drop(state);
+        self.notify();
+        Ok(())
+    }
+
+    /// Makes the next step of `stack`'s active refresh fail with `reason`.
+    pub fn fail_refresh(&self, stack: &StackRef, reason: &str) -> Result<(), CloudError> {
+        self.with_stack(stack, |mem, _| {
+            let refresh = mem
+                .active_refresh_mut()
+                .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
+            refresh.failure = Some(reason.to_owned());
+            Ok(())
+        })
+    }
+
+    /// Makes `section` of `stack`'s snapshots unreadable with `message` (`None` clears it).
+    pub fn set_section_error(
+        &self,
+        stack: &StackRef,
+        section: Section,
+        message: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.with_stack(stack, |mem, _| {
+            match message {
+                Some(message) => mem.section_errors.insert(section, message.to_owned()),
+                None => mem.section_errors.remove(&section),
+            };
+            Ok(())
+        })
+    }
+
+    /// Forces the load balancer state of `instance_id`'s target (`None` returns it to the
+    /// modelled state).
+    pub fn set_target_state(
+        &self,
+        stack: &StackRef,
+        instance_id: &str,
+        target_state: Option<TargetState>,
+    ) -> Result<(), CloudError> {
+        self.with_stack(stack, |mem, _| {
+            match target_state {
+                Some(s) => mem.target_overrides.insert(instance_id.to_owned(), s),
+                None => mem.target_overrides.remove(instance_id),
+            };
+            Ok(())
+        })
+    }
+
+    /// Appends a point of `metric` (for `az`, or stack-wide with `None`) at the clock's
+    /// current time. Recorded series appear in snapshots as they are; without a recorded
+    /// `HealthyHosts` series for an AZ, the snapshot computes one point from the targets.
+    pub fn record_metric(
+        &self,
+        stack: &StackRef,
+        metric: MetricKind,
+        az: Option<&str>,
+        value: f64,
+    ) -> Result<(), CloudError> {
+        let at = self.now();
+        self.with_stack(stack, |mem, _| {
+            let point = MetricPoint { at, value };
+            match mem
+                .recorded_metrics
+                .iter_mut()
+                .find(|s| s.metric == metric && s.az.as_deref() == az)
+            {
+                Some(series) => series.points.push(point),
+                None => mem.recorded_metrics.push(MetricSeries {
+                    metric,
+                    az: az.map(str::to_owned),
+                    points: vec![point],
+                }),
+            }
+            Ok(())
+        })
+    }
+
+    /// How many `watch` and `wait_refresh` streams are still alive (dropping one ends it).
+    pub fn live_streams(&self) -> usize {
+        self.shared.changed.receiver_count()
+    }
+
+    /// Every call this backend received, in order ("inject terminate-az mem-1a", …).
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.shared.clock.now()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn notify(&self) {
+        self.shared
+            .changed
+            .send_modify(|generation| *generation += 1);
+    }
+
+    fn record_call(&self, call: String) {
+        self.lock().calls.push(call);
+    }
+
+    /// Runs `f` on `stack` and notifies watchers when it succeeds.
+    fn with_stack<T>(
+        &self,
+        stack: &StackRef,
+        f: impl FnOnce(&mut MemStack, &mut u64) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let mut state = self.lock();
+        let State {
+            stacks, next_id, ..
+        } = &mut *state;
+        let mem = stacks
+            .get_mut(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        let out = f(mem, next_id)?;
+        drop(state);
+        self.notify();
+        Ok(out)
+    }
+
+    fn build_snapshot(&self, stack: &StackRef) -> Result<Snapshot, CloudError> {
+        let now = self.now();
+        let state = self.lock();
+        let mem = state
+            .stacks
+            .get(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        Ok(mem.snapshot(now))
+    }
+
+    fn plan_now(&self, desired: &DesiredStack) -> Result<Plan, CloudError> {
+        let resources = template_resources(&desired.template_body)?;
+        let state = self.lock();
+        let existing = state.stacks.get(&desired.stack.name);
+        let mut changes = Vec::new();
+        let creates_stack = existing.is_none();
+        let (no_resources, no_parameters) = (BTreeMap::new(), BTreeMap::new());
+        let (old_resources, old_parameters) = existing
+            .map(|mem| (&mem.resources, &mem.parameters))
+            .unwrap_or((&no_resources, &no_parameters));
+        let changed_parameters: Vec<&String> = desired
+            .parameters
+            .iter()
+            .filter(|(name, value)| old_parameters.get(*name) != Some(*value))
+            .map(|(name, _)| name)
+            .collect();
+        for (logical_id, resource) in &resources {
+            let resource_type = resource_type_of(resource);
+            let Some(old) = old_resources.get(logical_id) else {
+                changes.push(ResourceChange {
+                    logical_id: logical_id.clone(),
+                    resource_type,
+                    physical_id: None,
+                    action: ChangeAction::Add,
+                    reasons: vec!["new resource".into()],
+                });
+                continue;
+            };
+            let physical_id = Some(physical_id_of(&desired.stack, logical_id));
+            if resource_type_of(old) != resource_type {
+                changes.push(ResourceChange {
+                    logical_id: logical_id.clone(),
+                    resource_type,
+                    physical_id,
+                    action: ChangeAction::Replace,
+                    reasons: vec![format!(
+                        "type changed from {} (requires replacement)",
+                        resource_type_of(old)
+                    )],
+                });
+                continue;
+            }
+            let mut reasons = changed_properties(old, resource);
+            let properties = resource.get("Properties");
+            reasons.extend(
+                changed_parameters
+                    .iter()
+                    .filter(|name| properties.is_some_and(|p| refers_to(p, name)))
+                    .map(|name| format!("parameter {name} changed")),
+            );
+            if !reasons.is_empty() {
+                changes.push(ResourceChange {
+                    logical_id: logical_id.clone(),
+                    resource_type,
+                    physical_id,
+                    action: ChangeAction::Modify,
+                    reasons,
+                });
+            }
+        }
+        for (logical_id, old) in old_resources {
+            if !resources.contains_key(logical_id) {
+                changes.push(ResourceChange {
+                    logical_id: logical_id.clone(),
+                    resource_type: resource_type_of(old),
+                    physical_id: Some(physical_id_of(&desired.stack, logical_id)),
+                    action: ChangeAction::Delete,
+                    reasons: vec!["no longer in the template".into()],
+                });
+            }
+        }
+        Ok(Plan {
+            desired: desired.clone(),
+            creates_stack,
+            change_set: None,
+            changes,
+            planned_at: self.now(),
+        })
+    }
+
+    fn apply_now(&self, plan: &Plan) -> Result<Vec<ProvisionEvent>, CloudError> {
+        let resources = template_resources(&plan.desired.template_body)?;
+        let outputs_names = template_output_names(&plan.desired.template_body)?;
+        let stack = plan.stack().clone();
+        let now = self.now();
+        let mut state = self.lock();
+        let exists = state.stacks.contains_key(&stack.name);
+        if plan.creates_stack == exists {
+            return Err(CloudError::conflict(format!(
+                "the plan for {stack} is stale (the stack {}); plan again",
+                if exists {
+                    "now exists"
+                } else {
+                    "no longer exists"
+                }
+            )));
+        }
+        let operation = if exists {
+            StackOperation::Update
+        } else {
+            StackOperation::Create
+        };
+        let (in_progress, complete) = match operation {
+            StackOperation::Create => (
+                ResourceStatus::CreateInProgress,
+                ResourceStatus::CreateComplete,
+            ),
+            _ => (
+                ResourceStatus::UpdateInProgress,
+                ResourceStatus::UpdateComplete,
+            ),
+        };
+        let total = u32::try_from(plan.changes.len()).unwrap_or(u32::MAX);
+        let mut events = vec![ProvisionEvent::Started {
+            at: now,
+            stack: stack.clone(),
+            operation,
+            total,
+        }];
+        for (index, change) in plan.changes.iter().enumerate() {
+            let (start, end) = match change.action {
+                ChangeAction::Delete => (
+                    ResourceStatus::DeleteInProgress,
+                    ResourceStatus::DeleteComplete,
+                ),
+                ChangeAction::Add => (
+                    ResourceStatus::CreateInProgress,
+                    ResourceStatus::CreateComplete,
+                ),
+                ChangeAction::Modify | ChangeAction::Replace => (in_progress, complete),
+            };
+            let done = u32::try_from(index).unwrap_or(u32::MAX);
+            for (status, done) in [(start, done), (end, done + 1)] {
+                events.push(ProvisionEvent::Resource(ResourceEvent {
+                    at: now,
+                    logical_id: change.logical_id.clone(),
+                    resource_type: change.resource_type.clone(),
+                    physical_id: Some(physical_id_of(&stack, &change.logical_id)),
+                    status,
+                    reason: None,
+                    done,
+                    total,
+                }));
+            }
+        }
+        let mut outputs = endpoint_outputs(&stack);
+        for name in outputs_names {
+            outputs
+                .0
+                .insert(name.clone(), format!("memory://{}/{name}", stack.name));
+        }
+        let stack_status = match operation {
+            StackOperation::Create => StackStatus::CreateComplete,
+            _ => StackStatus::UpdateComplete,
+        };
+        if !exists {
+            let fleet = self.shared.fleet.clone();
+            let mem = MemStack::new(stack.clone(), &fleet, &mut state, now);
+            state.stacks.insert(stack.name.clone(), mem);
+        }
+        if let Some(mem) = state.stacks.get_mut(&stack.name) {
+            mem.resources = resources;
+            mem.parameters = plan.desired.parameters.clone();
+            mem.outputs = outputs.clone();
+            mem.status = stack_status;
+            mem.event(now, EventSource::Stack, None, format!("{stack_status}"));
+        }
+        drop(state);
+        self.notify();
+        events.push(ProvisionEvent::Finished {
+            at: now,
+            stack_status,
+            outputs,
+        });
+        Ok(events)
+    }
+
+    fn destroy_now(&self, stack: &StackRef) -> Result<Vec<ProvisionEvent>, CloudError> {
+        let now = self.now();
+        let mut state = self.lock();
+        let mem = state
+            .stacks
+            .remove(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        drop(state);
+        self.notify();
+        let total = u32::try_from(mem.resources.len()).unwrap_or(u32::MAX);
+        let mut events = vec![ProvisionEvent::Started {
+            at: now,
+            stack: stack.clone(),
+            operation: StackOperation::Delete,
+            total,
+        }];
+        for (index, (logical_id, resource)) in mem.resources.iter().rev().enumerate() {
+            let done = u32::try_from(index).unwrap_or(u32::MAX);
+            for (status, done) in [
+                (ResourceStatus::DeleteInProgress, done),
+                (ResourceStatus::DeleteComplete, done + 1),
+            ] {
+                events.push(ProvisionEvent::Resource(ResourceEvent {
+                    at: now,
+                    logical_id: logical_id.clone(),
+                    resource_type: resource_type_of(resource),
+                    physical_id: Some(physical_id_of(stack, logical_id)),
+                    status,
+                    reason: None,
+                    done,
+                    total,
+                }));
+            }
+        }
+        events.push(ProvisionEvent::Finished {
+            at: now,
+            stack_status: StackStatus::DeleteComplete,
+            outputs: Outputs::default(),
+        });
+        Ok(events)
+    }
+
+    fn find_refresh(&self, stack: &StackRef, id: &RefreshId) -> Result<Refresh, CloudError> {
+        let state = self.lock();
+        let mem = state
+            .stacks
+            .get(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        mem.refreshes
+            .iter()
+            .find(|r| &r.refresh.id == id)
+            .map(|r| r.refresh.clone())
+            .ok_or_else(|| CloudError::not_found(format!("instance refresh {id}")))
+    }
+}
+
+impl MemStack {
+    fn new(stack: StackRef, fleet: &Fleet, state: &mut State, now: OffsetDateTime) -> Self {
+        let launch_template = LaunchTemplate {
+            version: 1,
+            app_version: fleet.version.clone(),
+        };
+        let db = fleet.azs.first().map(|primary| MemDb {
+            id: format!("{}-db", stack.name),
+            primary: primary.clone(),
+            standby: fleet.azs.get(1).filter(|_| fleet.multi_az_db).cloned(),
+            status: DbStatus::Available,
+        });
+        let mut mem = Self {
+            stack,
+            status: StackStatus::CreateComplete,
+            resources: BTreeMap::new(),
+            parameters: BTreeMap::new(),
+            outputs: Outputs::default(),
+            azs: fleet.azs.clone(),
+            enabled: fleet.azs.iter().cloned().collect(),
+            suspended: BTreeSet::new(),
+            capacity: fleet.capacity,
+            launch_template,
+            instances: Vec::new(),
+            refreshes: Vec::new(),
+            events: Vec::new(),
+            db,
+            silenced: BTreeSet::new(),
+            section_errors: BTreeMap::new(),
+            target_overrides: BTreeMap::new(),
+            recorded_metrics: Vec::new(),
+            next_launch_template_version: 2,
+        };
+        for _ in 0..fleet.capacity.desired {
+            let lt = mem.launch_template.clone();
+            if let Some(id) = mem.launch(&lt, now, &mut state.next_id)
+                && let Some(instance) = mem.instances.iter_mut().find(|i| i.id == id)
+            {
+                instance.lifecycle = LifecycleState::InService;
+            }
+        }
+        mem
+    }
+
+    fn event(
+        &mut self,
+        at: OffsetDateTime,
+        source: EventSource,
+        az: Option<&str>,
+        message: String,
+    ) {
+        self.events.push(Event {
+            at,
+            source,
+            az: az.map(str::to_owned),
+            message,
+        });
+    }
+
+    fn active_refresh_mut(&mut self) -> Option<&mut MemRefresh> {
+        self.refreshes
+            .iter_mut()
+            .find(|r| !r.refresh.status.is_terminal())
+    }
+
+    /// Launches one instance from `lt` into the enabled AZ with the fewest instances.
+    fn launch(
+        &mut self,
+        lt: &LaunchTemplate,
+        now: OffsetDateTime,
+        next_id: &mut u64,
+    ) -> Option<String> {
+        let az = self
+            .azs
+            .iter()
+            .filter(|az| self.enabled.contains(*az))
+            .min_by_key(|az| self.instances.iter().filter(|i| &i.az == *az).count())?
+            .clone();
+        *next_id += 1;
+        let id = format!("i-mem{:05}", *next_id);
+        self.instances.push(MemInstance {
+            id: id.clone(),
+            az: az.clone(),
+            launch_template: lt.clone(),
+            launched_at: now,
+            lifecycle: LifecycleState::Pending,
+            health: HealthStatus::Healthy,
+        });
+        self.event(
+            now,
+            EventSource::Scaling,
+            Some(&az),
+            format!("Launching a new EC2 instance: {id}"),
+        );
+        Some(id)
+    }
+
+    fn step(&mut self, now: OffsetDateTime, next_id: &mut u64) {
+        for instance in &mut self.instances {
+            if instance.lifecycle == LifecycleState::Pending {
+                instance.lifecycle = LifecycleState::InService;
+            }
+            if self.silenced.contains(&instance.az) {
+                instance.health = HealthStatus::Unhealthy;
+            }
+        }
+        let launches_allowed = !self.suspended.contains(&ScalingProcess::Launch);
+        let missing = usize::try_from(self.capacity.desired)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(self.instances.len());
+        if launches_allowed {
+            let lt = self.launch_template.clone();
+            for _ in 0..missing {
+                if self.launch(&lt, now, next_id).is_none() {
+                    break;
+                }
+            }
+        }
+        self.step_refresh(now, next_id);
+    }
+
+    fn step_refresh(&mut self, now: OffsetDateTime, next_id: &mut u64) {
+        let desired_capacity = self.capacity.desired;
+        let Some(index) = self
+            .refreshes
+            .iter()
+            .position(|r| !r.refresh.status.is_terminal())
+        else {
+            return;
+        };
+        let mut run = self.refreshes[index].clone();
+        let prefs = run.refresh.preferences.clone().unwrap_or_default();
+        let batch = usize::try_from(
+            (desired_capacity
+                * u32::from(
+                    prefs.max_healthy_percentage - u16::from(prefs.min_healthy_percentage),
+                ))
+                / 100,
+        )
+        .unwrap_or(1)
+        .max(1);
+        match run.refresh.status {
+            RefreshStatus::Pending => {
+                run.refresh.status = RefreshStatus::InProgress;
+                run.refresh.status_reason = None;
+            }
+            RefreshStatus::Cancelling => {
+                run.refresh.status = RefreshStatus::Cancelled;
+                run.refresh.status_reason = Some("Instance refresh was cancelled.".into());
+                run.refresh.ended_at = Some(now);
+            }
+            RefreshStatus::Baking if run.bake_until.is_none_or(|until| now >= until) => {
+                run.refresh.status = RefreshStatus::Successful;
+                run.refresh.ended_at = Some(now);
+                self.launch_template = run.desired.clone();
+            }
+            RefreshStatus::InProgress => {
+                if let Some(reason) = run.failure.take() {
+                    let on_desired = self.count_on(&run.desired);
+                    if prefs.auto_rollback {
+                        run.refresh.status = RefreshStatus::RollbackInProgress;
+                        run.refresh.status_reason = Some(reason.clone());
+                        run.refresh.rollback = Some(RollbackDetails {
+                            reason: Some(reason),
+                            started_at: Some(now),
+                            percentage_complete_on_rollback: run.refresh.percentage_complete,
+                            instances_to_update_on_rollback: Some(on_desired),
+                        });
+                    } else {
+                        run.refresh.status = RefreshStatus::Failed;
+                        run.refresh.status_reason = Some(reason);
+                        run.refresh.ended_at = Some(now);
+                    }
+                } else if run
+                    .refresh
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.resumes_at.is_some_and(|at| now < at))
+                {
+                    // Waiting at a checkpoint until the clock reaches its delay.
+                } else {
+                    run.refresh.checkpoint = None;
+                    run.refresh.status_reason = None;
+                    self.replace_batch(&run.desired, batch, now, next_id, |lt| lt != &run.desired);
+                    let left = self.count_not_on(&run.desired);
+                    let done = run.total.saturating_sub(left);
+                    let pct = percentage(done, run.total);
+                    run.refresh.percentage_complete = Some(pct);
+                    run.refresh.instances_to_update = Some(left);
+                    let reached = prefs
+                        .checkpoint_percentages
+                        .iter()
+                        .copied()
+                        .filter(|c| *c <= pct && !run.passed_checkpoints.contains(c))
+                        .max();
+                    let last_checkpoint = prefs.checkpoint_percentages.last().copied();
+                    let finished = left == 0 || (reached.is_some() && reached == last_checkpoint);
+                    if let Some(checkpoint) = reached {
+                        run.passed_checkpoints
+                            .extend(prefs.checkpoint_percentages.iter().filter(|c| **c <= pct));
+                        if !finished {
+                            let delay = prefs.effective_checkpoint_delay_seconds().unwrap_or(0);
+                            run.refresh.checkpoint = Some(CheckpointInfo {
+                                percentage: checkpoint,
+                                reached_at: now,
+                                resumes_at: Some(now + time::Duration::seconds(delay.into())),
+                            });
+                            run.refresh.status_reason =
+                                Some(format!("Waiting at checkpoint {checkpoint}%"));
+                        }
+                    }
+                    if finished {
+                        if prefs.bake_time_seconds > 0 {
+                            run.refresh.status = RefreshStatus::Baking;
+                            run.bake_until =
+                                Some(now + time::Duration::seconds(prefs.bake_time_seconds.into()));
+                        } else {
+                            run.refresh.status = RefreshStatus::Successful;
+                            run.refresh.ended_at = Some(now);
+                            self.launch_template = run.desired.clone();
+                        }
+                    }
+                }
+            }
+            RefreshStatus::RollbackInProgress => {
+                let previous = run.previous.clone();
+                self.replace_batch(&previous, batch, now, next_id, |lt| lt != &previous);
+                let left = self.count_not_on(&previous);
+                let total = run
+                    .refresh
+                    .rollback
+                    .as_ref()
+                    .and_then(|r| r.instances_to_update_on_rollback)
+                    .unwrap_or(0);
+                run.refresh.percentage_complete =
+                    Some(percentage(total.saturating_sub(left), total));
+                run.refresh.instances_to_update = Some(left);
+                if left == 0 {
+                    run.refresh.status = RefreshStatus::RollbackSuccessful;
+                    run.refresh.ended_at = Some(now);
+                }
+            }
+            _ => {}
+        }
+        let event = format!(
+            "Instance refresh {} is {}",
+            run.refresh.id, run.refresh.status
+        );
+        let changed_status = self.refreshes[index].refresh.status != run.refresh.status;
+        self.refreshes[index] = run;
+        if changed_status {
+            self.event(now, EventSource::Scaling, None, event);
+        }
+    }
+
+    /// Replaces up to `batch` instances matching `stale` with instances on `to`.
+    fn replace_batch(
+        &mut self,
+        to: &LaunchTemplate,
+        batch: usize,
+        now: OffsetDateTime,
+        next_id: &mut u64,
+        stale: impl Fn(&LaunchTemplate) -> bool,
+    ) {
+        let victims: Vec<(String, String)> = self
+            .instances
+            .iter()
+            .filter(|i| stale(&i.launch_template))
+            .take(batch)
+            .map(|i| (i.id.clone(), i.az.clone()))
+            .collect();
+        for (id, az) in victims {
+            self.instances.retain(|i| i.id != id);
+            self.event(
+                now,
+                EventSource::Scaling,
+                Some(&az),
+                format!("Terminating EC2 instance: {id} (instance refresh)"),
+            );
+            *next_id += 1;
+            let new_id = format!("i-mem{:05}", *next_id);
+            self.instances.push(MemInstance {
+                id: new_id.clone(),
+                az: az.clone(),
+                launch_template: to.clone(),
+                launched_at: now,
+                lifecycle: LifecycleState::InService,
+                health: HealthStatus::Healthy,
+            });
+            self.event(
+                now,
+                EventSource::Scaling,
+                Some(&az),
+                format!("Launching a new EC2 instance: {new_id} (instance refresh)"),
+            );
+        }
+    }
+
+    fn count_on(&self, lt: &LaunchTemplate) -> u32 {
+        let n = self
+            .instances
+            .iter()
+            .filter(|i| &i.launch_template == lt)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn count_not_on(&self, lt: &LaunchTemplate) -> u32 {
+        let n = self
+            .instances
+            .iter()
+            .filter(|i| &i.launch_template != lt)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn target_of(&self, instance: &MemInstance) -> Target {
+        let (state, reason) = if let Some(state) = self.target_overrides.get(&instance.id) {
+            (*state, None)
+        } else if instance.lifecycle == LifecycleState::Pending {
+            (
+                TargetState::Initial,
+                Some(TargetReason::InitialHealthChecking),
+            )
+        } else if self.silenced.contains(&instance.az) {
+            (TargetState::Unhealthy, Some(TargetReason::Timeout))
+        } else if instance.health == HealthStatus::Unhealthy {
+            (
+                TargetState::Unhealthy,
+                Some(TargetReason::FailedHealthChecks),
+            )
+        } else {
+            (TargetState::Healthy, None)
+        };
+        Target {
+            id: instance.id.clone(),
+            port: TARGET_PORT,
+            state,
+            reason,
+            description: None,
+        }
+    }
+
+    fn snapshot(&self, now: OffsetDateTime) -> Snapshot {
+        let readable = |section| !self.section_errors.contains_key(&section);
+        let mut snapshot = Snapshot::empty(self.stack.clone(), now);
+        snapshot.stack_status = Some(self.status);
+        snapshot.endpoint = self.outputs.get("EndpointUrl").map(str::to_owned);
+        snapshot.azs = self
+            .azs
+            .iter()
+            .map(|az| {
+                let mut view = AzView::new(az.clone());
+                let here = self.instances.iter().filter(|i| &i.az == az);
+                if readable(Section::Instances) {
+                    view.instances = here
+                        .clone()
+                        .map(|i| Instance {
+                            id: i.id.clone(),
+                            lifecycle: i.lifecycle,
+                            health: i.health,
+                            version: Some(i.launch_template.app_version.clone()),
+                            launch_template_version: Some(i.launch_template.version.to_string()),
+                            launch_time: Some(i.launched_at),
+                            address: None,
+                            protected_from_scale_in: false,
+                        })
+                        .collect();
+                }
+                if readable(Section::Targets) {
+                    view.targets = here.map(|i| self.target_of(i)).collect();
+                }
+                if readable(Section::Database) {
+                    view.database = self.db.as_ref().and_then(|db| {
+                        let role = if &db.primary == az {
+                            DbRole::Primary
+                        } else if db.standby.as_ref() == Some(az) {
+                            DbRole::Standby
+                        } else {
+                            return None;
+                        };
+                        Some(Database {
+                            id: db.id.clone(),
+                            role,
+                            status: db.status,
+                            synchronous: Some(db.standby.is_some()),
+                        })
+                    });
+                }
+                view
+            })
+            .collect();
+        if readable(Section::Capacity) {
+            snapshot.capacity = Some(self.capacity);
+            snapshot.enabled_azs = self
+                .azs
+                .iter()
+                .filter(|az| self.enabled.contains(*az))
+                .cloned()
+                .collect();
+            snapshot.suspended_processes = self.suspended.iter().copied().collect();
+        }
+        if readable(Section::Refreshes) {
+            snapshot.refreshes = self
+                .refreshes
+                .iter()
+                .take(RECENT_REFRESHES)
+                .map(|r| r.refresh.clone())
+                .collect();
+        }
+        if readable(Section::Events) {
+            snapshot.events = self
+                .events
+                .iter()
+                .rev()
+                .take(RECENT_EVENTS)
+                .cloned()
+                .collect();
+        }
+        if readable(Section::Metrics) {
+            let mut series = self.recorded_metrics.clone();
+            for view in &snapshot.azs {
+                let recorded = series.iter().any(|s| {
+                    s.metric == MetricKind::HealthyHosts && s.az.as_deref() == Some(&view.az)
+                });
+                if !recorded {
+                    series.push(MetricSeries {
+                        metric: MetricKind::HealthyHosts,
+                        az: Some(view.az.clone()),
+                        points: vec![MetricPoint {
+                            at: now,
+                            value: self.healthy_in(&view.az) as f64,
+                        }],
+                    });
+                }
+            }
+            snapshot.metrics = Metrics {
+                period_seconds: 60,
+                series,
+            };
+        }
+        snapshot.errors = self
+            .section_errors
+            .iter()
+            .map(|(section, message)| SectionError {
+                section: *section,
+                message: message.clone(),
+            })
+            .collect();
+        snapshot
+    }
+
+    fn healthy_in(&self, az: &str) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.az == az)
+            .filter(|i| self.target_of(i).state == TargetState::Healthy)
+            .count()
+    }
+
+    fn check_az(&self, az: &str) -> Result<(), CloudError> {
+        if self.azs.iter().any(|known| known == az) {
+            Ok(())
+        } else {
+            Err(CloudError::invalid(
+                "az",
+                format!(
+                    "{az:?} is not one of the stack's AZs ({})",
+                    self.azs.join(", ")
+                ),
+            ))
+        }
+    }
+
+    fn instance_ids_in(&self, az: &str) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|i| i.az == az)
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
+    fn describe(&self, fault: &Fault) -> Result<FaultPlan, CloudError> {
+        if let Some(az) = fault.az() {
+            self.check_az(az)?;
+        }
+        let db = self.db.as_ref();
+        let az = fault
+            .az()
+            .map(str::to_owned)
+            .or_else(|| db.map(|db| db.primary.clone()));
+        let mut actions = Vec::new();
+        let mut notes = Vec::new();
+        let instance_actions = |az: &str, call: &str, reversible: bool| {
+            self.instance_ids_in(az)
+                .into_iter()
+                .map(|id| PlannedAction {
+                    resource: format!("instance {id}"),
+                    call: call.to_owned(),
+                    reversible,
+                })
+                .collect::<Vec<_>>()
+        };
+        let silence = |az: &str, actions: &mut Vec<PlannedAction>| {
+            actions.extend(instance_actions(az, "SIGSTOP", true));
+            actions.push(PlannedAction {
+                resource: format!("az {az}"),
+                call: "silence new instances".into(),
+                reversible: true,
+            });
+        };
+        let block = |az: &str, actions: &mut Vec<PlannedAction>| {
+            actions.push(PlannedAction {
+                resource: format!("az {az}"),
+                call: "remove from launch AZs".into(),
+                reversible: true,
+            });
+            if !self.suspended.contains(&ScalingProcess::AzRebalance) {
+                actions.push(PlannedAction {
+                    resource: "process AZRebalance".into(),
+                    call: "suspend".into(),
+                    reversible: true,
+                });
+            }
+        };
+        let failover = |db: &MemDb, actions: &mut Vec<PlannedAction>| {
+            actions.push(PlannedAction {
+                resource: format!("database {}", db.id),
+                call: format!(
+                    "fail over from {} to {}",
+                    db.primary,
+                    db.standby.as_deref().unwrap_or("(no standby)")
+                ),
+                reversible: false,
+            });
+        };
+        match fault {
+            Fault::TerminateAz { az } => {
+                actions.extend(instance_actions(az, "SIGKILL", false));
+                notes.push("terminated instances are not restored; the group replaces them".into());
+            }
+            Fault::BlackholeAz { az } => silence(az, &mut actions),
+            Fault::BlockLaunchesInAz { az } => block(az, &mut actions),
+            Fault::FailoverDb => {
+                let db = db.ok_or_else(|| CloudError::not_found("database"))?;
+                failover(db, &mut actions);
+                notes.push("a failover is not undone; the old primary becomes the standby".into());
+            }
+            Fault::AzOutage { az } => {
+                silence(az, &mut actions);
+                block(az, &mut actions);
+                if let Some(db) = db.filter(|db| &db.primary == az) {
+                    failover(db, &mut actions);
+                    notes.push(
+                        "a failover is not undone; the old primary becomes the standby".into(),
+                    );
+                }
+            }
+        }
+        Ok(FaultPlan {
+            stack: self.stack.clone(),
+            fault: fault.clone(),
+            az,
+            actions,
+            notes,
+        })
+    }
+
+    fn silence(&mut self, az: &str, now: OffsetDateTime) -> SandboxChange {
+        self.silenced.insert(az.to_owned());
+        self.event(
+            now,
+            EventSource::Fault,
+            Some(az),
+            format!("{az} blackholed"),
+        );
+        SandboxChange::AzSilenced {
+            az: az.to_owned(),
+            instance_ids: self.instance_ids_in(az),
+            pids: Vec::new(),
+        }
+    }
+
+    fn block_launches(&mut self, az: &str, now: OffsetDateTime, changes: &mut Vec<FaultChange>) {
+        if self.enabled.remove(az) {
+            changes.push(FaultChange::Sandbox(SandboxChange::LaunchesBlocked {
+                az: az.to_owned(),
+            }));
+        }
+        if self.suspended.insert(ScalingProcess::AzRebalance) {
+            changes.push(FaultChange::Sandbox(SandboxChange::ProcessesSuspended {
+                processes: vec![ScalingProcess::AzRebalance],
+            }));
+        }
+        self.event(
+            now,
+            EventSource::Fault,
+            Some(az),
+            format!("launches into {az} blocked"),
+        );
+    }
+
+    fn fail_over(&mut self, now: OffsetDateTime) -> Result<SandboxChange, CloudError> {
+        let db = self
+            .db
+            .as_mut()
+            .ok_or_else(|| CloudError::not_found("database"))?;
+        let standby = db
+            .standby
+            .clone()
+            .ok_or_else(|| CloudError::refused("the database has no standby to fail over to"))?;
+        let from = std::mem::replace(&mut db.primary, standby.clone());
+        db.standby = Some(from.clone());
+        self.event(
+            now,
+            EventSource::Database,
+            Some(&from),
+            format!("Multi-AZ instance failover completed: primary now in {standby}"),
+        );
+        Ok(SandboxChange::DbFailedOver {
+            from_az: from,
+            to_az: standby,
+        })
+    }
+
+    fn inject(
+        &mut self,
+        fault: &Fault,
+        now: OffsetDateTime,
+    ) -> Result<(Option<String>, Vec<FaultChange>), CloudError> {
+        if let Some(az) = fault.az() {
+            self.check_az(az)?;
+        }
+        let mut changes = Vec::new();
+        let az = match fault {
+            Fault::TerminateAz { az } => {
+                let instance_ids = self.instance_ids_in(az);
+                self.instances.retain(|i| &i.az != az);
+                self.event(
+                    now,
+                    EventSource::Fault,
+                    Some(az),
+                    format!("terminated {} instances in {az}", instance_ids.len()),
+                );
+                changes.push(FaultChange::Sandbox(SandboxChange::InstancesKilled {
+                    az: az.clone(),
+                    instance_ids,
+                    pids: Vec::new(),
+                }));
+                Some(az.clone())
+            }
+            Fault::BlackholeAz { az } => {
+                changes.push(FaultChange::Sandbox(self.silence(az, now)));
+                Some(az.clone())
+            }
+            Fault::BlockLaunchesInAz { az } => {
+                self.block_launches(az, now, &mut changes);
+                Some(az.clone())
+            }
+            Fault::FailoverDb => {
+                let change = self.fail_over(now)?;
+                let SandboxChange::DbFailedOver { from_az, .. } = &change else {
+                    return Err(CloudError::backend(
+                        "memory",
+                        "Internal",
+                        "unexpected change",
+                    ));
+                };
+                let az = from_az.clone();
+                changes.push(FaultChange::Sandbox(change));
+                Some(az)
+            }
+            Fault::AzOutage { az } => {
+                changes.push(FaultChange::Sandbox(self.silence(az, now)));
+                self.block_launches(az, now, &mut changes);
+                let primary_here = self.db.as_ref().is_some_and(|db| &db.primary == az);
+                let has_standby = self.db.as_ref().is_some_and(|db| db.standby.is_some());
+                if primary_here && has_standby {
+                    changes.push(FaultChange::Sandbox(self.fail_over(now)?));
+                }
+                Some(az.clone())
+            }
+        };
+        Ok((az, changes))
+    }
+
+    fn restore(&mut self, record: &FaultRecord, now: OffsetDateTime) -> Result<(), CloudError> {
+        if record
+            .changes
+            .iter()
+            .any(|c| matches!(c, FaultChange::Aws(_)))
+        {
+            return Err(CloudError::refused(format!(
+                "fault record {} was made by the AWS backend",
+                record.id
+            )));
+        }
+        for change in record.changes.iter().rev() {
+            match change {
+                FaultChange::Sandbox(SandboxChange::AzSilenced { az, .. }) => {
+                    self.silenced.remove(az);
+                    for instance in self.instances.iter_mut().filter(|i| &i.az == az) {
+                        instance.health = HealthStatus::Healthy;
+                    }
+                }
+                FaultChange::Sandbox(SandboxChange::LaunchesBlocked { az }) => {
+                    self.enabled.insert(az.clone());
+                }
+                FaultChange::Sandbox(SandboxChange::ProcessesSuspended { processes }) => {
+                    for process in processes {
+                        self.suspended.remove(process);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.event(
+            now,
+            EventSource::Fault,
+            record.az.as_deref(),
+            format!("{} restored", record.fault),
+        );
+        Ok(())
+    }
+
+    fn deploy(
+        &mut self,
+        request: &DeployRequest,
+        now: OffsetDateTime,
+        next_id: &mut u64,
+    ) -> Result<RefreshId, CloudError> {
+        request.validate()?;
+        if let Some(active) = self
+            .refreshes
+            .iter()
+            .find(|r| !r.refresh.status.is_terminal())
+        {
+            return Err(CloudError::conflict(format!(
+                "instance refresh {} is already {}",
+                active.refresh.id, active.refresh.status
+            )));
+        }
+        let desired = LaunchTemplate {
+            version: self.next_launch_template_version,
+            app_version: request.version.clone(),
+        };
+        self.next_launch_template_version += 1;
+        *next_id += 1;
+        let id = RefreshId(format!("refresh-{:05}", *next_id));
+        let total = self.count_not_on(&desired);
+        self.refreshes.insert(
+            0,
+            MemRefresh {
+                refresh: Refresh {
+                    id: id.clone(),
+                    status: RefreshStatus::Pending,
+                    status_reason: None,
+                    started_at: Some(now),
+                    ended_at: None,
+                    percentage_complete: Some(0),
+                    instances_to_update: Some(total),
+                    desired_version: Some(request.version.clone()),
+                    desired_launch_template_version: Some(desired.version.to_string()),
+                    preferences: Some(request.preferences.clone()),
+                    checkpoint: None,
+                    rollback: None,
+                },
+                desired,
+                previous: self.launch_template.clone(),
+                passed_checkpoints: BTreeSet::new(),
+                bake_until: None,
+                failure: None,
+                total,
+            },
+        );
+        self.event(
+            now,
+            EventSource::Scaling,
+            None,
+            format!(
+                "Instance refresh {id} started for version {}",
+                request.version
+            ),
+        );
+        Ok(id)
+    }
+}
+
+fn percentage(done: u32, total: u32) -> u8 {
+    if total == 0 {
+        return 100;
+    }
+    u8::try_from(u64::from(done) * 100 / u64::from(total)).unwrap_or(100)
+}
+
+fn stack_not_found(stack: &StackRef) -> CloudError {
+    CloudError::not_found(format!("stack {stack}"))
+}
+
+fn endpoint_outputs(stack: &StackRef) -> Outputs {
+    Outputs(BTreeMap::from([(
+        "EndpointUrl".to_owned(),
+        format!("http://{}.memory.invalid", stack.name),
+    )]))
+}
+
+fn physical_id_of(stack: &StackRef, logical_id: &str) -> String {
+    format!("{}-{logical_id}", stack.name)
+}
+
+fn parse_template(body: &str) -> Result<serde_json::Value, CloudError> {
+    serde_json::from_str(body)
+        .map_err(|e| CloudError::invalid("template_body", format!("not JSON: {e}")))
+}
+
+/// The template's `Resources`, by logical id.
+fn template_resources(body: &str) -> Result<BTreeMap<String, serde_json::Value>, CloudError> {
+    let template = parse_template(body)?;
+    let resources = template
+        .get("Resources")
+        .and_then(serde_json::Value::as_object)
+        .ok_or_else(|| CloudError::invalid("template_body", "has no Resources object"))?;
+    Ok(resources
+        .iter()
+        .map(|(id, resource)| (id.clone(), resource.clone()))
+        .collect())
+}
+
+fn template_output_names(body: &str) -> Result<Vec<String>, CloudError> {
+    let template = parse_template(body)?;
+    Ok(template
+        .get("Outputs")
+        .and_then(serde_json::Value::as_object)
+        .map(|outputs| outputs.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+fn resource_type_of(resource: &serde_json::Value) -> String {
+    resource
+        .get("Type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("Unknown")
+        .to_owned()
+}
+
+/// "Properties.X changed" for each top-level property that differs.
+fn changed_properties(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let props = |v: &serde_json::Value| {
+        v.get("Properties")
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_else(|| empty.clone())
+    };
+    let (old, new) = (props(old), props(new));
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| old.get(*name) != new.get(*name))
+        .map(|name| format!("Properties.{name} changed"))
+        .collect()
+}
+
+/// Whether `value` contains `{"Ref": name}`.
+fn refers_to(value: &serde_json::Value, name: &str) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.get("Ref").and_then(serde_json::Value::as_str) == Some(name)
+                || map.values().any(|v| refers_to(v, name))
+        }
+        serde_json::Value::Array(items) => items.iter().any(|v| refers_to(v, name)),
+        _ => false,
+    }
+}
+
+fn events_stream(result: Result<Vec<ProvisionEvent>, CloudError>) -> CloudStream<ProvisionEvent> {
+    match result {
+        Ok(events) => futures::stream::iter(events.into_iter().map(Ok)).boxed(),
+        Err(error) => crate::port::failed_stream(error),
+    }
+}
+
+#[async_trait]
+impl Cloud for MemoryCloud {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    async fn plan(&self, desired: &DesiredStack) -> Result<Plan, CloudError> {
+        self.record_call(format!("plan {}", desired.stack.name));
+        self.plan_now(desired)
+    }
+
+    fn apply(&self, plan: &Plan) -> CloudStream<ProvisionEvent> {
+        self.record_call(format!("apply {}", plan.stack().name));
+        events_stream(self.apply_now(plan))
+    }
+
+    fn destroy(&self, stack: &StackRef) -> CloudStream<ProvisionEvent> {
+        self.record_call(format!("destroy {}", stack.name));
+        events_stream(self.destroy_now(stack))
+    }
+
+    async fn snapshot(&self, stack: &StackRef) -> Result<Snapshot, CloudError> {
+        self.record_call(format!("snapshot {}", stack.name));
+        self.build_snapshot(stack)
+    }
+
+    fn watch(&self, stack: &StackRef, _interval: Duration) -> CloudStream<Snapshot> {
+        self.record_call(format!("watch {}", stack.name));
+        let cloud = self.clone();
+        let stack = stack.clone();
+        let changes = self.shared.changed.subscribe();
+        futures::stream::unfold(
+            (cloud, stack, changes, true),
+            |(cloud, stack, mut changes, first)| async move {
+                if !first {
+                    changes.changed().await.ok()?;
+                }
+                changes.mark_unchanged();
+                let item = cloud.build_snapshot(&stack);
+                Some((item, (cloud, stack, changes, false)))
+            },
+        )
+        .boxed()
+    }
+
+    async fn deploy(
+        &self,
+        stack: &StackRef,
+        request: &DeployRequest,
+    ) -> Result<RefreshId, CloudError> {
+        self.record_call(format!("deploy {} {}", stack.name, request.version));
+        let now = self.now();
+        self.with_stack(stack, |mem, next_id| mem.deploy(request, now, next_id))
+    }
+
+    async fn cancel_refresh(&self, stack: &StackRef) -> Result<RefreshId, CloudError> {
+        self.record_call(format!("cancel_refresh {}", stack.name));
+        let now = self.now();
+        self.with_stack(stack, |mem, _| {
+            let run = mem
+                .active_refresh_mut()
+                .filter(|r| r.refresh.status.can_cancel())
+                .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
+            run.refresh.status = RefreshStatus::Cancelling;
+            let id = run.refresh.id.clone();
+            mem.event(now, EventSource::Scaling, None, format!("Cancelling {id}"));
+            Ok(id)
+        })
+    }
+
+    async fn rollback_refresh(&self, stack: &StackRef) -> Result<RefreshId, CloudError> {
+        self.record_call(format!("rollback_refresh {}", stack.name));
+        let now = self.now();
+        self.with_stack(stack, |mem, _| {
+            let on_desired = match mem
+                .refreshes
+                .iter()
+                .find(|r| !r.refresh.status.is_terminal())
+            {
+                Some(run) => mem.count_on(&run.desired),
+                None => return Err(CloudError::not_found("active instance refresh")),
+            };
+            let run = mem
+                .active_refresh_mut()
+                .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
+            if !run.refresh.status.can_roll_back() {
+                return Err(CloudError::refused(format!(
+                    "instance refresh {} is {}; only a running refresh can be rolled back",
+                    run.refresh.id, run.refresh.status
+                )));
+            }
+            run.refresh.status = RefreshStatus::RollbackInProgress;
+            run.refresh.checkpoint = None;
+            run.refresh.rollback = Some(RollbackDetails {
+                reason: Some("rollback requested".into()),
+                started_at: Some(now),
+                percentage_complete_on_rollback: run.refresh.percentage_complete,
+                instances_to_update_on_rollback: Some(on_desired),
+            });
+            let id = run.refresh.id.clone();
+            mem.event(
+                now,
+                EventSource::Scaling,
+                None,
+                format!("Rolling back {id}"),
+            );
+            Ok(id)
+        })
+    }
+
+    fn wait_refresh(&self, stack: &StackRef, id: &RefreshId) -> CloudStream<Refresh> {
+        self.record_call(format!("wait_refresh {} {id}", stack.name));
+        let cloud = self.clone();
+        let stack = stack.clone();
+        let id = id.clone();
+        let changes = self.shared.changed.subscribe();
+        futures::stream::unfold(
+            (cloud, stack, id, changes, None::<Refresh>, false),
+            |(cloud, stack, id, mut changes, last, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    changes.mark_unchanged();
+                    match cloud.find_refresh(&stack, &id) {
+                        Err(error) => {
+                            return Some((Err(error), (cloud, stack, id, changes, last, true)));
+                        }
+                        Ok(refresh) if last.as_ref() != Some(&refresh) => {
+                            let done = refresh.status.is_terminal();
+                            let next = Some(refresh.clone());
+                            return Some((Ok(refresh), (cloud, stack, id, changes, next, done)));
+                        }
+                        Ok(_) => changes.changed().await.ok()?,
+                    }
+                }
+            },
+        )
+        .boxed()
+    }
+
+    async fn describe_fault(
+        &self,
+        stack: &StackRef,
+        fault: &Fault,
+    ) -> Result<FaultPlan, CloudError> {
+        self.record_call(format!("describe_fault {} {fault}", stack.name));
+        let state = self.lock();
+        let mem = state
+            .stacks
+            .get(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        mem.describe(fault)
+    }
+
+    async fn inject(
+        &self,
+        stack: &StackRef,
+        fault: &Fault,
+        check: CapacityCheck,
+    ) -> Result<FaultRecord, CloudError> {
+        self.record_call(format!("inject {} {fault}", stack.name));
+        let now = self.now();
+        self.with_stack(stack, |mem, next_id| {
+            let (az, changes) = mem.inject(fault, now)?;
+            *next_id += 1;
+            Ok(FaultRecord {
+                id: format!("fault-{:05}", *next_id),
+                stack: stack.clone(),
+                fault: fault.clone(),
+                az,
+                forced: check == CapacityCheck::Force,
+                injected_at: now,
+                changes,
+            })
+        })
+    }
+
+    async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
+        self.record_call(format!("restore {} {}", record.stack.name, record.fault));
+        let now = self.now();
+        self.with_stack(&record.stack, |mem, _| mem.restore(record, now))
+    }
+}

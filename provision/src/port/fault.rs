@@ -1,0 +1,260 @@
+//! Faults for GameDays: what to break ([`Fault`]), what breaking it will touch
+//! ([`FaultPlan`], the dry run written to the journal before anything happens), and exactly
+//! what was changed ([`FaultRecord`], enough to restore it — also after a crash, from the
+//! journal). The changes are backend-specific ([`AwsChange`], [`SandboxChange`]) because
+//! restoring means undoing those exact changes (a NACL association, a subnet list, stopped
+//! processes); everything else about a fault is backend-neutral.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::error::CloudError;
+use super::snapshot::ScalingProcess;
+use super::stack::StackRef;
+
+/// A failure to inject. Every fault but `FailoverDb` names its AZ; `FailoverDb` touches the
+/// AZ that holds the database primary.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Terminate every instance in the AZ (the group replaces them).
+    TerminateAz { az: String },
+    /// Cut the AZ off the network: instances stay up but nothing reaches them (a deny-all
+    /// NACL on AWS; SIGSTOP in the sandbox).
+    BlackholeAz { az: String },
+    /// Stop the group launching into the AZ (its subnet removed, AZRebalance suspended).
+    #[serde(rename = "block-launches")]
+    BlockLaunchesInAz { az: String },
+    /// Fail the database over to its standby.
+    FailoverDb,
+    /// The AZ loses power: blackhole, launch block, and a database failover if the primary
+    /// is there.
+    AzOutage { az: String },
+}
+
+impl Fault {
+    /// The names accepted by [`Fault::parse`], as the command line spells them.
+    pub const KINDS: &'static [&'static str] = &[
+        "terminate-az",
+        "blackhole-az",
+        "block-launches",
+        "failover-db",
+        "az-outage",
+    ];
+
+    /// Builds a fault from its command-line name and AZ.
+    pub fn parse(kind: &str, az: Option<&str>) -> Result<Self, CloudError> {
+        let need_az = || {
+            az.map(str::to_owned)
+                .filter(|az| !az.trim().is_empty())
+                .ok_or_else(|| CloudError::invalid("az", format!("the {kind} fault needs an AZ")))
+        };
+        match kind {
+            "terminate-az" => Ok(Self::TerminateAz { az: need_az()? }),
+            "blackhole-az" => Ok(Self::BlackholeAz { az: need_az()? }),
+            "block-launches" => Ok(Self::BlockLaunchesInAz { az: need_az()? }),
+            "az-outage" => Ok(Self::AzOutage { az: need_az()? }),
+            "failover-db" if az.is_none() => Ok(Self::FailoverDb),
+            "failover-db" => Err(CloudError::invalid(
+                "az",
+                "failover-db takes no AZ: it fails over from wherever the primary is",
+            )),
+            other => Err(CloudError::invalid(
+                "fault",
+                format!("{other:?} is not one of {}", Self::KINDS.join(", ")),
+            )),
+        }
+    }
+
+    /// The command-line name of this fault's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TerminateAz { .. } => "terminate-az",
+            Self::BlackholeAz { .. } => "blackhole-az",
+            Self::BlockLaunchesInAz { .. } => "block-launches",
+            Self::FailoverDb => "failover-db",
+            Self::AzOutage { .. } => "az-outage",
+        }
+    }
+
+    /// The AZ the fault names (`None` for `FailoverDb`).
+    pub fn az(&self) -> Option<&str> {
+        match self {
+            Self::TerminateAz { az }
+            | Self::BlackholeAz { az }
+            | Self::BlockLaunchesInAz { az }
+            | Self::AzOutage { az } => Some(az),
+            Self::FailoverDb => None,
+        }
+    }
+
+    /// Whether the fault takes serving capacity out of its AZ.
+    pub fn removes_capacity(&self) -> bool {
+        matches!(
+            self,
+            Self::TerminateAz { .. } | Self::BlackholeAz { .. } | Self::AzOutage { .. }
+        )
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.az() {
+            Some(az) => write!(f, "{} {az}", self.kind()),
+            None => f.write_str(self.kind()),
+        }
+    }
+}
+
+/// Whether inject checks that the other AZs still have healthy capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacityCheck {
+    /// Refuse when the other AZs have no healthy capacity (the default).
+    #[default]
+    Enforce,
+    /// Inject anyway (`--force`).
+    Force,
+}
+
+/// The dry run of a fault: the AZ it touches and every call it will make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultPlan {
+    pub stack: StackRef,
+    pub fault: Fault,
+    /// The AZ the fault touches (for `FailoverDb`, the primary's AZ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub az: Option<String>,
+    pub actions: Vec<PlannedAction>,
+    /// What restore will and will not undo, and other things the operator should know.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// One call a fault will make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAction {
+    /// What it touches, e.g. "instance i-0abc" or "subnet subnet-0def".
+    pub resource: String,
+    /// The call, e.g. "ec2:TerminateInstances" or "SIGSTOP".
+    pub call: String,
+    /// Whether restore undoes it.
+    pub reversible: bool,
+}
+
+/// What an injected fault changed: enough to restore it, serialisable into a journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Unique per injection.
+    pub id: String,
+    pub stack: StackRef,
+    pub fault: Fault,
+    /// The AZ the fault touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub az: Option<String>,
+    /// Whether the capacity check was overridden.
+    #[serde(default)]
+    pub forced: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub injected_at: OffsetDateTime,
+    /// Every change, in the order made; restore undoes the reversible ones in reverse.
+    pub changes: Vec<FaultChange>,
+}
+
+/// One change a fault made, per backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum FaultChange {
+    Aws(AwsChange),
+    Sandbox(SandboxChange),
+}
+
+impl FaultChange {
+    /// Whether restore can undo this change (terminations and failovers are not undone;
+    /// the stack heals from them).
+    pub fn is_reversible(&self) -> bool {
+        match self {
+            Self::Aws(change) => !matches!(
+                change,
+                AwsChange::InstancesTerminated { .. } | AwsChange::DbRebootedWithFailover { .. }
+            ),
+            Self::Sandbox(change) => !matches!(
+                change,
+                SandboxChange::InstancesKilled { .. } | SandboxChange::DbFailedOver { .. }
+            ),
+        }
+    }
+}
+
+/// A change made on AWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum AwsChange {
+    /// ec2:TerminateInstances (not reversible).
+    InstancesTerminated {
+        auto_scaling_group: String,
+        az: String,
+        instance_ids: Vec<String>,
+    },
+    /// ec2:CreateNetworkAcl with deny-all entries; restore deletes it.
+    NetworkAclCreated {
+        vpc_id: String,
+        network_acl_id: String,
+    },
+    /// ec2:ReplaceNetworkAclAssociation; restore re-associates the original NACL using
+    /// `association_id` (the association the replacement returned).
+    NetworkAclAssociationReplaced {
+        subnet_id: String,
+        association_id: String,
+        original_network_acl_id: String,
+    },
+    /// autoscaling:UpdateAutoScalingGroup with the AZ's subnets removed; restore sets
+    /// `original_subnet_ids` back.
+    SubnetsRemovedFromGroup {
+        auto_scaling_group: String,
+        original_subnet_ids: Vec<String>,
+        removed_subnet_ids: Vec<String>,
+    },
+    /// autoscaling:SuspendProcesses, listing only processes that were not already
+    /// suspended; restore resumes exactly these.
+    ProcessesSuspended {
+        auto_scaling_group: String,
+        processes: Vec<ScalingProcess>,
+    },
+    /// rds:RebootDBInstance with ForceFailover (not reversible).
+    DbRebootedWithFailover {
+        db_instance_id: String,
+        from_az: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_az: Option<String>,
+    },
+}
+
+/// A change made in the sandbox (or the in-memory test backend, which models it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum SandboxChange {
+    /// SIGKILL (not reversible; the group replaces them).
+    InstancesKilled {
+        az: String,
+        instance_ids: Vec<String>,
+        #[serde(default)]
+        pids: Vec<u32>,
+    },
+    /// SIGSTOP on the AZ's instances, and new instances there start stopped; restore sends
+    /// SIGCONT to `pids` and lifts the silence.
+    AzSilenced {
+        az: String,
+        instance_ids: Vec<String>,
+        #[serde(default)]
+        pids: Vec<u32>,
+    },
+    /// The AZ removed from the group's launch AZs; restore adds it back.
+    LaunchesBlocked { az: String },
+    /// Processes suspended that were not already; restore resumes exactly these.
+    ProcessesSuspended { processes: Vec<ScalingProcess> },
+    /// The database primary moved (not reversible).
+    DbFailedOver { from_az: String, to_az: String },
+}

@@ -1,0 +1,53 @@
+//! The Cloud port: the one interface between the console and a cloud, and the
+//! backend-neutral types that cross it. The AWS backend and the sandbox implement
+//! [`Cloud`]; the console holds a [`Guarded`] one, which applies the safety rules, and
+//! chooses the backend with [`BackendChoice`].
+//!
+//! The types are also a wire format: a [`Snapshot`] serialised is the output of
+//! `triad status --json`, and the sandbox daemon's control protocol carries these types as
+//! JSON. Times are RFC 3339; enum values use AWS's names wherever AWS has a name for them.
+//!
+//! - [`stack`]: which stack, what it should be, plans, provisioning events, outputs.
+//! - [`snapshot`]: the stack now, per Availability Zone, with per-section errors.
+//! - [`refresh`]: deploy requests, instance refresh preferences and status.
+//! - [`fault`]: faults, their dry runs, and records of what they changed.
+//! - [`cloud`]: the [`Cloud`] trait.
+//! - [`guard`]: the safety rules.
+//! - [`backend`]: `--aws` or the sandbox.
+//! - [`clock`]: injected time.
+
+mod names;
+
+pub mod backend;
+pub mod clock;
+pub mod cloud;
+pub mod error;
+pub mod fault;
+pub mod guard;
+pub mod refresh;
+pub mod snapshot;
+pub mod stack;
+
+pub use backend::{AwsSettings, BackendChoice, BackendFlags};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use cloud::{BackendKind, Cloud, CloudStream, failed_stream, refresh_outcome};
+pub use error::CloudError;
+pub use fault::{
+    AwsChange, CapacityCheck, Fault, FaultChange, FaultPlan, FaultRecord, PlannedAction,
+    SandboxChange,
+};
+pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
+pub use names::UnknownName;
+pub use refresh::{
+    CheckpointInfo, DeployRequest, Refresh, RefreshId, RefreshPreferences, RefreshStatus,
+    RollbackDetails, ScaleInProtectedInstances, StandbyInstances, parse_env_override,
+};
+pub use snapshot::{
+    AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
+    LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics, ScalingProcess,
+    Section, SectionError, Snapshot, Target, TargetReason, TargetState,
+};
+pub use stack::{
+    ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,
+    ResourceEvent, ResourceStatus, StackOperation, StackRef, StackStatus,
+};
