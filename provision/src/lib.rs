@@ -4,3 +4,5 @@
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod port;
+pub mod spec;
+pub mod template;
