@@ -8,4 +8,5 @@
 //! - [`process`]: process groups, the unprivileged user and per-AZ loopback addresses they use.
 
 pub mod db;
+pub mod lb;
 pub mod process;
