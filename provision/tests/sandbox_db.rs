@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use provision::sandbox::db::{
     ClusterStatus, DbCluster, DbConfig, DbRole, DbStatus, FailoverCause, NodeSignal,
-    ReplicationMode, wait_for_status,
+    ReplicationMode, kill_stale_servers, wait_for_status,
 };
 use provision::sandbox::process::process_tree;
 use sqlx::postgres::PgConnectOptions;
@@ -412,4 +412,42 @@ async fn manual_failover_keeps_acknowledged_commits() {
     let again = cluster.failover().await.expect("a second failover");
     assert_eq!(again.to_az, "az-a");
     cluster.shutdown().await;
+}
+
+/// A cluster whose owner vanished without shutting it down (its runtime gone, its handle
+/// leaked) leaves servers behind; `kill_stale_servers` finds and kills them, and a new cluster
+/// starts in the same directory.
+#[test]
+fn servers_left_by_a_crashed_owner_are_killed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let cluster = runtime.block_on(start(&dir, &["az-a", "az-b"]));
+    let trees: Vec<u32> = cluster
+        .status()
+        .nodes
+        .iter()
+        .flat_map(|n| process_tree(n.pid.expect("pid")))
+        .collect();
+    std::mem::forget(cluster);
+    drop(runtime);
+    assert!(
+        trees.iter().any(|pid| alive(*pid)),
+        "nothing was left running"
+    );
+
+    assert_eq!(kill_stale_servers(&dir.path().join("db")), 2);
+    let deadline = std::time::Instant::now() + LIMIT;
+    while trees.iter().any(|pid| alive(*pid)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a stale server lives on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let again = start(&dir, &["az-a", "az-b"]).await;
+        assert!(again.status().is_synchronous());
+        again.shutdown().await;
+    });
 }

@@ -884,6 +884,43 @@ fn sync_names_statement(standby: Option<&str>) -> String {
     }
 }
 
+/// Kills PostgreSQL servers left running in `state_dir` by a process that ended without
+/// shutting its cluster down (a crash): every `*/data/postmaster.pid` whose process is still a
+/// `postgres` serving that directory has its process tree SIGKILLed. Returns how many servers
+/// were found. [`DbCluster::start`] does this before it builds anything.
+pub fn kill_stale_servers(state_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let data = entry.path().join("data");
+        let Ok(pid_file) = std::fs::read_to_string(data.join("postmaster.pid")) else {
+            continue;
+        };
+        let Some(pid) = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // The pid may have been reused: only a postgres started on this data directory counts.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_ours = args.first().is_some_and(|a| a.ends_with("postgres"))
+            && args.iter().any(|a| Path::new(a) == data);
+        if is_ours {
+            super::process::signal_tree(pid, Signal::SIGKILL);
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// A running Multi-AZ PostgreSQL cluster behind one endpoint.
 pub struct DbCluster {
     shared: Arc<Shared>,
@@ -912,6 +949,7 @@ impl DbCluster {
         let tools = Toolkit::find(&config)?;
         std::fs::create_dir_all(&config.state_dir)
             .map_err(io_error(format!("creating {}", config.state_dir.display())))?;
+        kill_stale_servers(&config.state_dir);
         if tools.run_as.is_some() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o755))
