@@ -6,3 +6,4 @@ pub mod memory;
 pub mod port;
 pub mod spec;
 pub mod template;
+pub mod sandbox;

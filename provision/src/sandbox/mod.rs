@@ -1,0 +1,12 @@
+//! The local sandbox cloud: real processes on this machine standing in for AWS's managed
+//! parts, addressed per Availability Zone on loopback (AZ `k` on `127.0.k+1.x`).
+//!
+//! - [`db`]: a Multi-AZ PostgreSQL cluster (primary, synchronous standby, one endpoint,
+//!   RDS-style monitoring and failover);
+//! - [`lb`]: an HTTP load balancer with ALB semantics (health checks, target states,
+//!   deregistration delay, per-AZ metrics);
+//! - [`process`]: process groups, the unprivileged user and per-AZ loopback addresses they use.
+
+pub mod db;
+pub mod lb;
+pub mod process;
