@@ -22,6 +22,13 @@ pub const REQUIRE_VERIFICATION: &str = "TRIAD_REQUIRE_VERIFICATION";
 pub const VERSION: &str = "TRIAD_VERSION";
 pub const INSTANCE_ID: &str = "TRIAD_INSTANCE_ID";
 pub const AZ: &str = "TRIAD_AZ";
+/// Webapp: argon2id parameters for password hashes — memory in KiB, iterations, lanes.
+/// Optional; the defaults are OWASP's (19456 KiB, 2, 1). Tests and benches set cheap ones.
+pub const ARGON2_M_COST: &str = "TRIAD_ARGON2_M_COST";
+pub const ARGON2_T_COST: &str = "TRIAD_ARGON2_T_COST";
+pub const ARGON2_P_COST: &str = "TRIAD_ARGON2_P_COST";
+/// Webapp: seconds in-flight requests get to finish after SIGTERM (optional, default 5).
+pub const SHUTDOWN_GRACE_SECONDS: &str = "TRIAD_SHUTDOWN_GRACE_SECONDS";
 
 /// Mailer: the verified sender address e-mails go out from.
 pub const MAIL_SENDER: &str = "TRIAD_MAIL_SENDER";
@@ -49,6 +56,10 @@ pub const WEBAPP: &[&str] = &[
     VERSION,
     INSTANCE_ID,
     AZ,
+    ARGON2_M_COST,
+    ARGON2_T_COST,
+    ARGON2_P_COST,
+    SHUTDOWN_GRACE_SECONDS,
     AWS_REGION,
     AWS_ENDPOINT_URL,
 ];

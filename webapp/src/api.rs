@@ -1,0 +1,772 @@
+//! The HTTP interface: health, version, signup, the signed-in user, e-mail verification, the
+//! OpenAPI document, and the answers for methods a path does not support (405) and for
+//! everything else that goes wrong (JSON catchers).
+//!
+//! Request bodies are read as JSON objects and checked field by field, so every 400 names the
+//! field at fault: missing, unknown, wrongly typed or invalid.
+
+use std::time::Duration;
+
+use base64::Engine;
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::{Header, Method, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::{self, Responder};
+use rocket::route::{Handler, Route};
+use rocket::serde::json::Json;
+use rocket::{Catcher, State, catch, catchers, get, post, put, routes};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody, json_error};
+
+/// Request bodies larger than this are refused (413).
+pub const BODY_LIMIT: u64 = 16 * 1024;
+/// How long `/healthz` waits for `SELECT 1`.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes() -> Vec<Route> {
+    let mut all = routes![
+        healthz,
+        version,
+        openapi_json,
+        signup,
+        get_self,
+        put_self,
+        verify
+    ];
+    all.extend(method_not_allowed_routes());
+    all
+}
+
+pub fn catchers() -> Vec<Catcher> {
+    catchers![default_catcher]
+}
+
+#[catch(default)]
+fn default_catcher(status: Status, _req: &Request<'_>) -> JsonError {
+    JsonError(status)
+}
+
+struct JsonError(Status);
+
+impl<'r> Responder<'r, 'static> for JsonError {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Ok(json_error(self.0, self.0.reason_lossy(), None))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 405 for the methods a known path does not support.
+
+/// Each path and the methods it answers (HEAD comes with GET).
+const PATHS: &[(&str, &[Method])] = &[
+    ("/healthz", &[Method::Get]),
+    ("/version", &[Method::Get]),
+    ("/openapi.json", &[Method::Get]),
+    ("/v1/user", &[Method::Post]),
+    ("/v1/user/self", &[Method::Get, Method::Put]),
+    ("/v1/user/verify", &[Method::Get]),
+];
+
+#[derive(Clone)]
+struct MethodNotAllowed(&'static str);
+
+#[rocket::async_trait]
+impl Handler for MethodNotAllowed {
+    async fn handle<'r>(&self, req: &'r Request<'_>, _: Data<'r>) -> rocket::route::Outcome<'r> {
+        rocket::route::Outcome::from(req, ApiError::MethodNotAllowed { allow: self.0 })
+    }
+}
+
+fn method_not_allowed_routes() -> Vec<Route> {
+    let every = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+        Method::Patch,
+        Method::Options,
+    ];
+    let mut out = Vec::new();
+    for (path, allowed) in PATHS {
+        let mut allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        if allowed.contains(&Method::Get) {
+            allow.push("HEAD");
+        }
+        let allow: &'static str = Box::leak(allow.join(", ").into_boxed_str());
+        for method in every {
+            let served = allowed.contains(&method)
+                || (method == Method::Head && allowed.contains(&Method::Get));
+            if !served {
+                out.push(Route::new(method, path, MethodNotAllowed(allow)));
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health and version.
+
+/// What a request brought besides its path: used by endpoints that take neither.
+struct Shape {
+    has_query: bool,
+    has_body: bool,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Shape {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let headers = req.headers();
+        let has_body = headers.contains("Transfer-Encoding")
+            || headers
+                .get_one("Content-Length")
+                .is_some_and(|n| n.trim() != "0");
+        Outcome::Success(Shape {
+            has_query: req.uri().query().is_some(),
+            has_body,
+        })
+    }
+}
+
+/// An answer that must never be cached.
+struct NoStore<R>(R);
+
+impl<'r, R: Responder<'r, 'static>> Responder<'r, 'static> for NoStore<R> {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = self.0.respond_to(req)?;
+        response.set_header(Header::new(
+            "Cache-Control",
+            "no-cache, no-store, must-revalidate",
+        ));
+        Ok(response)
+    }
+}
+
+/// Load balancer health check: 200 when the database answers `SELECT 1` in time, else 503.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "The database answers"),
+        (status = 400, description = "A query string or a body was sent", body = ErrorBody),
+        (status = 503, description = "The database does not answer in time", body = ErrorBody),
+    ))]
+#[get("/healthz")]
+async fn healthz(state: &State<AppState>, shape: Shape) -> NoStore<Result<(), ApiError>> {
+    if shape.has_query {
+        return NoStore(Err(ApiError::bad_request("/healthz takes no query string")));
+    }
+    if shape.has_body {
+        return NoStore(Err(ApiError::bad_request("/healthz takes no body")));
+    }
+    let pool = state.db.pool();
+    let answer = tokio::time::timeout(
+        HEALTH_TIMEOUT,
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
+    )
+    .await;
+    NoStore(match answer {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            state.db.note_error(&e).await;
+            Err(ApiError::Unavailable {
+                what: "database",
+                cause: e.into(),
+            })
+        }
+        Err(_) => Err(ApiError::Unavailable {
+            what: "database",
+            cause: anyhow::anyhow!("SELECT 1 took longer than {HEALTH_TIMEOUT:?}"),
+        }),
+    })
+}
+
+/// Which release, instance and AZ served this request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub version: String,
+    pub instance: String,
+    pub az: String,
+}
+
+#[utoipa::path(get, path = "/version", tag = "health",
+    responses((status = 200, description = "Who served this request", body = VersionInfo)))]
+#[get("/version")]
+fn version(state: &State<AppState>) -> NoStore<Json<VersionInfo>> {
+    NoStore(Json(VersionInfo {
+        version: state.settings.version.clone(),
+        instance: state.settings.instance_id.clone(),
+        az: state.settings.az.clone(),
+    }))
+}
+
+#[get("/openapi.json")]
+fn openapi_json() -> (rocket::http::ContentType, String) {
+    (
+        rocket::http::ContentType::JSON,
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies.
+
+async fn read_object(data: Data<'_>) -> Result<Map<String, Value>, ApiError> {
+    let body = data
+        .open(BODY_LIMIT.bytes())
+        .into_string()
+        .await
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    if !body.is_complete() {
+        return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT });
+    }
+    match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn refuse_unknown(object: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::field(
+            key,
+            format!("unknown field {key:?} (allowed: {})", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A string field: `Ok(None)` when absent, 400 when present but not a string.
+fn string_field(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::field(name, format!("{name} must be a string"))),
+    }
+}
+
+fn required_field(object: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    string_field(object, name)?.ok_or_else(|| ApiError::field(name, format!("{name} is required")))
+}
+
+/// A syntactically plausible e-mail address (one `@`, a dotted domain, no spaces), trimmed.
+fn parse_email(value: &str) -> Result<String, ApiError> {
+    let email = value.trim();
+    let bad = |why: &str| ApiError::field("email", format!("email {why}"));
+    if email.len() > 254 {
+        return Err(bad("is longer than 254 characters"));
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(bad("has no @"));
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Err(bad("has an empty or too long local part"));
+    }
+    let labels_ok = domain
+        .split('.')
+        .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if !domain.contains('.') || !labels_ok || domain.contains('@') {
+        return Err(bad("has no valid domain"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace"));
+    }
+    Ok(email.to_string())
+}
+
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+
+/// 8–128 characters with at least one letter and one character that is not a letter.
+fn check_password(password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if n < PASSWORD_MIN {
+        return Err(ApiError::field(
+            "password",
+            format!("password must have at least {PASSWORD_MIN} characters"),
+        ));
+    }
+    if n > PASSWORD_MAX {
+        return Err(ApiError::field(
+            "password",
+            format!("password must have at most {PASSWORD_MAX} characters"),
+        ));
+    }
+    let letters = password.chars().any(char::is_alphabetic);
+    let others = password.chars().any(|c| !c.is_alphabetic());
+    if !letters || !others {
+        return Err(ApiError::field(
+            "password",
+            "password is too weak: use letters and at least one digit or symbol",
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str) -> Result<String, ApiError> {
+    let name = value.trim();
+    if name.is_empty() {
+        return Err(ApiError::field(field, format!("{field} must not be empty")));
+    }
+    if name.chars().count() > 100 {
+        return Err(ApiError::field(
+            field,
+            format!("{field} must have at most 100 characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            field,
+            format!("{field} contains control characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users.
+
+/// Sign-up request.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler checks the JSON field by field
+pub struct SignupRequest {
+    #[schema(example = "ada@example.com")]
+    email: String,
+    /// 8–128 characters, letters and at least one digit or symbol.
+    #[schema(example = "correct-horse-7")]
+    password: String,
+    first_name: String,
+    last_name: String,
+}
+
+/// Profile update: any of the three fields, nothing else.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler checks the JSON field by field
+pub struct UpdateRequest {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    password: Option<String>,
+}
+
+/// A user as the API shows it: never the password or its hash.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub verified: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+const USER_COLUMNS: &str = "id, email, first_name, last_name, verified, created_at, updated_at";
+
+struct Created(User);
+
+impl<'r> Responder<'r, 'static> for Created {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Json(self.0).respond_to(req)?;
+        response.set_status(Status::Created);
+        response.set_header(Header::new("Location", "/v1/user/self"));
+        Ok(response)
+    }
+}
+
+/// Creates a user and, in the same transaction, the "user created" event the outbox publishes.
+#[utoipa::path(post, path = "/v1/user", tag = "user",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 400, description = "A field is missing, unknown, of the wrong type or invalid", body = ErrorBody),
+        (status = 409, description = "The e-mail address is taken (case-insensitively)", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    ))]
+#[post("/v1/user", data = "<data>")]
+async fn signup(state: &State<AppState>, data: Data<'_>) -> Result<Created, ApiError> {
+    let object = read_object(data).await?;
+    refuse_unknown(&object, &["email", "password", "first_name", "last_name"])?;
+    let email = parse_email(&required_field(&object, "email")?)?;
+    let password = required_field(&object, "password")?;
+    check_password(&password)?;
+    let first_name = check_name("first_name", &required_field(&object, "first_name")?)?;
+    let last_name = check_name("last_name", &required_field(&object, "last_name")?)?;
+
+    let hash = state.passwords.hash(password).await?;
+    let pool = state.db.pool();
+    let mut tx = pool.begin().await.map_err(ApiError::database)?;
+    let user: User = sqlx::query_as(&format!(
+        "INSERT INTO users (id, email, password_hash, first_name, last_name) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(&email)
+    .bind(&hash)
+    .bind(&first_name)
+    .bind(&last_name)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            ApiError::Conflict(format!("a user with e-mail {email} already exists"))
+        } else {
+            ApiError::database(e)
+        }
+    })?;
+    let event = contract::UserCreated::new(
+        Uuid::new_v4(),
+        user.id,
+        &user.email,
+        &user.first_name,
+        user.created_at,
+    );
+    crate::outbox::enqueue(
+        &mut tx,
+        event.event_id,
+        contract::message::USER_CREATED,
+        &event.to_json(),
+    )
+    .await
+    .map_err(ApiError::database)?;
+    tx.commit().await.map_err(ApiError::database)?;
+    state.publisher.wake();
+    Ok(Created(user))
+}
+
+/// HTTP Basic credentials, or why there are none.
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Credentials {
+    type Error = &'static str;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match parse_basic(req.headers().get_one("Authorization")) {
+            Ok(c) => Outcome::Success(c),
+            Err(why) => Outcome::Error((Status::Unauthorized, why)),
+        }
+    }
+}
+
+fn parse_basic(header: Option<&str>) -> Result<Credentials, &'static str> {
+    let header = header.ok_or("authentication required (HTTP Basic)")?;
+    let (scheme, encoded) = header
+        .trim()
+        .split_once(' ')
+        .ok_or("malformed Authorization header")?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err("only HTTP Basic authentication is supported");
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| "malformed Basic credentials")?;
+    let text = String::from_utf8(decoded).map_err(|_| "malformed Basic credentials")?;
+    let (email, password) = text.split_once(':').ok_or("malformed Basic credentials")?;
+    if email.is_empty() || password.is_empty() {
+        return Err("malformed Basic credentials");
+    }
+    Ok(Credentials {
+        email: email.to_string(),
+        password: password.to_string(),
+    })
+}
+
+/// The signed-in user, or 401 (bad credentials) / 403 (unverified, when that is required).
+async fn authenticate(
+    state: &AppState,
+    credentials: Result<Credentials, &'static str>,
+) -> Result<User, ApiError> {
+    let credentials = credentials.map_err(|why| ApiError::Unauthorized(why.to_string()))?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        password_hash: String,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
+    ))
+    .bind(credentials.email.trim())
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(ApiError::database)?;
+    let (user, hash) = match row {
+        Some(r) => (Some(r.user), Some(r.password_hash)),
+        None => (None, None),
+    };
+    let ok = state.passwords.verify(credentials.password, hash).await?;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => return Err(ApiError::Unauthorized("wrong e-mail or password".into())),
+    };
+    if state.settings.require_verification && !user.verified {
+        return Err(ApiError::Forbidden(
+            "verify your e-mail address first (see the link we sent)".into(),
+        ));
+    }
+    Ok(user)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/v1/user/self", tag = "user",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = User),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 403, description = "E-mail not verified (when verification is required)", body = ErrorBody),
+    ))]
+#[get("/v1/user/self")]
+async fn get_self(
+    state: &State<AppState>,
+    credentials: Result<Credentials, &'static str>,
+) -> Result<Json<User>, ApiError> {
+    authenticate(state, credentials).await.map(Json)
+}
+
+/// Changes the signed-in user's names and/or password.
+#[utoipa::path(put, path = "/v1/user/self", tag = "user",
+    security(("basic" = [])),
+    request_body = UpdateRequest,
+    responses(
+        (status = 204, description = "Updated"),
+        (status = 400, description = "A field is unknown, of the wrong type or invalid, or none is given", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 403, description = "E-mail not verified (when verification is required)", body = ErrorBody),
+    ))]
+#[put("/v1/user/self", data = "<data>")]
+async fn put_self(
+    state: &State<AppState>,
+    credentials: Result<Credentials, &'static str>,
+    data: Data<'_>,
+) -> Result<Status, ApiError> {
+    let user = authenticate(state, credentials).await?;
+    let object = read_object(data).await?;
+    refuse_unknown(&object, &["first_name", "last_name", "password"])?;
+    let first_name = string_field(&object, "first_name")?
+        .map(|v| check_name("first_name", &v))
+        .transpose()?;
+    let last_name = string_field(&object, "last_name")?
+        .map(|v| check_name("last_name", &v))
+        .transpose()?;
+    let password = string_field(&object, "password")?;
+    if first_name.is_none() && last_name.is_none() && password.is_none() {
+        return Err(ApiError::bad_request(
+            "give at least one of first_name, last_name, password",
+        ));
+    }
+    let hash = match password {
+        Some(p) => {
+            check_password(&p)?;
+            Some(state.passwords.hash(p).await?)
+        }
+        None => None,
+    };
+    sqlx::query(
+        "UPDATE users SET first_name = COALESCE($2, first_name), \
+         last_name = COALESCE($3, last_name), password_hash = COALESCE($4, password_hash), \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(user.id)
+    .bind(first_name)
+    .bind(last_name)
+    .bind(hash)
+    .execute(state.db.pool())
+    .await
+    .map_err(ApiError::database)?;
+    Ok(Status::NoContent)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification.
+
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query; Rocket parses it
+pub struct VerifyQuery {
+    /// The token from the verification e-mail.
+    token: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verified {
+    pub id: Uuid,
+    pub email: String,
+    pub verified: bool,
+}
+
+/// Tokens are base64url without padding (never `#`, so an idempotency key is not a token).
+fn check_token(token: &str) -> Result<(), ApiError> {
+    let expected = (contract::tokens::TOKEN_BYTES * 4).div_ceil(3);
+    let well_formed = token.len() == expected
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ApiError::field("token", "token is malformed"))
+    }
+}
+
+/// Marks the user a verification token belongs to as verified. Repeating it is harmless.
+#[utoipa::path(get, path = "/v1/user/verify", tag = "user",
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "Verified (also when it already was)", body = Verified),
+        (status = 400, description = "No token, or a malformed one", body = ErrorBody),
+        (status = 404, description = "Unknown token", body = ErrorBody),
+        (status = 410, description = "The token expired", body = ErrorBody),
+        (status = 503, description = "The token store or the database is unreachable", body = ErrorBody),
+    ))]
+#[get("/v1/user/verify?<token>")]
+async fn verify(state: &State<AppState>, token: Option<&str>) -> Result<Json<Verified>, ApiError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use contract::tokens;
+
+    let token = token.ok_or_else(|| ApiError::field("token", "token is required"))?;
+    check_token(token)?;
+    let item = state
+        .dynamodb
+        .get_item()
+        .table_name(&state.settings.token_table)
+        .key(tokens::PARTITION_KEY, AttributeValue::S(token.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            what: "token store",
+            cause: anyhow::Error::new(aws_sdk_dynamodb::Error::from(e))
+                .context("reading a verification token"),
+        })?;
+    let item = item
+        .item
+        .ok_or_else(|| ApiError::NotFound("unknown verification token".into()))?;
+    let corrupt = |what: &str| {
+        ApiError::Internal(anyhow::anyhow!("token item has no valid {what} attribute"))
+    };
+    let expires_at: i64 = match item.get(tokens::ATTR_EXPIRES_AT) {
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| corrupt(tokens::ATTR_EXPIRES_AT))?,
+        _ => return Err(corrupt(tokens::ATTR_EXPIRES_AT)),
+    };
+    let user_id: Uuid = match item.get(tokens::ATTR_USER_ID) {
+        Some(AttributeValue::S(s)) => s.parse().map_err(|_| corrupt(tokens::ATTR_USER_ID))?,
+        _ => return Err(corrupt(tokens::ATTR_USER_ID)),
+    };
+    // DynamoDB's TTL deletes lazily (and moto never does): the attribute is the truth.
+    if expires_at <= OffsetDateTime::now_utc().unix_timestamp() {
+        return Err(ApiError::Gone("the verification token has expired".into()));
+    }
+    let verified: Option<Verified> = sqlx::query_as::<_, (Uuid, String, bool)>(
+        "UPDATE users SET verified = true, \
+         updated_at = CASE WHEN verified THEN updated_at ELSE now() END \
+         WHERE id = $1 RETURNING id, email, verified",
+    )
+    .bind(user_id)
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(ApiError::database)?
+    .map(|(id, email, verified)| Verified {
+        id,
+        email,
+        verified,
+    });
+    verified
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("the token's user no longer exists".into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAPI.
+
+struct BasicAuth;
+
+impl utoipa::Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3 document served at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "triad webapp", description = "Sign-up, profile and e-mail verification."),
+    paths(healthz, version, signup, get_self, put_self, verify),
+    components(schemas(User, SignupRequest, UpdateRequest, Verified, VersionInfo, ErrorBody)),
+    modifiers(&BasicAuth),
+)]
+pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked() {
+        assert_eq!(
+            parse_email(" Ada@Example.com ").expect("ok"),
+            "Ada@Example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "a da@example.com",
+            "ada@@example.com",
+            "ada@-x.com",
+        ] {
+            assert!(parse_email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_length_and_variety() {
+        assert!(check_password("correct-horse-7").is_ok());
+        for bad in ["short1", "onlyletters", "1234567890", &"a1".repeat(65)] {
+            assert!(check_password(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn basic_headers_are_parsed_strictly() {
+        let ok = base64::engine::general_purpose::STANDARD.encode("ada@example.com:pa:ss");
+        let c = parse_basic(Some(&format!("Basic {ok}"))).expect("valid");
+        assert_eq!(
+            (c.email.as_str(), c.password.as_str()),
+            ("ada@example.com", "pa:ss")
+        );
+        for bad in ["", "Basic", "Basic !!!", "Bearer abc", "Basic bm9jb2xvbg=="] {
+            assert!(parse_basic(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(parse_basic(None).is_err());
+    }
+
+    #[test]
+    fn tokens_must_be_base64url_of_the_contract_length() {
+        assert!(check_token(&"A".repeat(43)).is_ok());
+        assert!(check_token(&"A".repeat(42)).is_err());
+        assert!(check_token(&contract::tokens::idempotency_key(Uuid::nil())).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The PostgreSQL side: the embedded migrations, the connection pool, and where its
+//! credentials come from.
+//!
+//! Migrations run at start through sqlx's migrator, which holds a PostgreSQL advisory lock
+//! (keyed on the database name) for the whole run, so instances starting together apply each
+//! migration once and the others wait. The pool tests a connection before handing it out and
+//! bounds every acquire, so after a failover behind the same endpoint dead connections are
+//! dropped and new ones made. With credentials from Secrets Manager, an authentication failure
+//! makes the pool re-read the secret (at most every few seconds), so a rotated password heals
+//! without a restart.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::Mutex;
+
+use crate::config::{DatabaseSource, PoolSettings};
+
+/// The webapp's schema, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How often a failing login may trigger a re-read of the secret.
+const SECRET_REREAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The pool, and (with Secrets Manager credentials) how to refresh them.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    secret: Option<Arc<SecretSource>>,
+}
+
+struct SecretSource {
+    client: aws_sdk_secretsmanager::Client,
+    host: String,
+    port: u16,
+    name: String,
+    arn: String,
+    last_read: Mutex<Instant>,
+}
+
+/// The JSON the RDS-managed master secret holds.
+#[derive(serde::Deserialize)]
+struct SecretValue {
+    username: String,
+    password: String,
+}
+
+impl SecretSource {
+    async fn connect_options(&self) -> Result<PgConnectOptions> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .send()
+            .await
+            .with_context(|| format!("reading the database secret {}", self.arn))?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| anyhow!("the database secret {} has no SecretString", self.arn))?;
+        let value: SecretValue = serde_json::from_str(text).map_err(|_| {
+            anyhow!(
+                "the database secret {} is not JSON with username and password",
+                self.arn
+            )
+        })?;
+        Ok(PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .database(&self.name)
+            .username(&value.username)
+            .password(&value.password)
+            .application_name("triad-webapp"))
+    }
+}
+
+impl Db {
+    /// Builds the pool (lazily: nothing connects until the first query).
+    pub async fn new(
+        source: &DatabaseSource,
+        limits: &PoolSettings,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Result<Db> {
+        let (options, secret) = match source {
+            DatabaseSource::Url(url) => (
+                PgConnectOptions::from_str(url)
+                    .context("parsing DATABASE_URL")?
+                    .application_name("triad-webapp"),
+                None,
+            ),
+            DatabaseSource::Secret {
+                host,
+                port,
+                name,
+                secret_arn,
+            } => {
+                let secret = SecretSource {
+                    client: secrets,
+                    host: host.clone(),
+                    port: *port,
+                    name: name.clone(),
+                    arn: secret_arn.clone(),
+                    last_read: Mutex::new(Instant::now()),
+                };
+                (secret.connect_options().await?, Some(Arc::new(secret)))
+            }
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(limits.max_connections)
+            .min_connections(0)
+            .acquire_timeout(limits.acquire_timeout)
+            .max_lifetime(limits.max_lifetime)
+            .idle_timeout(limits.idle_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Db { pool, secret })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations under the migrator's advisory lock.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")
+    }
+
+    /// Call with any database error: an authentication failure re-reads the secret (when the
+    /// credentials come from one) and gives the pool the new password.
+    pub async fn note_error(&self, error: &sqlx::Error) {
+        let Some(secret) = &self.secret else { return };
+        if !is_authentication_failure(error) {
+            return;
+        }
+        let mut last = secret.last_read.lock().await;
+        if last.elapsed() < SECRET_REREAD_INTERVAL {
+            return;
+        }
+        *last = Instant::now();
+        match secret.connect_options().await {
+            Ok(options) => {
+                tracing::warn!("database login failed; re-read the secret and retrying with it");
+                self.pool.set_connect_options(options);
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "re-reading the database secret"),
+        }
+    }
+}
+
+/// SQLSTATE class 28: invalid authorization (28P01 is a wrong password).
+fn is_authentication_failure(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("28")))
+}
+
+/// True for errors that mean "the database is unreachable right now" rather than a bug.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    ) || is_authentication_failure(error)
+        || matches!(error, sqlx::Error::Database(e)
+            if e.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")))
+}
+
+/// True when `error` is a unique-constraint violation.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}

@@ -1,0 +1,149 @@
+//! Shared helpers: settings for a test, the app in process, requests with Basic credentials.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::Client;
+use webapp::App;
+use webapp::config::{DatabaseSource, OutboxSettings, PoolSettings, Settings};
+
+pub const ACCOUNT: &str = "123456789012";
+
+/// Cheap argon2 parameters: tests check behaviour, not hashing cost.
+pub fn cheap_argon2() -> argon2::Params {
+    argon2::Params::new(8, 1, 1, None).expect("argon2 params")
+}
+
+pub fn topic_arn(name: &str) -> String {
+    format!("arn:aws:sns:us-east-1:{ACCOUNT}:{name}")
+}
+
+/// Settings for a test on `database_url`, with a topic and a token table of unique names.
+pub fn settings(database_url: &str) -> Settings {
+    Settings {
+        database: DatabaseSource::Url(database_url.to_string()),
+        topic_arn: topic_arn(&testkit::unique_name("topic")),
+        token_table: testkit::unique_name("tokens"),
+        require_verification: false,
+        version: "1.10".into(),
+        instance_id: "i-test".into(),
+        az: "us-east-1a".into(),
+        argon2: cheap_argon2(),
+        shutdown_grace: 1,
+        pool: PoolSettings {
+            acquire_timeout: Duration::from_secs(2),
+            ..PoolSettings::default()
+        },
+        outbox: OutboxSettings {
+            poll_interval: Duration::from_millis(200),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            batch_size: 25,
+        },
+    }
+}
+
+pub fn figment() -> rocket::figment::Figment {
+    rocket::figment::Figment::from(rocket::Config {
+        log_level: rocket::config::LogLevel::Off,
+        ..rocket::Config::debug_default()
+    })
+}
+
+/// The app in process, and a client for it.
+pub struct TestApp {
+    pub client: Client,
+    pub app: App,
+    pub database_url: String,
+}
+
+impl TestApp {
+    pub async fn start(settings: Settings, aws: &aws_config::SdkConfig) -> TestApp {
+        let database_url = match &settings.database {
+            DatabaseSource::Url(u) => u.clone(),
+            DatabaseSource::Secret { .. } => String::new(),
+        };
+        let app = App::start(settings, aws).await.expect("app starts");
+        let client = Client::untracked(app.rocket(figment()))
+            .await
+            .expect("rocket ignites");
+        TestApp {
+            client,
+            app,
+            database_url,
+        }
+    }
+
+    /// A fresh database, default test settings changed by `adjust`, moto for AWS.
+    pub async fn fresh(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let url = testkit::fresh_database().await.expect("fresh database");
+        let mut s = settings(&url);
+        adjust(&mut s);
+        TestApp::start(s, &testkit::aws_config().await).await
+    }
+
+    pub async fn signup(&self, email: &str, password: &str) -> (Status, serde_json::Value) {
+        let body = serde_json::json!({
+            "email": email, "password": password, "first_name": "Ada", "last_name": "Lovelace"
+        });
+        self.post_json("/v1/user", &body.to_string()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &str) -> (Status, serde_json::Value) {
+        let response = self
+            .client
+            .post(path.to_string())
+            .header(ContentType::JSON)
+            .body(body)
+            .dispatch()
+            .await;
+        let status = response.status();
+        (status, json_of(response.into_string().await))
+    }
+}
+
+pub fn json_of(body: Option<String>) -> serde_json::Value {
+    match body {
+        Some(b) if !b.is_empty() => serde_json::from_str(&b).expect("a JSON body"),
+        _ => serde_json::Value::Null,
+    }
+}
+
+pub fn basic(email: &str, password: &str) -> Header<'static> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+    Header::new("Authorization", format!("Basic {encoded}"))
+}
+
+/// Polls `check` until it returns `Some`, failing after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn admin_connection(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await.expect("connect")
+}
+
+/// A small pool for polling from `eventually` closures.
+pub async fn observer_pool(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .expect("observer pool")
+}
