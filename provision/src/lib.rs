@@ -4,6 +4,6 @@
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod port;
+pub mod sandbox;
 pub mod spec;
 pub mod template;
-pub mod sandbox;
