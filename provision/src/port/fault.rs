@@ -253,6 +253,14 @@ pub enum SandboxChange {
     },
     /// The AZ removed from the group's launch AZs; restore adds it back.
     LaunchesBlocked { az: String },
+    /// SIGSTOP on the database node in the AZ (alive but silent); restore sends SIGCONT. A
+    /// node fenced in the meantime (after a failover) is gone, and restore skips it.
+    DbNodeStopped {
+        az: String,
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+    },
     /// Processes suspended that were not already; restore resumes exactly these.
     ProcessesSuspended { processes: Vec<ScalingProcess> },
     /// The database primary moved (not reversible).

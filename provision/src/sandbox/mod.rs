@@ -5,8 +5,14 @@
 //!   RDS-style monitoring and failover);
 //! - [`lb`]: an HTTP load balancer with ALB semantics (health checks, target states,
 //!   deregistration delay, per-AZ metrics);
-//! - [`process`]: process groups, the unprivileged user and per-AZ loopback addresses they use.
+//! - [`process`]: process groups, the unprivileged user and per-AZ loopback addresses they use;
+//! - [`fleet`]: the Auto Scaling group of webapp instances and its instance refreshes;
+//! - [`daemon`]: the per-stack daemon that runs all of the above and serves the control API;
+//! - [`client`]: [`client::SandboxCloud`], the Cloud port over that control API.
 
+pub mod client;
+pub mod daemon;
 pub mod db;
+pub mod fleet;
 pub mod lb;
 pub mod process;

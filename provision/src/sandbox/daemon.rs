@@ -1,0 +1,1101 @@
+//! The per-stack sandbox daemon: it owns every process of one sandbox stack (moto, the
+//! PostgreSQL pair, the load balancer, the webapp instances) and serves the Cloud port's
+//! operations on a loopback HTTP control API carrying the port's types as JSON.
+//!
+//! [`serve`] runs the daemon until it is told to stop (`POST /shutdown`, SIGTERM or SIGINT):
+//! 1. it refuses to start when a live daemon already owns the state directory, and otherwise
+//!    removes what a crashed one left: its address and pid files, and every process still
+//!    carrying the directory in its [`SANDBOX_MARKER`] environment variable (PostgreSQL
+//!    servers are found by their data directories, see [`super::db::kill_stale_servers`]);
+//! 2. it listens on `127.0.0.1` on a free port and writes the address to [`ADDRESS_FILE`]
+//!    (atomically: written aside, then renamed), so clients can follow the bring-up;
+//! 3. it brings the stack up — moto (with the "user created" topic and the token table), the
+//!    database, the load balancer, the group's instances until every target is healthy — and
+//!    records "X of Y" [`ProvisionEvent`]s (`GET /progress`);
+//! 4. it serves until stopped, then stops everything and removes the address and pid files.
+//!
+//! Control API (JSON bodies; errors are a [`CloudError`] with a 4xx/5xx status):
+//! `GET /snapshot`, `GET /progress`, `POST /deploy` ([`DeployRequest`] → [`RefreshId`]),
+//! `POST /refresh/cancel`, `POST /refresh/rollback`, `GET /refresh/{id}`,
+//! `POST /fault/describe` ([`Fault`] → [`FaultPlan`]), `POST /fault/inject`
+//! ([`InjectRequest`] → [`FaultRecord`]), `POST /fault/restore` ([`FaultRecord`]),
+//! `POST /shutdown`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::db::{self, DbCluster, DbConfig, NodeSignal};
+use super::fleet::{Fleet, FleetConfig, LaunchTemplate, SANDBOX_MARKER, SandboxApp, Timing};
+use super::lb::{LbConfig, LoadBalancer};
+use super::process::{ProcessGroup, command, free_port, signal_tree};
+use crate::port::{
+    Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest, Event,
+    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, MetricKind, MetricPoint, MetricSeries,
+    Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus,
+    SandboxChange, ScalingProcess, Snapshot, StackOperation, StackRef, StackStatus,
+};
+
+/// The file in the state directory holding the control API's address (`127.0.0.1:port`).
+pub const ADDRESS_FILE: &str = "daemon.addr";
+/// The file in the state directory holding the daemon's process id.
+pub const PID_FILE: &str = "daemon.pid";
+/// The file in the state directory holding the stack spec (JSON of a `StackSpec`).
+pub const SPEC_FILE: &str = "spec.json";
+/// How long moto, the database and the first instances may take to come up.
+const BRING_UP_LIMIT: Duration = Duration::from_secs(180);
+/// Events a snapshot carries at most.
+const SNAPSHOT_EVENTS: usize = 100;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another live daemon owns the state directory.
+    #[error("a sandbox daemon (pid {pid}) already runs for {dir}")]
+    AlreadyRunning { pid: u32, dir: PathBuf },
+    /// The spec file is missing or does not describe a sandbox stack.
+    #[error("reading the stack spec {path}: {reason}")]
+    Spec { path: PathBuf, reason: String },
+    /// A file-system or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// What the sandbox needs of the stack spec. It deserialises from the JSON of a `StackSpec`
+/// (other fields are ignored), which is what `DesiredStack::spec` carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub name: String,
+    pub region: String,
+    pub azs: Vec<String>,
+    pub app: SandboxApp,
+    pub db: SandboxDb,
+}
+
+/// The spec's `[db]` section, as far as the sandbox uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxDb {
+    pub database_name: String,
+}
+
+impl SandboxSpec {
+    /// Reads the spec out of the JSON of a `StackSpec`.
+    pub fn from_json(value: &serde_json::Value) -> Result<SandboxSpec, CloudError> {
+        let spec: SandboxSpec = serde_json::from_value(value.clone())
+            .map_err(|e| CloudError::invalid("spec", e.to_string()))?;
+        if spec.azs.len() < 2 {
+            return Err(CloudError::invalid(
+                "spec.azs",
+                "the sandbox needs at least two Availability Zones (a Multi-AZ database)",
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// The resources the sandbox runs for this spec, in start order: (logical id, type).
+    pub fn resources(&self) -> Vec<(String, String)> {
+        let mut resources = vec![
+            (
+                "ManagedServices".to_owned(),
+                "Sandbox::Moto::Server".to_owned(),
+            ),
+            (
+                "DatabasePrimary".to_owned(),
+                "Sandbox::PostgreSQL::Primary".to_owned(),
+            ),
+            (
+                "DatabaseStandby".to_owned(),
+                "Sandbox::PostgreSQL::Standby".to_owned(),
+            ),
+            (
+                "LoadBalancer".to_owned(),
+                "Sandbox::LoadBalancer".to_owned(),
+            ),
+        ];
+        for n in 1..=self.app.desired {
+            resources.push((
+                format!("Instance{n}"),
+                "Sandbox::Webapp::Instance".to_owned(),
+            ));
+        }
+        resources
+    }
+}
+
+/// How to run one sandbox stack.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The stack's state directory (`.triad/<stack>/`): logs, database files, address file.
+    pub dir: PathBuf,
+    pub spec: SandboxSpec,
+    /// The webapp binary the first launch template version runs.
+    pub webapp_bin: PathBuf,
+    /// moto's `moto_server` executable.
+    pub moto_bin: PathBuf,
+    /// The mailer binary (not run yet by the sandbox).
+    pub mailer_bin: Option<PathBuf>,
+    /// Clock settings; `None` takes [`Timing::sandbox`] of the spec.
+    pub timing: Option<Timing>,
+}
+
+impl DaemonConfig {
+    /// A configuration reading the spec from `dir/spec.json` (see [`SPEC_FILE`]).
+    pub fn from_dir(
+        dir: impl Into<PathBuf>,
+        webapp_bin: PathBuf,
+        moto_bin: PathBuf,
+        mailer_bin: Option<PathBuf>,
+    ) -> Result<DaemonConfig, DaemonError> {
+        let dir = dir.into();
+        let path = dir.join(SPEC_FILE);
+        let spec_error = |reason: String| DaemonError::Spec {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| spec_error(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| spec_error(e.to_string()))?;
+        let spec = SandboxSpec::from_json(&value).map_err(|e| spec_error(e.to_string()))?;
+        Ok(DaemonConfig {
+            dir,
+            spec,
+            webapp_bin,
+            moto_bin,
+            mailer_bin,
+            timing: None,
+        })
+    }
+}
+
+/// The body of `POST /fault/inject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectRequest {
+    pub fault: Fault,
+    #[serde(default)]
+    pub check: CapacityCheck,
+}
+
+/// The running parts of the stack.
+struct Stack {
+    moto: ProcessGroup,
+    db: DbCluster,
+    lb: Arc<LoadBalancer>,
+    fleet: Fleet,
+}
+
+struct Daemon {
+    stack_ref: StackRef,
+    spec: SandboxSpec,
+    stack: tokio::sync::RwLock<Option<Stack>>,
+    progress: Mutex<Vec<ProvisionEvent>>,
+    status: Mutex<StackStatus>,
+    faults: Mutex<Vec<FaultRecord>>,
+    shutdown: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether process `pid` is alive (a zombie counts as dead).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The pid in `dir`'s pid file, if the file exists and the process is alive.
+pub fn live_daemon_pid(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    process_alive(pid).then_some(pid)
+}
+
+/// Every live process whose environment carries `SANDBOX_MARKER=<marker>`.
+pub fn marked_processes(marker: &str) -> Vec<u32> {
+    let needle = format!("{SANDBOX_MARKER}={marker}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .filter(|pid| process_alive(*pid))
+        .collect()
+}
+
+/// The marker value of a state directory (its absolute path).
+pub fn marker_of(dir: &Path) -> String {
+    std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Kills what a crashed daemon of `dir` left running; returns how many processes were found.
+pub fn kill_stale(dir: &Path) -> usize {
+    let pids = marked_processes(&marker_of(dir));
+    for pid in &pids {
+        signal_tree(*pid, Signal::SIGKILL);
+    }
+    pids.len() + db::kill_stale_servers(&dir.join("db"))
+}
+
+/// Runs the daemon for `config` until it is told to stop. See the module documentation.
+pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
+    let dir = config.dir.clone();
+    std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+    if let Some(pid) = live_daemon_pid(&dir)
+        && pid != std::process::id()
+    {
+        return Err(DaemonError::AlreadyRunning { pid, dir });
+    }
+    let _ = std::fs::remove_file(dir.join(ADDRESS_FILE));
+    kill_stale(&dir);
+    std::fs::write(dir.join(PID_FILE), std::process::id().to_string())
+        .map_err(io_error("writing the pid file"))?;
+
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .map_err(io_error("binding the control API"))?;
+    let address = listener
+        .local_addr()
+        .map_err(io_error("reading the control API address"))?;
+    let stack_ref = StackRef {
+        name: config.spec.name.clone(),
+        region: None,
+    };
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        stack_ref,
+        spec: config.spec.clone(),
+        stack: tokio::sync::RwLock::new(None),
+        progress: Mutex::new(Vec::new()),
+        status: Mutex::new(StackStatus::CreateInProgress),
+        faults: Mutex::new(Vec::new()),
+        shutdown,
+    });
+    let server = tokio::spawn(serve_control(listener, daemon.clone()));
+    let tmp = dir.join(format!("{ADDRESS_FILE}.tmp"));
+    std::fs::write(&tmp, address.to_string()).map_err(io_error("writing the address file"))?;
+    std::fs::rename(&tmp, dir.join(ADDRESS_FILE)).map_err(io_error("publishing the address"))?;
+
+    let bring_up = {
+        let daemon = daemon.clone();
+        let config = config.clone();
+        tokio::spawn(async move { bring_up(&daemon, &config).await })
+    };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io_error("handling SIGTERM"))?;
+    tokio::select! {
+        _ = shutdown_rx.wait_for(|stop| *stop) => {}
+        _ = sigterm.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    bring_up.abort();
+    let _ = bring_up.await;
+    *lock(&daemon.status) = StackStatus::DeleteInProgress;
+    if let Some(stack) = daemon.stack.write().await.take() {
+        stack.fleet.shutdown().await;
+        drop(stack.lb);
+        stack.db.shutdown().await;
+        stack
+            .moto
+            .stop(Signal::SIGTERM, Duration::from_secs(5))
+            .await;
+    }
+    kill_stale(&dir);
+    let _ = std::fs::remove_file(dir.join(ADDRESS_FILE));
+    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    // Let the answer to `POST /shutdown` go out before the server stops.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.abort();
+    Ok(())
+}
+
+impl Daemon {
+    fn record(&self, event: ProvisionEvent) {
+        lock(&self.progress).push(event);
+    }
+
+    fn resource(&self, index: usize, status: ResourceStatus, reason: Option<String>) {
+        let resources = self.spec.resources();
+        let total = u32::try_from(resources.len()).unwrap_or(u32::MAX);
+        let Some((logical_id, resource_type)) = resources.get(index) else {
+            return;
+        };
+        let done = u32::try_from(index).unwrap_or(u32::MAX) + u32::from(status.is_settled());
+        self.record(ProvisionEvent::Resource(ResourceEvent {
+            at: OffsetDateTime::now_utc(),
+            logical_id: logical_id.clone(),
+            resource_type: resource_type.clone(),
+            physical_id: None,
+            status,
+            reason,
+            done,
+            total,
+        }));
+    }
+
+    fn finish(&self, status: StackStatus, outputs: Outputs) {
+        *lock(&self.status) = status;
+        self.record(ProvisionEvent::Finished {
+            at: OffsetDateTime::now_utc(),
+            stack_status: status,
+            outputs,
+        });
+    }
+}
+
+async fn bring_up(daemon: &Arc<Daemon>, config: &DaemonConfig) {
+    let total = u32::try_from(daemon.spec.resources().len()).unwrap_or(u32::MAX);
+    daemon.record(ProvisionEvent::Started {
+        at: OffsetDateTime::now_utc(),
+        stack: daemon.stack_ref.clone(),
+        operation: StackOperation::Create,
+        total,
+    });
+    match start_stack(daemon, config).await {
+        Ok(outputs) => daemon.finish(StackStatus::CreateComplete, outputs),
+        Err((index, reason)) => {
+            daemon.resource(index, ResourceStatus::CreateFailed, Some(reason));
+            daemon.finish(StackStatus::CreateFailed, Outputs::default());
+        }
+    }
+}
+
+async fn wait_for_port(address: SocketAddr, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn start_stack(
+    daemon: &Arc<Daemon>,
+    config: &DaemonConfig,
+) -> Result<Outputs, (usize, String)> {
+    let spec = &config.spec;
+    let dir = &config.dir;
+    let marker = marker_of(dir);
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| (0, format!("creating {}: {e}", logs.display())))?;
+
+    // Managed services: moto.
+    daemon.resource(0, ResourceStatus::CreateInProgress, None);
+    let moto_port = free_port(Ipv4Addr::LOCALHOST).map_err(|e| (0, e.to_string()))?;
+    let mut cmd = command(&config.moto_bin, None, dir, &logs.join("moto.log"))
+        .map_err(|e| (0, e.to_string()))?;
+    cmd.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        .env(SANDBOX_MARKER, &marker);
+    let moto = ProcessGroup::spawn(&mut cmd)
+        .map_err(|e| (0, format!("starting {}: {e}", config.moto_bin.display())))?;
+    let moto_url = format!("http://127.0.0.1:{moto_port}");
+    if !wait_for_port(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, moto_port)),
+        BRING_UP_LIMIT,
+    )
+    .await
+    {
+        return Err((0, "moto did not listen in time".into()));
+    }
+    let (topic_arn, token_table) = create_managed_resources(&moto_url, spec)
+        .await
+        .map_err(|e| (0, e))?;
+    daemon.resource(0, ResourceStatus::CreateComplete, None);
+
+    // The database.
+    daemon.resource(1, ResourceStatus::CreateInProgress, None);
+    daemon.resource(2, ResourceStatus::CreateInProgress, None);
+    let db_config = DbConfig::new(dir.join("db"), spec.azs.clone());
+    let db = DbCluster::start(db_config)
+        .await
+        .map_err(|e| (1, e.to_string()))?;
+    create_database(&db, &spec.db.database_name)
+        .await
+        .map_err(|e| (1, e))?;
+    daemon.resource(1, ResourceStatus::CreateComplete, None);
+    daemon.resource(2, ResourceStatus::CreateComplete, None);
+
+    // The load balancer.
+    daemon.resource(3, ResourceStatus::CreateInProgress, None);
+    let timing = config
+        .timing
+        .clone()
+        .unwrap_or_else(|| Timing::sandbox(&spec.app));
+    let mut lb_config = LbConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    lb_config.health_check = timing.health_check.clone();
+    lb_config.deregistration_delay = timing.deregistration_delay;
+    lb_config.request_timeout = Duration::from_secs(30);
+    let lb = Arc::new(
+        LoadBalancer::start(lb_config)
+            .await
+            .map_err(|e| (3, e.to_string()))?,
+    );
+    daemon.resource(3, ResourceStatus::CreateComplete, None);
+
+    // The group.
+    let region = spec.region.clone();
+    let env = BTreeMap::from([
+        (
+            contract::env::DATABASE_URL.to_owned(),
+            db.url(&spec.db.database_name),
+        ),
+        (contract::env::TOPIC_ARN.to_owned(), topic_arn),
+        (contract::env::TOKEN_TABLE.to_owned(), token_table),
+        (contract::env::AWS_ENDPOINT_URL.to_owned(), moto_url.clone()),
+        (contract::env::AWS_REGION.to_owned(), region),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+    ]);
+    let fleet = Fleet::start(
+        FleetConfig {
+            azs: spec.azs.clone(),
+            capacity: Capacity {
+                desired: spec.app.desired,
+                min: spec.app.min,
+                max: spec.app.max,
+            },
+            first_template: LaunchTemplate {
+                version: 1,
+                app_version: spec.app.version.clone(),
+                binary: config.webapp_bin.clone(),
+                env,
+            },
+            timing,
+            log_dir: logs.clone(),
+            marker,
+        },
+        lb.clone(),
+    );
+    let endpoint = format!("http://{}", lb.address());
+    let db_endpoint = db.endpoint().to_string();
+    for index in 4..4 + usize::try_from(spec.app.desired).unwrap_or(0) {
+        daemon.resource(index, ResourceStatus::CreateInProgress, None);
+    }
+    *daemon.stack.write().await = Some(Stack {
+        moto,
+        db,
+        lb,
+        fleet,
+    });
+    let deadline = Instant::now() + BRING_UP_LIMIT;
+    let mut reported = 0usize;
+    let desired = usize::try_from(spec.app.desired).unwrap_or(0);
+    while reported < desired {
+        let healthy = {
+            let stack = daemon.stack.read().await;
+            stack.as_ref().map_or(0, |s| s.fleet.healthy_count())
+        };
+        while reported < healthy.min(desired) {
+            daemon.resource(4 + reported, ResourceStatus::CreateComplete, None);
+            reported += 1;
+        }
+        if reported >= desired {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err((
+                4 + reported,
+                format!(
+                    "only {reported} of {desired} instances passed health checks within {} s; \
+                     see the instance logs in {}",
+                    BRING_UP_LIMIT.as_secs(),
+                    logs.display()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Outputs(BTreeMap::from([
+        ("LoadBalancerUrl".to_owned(), endpoint),
+        ("DatabaseEndpoint".to_owned(), db_endpoint),
+        ("ManagedServicesEndpoint".to_owned(), moto_url),
+    ])))
+}
+
+async fn create_managed_resources(
+    moto_url: &str,
+    spec: &SandboxSpec,
+) -> Result<(String, String), String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(spec.region.clone()))
+        .endpoint_url(moto_url)
+        .test_credentials()
+        .load()
+        .await;
+    let topic = aws_sdk_sns::Client::new(&sdk)
+        .create_topic()
+        .name(format!("{}-user-created", spec.name))
+        .send()
+        .await
+        .map_err(|e| format!("creating the SNS topic on moto: {e}"))?;
+    let topic_arn = topic
+        .topic_arn()
+        .ok_or("moto returned no topic ARN")?
+        .to_owned();
+    let table = format!("{}-tokens", spec.name);
+    let key_schema = KeySchemaElement::builder()
+        .attribute_name(contract::tokens::PARTITION_KEY)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let attribute = AttributeDefinition::builder()
+        .attribute_name(contract::tokens::PARTITION_KEY)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| e.to_string())?;
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .create_table()
+        .table_name(&table)
+        .key_schema(key_schema)
+        .attribute_definitions(attribute)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| format!("creating the token table on moto: {e}"))?;
+    Ok((topic_arn, table))
+}
+
+async fn create_database(db: &DbCluster, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url("postgres"))
+        .await
+        .map_err(|e| format!("connecting to the database endpoint: {e}"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| format!("looking for database {name}: {e}"))?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("creating database {name}: {e}"))?;
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control API.
+
+type Body = Full<Bytes>;
+
+async fn serve_control(listener: TcpListener, daemon: Arc<Daemon>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let daemon = daemon.clone();
+                async move { Ok::<_, Infallible>(handle(daemon, request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// The HTTP status a [`CloudError`] is sent with.
+pub fn error_status(error: &CloudError) -> StatusCode {
+    match error {
+        CloudError::NotFound { .. } => StatusCode::NOT_FOUND,
+        CloudError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        CloudError::Refused { .. } | CloudError::ReadOnly { .. } => StatusCode::FORBIDDEN,
+        CloudError::Conflict { .. } => StatusCode::CONFLICT,
+        CloudError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        CloudError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CloudError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
+        CloudError::Backend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn reply<T: Serialize>(result: Result<T, CloudError>) -> Response<Body> {
+    match result {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(error) => json_response(error_status(&error), &error),
+    }
+}
+
+async fn body_of<T: serde::de::DeserializeOwned>(
+    request: Request<hyper::body::Incoming>,
+) -> Result<T, CloudError> {
+    let bytes = request
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| CloudError::invalid("body", e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| CloudError::invalid("body", e.to_string()))
+}
+
+async fn handle(daemon: Arc<Daemon>, request: Request<hyper::body::Incoming>) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match (method, path.as_str()) {
+        (Method::GET, "/snapshot") => reply(Ok(snapshot(&daemon).await)),
+        (Method::GET, "/progress") => reply(Ok(lock(&daemon.progress).clone())),
+        (Method::POST, "/shutdown") => {
+            let _ = daemon.shutdown.send(true);
+            reply(Ok(()))
+        }
+        (Method::POST, "/deploy") => match body_of::<DeployRequest>(request).await {
+            Ok(deploy) => reply(with_stack(&daemon, |s| s.fleet.deploy(&deploy)).await),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/refresh/cancel") => {
+            reply(with_stack(&daemon, |s| s.fleet.cancel_refresh()).await)
+        }
+        (Method::POST, "/refresh/rollback") => {
+            reply(with_stack(&daemon, |s| s.fleet.rollback_refresh()).await)
+        }
+        (Method::GET, p) if p.starts_with("/refresh/") => {
+            let id = RefreshId(p.trim_start_matches("/refresh/").to_owned());
+            reply(with_stack(&daemon, |s| s.fleet.refresh(&id)).await)
+        }
+        (Method::POST, "/fault/describe") => match body_of::<Fault>(request).await {
+            Ok(fault) => reply(describe_fault(&daemon, &fault).await),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/fault/inject") => match body_of::<InjectRequest>(request).await {
+            Ok(req) => reply(inject(&daemon, &req.fault, req.check).await),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/fault/restore") => match body_of::<FaultRecord>(request).await {
+            Ok(record) => reply(restore(&daemon, &record).await),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (_, other) => reply::<()>(Err(CloudError::not_found(format!(
+            "control API route {other}"
+        )))),
+    }
+}
+
+async fn with_stack<T>(
+    daemon: &Daemon,
+    f: impl FnOnce(&Stack) -> Result<T, CloudError>,
+) -> Result<T, CloudError> {
+    let stack = daemon.stack.read().await;
+    let stack = stack.as_ref().ok_or_else(not_ready)?;
+    f(stack)
+}
+
+fn not_ready() -> CloudError {
+    CloudError::conflict("the sandbox stack is still starting (or stopping); try again shortly")
+}
+
+fn db_status_name(cluster: db::ClusterStatus, node: db::NodeStatus) -> DbStatus {
+    match (cluster, node) {
+        (db::ClusterStatus::FailingOver, _) | (_, db::NodeStatus::FailingOver) => {
+            DbStatus::Rebooting
+        }
+        (db::ClusterStatus::Failed | db::ClusterStatus::Inaccessible, _) => DbStatus::Failed,
+        (_, db::NodeStatus::Creating) => DbStatus::Creating,
+        (_, db::NodeStatus::Unreachable) => DbStatus::Failed,
+        (_, db::NodeStatus::Available) => DbStatus::Available,
+    }
+}
+
+async fn snapshot(daemon: &Daemon) -> Snapshot {
+    let mut snapshot = Snapshot::empty(daemon.stack_ref.clone(), OffsetDateTime::now_utc());
+    snapshot.stack_status = Some(*lock(&daemon.status));
+    let stack = daemon.stack.read().await;
+    let Some(stack) = stack.as_ref() else {
+        snapshot.azs = daemon
+            .spec
+            .azs
+            .iter()
+            .map(crate::port::AzView::new)
+            .collect();
+        return snapshot;
+    };
+    snapshot.endpoint = Some(format!("http://{}", stack.lb.address()));
+    snapshot.azs = stack.fleet.az_views();
+    let db = stack.db.status();
+    let synchronous = db.is_synchronous();
+    for node in &db.nodes {
+        if let Some(view) = snapshot.azs.iter_mut().find(|v| v.az == node.az) {
+            view.database = Some(Database {
+                id: format!("{}-db", daemon.spec.name),
+                role: match node.role {
+                    db::DbRole::Primary => DbRole::Primary,
+                    db::DbRole::Standby => DbRole::Standby,
+                },
+                status: db_status_name(db.status, node.status),
+                synchronous: Some(match node.role {
+                    db::DbRole::Primary => synchronous,
+                    db::DbRole::Standby => node.sync_state == Some(db::SyncState::Sync),
+                }),
+            });
+        }
+    }
+    snapshot.capacity = Some(stack.fleet.capacity());
+    snapshot.enabled_azs = stack.fleet.enabled_azs();
+    snapshot.suspended_processes = stack.fleet.suspended();
+    snapshot.refreshes = stack.fleet.refreshes();
+    let mut events = stack.fleet.events();
+    events.extend(db.events.iter().map(|e| Event {
+        at: e.at,
+        source: EventSource::Database,
+        az: None,
+        message: e.message.clone(),
+    }));
+    events.sort_by(|a, b| b.at.cmp(&a.at));
+    events.truncate(SNAPSHOT_EVENTS);
+    snapshot.events = events;
+    snapshot.metrics = metrics(&stack.lb);
+    snapshot
+}
+
+fn metrics(lb: &LoadBalancer) -> Metrics {
+    let lb_metrics = lb.metrics();
+    let mut series = Vec::new();
+    let at = |second: i64| {
+        OffsetDateTime::from_unix_timestamp(second).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    };
+    for (az, points) in &lb_metrics.per_az {
+        let mut push =
+            |metric: MetricKind, value: &dyn Fn(&super::lb::MetricPoint) -> Option<f64>| {
+                series.push(MetricSeries {
+                    metric,
+                    az: Some(az.clone()),
+                    points: points
+                        .iter()
+                        .filter_map(|p| {
+                            value(p).map(|value| MetricPoint {
+                                at: at(p.second),
+                                value,
+                            })
+                        })
+                        .collect(),
+                });
+            };
+        push(MetricKind::Requests, &|p| Some(p.requests as f64));
+        push(MetricKind::Target5xx, &|p| Some(p.target_5xx as f64));
+        push(MetricKind::Lb5xx, &|p| Some(p.elb_5xx as f64));
+        push(MetricKind::LatencyP50, &|p| p.p50_ms);
+        push(MetricKind::LatencyP99, &|p| p.p99_ms);
+    }
+    let now = OffsetDateTime::now_utc();
+    for (az, healthy) in &lb_metrics.healthy_hosts {
+        series.push(MetricSeries {
+            metric: MetricKind::HealthyHosts,
+            az: Some(az.clone()),
+            points: vec![MetricPoint {
+                at: now.replace_nanosecond(0).unwrap_or(now),
+                value: *healthy as f64,
+            }],
+        });
+    }
+    Metrics {
+        period_seconds: 1,
+        series,
+    }
+}
+
+fn check_az(daemon: &Daemon, az: &str) -> Result<(), CloudError> {
+    if daemon.spec.azs.iter().any(|a| a == az) {
+        Ok(())
+    } else {
+        Err(CloudError::invalid(
+            "az",
+            format!(
+                "{az:?} is not one of the stack's AZs ({})",
+                daemon.spec.azs.join(", ")
+            ),
+        ))
+    }
+}
+
+async fn describe_fault(daemon: &Daemon, fault: &Fault) -> Result<FaultPlan, CloudError> {
+    if let Some(az) = fault.az() {
+        check_az(daemon, az)?;
+    }
+    let stack = daemon.stack.read().await;
+    let stack = stack.as_ref().ok_or_else(not_ready)?;
+    let db = stack.db.status();
+    let primary_az = db.primary().map(|n| n.az.clone());
+    let az = fault.az().map(str::to_owned).or_else(|| primary_az.clone());
+    let mut actions = Vec::new();
+    let mut notes = Vec::new();
+    let instances = |az: &str, call: &str, reversible: bool, actions: &mut Vec<PlannedAction>| {
+        for (id, pid) in stack.fleet.instances_in(az) {
+            actions.push(PlannedAction {
+                resource: format!("instance {id} (pid {pid})"),
+                call: call.to_owned(),
+                reversible,
+            });
+        }
+    };
+    let db_node = |az: &str, actions: &mut Vec<PlannedAction>| {
+        if let Some(node) = db.nodes.iter().find(|n| n.az == az) {
+            actions.push(PlannedAction {
+                resource: format!(
+                    "database node {} ({:?}, pid {})",
+                    node.id,
+                    node.role,
+                    node.pid.map_or("-".to_owned(), |p| p.to_string())
+                ),
+                call: "SIGSTOP".into(),
+                reversible: true,
+            });
+        }
+    };
+    let failover = |actions: &mut Vec<PlannedAction>| {
+        actions.push(PlannedAction {
+            resource: format!("database {}-db", daemon.spec.name),
+            call: format!(
+                "fail over from {} to {}",
+                primary_az.as_deref().unwrap_or("(no primary)"),
+                db.standby().map_or("(no standby)", |n| n.az.as_str())
+            ),
+            reversible: false,
+        });
+    };
+    let block = |az: &str, actions: &mut Vec<PlannedAction>| {
+        actions.push(PlannedAction {
+            resource: format!("az {az}"),
+            call: "remove from launch AZs".into(),
+            reversible: true,
+        });
+        actions.push(PlannedAction {
+            resource: "process AZRebalance".into(),
+            call: "suspend".into(),
+            reversible: true,
+        });
+    };
+    match fault {
+        Fault::TerminateAz { az } => {
+            instances(az, "SIGKILL", false, &mut actions);
+            notes.push("killed instances are not restored; the group replaces them".into());
+        }
+        Fault::BlackholeAz { az } => {
+            instances(az, "SIGSTOP", true, &mut actions);
+            db_node(az, &mut actions);
+            notes.push("instances launched into the AZ meanwhile start stopped".into());
+        }
+        Fault::BlockLaunchesInAz { az } => block(az, &mut actions),
+        Fault::FailoverDb => {
+            failover(&mut actions);
+            notes.push("a failover is not undone; a new standby is built".into());
+        }
+        Fault::AzOutage { az } => {
+            if primary_az.as_deref() == Some(az.as_str()) {
+                failover(&mut actions);
+                notes.push("a failover is not undone; a new standby is built".into());
+            }
+            instances(az, "SIGSTOP", true, &mut actions);
+            db_node(az, &mut actions);
+            block(az, &mut actions);
+        }
+    }
+    Ok(FaultPlan {
+        stack: daemon.stack_ref.clone(),
+        fault: fault.clone(),
+        az,
+        actions,
+        notes,
+    })
+}
+
+fn db_error(error: db::DbError) -> CloudError {
+    match error {
+        db::DbError::NoSynchronousStandby => CloudError::refused(error.to_string()),
+        other => CloudError::backend("sandbox-db", "DbError", other.to_string()),
+    }
+}
+
+async fn inject(
+    daemon: &Daemon,
+    fault: &Fault,
+    check: CapacityCheck,
+) -> Result<FaultRecord, CloudError> {
+    if let Some(az) = fault.az() {
+        check_az(daemon, az)?;
+    }
+    let stack = daemon.stack.read().await;
+    let stack = stack.as_ref().ok_or_else(not_ready)?;
+    let mut changes = Vec::new();
+    let silence = |az: &str, changes: &mut Vec<FaultChange>| {
+        let stopped = stack.fleet.silence_az(az);
+        changes.push(FaultChange::Sandbox(SandboxChange::AzSilenced {
+            az: az.to_owned(),
+            instance_ids: stopped.iter().map(|(id, _)| id.clone()).collect(),
+            pids: stopped.iter().map(|(_, pid)| *pid).collect(),
+        }));
+        let status = stack.db.status();
+        if let Some(node) = status.nodes.iter().find(|n| n.az == az)
+            && stack.db.signal_node(&node.id, NodeSignal::Stop).is_ok()
+        {
+            changes.push(FaultChange::Sandbox(SandboxChange::DbNodeStopped {
+                az: az.to_owned(),
+                node: node.id.clone(),
+                pid: node.pid,
+            }));
+        }
+    };
+    let block = |az: &str, changes: &mut Vec<FaultChange>| {
+        if stack.fleet.block_launches(az) {
+            changes.push(FaultChange::Sandbox(SandboxChange::LaunchesBlocked {
+                az: az.to_owned(),
+            }));
+        }
+        if stack.fleet.suspend(ScalingProcess::AzRebalance) {
+            changes.push(FaultChange::Sandbox(SandboxChange::ProcessesSuspended {
+                processes: vec![ScalingProcess::AzRebalance],
+            }));
+        }
+    };
+    let az = match fault {
+        Fault::TerminateAz { az } => {
+            let killed = stack.fleet.kill_az(az);
+            changes.push(FaultChange::Sandbox(SandboxChange::InstancesKilled {
+                az: az.clone(),
+                instance_ids: killed.iter().map(|(id, _)| id.clone()).collect(),
+                pids: killed.iter().map(|(_, pid)| *pid).collect(),
+            }));
+            Some(az.clone())
+        }
+        Fault::BlackholeAz { az } => {
+            silence(az, &mut changes);
+            Some(az.clone())
+        }
+        Fault::BlockLaunchesInAz { az } => {
+            block(az, &mut changes);
+            Some(az.clone())
+        }
+        Fault::FailoverDb => {
+            let record = stack.db.failover().await.map_err(db_error)?;
+            changes.push(FaultChange::Sandbox(SandboxChange::DbFailedOver {
+                from_az: record.from_az.clone(),
+                to_az: record.to_az,
+            }));
+            Some(record.from_az)
+        }
+        Fault::AzOutage { az } => {
+            let primary_here = stack.db.status().primary().is_some_and(|n| &n.az == az);
+            if primary_here {
+                let record = stack.db.failover().await.map_err(db_error)?;
+                changes.push(FaultChange::Sandbox(SandboxChange::DbFailedOver {
+                    from_az: record.from_az,
+                    to_az: record.to_az,
+                }));
+            }
+            silence(az, &mut changes);
+            block(az, &mut changes);
+            Some(az.clone())
+        }
+    };
+    let record = FaultRecord {
+        id: format!("fault-{}", OffsetDateTime::now_utc().unix_timestamp_nanos()),
+        stack: daemon.stack_ref.clone(),
+        fault: fault.clone(),
+        az: az.clone(),
+        forced: check == CapacityCheck::Force,
+        injected_at: OffsetDateTime::now_utc(),
+        changes,
+    };
+    stack.fleet.record(
+        EventSource::Fault,
+        az.as_deref(),
+        format!("{fault} injected ({} changes)", record.changes.len()),
+    );
+    lock(&daemon.faults).push(record.clone());
+    Ok(record)
+}
+
+async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError> {
+    if record
+        .changes
+        .iter()
+        .any(|c| matches!(c, FaultChange::Aws(_)))
+    {
+        return Err(CloudError::refused(format!(
+            "fault record {} was made by the AWS backend",
+            record.id
+        )));
+    }
+    let stack = daemon.stack.read().await;
+    let stack = stack.as_ref().ok_or_else(not_ready)?;
+    for change in record.changes.iter().rev() {
+        let FaultChange::Sandbox(change) = change else {
+            continue;
+        };
+        match change {
+            SandboxChange::AzSilenced { az, .. } => stack.fleet.unsilence_az(az),
+            SandboxChange::DbNodeStopped { node, .. } => {
+                // A node fenced meanwhile is gone; nothing to wake.
+                let _ = stack.db.signal_node(node, NodeSignal::Continue);
+            }
+            SandboxChange::LaunchesBlocked { az } => stack.fleet.unblock_launches(az),
+            SandboxChange::ProcessesSuspended { processes } => {
+                for process in processes {
+                    stack.fleet.resume(*process);
+                }
+            }
+            SandboxChange::InstancesKilled { .. } | SandboxChange::DbFailedOver { .. } => {}
+        }
+    }
+    lock(&daemon.faults).retain(|r| r.id != record.id);
+    stack.fleet.record(
+        EventSource::Fault,
+        record.az.as_deref(),
+        format!("{} restored", record.fault),
+    );
+    Ok(())
+}

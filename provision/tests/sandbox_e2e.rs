@@ -1,0 +1,393 @@
+//! The sandbox cloud end to end: a daemon (run in the test process, as `triad sandbox serve`
+//! runs it) with real moto, a real PostgreSQL primary and standby, the sandbox load balancer
+//! and webapp processes, driven through `SandboxCloud` — the Cloud port over the daemon's
+//! control API. Each test runs its own sandbox in its own temporary directory on free ports.
+//!
+//! Needs `TRIAD_WEBAPP_BIN` (the built webapp), `TRIAD_TEST_MOTO_BIN` (moto_server) and
+//! PostgreSQL's server programs, all provided by `scripts/test`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use provision::port::{
+    CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
+    ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef, StackStatus, TargetState,
+    refresh_outcome,
+};
+use provision::sandbox::client::SandboxCloud;
+use provision::sandbox::daemon::{self, DaemonConfig, SandboxSpec, marked_processes, marker_of};
+use provision::spec::StackSpec;
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+fn required(name: &str) -> PathBuf {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => PathBuf::from(v),
+        _ => panic!("{name} is not set: run the tests through `scripts/test`"),
+    }
+}
+
+/// A sandbox of its own: the state directory, the daemon task, the client.
+struct Sandbox {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    stack: StackRef,
+    cloud: SandboxCloud,
+    daemon: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    spec_json: serde_json::Value,
+}
+
+fn spec_toml(per_az: u32) -> String {
+    let desired = per_az * 3;
+    format!(
+        r#"
+name = "sbx-e2e"
+region = "us-east-1"
+[app]
+version = "1.0.0"
+min = {desired}
+max = {max}
+desired = {desired}
+[mailer]
+sender = "no-reply@example.com"
+"#,
+        max = desired * 2
+    )
+}
+
+impl Sandbox {
+    /// Starts the daemon and follows `apply` until the stack is up.
+    async fn up(per_az: u32) -> Sandbox {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // PostgreSQL runs as its own user when the tests run as root.
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("open the temporary directory");
+        }
+        let dir = tmp.path().join("sbx-e2e");
+        let spec = StackSpec::parse(&spec_toml(per_az)).expect("a valid spec");
+        let spec_json = serde_json::to_value(&spec).expect("spec as JSON");
+        let config = DaemonConfig {
+            dir: dir.clone(),
+            spec: SandboxSpec::from_json(&spec_json).expect("a sandbox spec"),
+            webapp_bin: required("TRIAD_WEBAPP_BIN"),
+            moto_bin: required("TRIAD_TEST_MOTO_BIN"),
+            mailer_bin: None,
+            timing: None,
+        };
+        std::fs::create_dir_all(&dir).expect("state dir");
+        std::fs::write(
+            dir.join(daemon::SPEC_FILE),
+            serde_json::to_string(&spec_json).expect("spec text"),
+        )
+        .expect("write the spec");
+        let daemon = tokio::spawn(daemon::serve(config));
+        let cloud = SandboxCloud::new(&dir);
+        let stack = StackRef::new("sbx-e2e").expect("stack name");
+        let deadline = Instant::now() + LIMIT;
+        while !cloud.is_running().await {
+            assert!(Instant::now() < deadline, "the daemon never answered");
+            assert!(!daemon.is_finished(), "the daemon stopped: {:?}", daemon);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sandbox = Sandbox {
+            _tmp: tmp,
+            dir,
+            stack,
+            cloud,
+            daemon,
+            spec_json,
+        };
+        let events = sandbox.apply().await;
+        let Some(ProvisionEvent::Finished { stack_status, .. }) = events.last() else {
+            panic!("apply did not finish: {events:?}");
+        };
+        assert_eq!(
+            *stack_status,
+            StackStatus::CreateComplete,
+            "bring-up failed: {events:#?}"
+        );
+        sandbox
+    }
+
+    async fn apply(&self) -> Vec<ProvisionEvent> {
+        let desired = DesiredStack {
+            stack: self.stack.clone(),
+            template_body: "{}".into(),
+            parameters: Default::default(),
+            tags: Default::default(),
+            spec: self.spec_json.clone(),
+        };
+        let plan = self.cloud.plan(&desired).await.expect("plan");
+        let events: Vec<ProvisionEvent> =
+            tokio::time::timeout(LIMIT, self.cloud.apply(&plan).collect::<Vec<_>>())
+                .await
+                .expect("apply ends in time")
+                .into_iter()
+                .map(|e| e.expect("apply event"))
+                .collect();
+        events
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        self.cloud.snapshot(&self.stack).await.expect("snapshot")
+    }
+
+    /// Polls snapshots until `condition` holds; panics with the last one at the deadline.
+    async fn until(&self, what: &str, condition: impl Fn(&Snapshot) -> bool) -> Snapshot {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let snapshot = self.snapshot().await;
+            if condition(&snapshot) {
+                return snapshot;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached in time; last snapshot {snapshot:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn down(self) -> String {
+        let marker = marker_of(&self.dir);
+        let events: Vec<ProvisionEvent> = self
+            .cloud
+            .destroy(&self.stack)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|e| e.expect("destroy event"))
+            .collect();
+        assert!(
+            matches!(
+                events.last(),
+                Some(ProvisionEvent::Finished {
+                    stack_status: StackStatus::DeleteComplete,
+                    ..
+                })
+            ),
+            "{events:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(30), self.daemon)
+            .await
+            .expect("the daemon stops")
+            .expect("the daemon task")
+            .expect("the daemon ran without error");
+        assert!(!self.dir.exists(), "destroy removes the state directory");
+        marker
+    }
+}
+
+/// Every healthy target, across AZs.
+fn healthy_targets(snapshot: &Snapshot) -> usize {
+    snapshot.azs.iter().map(|az| az.healthy_capacity()).sum()
+}
+
+fn all_targets_healthy(snapshot: &Snapshot, desired: usize) -> bool {
+    healthy_targets(snapshot) == desired
+        && snapshot
+            .azs
+            .iter()
+            .flat_map(|az| &az.targets)
+            .all(|t| t.state == TargetState::Healthy)
+}
+
+async fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let request = match method {
+        "POST" => client.post(url).json(&body.unwrap_or_default()),
+        _ => client.get(url),
+    };
+    let response = request
+        .send()
+        .await
+        .expect("a response through the load balancer");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+fn alive(pid: u32) -> bool {
+    daemon::process_alive(pid)
+}
+
+/// Processes whose command line names `dir` (PostgreSQL servers name their data directory).
+fn processes_naming(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() {
+    let sandbox = Sandbox::up(2).await;
+    let snapshot = sandbox
+        .until("six healthy targets", |s| all_targets_healthy(s, 6))
+        .await;
+    assert_eq!(snapshot.azs.len(), 3);
+    for az in &snapshot.azs {
+        assert_eq!(az.instances.len(), 2, "two instances in {}", az.az);
+        assert!(
+            az.instances
+                .iter()
+                .all(|i| i.lifecycle == LifecycleState::InService),
+            "{az:?}"
+        );
+    }
+    assert!(
+        snapshot.db_primary_az().is_some(),
+        "a primary: {snapshot:#?}"
+    );
+    assert!(
+        snapshot.db_standby_az().is_some(),
+        "a standby: {snapshot:#?}"
+    );
+    assert_ne!(snapshot.db_primary_az(), snapshot.db_standby_az());
+    let capacity = snapshot.capacity.expect("capacity");
+    assert_eq!(capacity.desired, 6);
+
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/v1/user"),
+        Some(serde_json::json!({
+            "email": "ada@example.com",
+            "password": "correct-horse-7",
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "signup through the load balancer: {body}");
+
+    // The metrics saw the traffic.
+    let snapshot = sandbox.snapshot().await;
+    let requests: f64 = snapshot
+        .metrics
+        .series
+        .iter()
+        .filter(|s| s.metric == provision::port::MetricKind::Requests)
+        .flat_map(|s| &s.points)
+        .map(|p| p.value)
+        .sum();
+    assert!(requests >= 1.0, "{:?}", snapshot.metrics);
+
+    let instance_pids: Vec<u32> = marked_processes(&marker_of(&sandbox.dir));
+    assert!(
+        instance_pids.len() >= 7,
+        "moto and six instances carry the marker: {instance_pids:?}"
+    );
+    let dir = sandbox.dir.clone();
+    let marker = sandbox.down().await;
+    assert_eq!(marked_processes(&marker), Vec::<u32>::new());
+    assert!(instance_pids.iter().all(|pid| !alive(*pid)));
+    assert_eq!(
+        processes_naming(&dir),
+        Vec::<u32>::new(),
+        "no database server remains"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn terminate_az_takes_its_targets_out_and_capacity_comes_back() {
+    let sandbox = Sandbox::up(1).await;
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let az = sandbox.snapshot().await.azs[0].az.clone();
+    let record = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::TerminateAz { az: az.clone() },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    let killed: BTreeSet<String> = record
+        .changes
+        .iter()
+        .flat_map(|c| match c {
+            FaultChange::Sandbox(SandboxChange::InstancesKilled { instance_ids, .. }) => {
+                instance_ids.clone()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(killed.len(), 1, "{record:?}");
+    sandbox
+        .until("the killed targets leave the rotation", |s| {
+            s.azs
+                .iter()
+                .flat_map(|a| &a.targets)
+                .all(|t| !killed.contains(&t.id) || t.state != TargetState::Healthy)
+        })
+        .await;
+    let snapshot = sandbox
+        .until("capacity back to desired", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .flat_map(|a| &a.instances)
+                    .all(|i| !killed.contains(&i.id))
+        })
+        .await;
+    assert!(
+        snapshot
+            .events
+            .iter()
+            .any(|e| e.message.starts_with("Launching a new EC2 instance")),
+        "{:?}",
+        snapshot.events
+    );
+    sandbox.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_deploy_puts_every_instance_on_the_new_version() {
+    let sandbox = Sandbox::up(1).await;
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let mut request = DeployRequest::new("2.0.0");
+    request.preferences.min_healthy_percentage = 66;
+    let id = sandbox
+        .cloud
+        .deploy(&sandbox.stack, &request)
+        .await
+        .expect("deploy");
+    let refresh = tokio::time::timeout(
+        LIMIT,
+        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
+    )
+    .await
+    .expect("the refresh ends in time")
+    .expect("the refresh");
+    assert_eq!(refresh.status, RefreshStatus::Successful, "{refresh:?}");
+    assert_eq!(refresh.percentage_complete, Some(100));
+    let snapshot = sandbox
+        .until("every instance on 2.0.0, all healthy", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .flat_map(|a| &a.instances)
+                    .all(|i| i.version.as_deref() == Some("2.0.0"))
+        })
+        .await;
+    let endpoint = snapshot.endpoint.expect("endpoint");
+    let (status, body) = http("GET", &format!("{endpoint}/version"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("2.0.0"), "{body}");
+    sandbox.down().await;
+}
