@@ -795,7 +795,7 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
         az: None,
         message: e.message.clone(),
     }));
-    events.sort_by(|a, b| b.at.cmp(&a.at));
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events.truncate(SNAPSHOT_EVENTS);
     snapshot.events = events;
     snapshot.metrics = metrics(&stack.lb);
