@@ -183,8 +183,13 @@ impl Probe {
     /// Every completed second so far (the current, partial second is left out).
     pub fn seconds(&self) -> Vec<ProbeSecond> {
         let now = self.started.elapsed().as_secs();
+        self.seconds_in(0..now)
+    }
+
+    /// The record of each second in `range`; a second with no request is an empty record.
+    fn seconds_in(&self, range: std::ops::Range<u64>) -> Vec<ProbeSecond> {
         let record = lock(&self.record);
-        (0..now)
+        range
             .map(|s| {
                 record
                     .buckets
@@ -210,20 +215,13 @@ impl Probe {
 
     /// Every second recorded so far, including the current partial one.
     pub fn all_seconds(&self) -> Vec<ProbeSecond> {
-        let record = lock(&self.record);
-        let last = record.buckets.keys().next_back().copied().unwrap_or(0);
-        (0..=last)
-            .map(|s| {
-                record
-                    .buckets
-                    .get(&s)
-                    .map(|b| b.to_second(s))
-                    .unwrap_or(ProbeSecond {
-                        second: s,
-                        ..ProbeSecond::default()
-                    })
-            })
-            .collect()
+        let last = lock(&self.record)
+            .buckets
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
+        self.seconds_in(0..last + 1)
     }
 
     /// The signups the stack acknowledged so far.
