@@ -50,15 +50,15 @@ pub struct BackendArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what `up` would change (a change set on AWS).
+    /// Show what `up` would change (a change set on AWS). [not built yet]
     Plan,
-    /// Create or update the stack, with live progress.
+    /// Create or update the stack, with live progress. [not built yet]
     Up {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
     },
-    /// Delete the stack.
+    /// Delete the stack. [not built yet]
     Down {
         /// Do not ask for the stack name.
         #[arg(long)]
