@@ -66,13 +66,20 @@ fn fail(error: &CloudError) -> Outcome {
 }
 
 /// The stack named by the spec file.
-pub fn load_stack(cli: &Cli) -> Result<(StackSpec, StackRef), Outcome> {
+pub fn load_stack(cli: &Cli) -> Result<StackRef, Outcome> {
     let spec = StackSpec::load(&cli.stack).map_err(|e| {
         eprintln!("triad: {}: {e}", cli.stack.display());
         Outcome::Invalid
     })?;
-    let stack = StackRef::new(spec.name.clone()).map_err(|e| fail(&e))?;
-    Ok((spec, stack))
+    StackRef::new(spec.name).map_err(|e| fail(&e))
+}
+
+/// The stack of the spec file and its guarded backend: where every command that talks to a
+/// cloud starts.
+async fn session(cli: &Cli) -> Result<(StackRef, BackendChoice, Arc<dyn Cloud>), Outcome> {
+    let stack = load_stack(cli)?;
+    let (choice, cloud) = open(cli, &stack).await?;
+    Ok((stack, choice, cloud))
 }
 
 /// The backend for this command, guarded.
@@ -98,12 +105,8 @@ fn confirm(prompt: &str, expected: &str) -> bool {
 
 /// `triad status [--json]`.
 pub async fn status(cli: &Cli, json: bool) -> Outcome {
-    let (_, stack) = match load_stack(cli) {
+    let (stack, _, cloud) = match session(cli).await {
         Ok(s) => s,
-        Err(o) => return o,
-    };
-    let (_, cloud) = match open(cli, &stack).await {
-        Ok(c) => c,
         Err(o) => return o,
     };
     match cloud.snapshot(&stack).await {
@@ -221,12 +224,8 @@ pub async fn deploy(cli: &Cli, args: &DeployArgs) -> Outcome {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let (_, stack) = match load_stack(cli) {
+    let (stack, _, cloud) = match session(cli).await {
         Ok(s) => s,
-        Err(o) => return o,
-    };
-    let (_, cloud) = match open(cli, &stack).await {
-        Ok(c) => c,
         Err(o) => return o,
     };
     let id = match cloud.deploy(&stack, &request).await {
@@ -289,12 +288,8 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
-    let (_, stack) = match load_stack(cli) {
+    let (stack, choice, cloud) = match session(cli).await {
         Ok(s) => s,
-        Err(o) => return o,
-    };
-    let (choice, cloud) = match open(cli, &stack).await {
-        Ok(c) => c,
         Err(o) => return o,
     };
     let plan = match cloud.describe_fault(&stack, &fault).await {
@@ -413,7 +408,7 @@ fn secs(v: Option<u64>) -> String {
 
 /// `triad gameday restore`: undo what the journal says is still in place.
 pub async fn gameday_restore(cli: &Cli) -> Outcome {
-    let (_, stack) = match load_stack(cli) {
+    let stack = match load_stack(cli) {
         Ok(s) => s,
         Err(o) => return o,
     };

@@ -67,7 +67,7 @@ async fn console(cli: &Cli) -> Outcome {
             .with_ansi(false)
             .try_init();
     }
-    let (_, stack) = match commands::load_stack(cli) {
+    let stack = match commands::load_stack(cli) {
         Ok(s) => s,
         Err(o) => return o,
     };
