@@ -8,7 +8,8 @@
 //!
 //! Nothing is kept locally: when apply or destroy finds the stack already in the middle of an
 //! operation (an interrupted `up` or `down`), it follows that operation from its first event
-//! instead of starting another one.
+//! instead of starting another one. Destroying a stack that does not exist is `NotFound`, as on
+//! every backend.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -458,7 +459,7 @@ async fn start_apply(client: Client, plan: Plan, polling: Polling) -> Result<Fol
 }
 
 /// Deletes the stack and follows the deletion to its end; or follows a deletion already
-/// running. A stack that does not exist is already deleted.
+/// running. A stack that does not exist is `NotFound`.
 pub(crate) fn destroy(
     client: Client,
     stack: StackRef,
@@ -479,12 +480,7 @@ async fn start_destroy(
 ) -> Result<Follower, CloudError> {
     let name = &stack.name;
     let Some(state) = describe_stack(&client, name).await? else {
-        return Ok(Follower::already_at_rest(
-            &stack,
-            StackOperation::Delete,
-            StackStatus::DeleteComplete,
-            Outputs::default(),
-        ));
+        return Err(CloudError::not_found(format!("stack {stack}")));
     };
     let total = count_resources(&client, &state.id).await?;
     if state.status == StackStatus::DeleteInProgress {
