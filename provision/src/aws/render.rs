@@ -1,7 +1,9 @@
 //! A [`Plan`] as text for the terminal, the way Terraform users read plans: one line per
 //! resource with its marker (`+` add, `~` change, `-/+` replace, `-` delete), the reasons
-//! under it, and a one-line summary; an unchanged stack says "No changes." It works on any
-//! backend's plan; it lives here because CloudFormation change sets are what it was made for.
+//! under it, and a one-line summary; an unchanged stack says "No changes.", and a change set
+//! that changes no resource (only parameters, outputs or other template settings) says so. It
+//! works on any backend's plan; it lives here because CloudFormation change sets are what it
+//! was made for.
 
 use std::fmt::Write as _;
 
@@ -21,6 +23,13 @@ pub fn render_plan(plan: &Plan) -> String {
     };
     let _ = writeln!(out, "Plan to {verb} stack {stack}:");
     let _ = writeln!(out);
+    if plan.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  No resource changes: only the stack's parameters, outputs or other template \
+             settings change."
+        );
+    }
     let id_width = plan
         .changes
         .iter()
@@ -142,6 +151,20 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("Plan: 1 to add, 0 to change, 0 to replace, 0 to delete.\n"));
+    }
+
+    #[test]
+    fn a_change_set_without_resource_changes_is_not_no_changes() {
+        let text = render_plan(&plan(false, Vec::new()));
+        assert_eq!(
+            text,
+            "Plan to update stack shop-prod:\n\
+             \n  \
+             No resource changes: only the stack's parameters, outputs or other template \
+             settings change.\n\
+             \n\
+             Plan: 0 to add, 0 to change, 0 to replace, 0 to delete.\n"
+        );
     }
 
     #[test]

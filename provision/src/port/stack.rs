@@ -104,9 +104,11 @@ impl Plan {
         &self.desired.stack
     }
 
-    /// Whether applying would change nothing.
+    /// Whether applying would change nothing: no stack to create, no resource to change and
+    /// no change set to execute (a change set without resource changes still changes the
+    /// stack: its parameters, outputs or other template settings).
     pub fn is_empty(&self) -> bool {
-        !self.creates_stack && self.changes.is_empty()
+        !self.creates_stack && self.changes.is_empty() && self.change_set.is_none()
     }
 
     /// How many resources each kind of change touches.
