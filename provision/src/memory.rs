@@ -516,6 +516,7 @@ impl MemoryCloud {
             at: now,
             stack_status,
             outputs,
+            summary: None,
         });
         Ok(events)
     }
@@ -558,6 +559,7 @@ impl MemoryCloud {
             at: now,
             stack_status: StackStatus::DeleteComplete,
             outputs: Outputs::default(),
+            summary: None,
         });
         Ok(events)
     }

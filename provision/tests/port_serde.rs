@@ -216,6 +216,7 @@ fn provision_events_round_trip() {
             at: T0,
             stack_status: StackStatus::RollbackComplete,
             outputs: Outputs::default(),
+            summary: Some("The stack was not created: Database failed.".into()),
         },
     ];
     for event in &events {

@@ -70,13 +70,22 @@ pub async fn ensure_bootstrap(
         while let Some(event) = events.next().await {
             let event = event?;
             on_event(&event);
-            if let ProvisionEvent::Finished { stack_status, .. } = event
+            if let ProvisionEvent::Finished {
+                stack_status,
+                summary,
+                ..
+            } = event
                 && !stack_status.is_success()
             {
+                let mut message = format!("the bootstrap stack {stack} ended {stack_status}");
+                if let Some(summary) = summary {
+                    message.push_str(": ");
+                    message.push_str(&summary);
+                }
                 return Err(CloudError::backend(
                     "cloudformation",
                     stack_status.to_string(),
-                    format!("the bootstrap stack {stack} ended {stack_status}"),
+                    message,
                 ));
             }
         }

@@ -10,8 +10,12 @@
 //! operation (an interrupted `up` or `down`), it follows that operation from its first event
 //! instead of starting another one. Destroying a stack that does not exist is `NotFound`, as on
 //! every backend.
+//!
+//! When an operation does not do what was asked (a create rolled back, an update rolled back, a
+//! delete that failed), its `Finished` carries a summary built from the events followed: which
+//! resources failed and why, what was created or changed and then undone, what remains.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use aws_sdk_cloudformation::Client;
@@ -647,19 +651,40 @@ fn starts_operation(event: &StackEvent, stack_name: &str) -> bool {
         )
 }
 
-/// "X of Y": which resources have settled.
+/// What the followed events said: "X of Y" (which resources have settled), each resource's
+/// latest status, the failures and their reasons — enough to say, at the end, what was and
+/// was not changed.
+#[derive(Debug, Default)]
 struct Progress {
     planned: usize,
-    settled: HashMap<String, bool>,
+    /// Each resource's latest status, in the order the resources first appeared.
+    resources: Vec<(String, ResourceStatus)>,
+    /// Every `*_FAILED` resource event: the resource, its status and CloudFormation's reason.
+    failures: Vec<(String, ResourceStatus, Option<String>)>,
+    /// The latest reason the stack's own failure or rollback events gave (e.g. "The following
+    /// resource(s) failed to create: [Database]").
+    stack_reason: Option<String>,
 }
 
 impl Progress {
+    fn new(planned: usize) -> Self {
+        Self {
+            planned,
+            ..Self::default()
+        }
+    }
+
     fn done(&self) -> u32 {
-        count(self.settled.values().filter(|settled| **settled).count())
+        count(
+            self.resources
+                .iter()
+                .filter(|(_, status)| status.is_settled())
+                .count(),
+        )
     }
 
     fn total(&self) -> u32 {
-        count(self.planned.max(self.settled.len()))
+        count(self.planned.max(self.resources.len()))
     }
 
     /// The port's event for `event`, counting it; `None` for statuses the port does not
@@ -668,9 +693,25 @@ impl Progress {
         let status: ResourceStatus = event.resource_status()?.as_str().parse().ok()?;
         let logical_id = event.logical_resource_id()?.to_string();
         let resource_type = event.resource_type().unwrap_or_default().to_string();
+        let reason = event
+            .resource_status_reason()
+            .filter(|reason| !reason.is_empty())
+            .map(str::to_string);
         let is_stack = resource_type == STACK_TYPE && logical_id == stack_name;
-        if !is_stack {
-            self.settled.insert(logical_id.clone(), status.is_settled());
+        if is_stack {
+            let explains_failure = status.is_failed() || status.as_aws_str().contains("ROLLBACK");
+            if explains_failure && reason.is_some() {
+                self.stack_reason.clone_from(&reason);
+            }
+        } else {
+            match self.resources.iter_mut().find(|(id, _)| *id == logical_id) {
+                Some((_, latest)) => *latest = status,
+                None => self.resources.push((logical_id.clone(), status)),
+            }
+            if status.is_failed() {
+                self.failures
+                    .push((logical_id.clone(), status, reason.clone()));
+            }
         }
         Some(ResourceEvent {
             at: event
@@ -684,13 +725,146 @@ impl Progress {
                 .filter(|id| !id.is_empty())
                 .map(str::to_string),
             status,
-            reason: event
-                .resource_status_reason()
-                .filter(|reason| !reason.is_empty())
-                .map(str::to_string),
+            reason,
             done: self.done(),
             total: self.total(),
         })
+    }
+
+    /// The resources whose latest status is one of `statuses`.
+    fn now(&self, statuses: &[ResourceStatus]) -> Vec<&str> {
+        self.resources
+            .iter()
+            .filter(|(_, status)| statuses.contains(status))
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// Whether `id` failed at some point of the operation.
+    fn failed(&self, id: &str) -> bool {
+        self.failures.iter().any(|(failed, _, _)| failed == id)
+    }
+
+    /// "Database failed (CREATE_FAILED: the reason)", one per failure; the stack's own reason
+    /// when no resource failed.
+    fn failure_text(&self, statuses: &[ResourceStatus]) -> String {
+        let failures: Vec<String> = self
+            .failures
+            .iter()
+            .filter(|(_, status, _)| statuses.contains(status))
+            .map(|(id, status, reason)| match reason {
+                Some(reason) => format!("{id} failed ({status}: {reason})"),
+                None => format!("{id} failed ({status})"),
+            })
+            .collect();
+        if !failures.is_empty() {
+            return failures.join("; ");
+        }
+        match &self.stack_reason {
+            Some(reason) => format!("no resource reported a failure; the stack said: {reason}"),
+            None => "no resource reported a failure".to_string(),
+        }
+    }
+
+    /// What a finished operation that did not do what was asked did and did not change;
+    /// `None` when it succeeded.
+    fn summary(&self, operation: StackOperation, status: StackStatus) -> Option<String> {
+        use ResourceStatus as R;
+        if status.is_success() {
+            return None;
+        }
+        let create_failures = [R::CreateFailed];
+        let update_failures = [R::CreateFailed, R::UpdateFailed, R::DeleteFailed];
+        let text = match status {
+            StackStatus::RollbackComplete => {
+                let undone: Vec<&str> = self
+                    .now(&[R::DeleteComplete, R::DeleteSkipped])
+                    .into_iter()
+                    .filter(|id| !self.failed(id))
+                    .collect();
+                let undone = if undone.is_empty() {
+                    "No other resource had been created".to_string()
+                } else {
+                    format!(
+                        "CloudFormation deleted what it had created ({})",
+                        undone.join(", ")
+                    )
+                };
+                format!(
+                    "The stack was not created: {}. {undone}, so nothing of it remains but the \
+                     stack's ROLLBACK_COMPLETE record; delete it (triad down) before creating \
+                     it again.",
+                    self.failure_text(&create_failures)
+                )
+            }
+            StackStatus::RollbackFailed | StackStatus::CreateFailed => {
+                let remaining = self.now(&[R::CreateComplete, R::DeleteFailed]);
+                format!(
+                    "The stack was not created: {}. The rollback did not finish: {} still \
+                     exist; delete the stack (triad down) to remove them.",
+                    self.failure_text(&[R::CreateFailed, R::DeleteFailed]),
+                    list_or_none(&remaining)
+                )
+            }
+            StackStatus::UpdateRollbackComplete => {
+                let touched: Vec<&str> = self.resources.iter().map(|(id, _)| id.as_str()).collect();
+                format!(
+                    "Nothing was changed: the update failed ({}) and CloudFormation put back \
+                     what it had changed ({}).",
+                    self.failure_text(&update_failures),
+                    list_or_none(&touched)
+                )
+            }
+            StackStatus::UpdateRollbackFailed | StackStatus::UpdateFailed => format!(
+                "The update failed ({}) and was not rolled back completely: the stack is \
+                 {status}, partly changed. Fix the cause, then continue the rollback \
+                 (`aws cloudformation continue-update-rollback`).",
+                self.failure_text(&[
+                    R::CreateFailed,
+                    R::UpdateFailed,
+                    R::DeleteFailed,
+                    R::UpdateRollbackFailed
+                ]),
+            ),
+            StackStatus::DeleteFailed => {
+                let deleted = self.now(&[R::DeleteComplete, R::DeleteSkipped]);
+                format!(
+                    "The stack was not deleted: {}. Deleted: {}; every other resource remains.",
+                    self.failure_text(&[R::DeleteFailed]),
+                    list_or_none(&deleted)
+                )
+            }
+            _ => format!(
+                "The {} ended {status}: {}.",
+                operation_name(operation),
+                self.failure_text(&[
+                    R::CreateFailed,
+                    R::UpdateFailed,
+                    R::DeleteFailed,
+                    R::ImportFailed,
+                    R::ImportRollbackFailed,
+                    R::RollbackFailed,
+                    R::UpdateRollbackFailed
+                ])
+            ),
+        };
+        Some(text)
+    }
+}
+
+fn list_or_none(ids: &[&str]) -> String {
+    if ids.is_empty() {
+        "none".to_string()
+    } else {
+        ids.join(", ")
+    }
+}
+
+fn operation_name(operation: StackOperation) -> &'static str {
+    match operation {
+        StackOperation::Create => "create",
+        StackOperation::Update => "update",
+        StackOperation::Delete => "delete",
     }
 }
 
@@ -722,10 +896,7 @@ impl Follower {
         boundary: Boundary,
         polling: Polling,
     ) -> Self {
-        let progress = Progress {
-            planned,
-            settled: HashMap::new(),
-        };
+        let progress = Progress::new(planned);
         let started = ProvisionEvent::Started {
             at: OffsetDateTime::now_utc(),
             stack: stack.clone(),
@@ -768,10 +939,7 @@ impl Follower {
             stack_name: stack.name.clone(),
             operation,
             cursor: None,
-            progress: Progress {
-                planned: 0,
-                settled: HashMap::new(),
-            },
+            progress: Progress::new(0),
             backoff: Backoff::new(Duration::ZERO, Duration::ZERO, Duration::ZERO),
             deadline_secs: 0,
             first_poll: false,
@@ -786,6 +954,7 @@ impl Follower {
                     at: now,
                     stack_status: status,
                     outputs,
+                    summary: None,
                 }),
             ]),
             finished: true,
@@ -864,6 +1033,7 @@ impl Follower {
                 at: OffsetDateTime::now_utc(),
                 stack_status,
                 outputs,
+                summary: self.progress.summary(self.operation, stack_status),
             }));
             self.finished = true;
         }

@@ -212,6 +212,10 @@ pub enum ProvisionEvent {
         stack_status: StackStatus,
         /// The stack's outputs (empty after a delete).
         outputs: Outputs,
+        /// When the operation did not do what was asked: which resources failed and why, and
+        /// what was and was not changed (what was rolled back, what remains).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
     },
 }
 

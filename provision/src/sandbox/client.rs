@@ -501,6 +501,7 @@ impl SandboxCloud {
             at,
             stack_status: StackStatus::DeleteComplete,
             outputs: Outputs::default(),
+            summary: None,
         });
         Ok(events)
     }

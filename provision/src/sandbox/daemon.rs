@@ -377,6 +377,7 @@ impl Daemon {
             at: OffsetDateTime::now_utc(),
             stack_status: status,
             outputs,
+            summary: None,
         });
     }
 }
