@@ -3,8 +3,9 @@
 //! and webapp processes, driven through `SandboxCloud` — the Cloud port over the daemon's
 //! control API. Each test runs its own sandbox in its own temporary directory on free ports.
 //!
-//! Needs `TRIAD_WEBAPP_BIN` (the built webapp), `TRIAD_TEST_MOTO_BIN` (moto_server) and
-//! PostgreSQL's server programs, all provided by `scripts/test`.
+//! Needs `TRIAD_WEBAPP_BIN` (the built webapp), `TRIAD_MAILER_BIN` (the built mailer),
+//! `TRIAD_TEST_MOTO_BIN` (moto_server) and PostgreSQL's server programs, all provided by
+//! `scripts/test`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use provision::port::{
-    CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
+    CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState, Outputs,
     ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef, StackStatus, TargetState,
     refresh_outcome,
 };
@@ -37,6 +38,7 @@ struct Sandbox {
     cloud: SandboxCloud,
     daemon: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
     spec_json: serde_json::Value,
+    outputs: Outputs,
 }
 
 fn spec_toml(per_az: u32) -> String {
@@ -75,7 +77,7 @@ impl Sandbox {
             spec: SandboxSpec::from_json(&spec_json).expect("a sandbox spec"),
             webapp_bin: required("TRIAD_WEBAPP_BIN"),
             moto_bin: required("TRIAD_TEST_MOTO_BIN"),
-            mailer_bin: None,
+            mailer_bin: Some(required("TRIAD_MAILER_BIN")),
             timing: None,
         };
         std::fs::create_dir_all(&dir).expect("state dir");
@@ -93,16 +95,22 @@ impl Sandbox {
             assert!(!daemon.is_finished(), "the daemon stopped: {:?}", daemon);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             _tmp: tmp,
             dir,
             stack,
             cloud,
             daemon,
             spec_json,
+            outputs: Outputs::default(),
         };
         let events = sandbox.apply().await;
-        let Some(ProvisionEvent::Finished { stack_status, .. }) = events.last() else {
+        let Some(ProvisionEvent::Finished {
+            stack_status,
+            outputs,
+            ..
+        }) = events.last()
+        else {
             panic!("apply did not finish: {events:?}");
         };
         assert_eq!(
@@ -110,6 +118,7 @@ impl Sandbox {
             StackStatus::CreateComplete,
             "bring-up failed: {events:#?}"
         );
+        sandbox.outputs = outputs.clone();
         sandbox
     }
 
@@ -389,5 +398,192 @@ async fn a_rolling_deploy_puts_every_instance_on_the_new_version() {
     let (status, body) = http("GET", &format!("{endpoint}/version"), None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("2.0.0"), "{body}");
+    sandbox.down().await;
+}
+
+/// The SDK configuration for the sandbox's moto.
+async fn moto_sdk(sandbox: &Sandbox) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(sandbox.output("ManagedServicesEndpoint"))
+        .test_credentials()
+        .load()
+        .await
+}
+
+impl Sandbox {
+    fn output(&self, name: &str) -> String {
+        self.outputs
+            .get(name)
+            .unwrap_or_else(|| panic!("no output {name}: {:?}", self.outputs))
+            .to_owned()
+    }
+}
+
+/// The e-mails moto captured for `recipient`: (source, body).
+async fn mail_to(moto_url: &str, recipient: &str) -> Vec<(String, String)> {
+    let data: serde_json::Value = reqwest::get(format!("{moto_url}/moto-api/data.json"))
+        .await
+        .expect("GET /moto-api/data.json")
+        .error_for_status()
+        .expect("moto's data endpoint answers")
+        .json()
+        .await
+        .expect("moto's data is JSON");
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|a| a == recipient))
+        })
+        .map(|m| {
+            (
+                m["source"].as_str().unwrap_or_default().to_owned(),
+                m["body"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every item of the token table.
+async fn token_items(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(sdk)
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan the token table")
+        .items()
+        .to_vec()
+}
+
+fn attribute_text(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    name: &str,
+) -> String {
+    match item.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(v)) => v.clone(),
+        other => panic!("{name} is not a string: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signup_sends_one_verification_email_and_a_bad_event_ends_in_the_dead_letter_queue() {
+    use contract::tokens::{ATTR_EMAIL, ATTR_TOKEN, ATTR_USER_ID, VERIFY_PATH};
+
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let moto_url = sandbox.output("ManagedServicesEndpoint");
+    let table = sandbox.output("TokenTableName");
+    let sdk = moto_sdk(&sandbox).await;
+
+    // 1. A signup through the load balancer: one e-mail with a link to the stack, one token.
+    let email = "grace@example.com";
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/v1/user"),
+        Some(serde_json::json!({
+            "email": email,
+            "password": "correct-horse-7",
+            "first_name": "Grace",
+            "last_name": "Hopper",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "signup: {body}");
+    let user: serde_json::Value = serde_json::from_str(&body).expect("a user as JSON");
+    let user_id = user["id"].as_str().expect("the user's id").to_owned();
+    sandbox
+        .until("the mailer processed the signup's message", |s| {
+            s.events.iter().any(|e| {
+                e.message.starts_with("mailer: SNS message") && e.message.contains("processed")
+            })
+        })
+        .await;
+    let mail = mail_to(&moto_url, email).await;
+    assert_eq!(mail.len(), 1, "exactly one e-mail: {mail:?}");
+    let (source, text) = &mail[0];
+    assert_eq!(source, "no-reply@example.com");
+    let tokens: Vec<_> = token_items(&sdk, &table)
+        .await
+        .into_iter()
+        .filter(|item| item.contains_key(ATTR_EMAIL))
+        .collect();
+    assert_eq!(tokens.len(), 1, "one token item: {tokens:?}");
+    assert_eq!(attribute_text(&tokens[0], ATTR_EMAIL), email);
+    assert_eq!(attribute_text(&tokens[0], ATTR_USER_ID), user_id);
+    let token = attribute_text(&tokens[0], ATTR_TOKEN);
+    assert!(
+        text.contains(&format!("{endpoint}{VERIFY_PATH}?token={token}")),
+        "the link points at the stack and carries the stored token: {text}"
+    );
+
+    // 2. An event the mailer refuses: three attempts, then the dead-letter queue.
+    let published = aws_sdk_sns::Client::new(&sdk)
+        .publish()
+        .topic_arn(sandbox.output("UserCreatedTopicArn"))
+        .message("not a user-created event")
+        .send()
+        .await
+        .expect("publish to the topic");
+    let message_id = published.message_id().expect("a message id").to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dlq = sandbox.output("MailerDeadLetterQueueUrl");
+    let deadline = Instant::now() + LIMIT;
+    let parked = loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive from the dead-letter queue");
+        if let Some(message) = out.messages().first() {
+            break message.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the dead-letter queue; events: {:#?}",
+            sandbox.snapshot().await.events
+        );
+    };
+    let event: serde_json::Value =
+        serde_json::from_str(parked.body().expect("a body")).expect("an SNS event");
+    assert_eq!(event["Records"][0]["Sns"]["MessageId"], message_id.as_str());
+    assert_eq!(
+        event["Records"][0]["Sns"]["Message"],
+        "not a user-created event"
+    );
+    let error = parked
+        .message_attributes()
+        .and_then(|a| a.get("ErrorMessage"))
+        .and_then(|v| v.string_value())
+        .expect("an ErrorMessage attribute");
+    assert!(error.contains("MalformedMessage"), "{error}");
+    let failures = sandbox
+        .snapshot()
+        .await
+        .events
+        .iter()
+        .filter(|e| {
+            e.message
+                .starts_with(&format!("mailer: SNS message {message_id} failed"))
+        })
+        .count();
+    assert_eq!(failures, 3, "one attempt and two retries");
+    let mail = mail_to(&moto_url, email).await;
+    assert_eq!(mail.len(), 1, "still exactly one e-mail: {mail:?}");
     sandbox.down().await;
 }
