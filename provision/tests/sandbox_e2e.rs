@@ -587,3 +587,411 @@ async fn a_signup_sends_one_verification_email_and_a_bad_event_ends_in_the_dead_
     assert_eq!(mail.len(), 1, "still exactly one e-mail: {mail:?}");
     sandbox.down().await;
 }
+
+/// What one request of a [`Probe`] got: when it was sent and its status (0: no answer).
+#[derive(Debug, Clone, Copy)]
+struct ProbeResult {
+    sent: Instant,
+    status: u16,
+}
+
+/// Requests sent one after another through the load balancer until stopped.
+struct Probe {
+    results: std::sync::Arc<std::sync::Mutex<Vec<ProbeResult>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Probe {
+    fn start(url: String) -> Probe {
+        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = {
+            let results = results.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while !*stopped.borrow() {
+                    let sent = Instant::now();
+                    let status = match client
+                        .get(&url)
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    results
+                        .lock()
+                        .expect("probe results")
+                        .push(ProbeResult { sent, status });
+                }
+            })
+        };
+        Probe {
+            results,
+            stop,
+            task,
+        }
+    }
+
+    fn results(&self) -> Vec<ProbeResult> {
+        self.results.lock().expect("probe results").clone()
+    }
+
+    /// Waits until `count` requests sent after `since` have been answered.
+    async fn answered_after(&self, since: Instant, count: usize) -> Vec<ProbeResult> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let after: Vec<ProbeResult> = self
+                .results()
+                .into_iter()
+                .filter(|r| r.sent >= since)
+                .collect();
+            if after.len() >= count {
+                return after;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} probe requests answered since the mark",
+                after.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<ProbeResult> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the probe task");
+        self.results.lock().expect("probe results").clone()
+    }
+}
+
+fn failures(results: &[ProbeResult]) -> Vec<ProbeResult> {
+    results
+        .iter()
+        .filter(|r| r.status != 200)
+        .copied()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_deploy_never_becomes_healthy_and_rolls_back_without_failed_requests() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let probe = Probe::start(format!("{endpoint}/version"));
+
+    let mut request = DeployRequest::new("2.0.0-broken");
+    request.env.insert(
+        contract::env::DATABASE_URL.to_owned(),
+        "postgres://nobody@127.0.0.1:9/nothing".to_owned(),
+    );
+    request.preferences.min_healthy_percentage = 66;
+    request.preferences.auto_rollback = true;
+    let id = sandbox
+        .cloud
+        .deploy(&sandbox.stack, &request)
+        .await
+        .expect("deploy");
+    let refresh = tokio::time::timeout(
+        LIMIT,
+        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
+    )
+    .await
+    .expect("the refresh ends in time")
+    .expect("the refresh");
+    assert_eq!(
+        refresh.status,
+        RefreshStatus::RollbackSuccessful,
+        "{refresh:?}"
+    );
+    let reason = refresh
+        .rollback
+        .as_ref()
+        .and_then(|r| r.reason.clone())
+        .expect("a rollback reason");
+    // The broken instances never pass a health check (the webapp cannot reach its database,
+    // so it stops at start).
+    assert!(reason.contains("healthy"), "{reason}");
+
+    let snapshot = sandbox
+        .until("every instance back on 1.0.0, all healthy", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .flat_map(|a| &a.instances)
+                    .all(|i| i.version.as_deref() == Some("1.0.0"))
+        })
+        .await;
+    let results = probe.stop().await;
+    assert!(
+        results.len() > 10,
+        "the probe ran: {} requests",
+        results.len()
+    );
+    assert_eq!(
+        failures(&results).len(),
+        0,
+        "failed probe requests: {:?}",
+        failures(&results)
+    );
+    let (status, body) = http(
+        "GET",
+        &format!("{}/version", snapshot.endpoint.expect("endpoint")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1.0.0"), "{body}");
+    sandbox.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blackholed_az_leaves_the_rotation_without_failures_and_comes_back() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let primary = snapshot.db_primary_az().expect("a primary").to_owned();
+    let standby = snapshot.db_standby_az().map(str::to_owned);
+    let az = snapshot
+        .azs
+        .iter()
+        .map(|a| a.az.clone())
+        .find(|a| *a != primary && Some(a) != standby.as_ref())
+        .expect("an AZ without a database node");
+    let probe = Probe::start(format!("{endpoint}/version"));
+    probe.answered_after(Instant::now(), 5).await;
+
+    let record = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::BlackholeAz { az: az.clone() },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    let out_of_rotation = sandbox
+        .until("the blackholed AZ's targets are unhealthy", |s| {
+            s.azs.iter().find(|a| a.az == az).is_some_and(|a| {
+                !a.targets.is_empty() && a.targets.iter().all(|t| t.state != TargetState::Healthy)
+            })
+        })
+        .await;
+    assert_eq!(out_of_rotation.healthy_capacity_outside(&az), 2);
+    let mark = Instant::now();
+    let after = probe.answered_after(mark, 30).await;
+    assert_eq!(
+        failures(&after).len(),
+        0,
+        "requests failed after the AZ left the rotation: {:?}",
+        failures(&after)
+    );
+
+    sandbox.cloud.restore(&record).await.expect("restore");
+    sandbox
+        .until("the AZ is healthy again", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .find(|a| a.az == az)
+                    .is_some_and(|a| a.healthy_capacity() == 1)
+        })
+        .await;
+    let mark = Instant::now();
+    let after = probe.answered_after(mark, 10).await;
+    assert_eq!(failures(&after).len(), 0, "{:?}", failures(&after));
+    probe.stop().await;
+    sandbox.down().await;
+}
+
+/// Signups sent one after another through the load balancer until stopped.
+struct Signups {
+    done: std::sync::Arc<std::sync::Mutex<Vec<(String, u16, Instant)>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const PASSWORD: &str = "correct-horse-7";
+
+impl Signups {
+    fn start(endpoint: String) -> Signups {
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut n = 0u32;
+                while !*stopped.borrow() {
+                    n += 1;
+                    let email = format!("user{n}@example.com");
+                    let status = match client
+                        .post(format!("{endpoint}/v1/user"))
+                        .json(&serde_json::json!({
+                            "email": email,
+                            "password": PASSWORD,
+                            "first_name": "Sig",
+                            "last_name": "Nup",
+                        }))
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    done.lock()
+                        .expect("signups")
+                        .push((email, status, Instant::now()));
+                }
+            })
+        };
+        Signups { done, stop, task }
+    }
+
+    /// Waits until `count` signups answered after `since` got a 201.
+    async fn created_after(&self, since: Instant, count: usize) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let created = self
+                .done
+                .lock()
+                .expect("signups")
+                .iter()
+                .filter(|(_, status, at)| *status == 201 && *at >= since)
+                .count();
+            if created >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {created} signups succeeded since the mark: {:?}",
+                self.done
+                    .lock()
+                    .expect("signups")
+                    .iter()
+                    .filter(|(_, _, at)| *at >= since)
+                    .map(|(e, s, _)| (e.clone(), *s))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<(String, u16)> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the signup task");
+        self.done
+            .lock()
+            .expect("signups")
+            .iter()
+            .map(|(e, s, _)| (e.clone(), *s))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_of_the_primary_az_fails_over_and_keeps_every_acknowledged_signup() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let primary = snapshot.db_primary_az().expect("a primary").to_owned();
+    let standby = snapshot.db_standby_az().expect("a standby").to_owned();
+    let signups = Signups::start(endpoint.clone());
+    signups.created_after(Instant::now(), 3).await;
+
+    // 1. The primary's AZ goes dark: the standby is promoted and writes resume.
+    let outage = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::AzOutage {
+                az: primary.clone(),
+            },
+            CapacityCheck::Force,
+        )
+        .await
+        .expect("inject the AZ outage");
+    let mark = Instant::now();
+    assert!(
+        outage.changes.iter().any(|c| matches!(
+            c,
+            FaultChange::Sandbox(SandboxChange::DbFailedOver { to_az, .. }) if *to_az == standby
+        )),
+        "{outage:?}"
+    );
+    sandbox
+        .until("the standby is the primary", |s| {
+            s.db_primary_az() == Some(standby.as_str())
+        })
+        .await;
+    signups.created_after(mark, 3).await;
+    sandbox
+        .cloud
+        .restore(&outage)
+        .await
+        .expect("restore the outage");
+
+    // 2. The (new) standby's AZ goes dark: commits keep succeeding.
+    let snapshot = sandbox
+        .until("a synchronous standby again", |s| {
+            s.db_standby_az().is_some()
+                && s.azs.iter().any(|a| {
+                    a.database.as_ref().is_some_and(|d| {
+                        d.role == provision::port::DbRole::Standby && d.synchronous == Some(true)
+                    })
+                })
+        })
+        .await;
+    let standby = snapshot.db_standby_az().expect("a standby").to_owned();
+    let blackhole = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::BlackholeAz {
+                az: standby.clone(),
+            },
+            CapacityCheck::Force,
+        )
+        .await
+        .expect("blackhole the standby's AZ");
+    let mark = Instant::now();
+    signups.created_after(mark, 3).await;
+    sandbox
+        .cloud
+        .restore(&blackhole)
+        .await
+        .expect("restore the blackhole");
+    let created: Vec<String> = signups
+        .stop()
+        .await
+        .into_iter()
+        .filter(|(_, status)| *status == 201)
+        .map(|(email, _)| email)
+        .collect();
+    assert!(created.len() >= 9, "{created:?}");
+
+    // Every acknowledged signup exists.
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let client = reqwest::Client::new();
+    for email in &created {
+        let response = client
+            .get(format!("{endpoint}/v1/user/self"))
+            .basic_auth(email, Some(PASSWORD))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), 200, "{email} is lost");
+    }
+    sandbox.down().await;
+}
