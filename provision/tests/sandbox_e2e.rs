@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use provision::port::{
-    CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState, Outputs,
-    ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef, StackStatus, TargetState,
-    refresh_outcome,
+    CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
+    MetricKind, Outputs, ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef,
+    StackStatus, TargetState, refresh_outcome,
 };
 use provision::sandbox::client::SandboxCloud;
 use provision::sandbox::daemon::{self, DaemonConfig, SandboxSpec, marked_processes, marker_of};
@@ -286,11 +286,46 @@ async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() 
         .metrics
         .series
         .iter()
-        .filter(|s| s.metric == provision::port::MetricKind::Requests)
+        .filter(|s| s.metric == MetricKind::Requests)
         .flat_map(|s| &s.points)
         .map(|p| p.value)
         .sum();
     assert!(requests >= 1.0, "{:?}", snapshot.metrics);
+    // Healthy hosts per AZ and the instances' CPU, second by second.
+    let snapshot = sandbox
+        .until("healthy hosts and CPU series", |s| {
+            s.azs.iter().all(|az| {
+                s.metrics
+                    .series(MetricKind::HealthyHosts, Some(&az.az))
+                    .is_some_and(|series| {
+                        series.points.len() >= 3
+                            && series.points.last().is_some_and(|p| p.value == 2.0)
+                    })
+                    && s.metrics.series(MetricKind::Cpu, Some(&az.az)).is_some()
+            }) && s
+                .metrics
+                .series(MetricKind::Cpu, None)
+                .is_some_and(|series| series.points.iter().any(|p| p.value > 0.0))
+        })
+        .await;
+    for series in snapshot
+        .metrics
+        .series
+        .iter()
+        .filter(|s| s.metric == MetricKind::Cpu)
+    {
+        assert!(
+            series
+                .points
+                .iter()
+                .all(|p| (0.0..=800.0).contains(&p.value)),
+            "{series:?}"
+        );
+        assert!(
+            series.points.windows(2).all(|w| w[0].at < w[1].at),
+            "one point per second, oldest first: {series:?}"
+        );
+    }
 
     let instance_pids: Vec<u32> = marked_processes(&marker_of(&sandbox.dir));
     assert!(
@@ -784,6 +819,14 @@ async fn a_blackholed_az_leaves_the_rotation_without_failures_and_comes_back() {
         })
         .await;
     assert_eq!(out_of_rotation.healthy_capacity_outside(&az), 2);
+    sandbox
+        .until("the healthy hosts series of the AZ drops to zero", |s| {
+            s.metrics
+                .series(MetricKind::HealthyHosts, Some(&az))
+                .and_then(|series| series.points.last())
+                .is_some_and(|p| p.value == 0.0)
+        })
+        .await;
     let mark = Instant::now();
     let after = probe.answered_after(mark, 30).await;
     assert_eq!(

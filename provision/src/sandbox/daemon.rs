@@ -42,6 +42,7 @@ use tokio::sync::watch;
 use super::db::{self, DbCluster, DbConfig, NodeSignal};
 use super::fleet::{Fleet, FleetConfig, LaunchTemplate, SANDBOX_MARKER, SandboxApp, Timing};
 use super::lb::{LbConfig, LoadBalancer};
+use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::{
@@ -61,6 +62,8 @@ pub const SPEC_FILE: &str = "spec.json";
 const BRING_UP_LIMIT: Duration = Duration::from_secs(180);
 /// Events a snapshot carries at most.
 const SNAPSHOT_EVENTS: usize = 100;
+/// Points the daemon's own per-second series keep (as long as the load balancer's metrics).
+const SAMPLES_KEPT: usize = 900;
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +228,7 @@ struct Daemon {
     progress: Mutex<Vec<ProvisionEvent>>,
     status: Mutex<StackStatus>,
     faults: Mutex<Vec<FaultRecord>>,
+    samples: Mutex<Samples>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -320,6 +324,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         progress: Mutex::new(Vec::new()),
         status: Mutex::new(StackStatus::CreateInProgress),
         faults: Mutex::new(Vec::new()),
+        samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
         shutdown,
     });
     let server = tokio::spawn(serve_control(listener, daemon.clone()));
@@ -332,6 +337,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         let config = config.clone();
         tokio::spawn(async move { bring_up(&daemon, &config).await })
     };
+    let sampler = tokio::spawn(sample_metrics(daemon.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io_error("handling SIGTERM"))?;
     tokio::select! {
@@ -341,6 +347,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     bring_up.abort();
     let _ = bring_up.await;
+    sampler.abort();
+    let _ = sampler.await;
     *lock(&daemon.status) = StackStatus::DeleteInProgress;
     if let Some(stack) = daemon.stack.write().await.take() {
         stack.fleet.shutdown().await;
@@ -411,6 +419,41 @@ async fn bring_up(daemon: &Arc<Daemon>, config: &DaemonConfig) {
             daemon.resource(index, ResourceStatus::CreateFailed, Some(reason));
             daemon.finish(StackStatus::CreateFailed, Outputs::default());
         }
+    }
+}
+
+/// Samples healthy hosts and the instances' CPU once a second (see [`super::metrics`]).
+async fn sample_metrics(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (healthy, instances) = {
+            let stack = daemon.stack.read().await;
+            let Some(stack) = stack.as_ref() else {
+                continue;
+            };
+            let mut healthy: BTreeMap<String, usize> =
+                daemon.spec.azs.iter().map(|az| (az.clone(), 0)).collect();
+            for target in stack.lb.target_health() {
+                if target.state == super::lb::TargetState::Healthy {
+                    *healthy.entry(target.target.az.clone()).or_default() += 1;
+                }
+            }
+            let instances: BTreeMap<String, Vec<u32>> = daemon
+                .spec
+                .azs
+                .iter()
+                .map(|az| {
+                    let pids = stack.fleet.instances_in(az).into_iter().map(|(_, p)| p);
+                    (az.clone(), pids.collect())
+                })
+                .collect();
+            (healthy, instances)
+        };
+        let now = OffsetDateTime::now_utc();
+        let at = now.replace_nanosecond(0).unwrap_or(now);
+        lock(&daemon.samples).sample(at, Instant::now(), &healthy, &instances, cpu_ticks);
     }
 }
 
@@ -847,11 +890,11 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
     events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events.truncate(SNAPSHOT_EVENTS);
     snapshot.events = events;
-    snapshot.metrics = metrics(&stack.lb);
+    snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
     snapshot
 }
 
-fn metrics(lb: &LoadBalancer) -> Metrics {
+fn metrics(lb: &LoadBalancer, samples: &Samples) -> Metrics {
     let lb_metrics = lb.metrics();
     let mut series = Vec::new();
     let at = |second: i64| {
@@ -880,8 +923,16 @@ fn metrics(lb: &LoadBalancer) -> Metrics {
         push(MetricKind::LatencyP50, &|p| p.p50_ms);
         push(MetricKind::LatencyP99, &|p| p.p99_ms);
     }
+    series.extend(samples.series());
     let now = OffsetDateTime::now_utc();
     for (az, healthy) in &lb_metrics.healthy_hosts {
+        // Until the first sample, the current count.
+        if series
+            .iter()
+            .any(|s| s.metric == MetricKind::HealthyHosts && s.az.as_ref() == Some(az))
+        {
+            continue;
+        }
         series.push(MetricSeries {
             metric: MetricKind::HealthyHosts,
             az: Some(az.clone()),
