@@ -481,73 +481,82 @@ async fn deliver(bridge: &Bridge, ids: &RequestIds, message: &aws_sdk_sqs::types
         })
         .or_else(|| message.message_id().map(str::to_owned))
         .unwrap_or_default();
-    let attempts = bridge.retry.retries + 1;
     let (payload, last) = match sns_event(body, &bridge.resources.subscription_arn) {
-        Ok(payload) => {
-            let mut last = (String::new(), String::new());
-            let mut delivered = false;
-            for attempt in 1..=attempts {
-                let request_id = ids.next();
-                let ready = bridge.function.lock().await.ensure_running(&bridge.events);
-                let answer = match ready {
-                    Ok(()) => {
-                        bridge
-                            .api
-                            .invoke(&request_id, &payload, bridge.retry.function_timeout)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match answer {
-                    Ok(Answer::Response(_)) => {
-                        record(
-                            &bridge.events,
-                            format!(
-                                "mailer: SNS message {sns_id} processed \
-                                 (request {request_id}, attempt {attempt} of {attempts})"
-                            ),
-                        );
-                        delivered = true;
-                        break;
-                    }
-                    Ok(Answer::Error {
-                        error_type,
-                        error_message,
-                    }) => last = (request_id, format!("{error_type}: {error_message}")),
-                    Err(reason) => last = (request_id, reason),
-                }
-                let retry = (attempt < attempts).then(|| {
-                    bridge
-                        .retry
-                        .first_backoff
-                        .saturating_mul(2u32.saturating_pow(attempt - 1))
-                });
-                record(
-                    &bridge.events,
-                    format!(
-                        "mailer: SNS message {sns_id} failed (request {}, attempt {attempt} of \
-                         {attempts}): {}{}",
-                        last.0,
-                        last.1,
-                        retry.map_or(String::new(), |d| format!("; retrying in {d:?}"))
-                    ),
-                );
-                if let Some(wait) = retry {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            if delivered {
+        Ok(payload) => match invoke_with_retries(bridge, ids, &sns_id, &payload).await {
+            Ok(()) => {
                 remove(bridge, message).await;
                 return;
             }
-            (payload, last)
-        }
+            Err(last) => (payload, last),
+        },
         Err(reason) => (
             serde_json::Value::String(body.to_owned()),
             (ids.next(), reason),
         ),
     };
     park(bridge, message, &sns_id, &payload, &last).await;
+}
+
+/// Invokes the function with `payload` until it succeeds or the retries run out; the error is
+/// the last attempt's request id and what went wrong.
+async fn invoke_with_retries(
+    bridge: &Bridge,
+    ids: &RequestIds,
+    sns_id: &str,
+    payload: &serde_json::Value,
+) -> Result<(), (String, String)> {
+    let attempts = bridge.retry.retries + 1;
+    let mut last = (String::new(), String::new());
+    for attempt in 1..=attempts {
+        let request_id = ids.next();
+        let ready = bridge.function.lock().await.ensure_running(&bridge.events);
+        let answer = match ready {
+            Ok(()) => {
+                bridge
+                    .api
+                    .invoke(&request_id, payload, bridge.retry.function_timeout)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        last = match answer {
+            Ok(Answer::Response(_)) => {
+                record(
+                    &bridge.events,
+                    format!(
+                        "mailer: SNS message {sns_id} processed \
+                         (request {request_id}, attempt {attempt} of {attempts})"
+                    ),
+                );
+                return Ok(());
+            }
+            Ok(Answer::Error {
+                error_type,
+                error_message,
+            }) => (request_id, format!("{error_type}: {error_message}")),
+            Err(reason) => (request_id, reason),
+        };
+        let retry = (attempt < attempts).then(|| {
+            bridge
+                .retry
+                .first_backoff
+                .saturating_mul(2u32.saturating_pow(attempt - 1))
+        });
+        record(
+            &bridge.events,
+            format!(
+                "mailer: SNS message {sns_id} failed (request {}, attempt {attempt} of \
+                 {attempts}): {}{}",
+                last.0,
+                last.1,
+                retry.map_or(String::new(), |d| format!("; retrying in {d:?}"))
+            ),
+        );
+        if let Some(wait) = retry {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(last)
 }
 
 /// Sends the event to the dead-letter queue, then removes the message from the queue.
