@@ -3,8 +3,9 @@
 //! and webapp processes, driven through `SandboxCloud` — the Cloud port over the daemon's
 //! control API. Each test runs its own sandbox in its own temporary directory on free ports.
 //!
-//! Needs `TRIAD_WEBAPP_BIN` (the built webapp), `TRIAD_TEST_MOTO_BIN` (moto_server) and
-//! PostgreSQL's server programs, all provided by `scripts/test`.
+//! Needs `TRIAD_WEBAPP_BIN` (the built webapp), `TRIAD_MAILER_BIN` (the built mailer),
+//! `TRIAD_TEST_MOTO_BIN` (moto_server) and PostgreSQL's server programs, all provided by
+//! `scripts/test`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use provision::port::{
     CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
-    ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef, StackStatus, TargetState,
-    refresh_outcome,
+    MetricKind, Outputs, ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef,
+    StackStatus, TargetState, refresh_outcome,
 };
 use provision::sandbox::client::SandboxCloud;
 use provision::sandbox::daemon::{self, DaemonConfig, SandboxSpec, marked_processes, marker_of};
@@ -37,6 +38,7 @@ struct Sandbox {
     cloud: SandboxCloud,
     daemon: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
     spec_json: serde_json::Value,
+    outputs: Outputs,
 }
 
 fn spec_toml(per_az: u32) -> String {
@@ -75,7 +77,7 @@ impl Sandbox {
             spec: SandboxSpec::from_json(&spec_json).expect("a sandbox spec"),
             webapp_bin: required("TRIAD_WEBAPP_BIN"),
             moto_bin: required("TRIAD_TEST_MOTO_BIN"),
-            mailer_bin: None,
+            mailer_bin: Some(required("TRIAD_MAILER_BIN")),
             timing: None,
         };
         std::fs::create_dir_all(&dir).expect("state dir");
@@ -93,16 +95,22 @@ impl Sandbox {
             assert!(!daemon.is_finished(), "the daemon stopped: {:?}", daemon);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             _tmp: tmp,
             dir,
             stack,
             cloud,
             daemon,
             spec_json,
+            outputs: Outputs::default(),
         };
         let events = sandbox.apply().await;
-        let Some(ProvisionEvent::Finished { stack_status, .. }) = events.last() else {
+        let Some(ProvisionEvent::Finished {
+            stack_status,
+            outputs,
+            ..
+        }) = events.last()
+        else {
             panic!("apply did not finish: {events:?}");
         };
         assert_eq!(
@@ -110,6 +118,7 @@ impl Sandbox {
             StackStatus::CreateComplete,
             "bring-up failed: {events:#?}"
         );
+        sandbox.outputs = outputs.clone();
         sandbox
     }
 
@@ -277,11 +286,46 @@ async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() 
         .metrics
         .series
         .iter()
-        .filter(|s| s.metric == provision::port::MetricKind::Requests)
+        .filter(|s| s.metric == MetricKind::Requests)
         .flat_map(|s| &s.points)
         .map(|p| p.value)
         .sum();
     assert!(requests >= 1.0, "{:?}", snapshot.metrics);
+    // Healthy hosts per AZ and the instances' CPU, second by second.
+    let snapshot = sandbox
+        .until("healthy hosts and CPU series", |s| {
+            s.azs.iter().all(|az| {
+                s.metrics
+                    .series(MetricKind::HealthyHosts, Some(&az.az))
+                    .is_some_and(|series| {
+                        series.points.len() >= 3
+                            && series.points.last().is_some_and(|p| p.value == 2.0)
+                    })
+                    && s.metrics.series(MetricKind::Cpu, Some(&az.az)).is_some()
+            }) && s
+                .metrics
+                .series(MetricKind::Cpu, None)
+                .is_some_and(|series| series.points.iter().any(|p| p.value > 0.0))
+        })
+        .await;
+    for series in snapshot
+        .metrics
+        .series
+        .iter()
+        .filter(|s| s.metric == MetricKind::Cpu)
+    {
+        assert!(
+            series
+                .points
+                .iter()
+                .all(|p| (0.0..=800.0).contains(&p.value)),
+            "{series:?}"
+        );
+        assert!(
+            series.points.windows(2).all(|w| w[0].at < w[1].at),
+            "one point per second, oldest first: {series:?}"
+        );
+    }
 
     let instance_pids: Vec<u32> = marked_processes(&marker_of(&sandbox.dir));
     assert!(
@@ -389,5 +433,616 @@ async fn a_rolling_deploy_puts_every_instance_on_the_new_version() {
     let (status, body) = http("GET", &format!("{endpoint}/version"), None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("2.0.0"), "{body}");
+    sandbox.down().await;
+}
+
+/// The SDK configuration for the sandbox's moto.
+async fn moto_sdk(sandbox: &Sandbox) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(sandbox.output("ManagedServicesEndpoint"))
+        .test_credentials()
+        .load()
+        .await
+}
+
+impl Sandbox {
+    fn output(&self, name: &str) -> String {
+        self.outputs
+            .get(name)
+            .unwrap_or_else(|| panic!("no output {name}: {:?}", self.outputs))
+            .to_owned()
+    }
+}
+
+/// The e-mails moto captured for `recipient`: (source, body).
+async fn mail_to(moto_url: &str, recipient: &str) -> Vec<(String, String)> {
+    let data: serde_json::Value = reqwest::get(format!("{moto_url}/moto-api/data.json"))
+        .await
+        .expect("GET /moto-api/data.json")
+        .error_for_status()
+        .expect("moto's data endpoint answers")
+        .json()
+        .await
+        .expect("moto's data is JSON");
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|a| a == recipient))
+        })
+        .map(|m| {
+            (
+                m["source"].as_str().unwrap_or_default().to_owned(),
+                m["body"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every item of the token table.
+async fn token_items(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(sdk)
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan the token table")
+        .items()
+        .to_vec()
+}
+
+fn attribute_text(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    name: &str,
+) -> String {
+    match item.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(v)) => v.clone(),
+        other => panic!("{name} is not a string: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signup_sends_one_verification_email_and_a_bad_event_ends_in_the_dead_letter_queue() {
+    use contract::tokens::{ATTR_EMAIL, ATTR_TOKEN, ATTR_USER_ID, VERIFY_PATH};
+
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let moto_url = sandbox.output("ManagedServicesEndpoint");
+    let table = sandbox.output("TokenTableName");
+    let sdk = moto_sdk(&sandbox).await;
+
+    // 1. A signup through the load balancer: one e-mail with a link to the stack, one token.
+    let email = "grace@example.com";
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/v1/user"),
+        Some(serde_json::json!({
+            "email": email,
+            "password": "correct-horse-7",
+            "first_name": "Grace",
+            "last_name": "Hopper",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "signup: {body}");
+    let user: serde_json::Value = serde_json::from_str(&body).expect("a user as JSON");
+    let user_id = user["id"].as_str().expect("the user's id").to_owned();
+    sandbox
+        .until("the mailer processed the signup's message", |s| {
+            s.events.iter().any(|e| {
+                e.message.starts_with("mailer: SNS message") && e.message.contains("processed")
+            })
+        })
+        .await;
+    let mail = mail_to(&moto_url, email).await;
+    assert_eq!(mail.len(), 1, "exactly one e-mail: {mail:?}");
+    let (source, text) = &mail[0];
+    assert_eq!(source, "no-reply@example.com");
+    let tokens: Vec<_> = token_items(&sdk, &table)
+        .await
+        .into_iter()
+        .filter(|item| item.contains_key(ATTR_EMAIL))
+        .collect();
+    assert_eq!(tokens.len(), 1, "one token item: {tokens:?}");
+    assert_eq!(attribute_text(&tokens[0], ATTR_EMAIL), email);
+    assert_eq!(attribute_text(&tokens[0], ATTR_USER_ID), user_id);
+    let token = attribute_text(&tokens[0], ATTR_TOKEN);
+    assert!(
+        text.contains(&format!("{endpoint}{VERIFY_PATH}?token={token}")),
+        "the link points at the stack and carries the stored token: {text}"
+    );
+
+    // 2. An event the mailer refuses: three attempts, then the dead-letter queue.
+    let published = aws_sdk_sns::Client::new(&sdk)
+        .publish()
+        .topic_arn(sandbox.output("UserCreatedTopicArn"))
+        .message("not a user-created event")
+        .send()
+        .await
+        .expect("publish to the topic");
+    let message_id = published.message_id().expect("a message id").to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dlq = sandbox.output("MailerDeadLetterQueueUrl");
+    let deadline = Instant::now() + LIMIT;
+    let parked = loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive from the dead-letter queue");
+        if let Some(message) = out.messages().first() {
+            break message.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the dead-letter queue; events: {:#?}",
+            sandbox.snapshot().await.events
+        );
+    };
+    let event: serde_json::Value =
+        serde_json::from_str(parked.body().expect("a body")).expect("an SNS event");
+    assert_eq!(event["Records"][0]["Sns"]["MessageId"], message_id.as_str());
+    assert_eq!(
+        event["Records"][0]["Sns"]["Message"],
+        "not a user-created event"
+    );
+    let error = parked
+        .message_attributes()
+        .and_then(|a| a.get("ErrorMessage"))
+        .and_then(|v| v.string_value())
+        .expect("an ErrorMessage attribute");
+    assert!(error.contains("MalformedMessage"), "{error}");
+    let failures = sandbox
+        .snapshot()
+        .await
+        .events
+        .iter()
+        .filter(|e| {
+            e.message
+                .starts_with(&format!("mailer: SNS message {message_id} failed"))
+        })
+        .count();
+    assert_eq!(failures, 3, "one attempt and two retries");
+    let mail = mail_to(&moto_url, email).await;
+    assert_eq!(mail.len(), 1, "still exactly one e-mail: {mail:?}");
+    sandbox.down().await;
+}
+
+/// What one request of a [`Probe`] got: when it was sent and its status (0: no answer).
+#[derive(Debug, Clone, Copy)]
+struct ProbeResult {
+    sent: Instant,
+    status: u16,
+}
+
+/// Requests sent one after another through the load balancer until stopped.
+struct Probe {
+    results: std::sync::Arc<std::sync::Mutex<Vec<ProbeResult>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Probe {
+    fn start(url: String) -> Probe {
+        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = {
+            let results = results.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while !*stopped.borrow() {
+                    let sent = Instant::now();
+                    let status = match client
+                        .get(&url)
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    results
+                        .lock()
+                        .expect("probe results")
+                        .push(ProbeResult { sent, status });
+                }
+            })
+        };
+        Probe {
+            results,
+            stop,
+            task,
+        }
+    }
+
+    fn results(&self) -> Vec<ProbeResult> {
+        self.results.lock().expect("probe results").clone()
+    }
+
+    /// Waits until `count` requests sent after `since` have been answered.
+    async fn answered_after(&self, since: Instant, count: usize) -> Vec<ProbeResult> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let after: Vec<ProbeResult> = self
+                .results()
+                .into_iter()
+                .filter(|r| r.sent >= since)
+                .collect();
+            if after.len() >= count {
+                return after;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} probe requests answered since the mark",
+                after.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<ProbeResult> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the probe task");
+        self.results.lock().expect("probe results").clone()
+    }
+}
+
+fn failures(results: &[ProbeResult]) -> Vec<ProbeResult> {
+    results
+        .iter()
+        .filter(|r| r.status != 200)
+        .copied()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_deploy_stops_on_health_checks_and_rolls_back_without_failed_requests() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let probe = Probe::start(format!("{endpoint}/version"));
+
+    let mut request = DeployRequest::new("2.0.0-broken");
+    request.env.insert(
+        contract::env::DATABASE_URL.to_owned(),
+        "postgres://nobody@127.0.0.1:9/nothing".to_owned(),
+    );
+    request.preferences.min_healthy_percentage = 66;
+    request.preferences.auto_rollback = true;
+    let id = sandbox
+        .cloud
+        .deploy(&sandbox.stack, &request)
+        .await
+        .expect("deploy");
+    let refresh = tokio::time::timeout(
+        LIMIT,
+        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
+    )
+    .await
+    .expect("the refresh ends in time")
+    .expect("the refresh");
+    assert_eq!(
+        refresh.status,
+        RefreshStatus::RollbackSuccessful,
+        "{refresh:?}"
+    );
+    let reason = refresh
+        .rollback
+        .as_ref()
+        .and_then(|r| r.reason.clone())
+        .expect("a rollback reason");
+    assert!(reason.contains("failed ELB health checks"), "{reason}");
+
+    let snapshot = sandbox
+        .until("every instance back on 1.0.0, all healthy", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .flat_map(|a| &a.instances)
+                    .all(|i| i.version.as_deref() == Some("1.0.0"))
+        })
+        .await;
+    // The broken webapp stops at start (it cannot reach its database); the instance stays and
+    // its init system restarts the program, which keeps failing.
+    assert!(
+        snapshot
+            .events
+            .iter()
+            .any(|e| e.message.contains("it is restarted in")),
+        "{:#?}",
+        snapshot.events
+    );
+    let results = probe.stop().await;
+    assert!(
+        results.len() > 10,
+        "the probe ran: {} requests",
+        results.len()
+    );
+    assert_eq!(
+        failures(&results).len(),
+        0,
+        "failed probe requests: {:?}",
+        failures(&results)
+    );
+    let (status, body) = http(
+        "GET",
+        &format!("{}/version", snapshot.endpoint.expect("endpoint")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1.0.0"), "{body}");
+    sandbox.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blackholed_az_leaves_the_rotation_without_failures_and_comes_back() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let primary = snapshot.db_primary_az().expect("a primary").to_owned();
+    let standby = snapshot.db_standby_az().map(str::to_owned);
+    let az = snapshot
+        .azs
+        .iter()
+        .map(|a| a.az.clone())
+        .find(|a| *a != primary && Some(a) != standby.as_ref())
+        .expect("an AZ without a database node");
+    let probe = Probe::start(format!("{endpoint}/version"));
+    probe.answered_after(Instant::now(), 5).await;
+
+    let record = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::BlackholeAz { az: az.clone() },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    let out_of_rotation = sandbox
+        .until("the blackholed AZ's targets are unhealthy", |s| {
+            s.azs.iter().find(|a| a.az == az).is_some_and(|a| {
+                !a.targets.is_empty() && a.targets.iter().all(|t| t.state != TargetState::Healthy)
+            })
+        })
+        .await;
+    assert_eq!(out_of_rotation.healthy_capacity_outside(&az), 2);
+    sandbox
+        .until("the healthy hosts series of the AZ drops to zero", |s| {
+            s.metrics
+                .series(MetricKind::HealthyHosts, Some(&az))
+                .and_then(|series| series.points.last())
+                .is_some_and(|p| p.value == 0.0)
+        })
+        .await;
+    let mark = Instant::now();
+    let after = probe.answered_after(mark, 30).await;
+    assert_eq!(
+        failures(&after).len(),
+        0,
+        "requests failed after the AZ left the rotation: {:?}",
+        failures(&after)
+    );
+
+    sandbox.cloud.restore(&record).await.expect("restore");
+    sandbox
+        .until("the AZ is healthy again", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .find(|a| a.az == az)
+                    .is_some_and(|a| a.healthy_capacity() == 1)
+        })
+        .await;
+    let mark = Instant::now();
+    let after = probe.answered_after(mark, 10).await;
+    assert_eq!(failures(&after).len(), 0, "{:?}", failures(&after));
+    probe.stop().await;
+    sandbox.down().await;
+}
+
+/// Signups sent one after another through the load balancer until stopped.
+struct Signups {
+    done: std::sync::Arc<std::sync::Mutex<Vec<(String, u16, Instant)>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const PASSWORD: &str = "correct-horse-7";
+
+impl Signups {
+    fn start(endpoint: String) -> Signups {
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut n = 0u32;
+                while !*stopped.borrow() {
+                    n += 1;
+                    let email = format!("user{n}@example.com");
+                    let status = match client
+                        .post(format!("{endpoint}/v1/user"))
+                        .json(&serde_json::json!({
+                            "email": email,
+                            "password": PASSWORD,
+                            "first_name": "Sig",
+                            "last_name": "Nup",
+                        }))
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    done.lock()
+                        .expect("signups")
+                        .push((email, status, Instant::now()));
+                }
+            })
+        };
+        Signups { done, stop, task }
+    }
+
+    /// Waits until `count` signups answered after `since` got a 201.
+    async fn created_after(&self, since: Instant, count: usize) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let created = self
+                .done
+                .lock()
+                .expect("signups")
+                .iter()
+                .filter(|(_, status, at)| *status == 201 && *at >= since)
+                .count();
+            if created >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {created} signups succeeded since the mark: {:?}",
+                self.done
+                    .lock()
+                    .expect("signups")
+                    .iter()
+                    .filter(|(_, _, at)| *at >= since)
+                    .map(|(e, s, _)| (e.clone(), *s))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<(String, u16)> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the signup task");
+        self.done
+            .lock()
+            .expect("signups")
+            .iter()
+            .map(|(e, s, _)| (e.clone(), *s))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_of_the_primary_az_fails_over_and_keeps_every_acknowledged_signup() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let primary = snapshot.db_primary_az().expect("a primary").to_owned();
+    let standby = snapshot.db_standby_az().expect("a standby").to_owned();
+    let signups = Signups::start(endpoint.clone());
+    signups.created_after(Instant::now(), 3).await;
+
+    // 1. The primary's AZ goes dark: the standby is promoted and writes resume.
+    let outage = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::AzOutage {
+                az: primary.clone(),
+            },
+            CapacityCheck::Force,
+        )
+        .await
+        .expect("inject the AZ outage");
+    let mark = Instant::now();
+    assert!(
+        outage.changes.iter().any(|c| matches!(
+            c,
+            FaultChange::Sandbox(SandboxChange::DbFailedOver { to_az, .. }) if *to_az == standby
+        )),
+        "{outage:?}"
+    );
+    sandbox
+        .until("the standby is the primary", |s| {
+            s.db_primary_az() == Some(standby.as_str())
+        })
+        .await;
+    signups.created_after(mark, 3).await;
+    sandbox
+        .cloud
+        .restore(&outage)
+        .await
+        .expect("restore the outage");
+
+    // 2. The (new) standby's AZ goes dark: commits keep succeeding.
+    let snapshot = sandbox
+        .until("a synchronous standby again", |s| {
+            s.db_standby_az().is_some()
+                && s.azs.iter().any(|a| {
+                    a.database.as_ref().is_some_and(|d| {
+                        d.role == provision::port::DbRole::Standby && d.synchronous == Some(true)
+                    })
+                })
+        })
+        .await;
+    let standby = snapshot.db_standby_az().expect("a standby").to_owned();
+    let blackhole = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::BlackholeAz {
+                az: standby.clone(),
+            },
+            CapacityCheck::Force,
+        )
+        .await
+        .expect("blackhole the standby's AZ");
+    let mark = Instant::now();
+    signups.created_after(mark, 3).await;
+    sandbox
+        .cloud
+        .restore(&blackhole)
+        .await
+        .expect("restore the blackhole");
+    let created: Vec<String> = signups
+        .stop()
+        .await
+        .into_iter()
+        .filter(|(_, status)| *status == 201)
+        .map(|(email, _)| email)
+        .collect();
+    assert!(created.len() >= 9, "{created:?}");
+
+    // Every acknowledged signup exists.
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let client = reqwest::Client::new();
+    for email in &created {
+        let response = client
+            .get(format!("{endpoint}/v1/user/self"))
+            .basic_auth(email, Some(PASSWORD))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), 200, "{email} is lost");
+    }
     sandbox.down().await;
 }

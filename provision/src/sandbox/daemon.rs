@@ -9,9 +9,10 @@
 //!    servers are found by their data directories, see [`super::db::kill_stale_servers`]);
 //! 2. it listens on `127.0.0.1` on a free port and writes the address to [`ADDRESS_FILE`]
 //!    (atomically: written aside, then renamed), so clients can follow the bring-up;
-//! 3. it brings the stack up — moto (with the "user created" topic and the token table), the
-//!    database, the load balancer, the group's instances until every target is healthy — and
-//!    records "X of Y" [`ProvisionEvent`]s (`GET /progress`);
+//! 3. it brings the stack up — moto (with the "user created" topic, the mailer's queues, the
+//!    token table and the sender's SES identity), the database, the load balancer, the mailer
+//!    (see [`super::side_channel`]), the group's instances until every target is healthy —
+//!    and records "X of Y" [`ProvisionEvent`]s (`GET /progress`);
 //! 4. it serves until stopped, then stops everything and removes the address and pid files.
 //!
 //! Control API (JSON bodies; errors are a [`CloudError`] with a 4xx/5xx status):
@@ -41,7 +42,9 @@ use tokio::sync::watch;
 use super::db::{self, DbCluster, DbConfig, NodeSignal};
 use super::fleet::{Fleet, FleetConfig, LaunchTemplate, SANDBOX_MARKER, SandboxApp, Timing};
 use super::lb::{LbConfig, LoadBalancer};
+use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
+use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::{
     Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest, Event,
     EventSource, Fault, FaultChange, FaultPlan, FaultRecord, MetricKind, MetricPoint, MetricSeries,
@@ -59,6 +62,8 @@ pub const SPEC_FILE: &str = "spec.json";
 const BRING_UP_LIMIT: Duration = Duration::from_secs(180);
 /// Events a snapshot carries at most.
 const SNAPSHOT_EVENTS: usize = 100;
+/// Points the daemon's own per-second series keep (as long as the load balancer's metrics).
+const SAMPLES_KEPT: usize = 900;
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +97,20 @@ pub struct SandboxSpec {
     pub azs: Vec<String>,
     pub app: SandboxApp,
     pub db: SandboxDb,
+    pub mailer: SandboxMailer,
 }
 
 /// The spec's `[db]` section, as far as the sandbox uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxDb {
     pub database_name: String,
+}
+
+/// The spec's `[mailer]` section, as far as the sandbox uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxMailer {
+    pub sender: String,
+    pub token_ttl_seconds: u32,
 }
 
 impl SandboxSpec {
@@ -133,6 +146,7 @@ impl SandboxSpec {
                 "LoadBalancer".to_owned(),
                 "Sandbox::LoadBalancer".to_owned(),
             ),
+            ("Mailer".to_owned(), "Sandbox::Lambda::Function".to_owned()),
         ];
         for n in 1..=self.app.desired {
             resources.push((
@@ -154,7 +168,8 @@ pub struct DaemonConfig {
     pub webapp_bin: PathBuf,
     /// moto's `moto_server` executable.
     pub moto_bin: PathBuf,
-    /// The mailer binary (not run yet by the sandbox).
+    /// The mailer binary, run as the Lambda function behind the "user created" topic. Without
+    /// it the topic's messages wait in the mailer's queue.
     pub mailer_bin: Option<PathBuf>,
     /// Clock settings; `None` takes [`Timing::sandbox`] of the spec.
     pub timing: Option<Timing>,
@@ -202,6 +217,7 @@ struct Stack {
     moto: ProcessGroup,
     db: DbCluster,
     lb: Arc<LoadBalancer>,
+    side_channel: Option<SideChannel>,
     fleet: Fleet,
 }
 
@@ -212,6 +228,7 @@ struct Daemon {
     progress: Mutex<Vec<ProvisionEvent>>,
     status: Mutex<StackStatus>,
     faults: Mutex<Vec<FaultRecord>>,
+    samples: Mutex<Samples>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -307,6 +324,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         progress: Mutex::new(Vec::new()),
         status: Mutex::new(StackStatus::CreateInProgress),
         faults: Mutex::new(Vec::new()),
+        samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
         shutdown,
     });
     let server = tokio::spawn(serve_control(listener, daemon.clone()));
@@ -319,6 +337,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         let config = config.clone();
         tokio::spawn(async move { bring_up(&daemon, &config).await })
     };
+    let sampler = tokio::spawn(sample_metrics(daemon.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io_error("handling SIGTERM"))?;
     tokio::select! {
@@ -328,9 +347,14 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     bring_up.abort();
     let _ = bring_up.await;
+    sampler.abort();
+    let _ = sampler.await;
     *lock(&daemon.status) = StackStatus::DeleteInProgress;
     if let Some(stack) = daemon.stack.write().await.take() {
         stack.fleet.shutdown().await;
+        if let Some(side_channel) = stack.side_channel {
+            side_channel.shutdown().await;
+        }
         drop(stack.lb);
         stack.db.shutdown().await;
         stack
@@ -399,6 +423,41 @@ async fn bring_up(daemon: &Arc<Daemon>, config: &DaemonConfig) {
     }
 }
 
+/// Samples healthy hosts and the instances' CPU once a second (see [`super::metrics`]).
+async fn sample_metrics(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (healthy, instances) = {
+            let stack = daemon.stack.read().await;
+            let Some(stack) = stack.as_ref() else {
+                continue;
+            };
+            let mut healthy: BTreeMap<String, usize> =
+                daemon.spec.azs.iter().map(|az| (az.clone(), 0)).collect();
+            for target in stack.lb.target_health() {
+                if target.state == super::lb::TargetState::Healthy {
+                    *healthy.entry(target.target.az.clone()).or_default() += 1;
+                }
+            }
+            let instances: BTreeMap<String, Vec<u32>> = daemon
+                .spec
+                .azs
+                .iter()
+                .map(|az| {
+                    let pids = stack.fleet.instances_in(az).into_iter().map(|(_, p)| p);
+                    (az.clone(), pids.collect())
+                })
+                .collect();
+            (healthy, instances)
+        };
+        let now = OffsetDateTime::now_utc();
+        let at = now.replace_nanosecond(0).unwrap_or(now);
+        lock(&daemon.samples).sample(at, Instant::now(), &healthy, &instances, cpu_ticks);
+    }
+}
+
 async fn wait_for_port(address: SocketAddr, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -438,7 +497,13 @@ async fn start_stack(
     {
         return Err((0, "moto did not listen in time".into()));
     }
-    let (topic_arn, token_table) = create_managed_resources(&moto_url, spec)
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(spec.region.clone()))
+        .endpoint_url(&moto_url)
+        .test_credentials()
+        .load()
+        .await;
+    let managed = ManagedResources::create(&sdk, &spec.name, &spec.mailer.sender)
         .await
         .map_err(|e| (0, e))?;
     daemon.resource(0, ResourceStatus::CreateComplete, None);
@@ -472,20 +537,78 @@ async fn start_stack(
             .map_err(|e| (3, e.to_string()))?,
     );
     daemon.resource(3, ResourceStatus::CreateComplete, None);
+    let endpoint = format!("http://{}", lb.address());
+
+    // The mailer.
+    daemon.resource(4, ResourceStatus::CreateInProgress, None);
+    let aws_env = BTreeMap::from([
+        (contract::env::AWS_ENDPOINT_URL.to_owned(), moto_url.clone()),
+        (contract::env::AWS_REGION.to_owned(), spec.region.clone()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+    ]);
+    let side_channel = match &config.mailer_bin {
+        Some(mailer_bin) => {
+            let mut env = aws_env.clone();
+            env.extend([
+                (
+                    contract::env::TOKEN_TABLE.to_owned(),
+                    managed.token_table.clone(),
+                ),
+                (
+                    contract::env::MAIL_SENDER.to_owned(),
+                    spec.mailer.sender.clone(),
+                ),
+                (contract::env::VERIFY_BASE_URL.to_owned(), endpoint.clone()),
+                (
+                    contract::env::TOKEN_TTL_SECONDS.to_owned(),
+                    spec.mailer.token_ttl_seconds.to_string(),
+                ),
+            ]);
+            let side_channel = SideChannel::start(
+                SideChannelConfig {
+                    name: spec.name.clone(),
+                    region: spec.region.clone(),
+                    mailer_bin: mailer_bin.clone(),
+                    env,
+                    dir: dir.clone(),
+                    log: logs.join("mailer.log"),
+                    marker: (SANDBOX_MARKER.to_owned(), marker.clone()),
+                    resources: managed.clone(),
+                    retry: Retry::default(),
+                },
+                &sdk,
+            )
+            .await
+            .map_err(|e| (4, e))?;
+            daemon.resource(4, ResourceStatus::CreateComplete, None);
+            Some(side_channel)
+        }
+        None => {
+            daemon.resource(
+                4,
+                ResourceStatus::CreateComplete,
+                Some("no mailer binary: messages wait in the mailer's queue".into()),
+            );
+            None
+        }
+    };
 
     // The group.
-    let region = spec.region.clone();
-    let env = BTreeMap::from([
+    let mut env = aws_env;
+    env.extend([
         (
             contract::env::DATABASE_URL.to_owned(),
             db.url(&spec.db.database_name),
         ),
-        (contract::env::TOPIC_ARN.to_owned(), topic_arn),
-        (contract::env::TOKEN_TABLE.to_owned(), token_table),
-        (contract::env::AWS_ENDPOINT_URL.to_owned(), moto_url.clone()),
-        (contract::env::AWS_REGION.to_owned(), region),
-        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+        (
+            contract::env::TOPIC_ARN.to_owned(),
+            managed.topic_arn.clone(),
+        ),
+        (
+            contract::env::TOKEN_TABLE.to_owned(),
+            managed.token_table.clone(),
+        ),
     ]);
     let fleet = Fleet::start(
         FleetConfig {
@@ -507,15 +630,16 @@ async fn start_stack(
         },
         lb.clone(),
     );
-    let endpoint = format!("http://{}", lb.address());
     let db_endpoint = db.endpoint().to_string();
-    for index in 4..4 + usize::try_from(spec.app.desired).unwrap_or(0) {
+    const FIRST_INSTANCE: usize = 5;
+    for index in FIRST_INSTANCE..FIRST_INSTANCE + usize::try_from(spec.app.desired).unwrap_or(0) {
         daemon.resource(index, ResourceStatus::CreateInProgress, None);
     }
     *daemon.stack.write().await = Some(Stack {
         moto,
         db,
         lb,
+        side_channel,
         fleet,
     });
     let deadline = Instant::now() + BRING_UP_LIMIT;
@@ -527,7 +651,11 @@ async fn start_stack(
             stack.as_ref().map_or(0, |s| s.fleet.healthy_count())
         };
         while reported < healthy.min(desired) {
-            daemon.resource(4 + reported, ResourceStatus::CreateComplete, None);
+            daemon.resource(
+                FIRST_INSTANCE + reported,
+                ResourceStatus::CreateComplete,
+                None,
+            );
             reported += 1;
         }
         if reported >= desired {
@@ -535,7 +663,7 @@ async fn start_stack(
         }
         if Instant::now() > deadline {
             return Err((
-                4 + reported,
+                FIRST_INSTANCE + reported,
                 format!(
                     "only {reported} of {desired} instances passed health checks within {} s; \
                      see the instance logs in {}",
@@ -550,53 +678,14 @@ async fn start_stack(
         ("LoadBalancerUrl".to_owned(), endpoint),
         ("DatabaseEndpoint".to_owned(), db_endpoint),
         ("ManagedServicesEndpoint".to_owned(), moto_url),
+        ("UserCreatedTopicArn".to_owned(), managed.topic_arn),
+        ("TokenTableName".to_owned(), managed.token_table),
+        ("MailerQueueUrl".to_owned(), managed.queue_url),
+        (
+            "MailerDeadLetterQueueUrl".to_owned(),
+            managed.dead_letter_queue_url,
+        ),
     ])))
-}
-
-async fn create_managed_resources(
-    moto_url: &str,
-    spec: &SandboxSpec,
-) -> Result<(String, String), String> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(spec.region.clone()))
-        .endpoint_url(moto_url)
-        .test_credentials()
-        .load()
-        .await;
-    let topic = aws_sdk_sns::Client::new(&sdk)
-        .create_topic()
-        .name(format!("{}-user-created", spec.name))
-        .send()
-        .await
-        .map_err(|e| format!("creating the SNS topic on moto: {e}"))?;
-    let topic_arn = topic
-        .topic_arn()
-        .ok_or("moto returned no topic ARN")?
-        .to_owned();
-    let table = format!("{}-tokens", spec.name);
-    let key_schema = KeySchemaElement::builder()
-        .attribute_name(contract::tokens::PARTITION_KEY)
-        .key_type(KeyType::Hash)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let attribute = AttributeDefinition::builder()
-        .attribute_name(contract::tokens::PARTITION_KEY)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|e| e.to_string())?;
-    aws_sdk_dynamodb::Client::new(&sdk)
-        .create_table()
-        .table_name(&table)
-        .key_schema(key_schema)
-        .attribute_definitions(attribute)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .map_err(|e| format!("creating the token table on moto: {e}"))?;
-    Ok((topic_arn, table))
 }
 
 async fn create_database(db: &DbCluster, name: &str) -> Result<(), String> {
@@ -790,6 +879,9 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
     snapshot.suspended_processes = stack.fleet.suspended();
     snapshot.refreshes = stack.fleet.refreshes();
     let mut events = stack.fleet.events();
+    if let Some(side_channel) = &stack.side_channel {
+        events.extend(side_channel.events());
+    }
     events.extend(db.events.iter().map(|e| Event {
         at: e.at,
         source: EventSource::Database,
@@ -799,11 +891,11 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
     events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events.truncate(SNAPSHOT_EVENTS);
     snapshot.events = events;
-    snapshot.metrics = metrics(&stack.lb);
+    snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
     snapshot
 }
 
-fn metrics(lb: &LoadBalancer) -> Metrics {
+fn metrics(lb: &LoadBalancer, samples: &Samples) -> Metrics {
     let lb_metrics = lb.metrics();
     let mut series = Vec::new();
     let at = |second: i64| {
@@ -832,8 +924,16 @@ fn metrics(lb: &LoadBalancer) -> Metrics {
         push(MetricKind::LatencyP50, &|p| p.p50_ms);
         push(MetricKind::LatencyP99, &|p| p.p99_ms);
     }
+    series.extend(samples.series());
     let now = OffsetDateTime::now_utc();
     for (az, healthy) in &lb_metrics.healthy_hosts {
+        // Until the first sample, the current count.
+        if series
+            .iter()
+            .any(|s| s.metric == MetricKind::HealthyHosts && s.az.as_ref() == Some(az))
+        {
+            continue;
+        }
         series.push(MetricSeries {
             metric: MetricKind::HealthyHosts,
             az: Some(az.clone()),

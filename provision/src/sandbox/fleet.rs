@@ -48,6 +48,10 @@ const EVENTS_KEPT: usize = 200;
 const REFRESHES_KEPT: usize = 5;
 /// How long a terminated webapp gets after SIGTERM before SIGKILL.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// The webapp unit's `RestartSec`.
+const RESTART_DELAY: Duration = Duration::from_secs(2);
+/// The webapp unit's `RestartPreventExitStatus` (a configuration error).
+const PREVENT_RESTART_STATUS: i32 = 2;
 
 /// The sandbox's clock settings: ALB and Auto Scaling semantics, at demo speed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +157,10 @@ struct Inst {
     process: Option<ProcessGroup>,
     pid: u32,
     stopper: Option<JoinHandle<()>>,
+    /// The instance itself was killed (a fault), not just its program.
+    killed: bool,
+    /// When the init system starts the program again after it failed.
+    restart_at: Option<Instant>,
 }
 
 struct Batch {
@@ -304,26 +312,8 @@ impl State {
         let ip = az_address(az_index, host);
         let port = free_port(ip).map_err(|e| format!("picking a port on {ip}: {e}"))?;
         let address = SocketAddr::from((ip, port));
-        let log = self.config.log_dir.join(format!("{id}.log"));
-        let mut cmd = command(&lt.binary, None, &self.config.log_dir, &log)
-            .map_err(|e| format!("preparing {}: {e}", lt.binary.display()))?;
-        cmd.env_clear();
-        if let Ok(path) = std::env::var("PATH") {
-            cmd.env("PATH", path);
-        }
-        cmd.envs(&lt.env)
-            .env(contract::env::ROCKET_ADDRESS, ip.to_string())
-            .env(contract::env::ROCKET_PORT, port.to_string())
-            .env(contract::env::VERSION, &lt.app_version)
-            .env(contract::env::INSTANCE_ID, &id)
-            .env(contract::env::AZ, &az)
-            .env(SANDBOX_MARKER, &self.config.marker);
-        let process = ProcessGroup::spawn(&mut cmd)
-            .map_err(|e| format!("starting {}: {e}", lt.binary.display()))?;
+        let process = self.spawn(&lt, &id, &az, address)?;
         let pid = process.pid();
-        if self.silenced.contains(&az) {
-            process.signal(Signal::SIGSTOP);
-        }
         lb.register(lb::Target {
             id: id.clone(),
             az: az.clone(),
@@ -342,12 +332,84 @@ impl State {
             process: Some(process),
             pid,
             stopper: None,
+            killed: false,
+            restart_at: None,
         });
         self.event(
             Some(&az),
             format!("Launching a new EC2 instance: {id}{why}"),
         );
         Ok(id)
+    }
+
+    /// Starts the program of instance `id` (launch template `lt`) on `address`, stopped when
+    /// its AZ is silenced.
+    fn spawn(
+        &self,
+        lt: &LaunchTemplate,
+        id: &str,
+        az: &str,
+        address: SocketAddr,
+    ) -> Result<ProcessGroup, String> {
+        let log = self.config.log_dir.join(format!("{id}.log"));
+        let mut cmd = command(&lt.binary, None, &self.config.log_dir, &log)
+            .map_err(|e| format!("preparing {}: {e}", lt.binary.display()))?;
+        cmd.env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.envs(&lt.env)
+            .env(contract::env::ROCKET_ADDRESS, address.ip().to_string())
+            .env(contract::env::ROCKET_PORT, address.port().to_string())
+            .env(contract::env::VERSION, &lt.app_version)
+            .env(contract::env::INSTANCE_ID, id)
+            .env(contract::env::AZ, az)
+            .env(SANDBOX_MARKER, &self.config.marker);
+        let process = ProcessGroup::spawn(&mut cmd)
+            .map_err(|e| format!("starting {}: {e}", lt.binary.display()))?;
+        if self.silenced.contains(az) {
+            process.signal(Signal::SIGSTOP);
+        }
+        Ok(process)
+    }
+
+    /// Starts again the programs whose restart is due.
+    fn restart_due(&mut self) {
+        let due: Vec<usize> = self
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.restart_at.is_some_and(|t| Instant::now() >= t))
+            .map(|(n, _)| n)
+            .collect();
+        for n in due {
+            let (id, az, address, template) = {
+                let inst = &mut self.instances[n];
+                inst.restart_at = None;
+                (
+                    inst.id.clone(),
+                    inst.az.clone(),
+                    inst.address,
+                    inst.template,
+                )
+            };
+            let started = self
+                .templates
+                .get(&template)
+                .ok_or_else(|| format!("no launch template version {template}"))
+                .and_then(|lt| self.spawn(lt, &id, &az, address));
+            match started {
+                Ok(process) => {
+                    let inst = &mut self.instances[n];
+                    inst.pid = process.pid();
+                    inst.process = Some(process);
+                }
+                Err(reason) => self.event(
+                    Some(&az),
+                    format!("The webapp service on {id} could not be restarted: {reason}"),
+                ),
+            }
+        }
     }
 
     fn terminate(&mut self, lb: &Arc<LoadBalancer>, id: &str, why: &str) {
@@ -362,6 +424,7 @@ impl State {
             return;
         }
         inst.lifecycle = LifecycleState::Terminating;
+        inst.restart_at = None;
         lb.deregister(id);
         let process = inst.process.take();
         let lb = lb.clone();
@@ -384,26 +447,51 @@ impl State {
     /// One reconcile step.
     fn step(&mut self, lb: &Arc<LoadBalancer>) {
         let grace = self.config.timing.grace_period;
-        // Exited processes and finished terminations.
+        // Exited processes and finished terminations. A killed instance is gone; a program
+        // that exits on its own leaves its instance running, and the init system treats it as
+        // the webapp's unit says (`Restart=on-failure`, `RestartSec=2`,
+        // `RestartPreventExitStatus=2`): started again after a failure, left stopped after a
+        // clean exit or a configuration error. Its target fails its health checks meanwhile.
         let mut exited = Vec::new();
         for inst in &mut self.instances {
             if let Some(process) = inst.process.as_mut()
                 && let Ok(Some(status)) = process.try_wait()
             {
-                exited.push((inst.id.clone(), inst.az.clone(), status.to_string()));
+                exited.push((inst.id.clone(), inst.az.clone(), inst.killed, status));
                 inst.process = None;
             }
         }
-        for (id, az, status) in exited {
-            lb.deregister(&id);
+        for (id, az, killed, status) in exited {
+            if killed {
+                lb.deregister(&id);
+                if let Some(inst) = self.instances.iter_mut().find(|i| i.id == id) {
+                    inst.lifecycle = LifecycleState::Terminated;
+                }
+                self.event(
+                    Some(&az),
+                    format!(
+                        "Terminating EC2 instance: {id} (the instance's process ended: {status})"
+                    ),
+                );
+                continue;
+            }
+            let restart = !status.success() && status.code() != Some(PREVENT_RESTART_STATUS);
             if let Some(inst) = self.instances.iter_mut().find(|i| i.id == id) {
-                inst.lifecycle = LifecycleState::Terminated;
+                inst.restart_at = restart.then(|| Instant::now() + RESTART_DELAY);
             }
             self.event(
                 Some(&az),
-                format!("Terminating EC2 instance: {id} (the instance's process ended: {status})"),
+                if restart {
+                    format!(
+                        "The webapp service on {id} exited ({status}); it is restarted in {} s",
+                        RESTART_DELAY.as_secs()
+                    )
+                } else {
+                    format!("The webapp service on {id} exited ({status}) and stays stopped")
+                },
             );
         }
+        self.restart_due();
         self.instances.retain(|i| match &i.stopper {
             Some(stopper) => !stopper.is_finished(),
             None => i.lifecycle != LifecycleState::Terminated,
@@ -602,10 +690,21 @@ impl State {
                 })
                 .collect();
             if let Some(id) = gone.first() {
-                let reason = format!(
-                    "Instance refresh failed: the replacement instance {id} was terminated \
-                     before it became healthy"
-                );
+                let failed_checks = self
+                    .instances
+                    .iter()
+                    .any(|i| &&i.id == id && i.health == HealthStatus::Unhealthy);
+                let reason = if failed_checks {
+                    format!(
+                        "Instance refresh failed: the replacement instance {id} failed ELB \
+                         health checks"
+                    )
+                } else {
+                    format!(
+                        "Instance refresh failed: the replacement instance {id} was terminated \
+                         before it became healthy"
+                    )
+                };
                 let new_ids = batch.new_ids.clone();
                 for id in &new_ids {
                     self.terminate(lb, id, " (instance refresh failed)");
@@ -1068,13 +1167,28 @@ impl Fleet {
 
     /// SIGKILLs every live instance in `az` (the group notices and replaces them).
     pub fn kill_az(&self, az: &str) -> Vec<(String, u32)> {
-        let state = self.lock();
+        let mut state = self.lock();
         let mut killed = Vec::new();
-        for inst in state.live().filter(|i| i.az == az) {
-            if let Some(process) = &inst.process {
-                process.signal(Signal::SIGKILL);
-                killed.push((inst.id.clone(), inst.pid));
+        for inst in state.instances.iter_mut().filter(|i| {
+            i.az == az
+                && !matches!(
+                    i.lifecycle,
+                    LifecycleState::Terminating | LifecycleState::Terminated
+                )
+        }) {
+            inst.killed = true;
+            inst.restart_at = None;
+            match &inst.process {
+                Some(process) => {
+                    process.signal(Signal::SIGKILL);
+                }
+                // Its program is not running: the instance goes at once.
+                None => {
+                    inst.lifecycle = LifecycleState::Terminated;
+                    self.lb.deregister(&inst.id);
+                }
             }
+            killed.push((inst.id.clone(), inst.pid));
         }
         killed
     }

@@ -7,6 +7,9 @@
 //!   deregistration delay, per-AZ metrics);
 //! - [`process`]: process groups, the unprivileged user and per-AZ loopback addresses they use;
 //! - [`fleet`]: the Auto Scaling group of webapp instances and its instance refreshes;
+//! - [`side_channel`]: SNS → queue → the mailer binary under a [`lambda`] Runtime API, with
+//!   Lambda's retries and a dead-letter queue;
+//! - [`metrics`]: per-second samples of healthy hosts and of the instances' CPU;
 //! - [`daemon`]: the per-stack daemon that runs all of the above and serves the control API;
 //! - [`client`]: [`client::SandboxCloud`], the Cloud port over that control API.
 
@@ -14,5 +17,8 @@ pub mod client;
 pub mod daemon;
 pub mod db;
 pub mod fleet;
+pub mod lambda;
 pub mod lb;
+pub mod metrics;
 pub mod process;
+pub mod side_channel;
