@@ -1,13 +1,21 @@
 //! Connecting to the chosen backend, and the working area where the console keeps per-stack
 //! files (the sandbox's state, GameDay journals and reports, the console's log).
+//!
+//! The sandbox backend is a daemon per stack, run by this same binary (`triad sandbox serve
+//! --dir DIR`, hidden) and started on demand: [`connect`] gives a client that can start it,
+//! and [`ensure_running`] brings the stack up when no daemon answers yet.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt;
+use provision::aws::AwsCloud;
 use provision::port::{
-    BackendChoice, BackendFlags, BackendKind, Cloud, CloudError, FaultRecord, Guarded, SessionMode,
-    StackRef,
+    BackendChoice, BackendFlags, Cloud, CloudError, DesiredStack, FaultRecord, Guarded,
+    ProvisionEvent, SessionMode, StackRef,
 };
+use provision::sandbox::client::SandboxCloud;
+use provision::spec::StackSpec;
 
 use crate::cli::BackendArgs;
 use crate::drill::journal;
@@ -59,21 +67,171 @@ pub fn origin(choice: &BackendChoice) -> String {
     }
 }
 
+/// The programs the sandbox daemon runs, each found through its variable, then beside
+/// `triad`, then on `PATH` (and moto also in the project's `.venv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxProgram {
+    Webapp,
+    Moto,
+    Mailer,
+}
+
+impl SandboxProgram {
+    /// The variable that names the program explicitly.
+    pub fn variable(self) -> &'static str {
+        match self {
+            SandboxProgram::Webapp => "TRIAD_WEBAPP_BIN",
+            SandboxProgram::Moto => "TRIAD_MOTO_BIN",
+            SandboxProgram::Mailer => "TRIAD_MAILER_BIN",
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            SandboxProgram::Webapp => "webapp",
+            SandboxProgram::Moto => "moto_server",
+            SandboxProgram::Mailer => "mailer",
+        }
+    }
+
+    /// Where the program is, or a sentence saying how to provide it.
+    pub fn locate(self) -> Result<PathBuf, String> {
+        if let Some(path) = std::env::var_os(self.variable()).filter(|v| !v.is_empty()) {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "{} names {}, which is not a file",
+                    self.variable(),
+                    path.display()
+                ))
+            };
+        }
+        let name = self.file_name();
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(name)));
+        let venv = (self == SandboxProgram::Moto).then(|| PathBuf::from(".venv/bin").join(name));
+        let on_path = std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(name))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        beside
+            .into_iter()
+            .chain(venv)
+            .chain(on_path)
+            .find(|candidate| candidate.is_file())
+            .and_then(|found| std::path::absolute(found).ok())
+            .ok_or_else(|| {
+                format!(
+                    "cannot find `{name}`: set {} or install it beside triad (scripts/demo does)",
+                    self.variable()
+                )
+            })
+    }
+}
+
+/// The command that runs the sandbox daemon for the state directory `dir`: this binary's
+/// hidden `sandbox serve`, with the programs it runs resolved now (a missing one is left for
+/// the daemon to report in its log).
+pub fn daemon_command(dir: &Path) -> std::process::Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("triad"));
+    let mut command = std::process::Command::new(exe);
+    command.args(["sandbox", "serve", "--dir"]).arg(dir);
+    for (flag, program) in [
+        ("--webapp", SandboxProgram::Webapp),
+        ("--moto", SandboxProgram::Moto),
+        ("--mailer", SandboxProgram::Mailer),
+    ] {
+        if let Ok(path) = program.locate() {
+            command.arg(flag).arg(path);
+        }
+    }
+    command
+}
+
+/// The sandbox client for `stack`, able to start its daemon.
+pub fn sandbox(stack: &StackRef) -> SandboxCloud {
+    let dir = stack_dir(stack);
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    SandboxCloud::with_spawner(dir, daemon_command)
+}
+
 /// The unguarded backend for `choice`.
 pub async fn connect(
     choice: &BackendChoice,
-    _stack: &StackRef,
+    stack: &StackRef,
 ) -> Result<Arc<dyn Cloud>, CloudError> {
-    match choice.kind() {
-        BackendKind::Sandbox => Err(CloudError::Unsupported {
-            operation: "connecting (not built yet)".into(),
-            backend: "sandbox".into(),
-        }),
-        _ => Err(CloudError::Unsupported {
-            operation: "connecting (not built yet)".into(),
-            backend: "aws".into(),
-        }),
+    match choice {
+        BackendChoice::Sandbox => Ok(Arc::new(sandbox(stack))),
+        BackendChoice::Aws(settings) => Ok(Arc::new(AwsCloud::new(settings).await)),
     }
+}
+
+/// What the cloud needs to build `spec`: the template, its parameters, tags and the spec.
+pub fn desired(spec: &StackSpec, stack: &StackRef) -> Result<DesiredStack, CloudError> {
+    let template_body = provision::template::render(spec)
+        .to_json()
+        .map_err(|e| CloudError::invalid("template", e.to_string()))?;
+    let spec_json =
+        serde_json::to_value(spec).map_err(|e| CloudError::invalid("spec", e.to_string()))?;
+    let mut tags = spec.tags.clone();
+    tags.insert("triad:stack".into(), spec.name.clone());
+    Ok(DesiredStack {
+        stack: stack.clone(),
+        template_body,
+        parameters: Default::default(),
+        tags,
+        spec: spec_json,
+    })
+}
+
+/// On the sandbox, brings the stack up when no daemon answers for it yet (the first command
+/// that needs the stack starts it), passing each bring-up event to `on_event`. A no-op on
+/// AWS, where only `triad up` creates anything.
+pub async fn ensure_running(
+    choice: &BackendChoice,
+    cloud: &Arc<dyn Cloud>,
+    spec: &StackSpec,
+    stack: &StackRef,
+    mut on_event: impl FnMut(&ProvisionEvent),
+) -> Result<(), CloudError> {
+    if !matches!(choice, BackendChoice::Sandbox) || sandbox(stack).is_running().await {
+        return Ok(());
+    }
+    let plan = cloud.plan(&desired(spec, stack)?).await?;
+    let mut events = cloud.apply(&plan);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        on_event(&event);
+        if let ProvisionEvent::Finished { stack_status, .. } = &event
+            && !stack_status.is_success()
+        {
+            return Err(CloudError::backend(
+                "sandbox",
+                stack_status.to_string(),
+                format!(
+                    "bringing the sandbox up ended {stack_status}; see {}",
+                    stack_dir(stack).join("daemon.log").display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of the sandbox daemon's log, for error messages.
+pub fn daemon_log_tail(stack: &StackRef, lines: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(stack_dir(stack).join("daemon.log")).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| (*l).to_string())
+        .collect()
 }
 
 /// Faults a GameDay journal says are still in place: the guard counts them as active.

@@ -50,15 +50,15 @@ pub struct BackendArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what `up` would change (a change set on AWS). [not built yet]
+    /// Show what `up` would change (a change set on AWS; the processes to start on the sandbox).
     Plan,
-    /// Create or update the stack, with live progress. [not built yet]
+    /// Create or update the stack, with live "X of Y" progress.
     Up {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
     },
-    /// Delete the stack. [not built yet]
+    /// Delete the stack and everything in it.
     Down {
         /// Do not ask for the stack name.
         #[arg(long)]
@@ -175,8 +175,18 @@ pub struct GamedayArgs {
 pub enum SandboxCommand {
     /// Run the sandbox daemon for one stack (started on demand by other commands).
     Serve {
+        /// The stack's state directory (holds `spec.json`).
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        /// The webapp binary the instances run.
+        #[arg(long, value_name = "PATH")]
+        webapp: Option<PathBuf>,
+        /// moto's `moto_server`.
+        #[arg(long, value_name = "PATH")]
+        moto: Option<PathBuf>,
+        /// The mailer binary (the side channel's Lambda).
+        #[arg(long, value_name = "PATH")]
+        mailer: Option<PathBuf>,
     },
 }
 

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    BackendChoice, BackendKind, Cloud, CloudError, DeployRequest, Fault, RefreshStatus,
-    ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances, parse_env_override,
+    BackendChoice, BackendKind, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent,
+    RefreshStatus, ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances,
+    parse_env_override,
 };
 use provision::spec::StackSpec;
 use tokio::sync::{mpsc, watch};
@@ -65,21 +66,101 @@ fn fail(error: &CloudError) -> Outcome {
     Outcome::of(error)
 }
 
-/// The stack named by the spec file.
-pub fn load_stack(cli: &Cli) -> Result<StackRef, Outcome> {
+/// The spec file, and the stack it names.
+pub fn load_spec(cli: &Cli) -> Result<(StackSpec, StackRef), Outcome> {
     let spec = StackSpec::load(&cli.stack).map_err(|e| {
         eprintln!("triad: {}: {e}", cli.stack.display());
         Outcome::Invalid
     })?;
-    StackRef::new(spec.name).map_err(|e| fail(&e))
+    let stack = StackRef::new(spec.name.clone())
+        .map_err(|e| fail(&e))?
+        .in_region(spec.region.clone());
+    Ok((spec, stack))
+}
+
+/// The stack named by the spec file.
+pub fn load_stack(cli: &Cli) -> Result<StackRef, Outcome> {
+    load_spec(cli).map(|(_, stack)| stack)
 }
 
 /// The stack of the spec file and its guarded backend: where every command that talks to a
-/// cloud starts.
-async fn session(cli: &Cli) -> Result<(StackRef, BackendChoice, Arc<dyn Cloud>), Outcome> {
-    let stack = load_stack(cli)?;
+/// running stack starts. On the sandbox, a stack that is not running yet is brought up first,
+/// with its progress on standard error.
+pub async fn session(cli: &Cli) -> Result<(StackRef, BackendChoice, Arc<dyn Cloud>), Outcome> {
+    let (spec, stack) = load_spec(cli)?;
     let (choice, cloud) = open(cli, &stack).await?;
+    backend::ensure_running(&choice, &cloud, &spec, &stack, |event| {
+        eprintln!("{}", progress_line(event));
+    })
+    .await
+    .map_err(|e| fail_with_log(&e, &stack))?;
     Ok((stack, choice, cloud))
+}
+
+/// Reports `error`, and on the sandbox the end of the daemon's log when it says why.
+fn fail_with_log(error: &CloudError, stack: &StackRef) -> Outcome {
+    let outcome = fail(error);
+    let tail = backend::daemon_log_tail(stack, 8);
+    if !tail.is_empty()
+        && matches!(
+            error,
+            CloudError::Unavailable { .. } | CloudError::Backend { .. }
+        )
+    {
+        eprintln!("the sandbox daemon's log ends with:");
+        for line in tail {
+            eprintln!("  {line}");
+        }
+    }
+    outcome
+}
+
+/// One provisioning event as a line: `[ 3/10] CREATE_COMPLETE  LoadBalancer  Type  reason`.
+pub fn progress_line(event: &ProvisionEvent) -> String {
+    match event {
+        ProvisionEvent::Started {
+            stack,
+            operation,
+            total,
+            ..
+        } => {
+            let verb = match operation {
+                provision::port::StackOperation::Create => "creating",
+                provision::port::StackOperation::Update => "updating",
+                provision::port::StackOperation::Delete => "deleting",
+            };
+            format!("{verb} stack {stack}: {total} resources")
+        }
+        ProvisionEvent::Resource(r) => {
+            let width = r.total.to_string().len();
+            let mut line = format!(
+                "[{:>width$}/{}] {:<20} {}  {}",
+                r.done, r.total, r.status, r.logical_id, r.resource_type
+            );
+            if let Some(id) = &r.physical_id {
+                line.push_str(&format!("  {id}"));
+            }
+            if let Some(reason) = &r.reason {
+                line.push_str(&format!(" — {reason}"));
+            }
+            line
+        }
+        ProvisionEvent::Finished {
+            stack_status,
+            outputs,
+            summary,
+            ..
+        } => {
+            let mut line = format!("stack {stack_status}");
+            if let Some(summary) = summary {
+                line.push_str(&format!("\n{summary}"));
+            }
+            for (key, value) in &outputs.0 {
+                line.push_str(&format!("\n  {key} = {value}"));
+            }
+            line
+        }
+    }
 }
 
 /// The backend for this command, guarded.
@@ -473,8 +554,168 @@ pub async fn gameday_restore(cli: &Cli) -> Outcome {
     outcome
 }
 
-/// `triad plan|up|down` until the provisioning backends are wired.
-pub fn not_built(what: &str) -> Outcome {
-    eprintln!("triad: {what} is not built yet");
-    Outcome::Refused
+/// `triad plan`: what `up` would change, changing nothing.
+pub async fn plan(cli: &Cli) -> Outcome {
+    let (spec, stack) = match load_spec(cli) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let (_, cloud) = match open(cli, &stack).await {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let desired = match backend::desired(&spec, &stack) {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    match cloud.plan(&desired).await {
+        Ok(plan) => {
+            print!("{}", provision::aws::render_plan(&plan));
+            Outcome::Done
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Follows a provisioning stream, printing each event; the outcome says how it ended.
+async fn follow(
+    mut events: provision::port::CloudStream<ProvisionEvent>,
+    stack: &StackRef,
+) -> Outcome {
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                println!("{}", progress_line(&event));
+                if let ProvisionEvent::Finished { stack_status, .. } = &event {
+                    last = Some(*stack_status);
+                }
+            }
+            Err(e) => return fail_with_log(&e, stack),
+        }
+    }
+    match last {
+        Some(status) if status.is_success() => Outcome::Done,
+        Some(_) => {
+            let tail = backend::daemon_log_tail(stack, 8);
+            if !tail.is_empty() {
+                eprintln!("the sandbox daemon's log ends with:");
+                for line in tail {
+                    eprintln!("  {line}");
+                }
+            }
+            Outcome::Bad
+        }
+        None => {
+            eprintln!("triad: the operation on {stack} ended without a final status");
+            Outcome::BackendError
+        }
+    }
+}
+
+/// `triad up`: plan, confirm (on AWS), apply with live "X of Y" progress.
+pub async fn up(cli: &Cli, yes: bool) -> Outcome {
+    let (spec, stack) = match load_spec(cli) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let (choice, cloud) = match open(cli, &stack).await {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let desired = match backend::desired(&spec, &stack) {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    let plan = match cloud.plan(&desired).await {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    print!("{}", provision::aws::render_plan(&plan));
+    if plan.is_empty() {
+        return Outcome::Done;
+    }
+    if cli.read_only {
+        eprintln!("triad: read-only session: up refused; nothing was changed");
+        return Outcome::Refused;
+    }
+    if !yes
+        && choice.kind() == BackendKind::Aws
+        && !confirm("This creates or changes AWS resources.", &stack.name)
+    {
+        eprintln!("triad: not confirmed; nothing was changed");
+        return Outcome::Refused;
+    }
+    follow(cloud.apply(&plan), &stack).await
+}
+
+/// `triad down`: delete the stack, after the stack's name is typed (or `--yes`).
+pub async fn down(cli: &Cli, yes: bool) -> Outcome {
+    let stack = match load_stack(cli) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let (_, cloud) = match open(cli, &stack).await {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    if cli.read_only {
+        eprintln!("triad: read-only session: down refused; nothing was changed");
+        return Outcome::Refused;
+    }
+    if !yes
+        && !confirm(
+            &format!("This deletes stack {stack} and everything in it."),
+            &stack.name,
+        )
+    {
+        eprintln!("triad: not confirmed; nothing was changed");
+        return Outcome::Refused;
+    }
+    follow(cloud.destroy(&stack), &stack).await
+}
+
+/// `triad sandbox serve --dir DIR`: the sandbox daemon of one stack, in the foreground (the
+/// other commands start it detached, with its output in `DIR/daemon.log`).
+pub async fn sandbox_serve(
+    dir: &std::path::Path,
+    webapp: Option<std::path::PathBuf>,
+    moto: Option<std::path::PathBuf>,
+    mailer: Option<std::path::PathBuf>,
+) -> Outcome {
+    use backend::SandboxProgram;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let find = |given: Option<std::path::PathBuf>, program: SandboxProgram| match given {
+        Some(path) => Ok(path),
+        None => program.locate(),
+    };
+    let (webapp, moto) = match (
+        find(webapp, SandboxProgram::Webapp),
+        find(moto, SandboxProgram::Moto),
+    ) {
+        (Ok(w), Ok(m)) => (w, m),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("triad sandbox: {e}");
+            return Outcome::Invalid;
+        }
+    };
+    let mailer = find(mailer, SandboxProgram::Mailer).ok();
+    let config = match provision::sandbox::daemon::DaemonConfig::from_dir(dir, webapp, moto, mailer)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("triad sandbox: {e}");
+            return Outcome::Invalid;
+        }
+    };
+    match provision::sandbox::daemon::serve(config).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => {
+            eprintln!("triad sandbox: {e}");
+            Outcome::BackendError
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use provision::spec::StackSpec;
-use triad::cli::{self, Cli, Command, GamedayCommand};
+use triad::cli::{self, Cli, Command, GamedayCommand, SandboxCommand};
 use triad::commands::{self, Outcome};
 
 fn main() -> ExitCode {
@@ -43,10 +43,15 @@ async fn dispatch(cli: &Cli) -> Outcome {
             Some(GamedayCommand::Restore) => commands::gameday_restore(cli).await,
             None => commands::gameday(cli, args).await,
         },
-        Some(Command::Plan) => commands::not_built("plan"),
-        Some(Command::Up { .. }) => commands::not_built("up"),
-        Some(Command::Down { .. }) => commands::not_built("down"),
-        Some(Command::Sandbox(_)) => commands::not_built("the sandbox daemon"),
+        Some(Command::Plan) => commands::plan(cli).await,
+        Some(Command::Up { yes }) => commands::up(cli, *yes).await,
+        Some(Command::Down { yes }) => commands::down(cli, *yes).await,
+        Some(Command::Sandbox(SandboxCommand::Serve {
+            dir,
+            webapp,
+            moto,
+            mailer,
+        })) => commands::sandbox_serve(dir, webapp.clone(), moto.clone(), mailer.clone()).await,
         Some(Command::Template { .. }) => Outcome::Done,
     }
 }
@@ -67,7 +72,7 @@ async fn console(cli: &Cli) -> Outcome {
             .with_ansi(false)
             .try_init();
     }
-    let stack = match commands::load_stack(cli) {
+    let (spec, stack) = match commands::load_spec(cli) {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -81,10 +86,15 @@ async fn console(cli: &Cli) -> Outcome {
         }
     };
     let (cloud, error) = match triad::backend::connect(&choice, &stack).await {
-        Ok(inner) => (
-            Some(triad::backend::guard(inner, &stack, cli.read_only)),
-            None,
-        ),
+        Ok(inner) => {
+            let cloud = triad::backend::guard(inner, &stack, cli.read_only);
+            // The sandbox is started on demand: bring it up before the screen takes over.
+            let started = triad::backend::ensure_running(&choice, &cloud, &spec, &stack, |event| {
+                eprintln!("{}", commands::progress_line(event));
+            })
+            .await;
+            (Some(cloud), started.err().map(|e| e.to_string()))
+        }
         Err(e) => (None, Some(e.to_string())),
     };
     let state = triad::app::State::new(

@@ -1,0 +1,116 @@
+//! The real `triad` binary against the local sandbox, as a person uses it from a shell:
+//! `up` starts the stack's daemon (this same binary, `triad sandbox serve`) and streams the
+//! bring-up, `status --json` reads the per-AZ snapshot, `down` asks for the stack's name and
+//! then removes every process and the state. Needs `TRIAD_WEBAPP_BIN`, `TRIAD_MAILER_BIN` and
+//! `TRIAD_TEST_MOTO_BIN`, all provided by `scripts/test`.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SPEC: &str = r#"
+name = "cli-sbx"
+region = "us-east-1"
+[app]
+version = "1.0.0"
+min = 3
+max = 6
+desired = 3
+[mailer]
+sender = "no-reply@example.com"
+"#;
+
+fn required(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{name} is not set: run the tests through `scripts/test`"),
+    }
+}
+
+fn triad(home: &Path, spec: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_triad"));
+    command
+        .env("TRIAD_HOME", home)
+        .env("TRIAD_WEBAPP_BIN", required("TRIAD_WEBAPP_BIN"))
+        .env("TRIAD_MAILER_BIN", required("TRIAD_MAILER_BIN"))
+        .env("TRIAD_MOTO_BIN", required("TRIAD_TEST_MOTO_BIN"))
+        .arg("--stack")
+        .arg(spec)
+        .args(args);
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().expect("run triad")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn up_status_down_from_the_shell() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // PostgreSQL runs as its own user when the tests run as root.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("open the temporary directory");
+    }
+    let home = tmp.path().join("home");
+    let spec = tmp.path().join("stack.toml");
+    std::fs::write(&spec, SPEC).expect("write the spec");
+
+    let plan = run(&mut triad(&home, &spec, &["plan"]));
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("LoadBalancer"),
+        "{}",
+        text(&plan)
+    );
+
+    let up = run(&mut triad(&home, &spec, &["up", "--yes"]));
+    assert!(up.status.success(), "{}", text(&up));
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(stdout.contains("stack CREATE_COMPLETE"), "{}", text(&up));
+    assert!(stdout.contains("[8/8]"), "X of Y progress: {}", text(&up));
+
+    // Every instance becomes healthy behind the load balancer.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = run(&mut triad(&home, &spec, &["status", "--json"]));
+        assert!(status.status.success(), "{}", text(&status));
+        let snapshot: serde_json::Value =
+            serde_json::from_slice(&status.stdout).expect("status --json is JSON");
+        let azs = snapshot["azs"].as_array().expect("azs").clone();
+        let healthy = azs
+            .iter()
+            .flat_map(|az| az["instances"].as_array().cloned().unwrap_or_default())
+            .filter(|i| i["health"] == "Healthy" && i["lifecycle"] == "InService")
+            .count();
+        if azs.len() == 3 && healthy == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {snapshot:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // `down` without --yes wants the stack's name: an empty answer changes nothing.
+    let refused = run(&mut triad(&home, &spec, &["down"]));
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(home.join("cli-sbx").exists(), "the state is still there");
+
+    let down = run(&mut triad(&home, &spec, &["down", "--yes"]));
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("stack DELETE_COMPLETE"),
+        "{}",
+        text(&down)
+    );
+    assert!(!home.join("cli-sbx").exists(), "down removes the state");
+}
