@@ -100,19 +100,24 @@ pub async fn session(cli: &Cli) -> Result<(StackRef, BackendChoice, Arc<dyn Clou
 /// Reports `error`, and on the sandbox the end of the daemon's log when it says why.
 fn fail_with_log(error: &CloudError, stack: &StackRef) -> Outcome {
     let outcome = fail(error);
+    if matches!(
+        error,
+        CloudError::Unavailable { .. } | CloudError::Backend { .. }
+    ) {
+        print_daemon_log_tail(stack);
+    }
+    outcome
+}
+
+/// Prints the end of the sandbox daemon's log, if there is one, to say why something failed.
+fn print_daemon_log_tail(stack: &StackRef) {
     let tail = backend::daemon_log_tail(stack, 8);
-    if !tail.is_empty()
-        && matches!(
-            error,
-            CloudError::Unavailable { .. } | CloudError::Backend { .. }
-        )
-    {
+    if !tail.is_empty() {
         eprintln!("the sandbox daemon's log ends with:");
         for line in tail {
             eprintln!("  {line}");
         }
     }
-    outcome
 }
 
 /// One provisioning event as a line: `[ 3/10] CREATE_COMPLETE  LoadBalancer  Type  reason`.
@@ -597,13 +602,7 @@ async fn follow(
     match last {
         Some(status) if status.is_success() => Outcome::Done,
         Some(_) => {
-            let tail = backend::daemon_log_tail(stack, 8);
-            if !tail.is_empty() {
-                eprintln!("the sandbox daemon's log ends with:");
-                for line in tail {
-                    eprintln!("  {line}");
-                }
-            }
+            print_daemon_log_tail(stack);
             Outcome::Bad
         }
         None => {
