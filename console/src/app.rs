@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use provision::port::{
-    BackendKind, DeployRequest, Fault, FaultPlan, RefreshId, RefreshPreferences, Snapshot, StackRef,
+    BackendKind, DeployRequest, Fault, FaultPlan, Outputs, Plan, ProvisionEvent, RefreshId,
+    RefreshPreferences, ResourceEvent, Snapshot, StackOperation, StackRef, StackStatus,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate, StopConditions};
@@ -31,6 +32,7 @@ pub enum Screen {
     Events,
     Deploy,
     GameDay,
+    Provision,
     Help,
 }
 
@@ -42,6 +44,7 @@ impl Screen {
             Screen::Events => "events",
             Screen::Deploy => "deploy",
             Screen::GameDay => "gameday",
+            Screen::Provision => "provision",
             Screen::Help => "help",
         }
     }
@@ -54,6 +57,9 @@ pub const COMMANDS: &[&str] = &[
     "events",
     "deploy",
     "gameday",
+    "plan",
+    "up",
+    "down",
     "failover",
     "cancel",
     "rollback",
@@ -71,6 +77,12 @@ pub enum Effect {
     /// The dry run of a fault, before asking for confirmation.
     DescribeFault(Fault),
     StartDrill(Box<DrillConfig>),
+    /// Plan the stack spec against the stack (changes nothing).
+    Plan,
+    /// Carry a plan out, following its progress.
+    Apply(Box<Plan>),
+    /// Delete the stack, following its progress.
+    Destroy,
     /// Stop the running drill early: it restores and writes its report.
     StopDrill,
     /// Put text on the clipboard (OSC 52, works over SSH).
@@ -91,6 +103,11 @@ pub enum Action {
     RollbackStarted(RefreshId),
     FaultDescribed(Box<FaultPlan>),
     Drill(DrillUpdate),
+    Planned(Box<Plan>),
+    /// One event of an apply or destroy.
+    Provision(Box<ProvisionEvent>),
+    /// Planning, applying or destroying could not go on.
+    ProvisionFailed(String),
     /// A cloud call failed; `what` says which.
     Failed {
         what: String,
@@ -354,6 +371,95 @@ pub struct DrillView {
     pub running: bool,
 }
 
+/// Where the provisioning screen is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionPhase {
+    Planning,
+    Planned,
+    Running(StackOperation),
+    Finished,
+    Failed,
+}
+
+/// What the provisioning screen shows: the plan's diff, then the live "X of Y" progress of
+/// an apply or destroy with each resource's latest status and reason, then how it ended.
+#[derive(Debug, Clone)]
+pub struct ProvisionView {
+    pub phase: ProvisionPhase,
+    pub plan: Option<Box<Plan>>,
+    /// Resources finished so far and in all (the "X of Y").
+    pub done: u32,
+    pub total: u32,
+    /// Each resource's latest event, in the order they first appeared.
+    pub resources: Vec<ResourceEvent>,
+    /// The stack's status when the operation ended.
+    pub status: Option<StackStatus>,
+    /// What was and was not changed, when it did not go as asked.
+    pub summary: Option<String>,
+    pub outputs: Outputs,
+    pub error: Option<String>,
+}
+
+impl ProvisionView {
+    fn new(phase: ProvisionPhase) -> Self {
+        ProvisionView {
+            phase,
+            plan: None,
+            done: 0,
+            total: 0,
+            resources: Vec::new(),
+            status: None,
+            summary: None,
+            outputs: Outputs::default(),
+            error: None,
+        }
+    }
+
+    /// Whether an apply or destroy is under way (its stream still open).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self.phase,
+            ProvisionPhase::Planning | ProvisionPhase::Running(_)
+        )
+    }
+
+    fn record(&mut self, event: ProvisionEvent) {
+        match event {
+            ProvisionEvent::Started {
+                operation, total, ..
+            } => {
+                self.phase = ProvisionPhase::Running(operation);
+                self.total = total;
+                self.done = 0;
+                self.resources.clear();
+            }
+            ProvisionEvent::Resource(resource) => {
+                self.done = resource.done;
+                self.total = resource.total;
+                match self
+                    .resources
+                    .iter_mut()
+                    .find(|r| r.logical_id == resource.logical_id)
+                {
+                    Some(slot) => *slot = resource,
+                    None => self.resources.push(resource),
+                }
+            }
+            ProvisionEvent::Finished {
+                stack_status,
+                outputs,
+                summary,
+                ..
+            } => {
+                self.phase = ProvisionPhase::Finished;
+                self.status = Some(stack_status);
+                self.summary = summary;
+                self.outputs = outputs;
+            }
+        }
+    }
+}
+
 /// The whole console state.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -376,6 +482,7 @@ pub struct State {
     pub deploy: DeployForm,
     pub gameday: GamedayForm,
     pub drill: Option<DrillView>,
+    pub provision: Option<ProvisionView>,
     pub notices: VecDeque<Notice>,
     pub quit: bool,
 }
@@ -400,6 +507,7 @@ impl State {
             deploy: DeployForm::default(),
             gameday: GamedayForm::default(),
             drill: None,
+            provision: None,
             notices: VecDeque::new(),
             quit: false,
         }
@@ -487,6 +595,11 @@ impl State {
 
     fn ask(&mut self, title: String, lines: Vec<String>, az: Option<&str>, effect: Effect) {
         let expected = self.confirmation_word(az);
+        self.ask_for(title, lines, expected, effect);
+    }
+
+    /// Opens a confirmation that goes ahead only when `expected` is typed.
+    fn ask_for(&mut self, title: String, lines: Vec<String>, expected: String, effect: Effect) {
         self.mode = Mode::Confirm(Box::new(Confirm {
             title,
             lines,
@@ -564,6 +677,23 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             on_drill(state, update);
             Vec::new()
         }
+        Action::Planned(plan) => {
+            on_planned(state, plan);
+            Vec::new()
+        }
+        Action::Provision(event) => {
+            on_provision_event(state, *event);
+            Vec::new()
+        }
+        Action::ProvisionFailed(error) => {
+            let view = state
+                .provision
+                .get_or_insert_with(|| ProvisionView::new(ProvisionPhase::Failed));
+            view.phase = ProvisionPhase::Failed;
+            view.error = Some(error.clone());
+            state.notice(Level::Error, format!("provisioning failed: {error}"));
+            Vec::new()
+        }
         Action::Failed { what, error } => {
             state.notice(Level::Error, format!("{what} failed: {error}"));
             Vec::new()
@@ -618,6 +748,49 @@ fn on_drill(state: &mut State, update: DrillUpdate) {
     }
 }
 
+fn on_planned(state: &mut State, plan: Box<Plan>) {
+    let summary = if plan.is_empty() {
+        "no changes".to_string()
+    } else if plan.creates_stack {
+        format!("creates the stack: {}", plan.summary())
+    } else {
+        plan.summary().to_string()
+    };
+    state.notice(Level::Info, format!("plan for {}: {summary}", state.stack));
+    let view = state
+        .provision
+        .get_or_insert_with(|| ProvisionView::new(ProvisionPhase::Planned));
+    *view = ProvisionView::new(ProvisionPhase::Planned);
+    view.plan = Some(plan);
+}
+
+fn on_provision_event(state: &mut State, event: ProvisionEvent) {
+    let ended = match &event {
+        ProvisionEvent::Finished {
+            stack_status,
+            summary,
+            ..
+        } => Some((*stack_status, summary.clone())),
+        _ => None,
+    };
+    state
+        .provision
+        .get_or_insert_with(|| ProvisionView::new(ProvisionPhase::Planned))
+        .record(event);
+    if let Some((status, summary)) = ended {
+        let level = if status.is_success() {
+            Level::Info
+        } else {
+            Level::Error
+        };
+        let mut text = format!("stack {}: {status}", state.stack);
+        if let Some(summary) = summary {
+            text.push_str(&format!(" — {summary}"));
+        }
+        state.notice(level, text);
+    }
+}
+
 fn ctrl(key: &KeyEvent, c: char) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
 }
@@ -637,6 +810,7 @@ fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         Mode::Normal => match state.screen {
             Screen::Deploy => on_deploy_key(state, key),
             Screen::GameDay => on_gameday_key(state, key),
+            Screen::Provision => on_provision_key(state, key),
             _ => on_normal_key(state, key),
         },
     }
@@ -733,6 +907,9 @@ fn run_command(state: &mut State, command: &str) -> Vec<Effect> {
         "help" => state.go(Screen::Help),
         "deploy" => return open_deploy(state),
         "gameday" => return open_gameday(state),
+        "plan" => return open_provision(state),
+        "up" => return ask_apply(state),
+        "down" => return ask_destroy(state),
         "failover" => return ask_failover(state),
         "cancel" => return ask_cancel(state),
         "rollback" => return ask_rollback(state),
@@ -781,6 +958,87 @@ fn open_gameday(state: &mut State) -> Vec<Effect> {
         state.go(Screen::GameDay);
     }
     Vec::new()
+}
+
+/// Opens the provisioning screen and plans, unless an operation is already under way (then
+/// it only shows its progress).
+fn open_provision(state: &mut State) -> Vec<Effect> {
+    state.go(Screen::Provision);
+    if state.provision.as_ref().is_some_and(ProvisionView::is_busy) {
+        return Vec::new();
+    }
+    state.provision = Some(ProvisionView::new(ProvisionPhase::Planning));
+    vec![Effect::Plan]
+}
+
+/// Asks to carry out the current plan (planning first when there is none).
+fn ask_apply(state: &mut State) -> Vec<Effect> {
+    if state.refuse_if_read_only("apply") {
+        return Vec::new();
+    }
+    let plan = match &state.provision {
+        Some(view) if view.phase == ProvisionPhase::Planned => view.plan.clone(),
+        Some(view) if view.is_busy() => {
+            state.go(Screen::Provision);
+            state.notice(Level::Info, "an operation is already under way");
+            return Vec::new();
+        }
+        _ => None,
+    };
+    let Some(plan) = plan else {
+        state.notice(
+            Level::Info,
+            "planning first: press a again to apply the plan",
+        );
+        return open_provision(state);
+    };
+    state.go(Screen::Provision);
+    if plan.is_empty() {
+        state.notice(Level::Info, "the plan has no changes: nothing to apply");
+        return Vec::new();
+    }
+    let summary = plan.summary();
+    let lines = vec![
+        if plan.creates_stack {
+            format!("Creates the stack: {summary}.")
+        } else {
+            format!("Changes the stack: {summary}.")
+        },
+        "Resources marked -/+ are replaced: the old one is deleted.".into(),
+    ];
+    let title = format!("Apply the plan to {}?", state.stack.name);
+    state.ask(title, lines, None, Effect::Apply(plan));
+    Vec::new()
+}
+
+/// Asks to delete the stack: the stack's name must be typed, on every backend.
+fn ask_destroy(state: &mut State) -> Vec<Effect> {
+    if state.refuse_if_read_only("destroy") {
+        return Vec::new();
+    }
+    if state.provision.as_ref().is_some_and(ProvisionView::is_busy) {
+        state.go(Screen::Provision);
+        state.notice(Level::Info, "an operation is already under way");
+        return Vec::new();
+    }
+    state.go(Screen::Provision);
+    let title = format!("Delete stack {} and everything in it?", state.stack.name);
+    let lines = vec![
+        "Every instance, the load balancer and the database are deleted.".into(),
+        "The database's data is lost unless a final snapshot is kept.".into(),
+    ];
+    let expected = state.stack.name.clone();
+    state.ask_for(title, lines, expected, Effect::Destroy);
+    Vec::new()
+}
+
+fn on_provision_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    match key.code {
+        KeyCode::Char('p') => open_provision(state),
+        KeyCode::Char('a') => ask_apply(state),
+        KeyCode::Char('D') => ask_destroy(state),
+        _ => on_normal_key(state, key),
+    }
 }
 
 fn ask_failover(state: &mut State) -> Vec<Effect> {
@@ -912,6 +1170,7 @@ fn on_normal_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         }
         KeyCode::Char('d') => open_deploy(state),
         KeyCode::Char('g') => open_gameday(state),
+        KeyCode::Char('p') => open_provision(state),
         KeyCode::Char('F') => ask_failover(state),
         KeyCode::Char('C') => ask_cancel(state),
         KeyCode::Char('R') => ask_rollback(state),
@@ -1199,5 +1458,144 @@ mod tests {
                 az: "eu-west-1a".into()
             }
         );
+    }
+
+    fn plan(stack: &StackRef, changes: usize) -> Plan {
+        let desired = provision::port::DesiredStack {
+            stack: stack.clone(),
+            template_body: "{}".into(),
+            parameters: Default::default(),
+            tags: Default::default(),
+            spec: serde_json::Value::Null,
+        };
+        Plan {
+            desired,
+            creates_stack: changes > 0,
+            change_set: None,
+            changes: (0..changes)
+                .map(|i| provision::port::ResourceChange {
+                    logical_id: format!("Resource{i}"),
+                    resource_type: "AWS::EC2::Subnet".into(),
+                    physical_id: None,
+                    action: provision::port::ChangeAction::Add,
+                    reasons: vec![],
+                })
+                .collect(),
+            planned_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn p_plans_and_apply_asks_before_applying() {
+        let mut s = state(BackendKind::Sandbox, false);
+        assert_eq!(update(&mut s, key(KeyCode::Char('p'))), vec![Effect::Plan]);
+        assert_eq!(s.screen, Screen::Provision);
+        assert!(
+            update(&mut s, key(KeyCode::Char('p'))).is_empty(),
+            "no second plan while one is under way"
+        );
+        let p = plan(&s.stack, 3);
+        update(&mut s, Action::Planned(Box::new(p)));
+        assert!(update(&mut s, key(KeyCode::Char('a'))).is_empty());
+        assert!(matches!(s.mode, Mode::Confirm(_)));
+        chars(&mut s, "y");
+        let effects = update(&mut s, key(KeyCode::Enter));
+        let [Effect::Apply(applied)] = effects.as_slice() else {
+            panic!("one apply effect: {effects:?}");
+        };
+        assert_eq!(applied.changes.len(), 3);
+    }
+
+    #[test]
+    fn an_empty_plan_applies_nothing() {
+        let mut s = state(BackendKind::Sandbox, false);
+        update(&mut s, key(KeyCode::Char('p')));
+        let p = plan(&s.stack, 0);
+        update(&mut s, Action::Planned(Box::new(p)));
+        assert!(update(&mut s, key(KeyCode::Char('a'))).is_empty());
+        assert_eq!(s.mode, Mode::Normal);
+        assert!(s.notices[0].text.contains("no changes"), "{:?}", s.notices);
+    }
+
+    #[rstest]
+    #[case(BackendKind::Sandbox)]
+    #[case(BackendKind::Aws)]
+    fn destroy_needs_the_stack_name_typed_on_every_backend(#[case] backend: BackendKind) {
+        let mut s = state(backend, false);
+        update(&mut s, key(KeyCode::Char('p')));
+        let p = plan(&s.stack, 0);
+        update(&mut s, Action::Planned(Box::new(p)));
+        update(&mut s, key(KeyCode::Char('D')));
+        chars(&mut s, "y");
+        assert!(
+            update(&mut s, key(KeyCode::Enter)).is_empty(),
+            "y is not enough"
+        );
+        update(&mut s, key(KeyCode::Char('D')));
+        chars(&mut s, "demo");
+        assert_eq!(update(&mut s, key(KeyCode::Enter)), vec![Effect::Destroy]);
+    }
+
+    #[rstest]
+    #[case("up")]
+    #[case("down")]
+    fn read_only_refuses_apply_and_destroy_but_plans(#[case] command: &str) {
+        let mut s = state(BackendKind::Sandbox, true);
+        update(&mut s, key(KeyCode::Char(':')));
+        chars(&mut s, command);
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        assert_eq!(s.mode, Mode::Normal);
+        assert!(s.notices[0].text.contains("read-only"), "{:?}", s.notices);
+        assert_eq!(update(&mut s, key(KeyCode::Char('p'))), vec![Effect::Plan]);
+    }
+
+    #[test]
+    fn provisioning_events_count_x_of_y_and_keep_each_resource_s_latest_status() {
+        use provision::port::{ResourceStatus, StackOperation, StackStatus};
+        let mut s = state(BackendKind::Sandbox, false);
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let resource = |id: &str, status, done| {
+            Action::Provision(Box::new(ProvisionEvent::Resource(ResourceEvent {
+                at,
+                logical_id: id.into(),
+                resource_type: "AWS::EC2::Subnet".into(),
+                physical_id: None,
+                status,
+                reason: None,
+                done,
+                total: 2,
+            })))
+        };
+        let stack = s.stack.clone();
+        update(
+            &mut s,
+            Action::Provision(Box::new(ProvisionEvent::Started {
+                at,
+                stack,
+                operation: StackOperation::Create,
+                total: 2,
+            })),
+        );
+        update(&mut s, resource("A", ResourceStatus::CreateInProgress, 0));
+        update(&mut s, resource("B", ResourceStatus::CreateInProgress, 0));
+        update(&mut s, resource("A", ResourceStatus::CreateComplete, 1));
+        let view = s.provision.as_ref().expect("view");
+        assert_eq!(view.phase, ProvisionPhase::Running(StackOperation::Create));
+        assert_eq!((view.done, view.total), (1, 2));
+        assert_eq!(view.resources.len(), 2);
+        assert_eq!(view.resources[0].status, ResourceStatus::CreateComplete);
+        update(
+            &mut s,
+            Action::Provision(Box::new(ProvisionEvent::Finished {
+                at,
+                stack_status: StackStatus::RollbackComplete,
+                outputs: Outputs::default(),
+                summary: Some("B failed: no capacity".into()),
+            })),
+        );
+        let view = s.provision.as_ref().expect("view");
+        assert_eq!(view.phase, ProvisionPhase::Finished);
+        assert_eq!(s.notices[0].level, Level::Error);
+        assert!(s.notices[0].text.contains("no capacity"), "{:?}", s.notices);
     }
 }

@@ -97,13 +97,14 @@ async fn console(cli: &Cli) -> Outcome {
         }
         Err(e) => (None, Some(e.to_string())),
     };
+    let desired = triad::backend::desired(&spec, &stack).ok();
     let state = triad::app::State::new(
         stack,
         choice.kind(),
         triad::backend::origin(&choice),
         cli.read_only,
     );
-    match triad::run::run(state, cloud, error).await {
+    match triad::run::run(state, cloud, desired, error).await {
         Ok(()) => Outcome::Done,
         Err(e) => {
             eprintln!("triad: {e:#}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use crossterm::event::{Event, KeyEventKind};
 use futures::StreamExt;
-use provision::port::{Cloud, StackRef};
+use provision::port::{Cloud, CloudStream, DesiredStack, ProvisionEvent, StackRef};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -26,10 +26,12 @@ use crate::ui;
 const FRAME: Duration = Duration::from_millis(33);
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs the console until the operator quits.
+/// Runs the console until the operator quits. `desired` is the stack spec's desired stack,
+/// which the provisioning screen plans and applies.
 pub async fn run(
     mut state: State,
     cloud: Option<Arc<dyn Cloud>>,
+    desired: Option<DesiredStack>,
     connect_error: Option<String>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
@@ -42,6 +44,7 @@ pub async fn run(
     }
     let mut runner = Runner {
         cloud,
+        desired,
         stack: state.stack.clone(),
         tx,
         drill_stop: None,
@@ -116,6 +119,7 @@ fn spawn_watch(cloud: Arc<dyn Cloud>, stack: StackRef, tx: mpsc::UnboundedSender
 /// Carries out effects on tokio tasks; each sends its result back as an action.
 struct Runner {
     cloud: Option<Arc<dyn Cloud>>,
+    desired: Option<DesiredStack>,
     stack: StackRef,
     tx: mpsc::UnboundedSender<Action>,
     drill_stop: Option<watch::Sender<bool>>,
@@ -183,6 +187,21 @@ impl Runner {
                     let _ = tx.send(action);
                 });
             }
+            Effect::Plan => {
+                let Some(desired) = self.desired.clone() else {
+                    let _ = tx.send(Action::ProvisionFailed("no stack spec is loaded".into()));
+                    return;
+                };
+                tokio::spawn(async move {
+                    let action = match cloud.plan(&desired).await {
+                        Ok(plan) => Action::Planned(Box::new(plan)),
+                        Err(e) => Action::ProvisionFailed(e.to_string()),
+                    };
+                    let _ = tx.send(action);
+                });
+            }
+            Effect::Apply(plan) => follow(cloud.apply(&plan), tx),
+            Effect::Destroy => follow(cloud.destroy(&stack), tx),
             Effect::StartDrill(config) => {
                 let (stop_tx, stop_rx) = watch::channel(false);
                 self.drill_stop = Some(stop_tx);
@@ -218,6 +237,21 @@ impl Runner {
             Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}
         }
     }
+}
+
+/// Forwards a provisioning stream's events to the console until it ends.
+fn follow(mut events: CloudStream<ProvisionEvent>, tx: mpsc::UnboundedSender<Action>) {
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let action = match event {
+                Ok(event) => Action::Provision(Box::new(event)),
+                Err(e) => Action::ProvisionFailed(e.to_string()),
+            };
+            if tx.send(action).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn failed(what: &str, error: provision::port::CloudError) -> Action {

@@ -15,11 +15,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, List, ListItem, Paragraph, Sparkline, Wrap};
 
 use provision::port::{
-    AzView, DbRole, EventSource, HealthStatus, LifecycleState, MetricKind, RefreshStatus, Snapshot,
-    TargetState,
+    AzView, ChangeAction, DbRole, EventSource, HealthStatus, Instance, LifecycleState, MetricKind,
+    RefreshStatus, ResourceStatus, Snapshot, Target, TargetState,
 };
 
-use crate::app::{DeployForm, GamedayForm, Level, Mode, Screen, State};
+use crate::app::{
+    DeployForm, GamedayForm, Level, Mode, ProvisionPhase, ProvisionView, Screen, State,
+};
 
 /// Above this many instances in one AZ column, the column shows counts per state instead of
 /// one line per instance (Enter opens the full, filterable list).
@@ -44,6 +46,7 @@ pub fn draw(frame: &mut Frame, state: &State) {
         Screen::Events => draw_events(frame, body, state, usize::MAX),
         Screen::Deploy => draw_deploy(frame, body, state),
         Screen::GameDay => draw_gameday(frame, body, state),
+        Screen::Provision => draw_provision(frame, body, state),
         Screen::Help => draw_help(frame, body, state),
     }
     if state.screen != Screen::Events {
@@ -160,10 +163,19 @@ fn draw_strip(frame: &mut Frame, area: Rect, state: &State) {
     }
 }
 
-fn lifecycle_glyph(instance: &provision::port::Instance) -> (&'static str, Color) {
+/// An instance's glyph: its lifecycle, and for an instance in service the worse of its
+/// Auto Scaling health and its target's health (an instance the load balancer has taken out
+/// of rotation is not shown as healthy).
+fn instance_glyph(instance: &Instance, target: Option<&Target>) -> (&'static str, Color) {
     match (instance.lifecycle, instance.health) {
-        (LifecycleState::InService, HealthStatus::Healthy) => ("●", Color::Green),
         (LifecycleState::InService, HealthStatus::Unhealthy) => ("✗", Color::Red),
+        (LifecycleState::InService, HealthStatus::Healthy) => match target.map(|t| t.state) {
+            None | Some(TargetState::Healthy) => ("●", Color::Green),
+            Some(TargetState::Unhealthy) => ("✗", Color::Red),
+            Some(TargetState::Initial) => ("◌", Color::Cyan),
+            Some(TargetState::Draining) => ("◍", Color::Yellow),
+            Some(_) => ("○", Color::DarkGray),
+        },
         (LifecycleState::Pending, _) | (LifecycleState::PendingWait, _) => ("◌", Color::Cyan),
         (LifecycleState::Terminating, _) | (LifecycleState::TerminatingWait, _) => {
             ("◍", Color::Yellow)
@@ -291,7 +303,7 @@ fn draw_az(
         lines.push(Line::from("Enter: list all".dim()));
     } else {
         for (row, i) in instances.iter().enumerate() {
-            let (glyph, color) = lifecycle_glyph(i);
+            let (glyph, color) = instance_glyph(i, az.targets.iter().find(|t| t.id == i.id));
             let selected = focused && row == state.row;
             let mut style = Style::new();
             if selected {
@@ -345,7 +357,7 @@ fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
             if !state.matches_filter(&i.id, i.version.as_deref()) {
                 continue;
             }
-            let (glyph, color) = lifecycle_glyph(i);
+            let (glyph, color) = instance_glyph(i, az.targets.iter().find(|t| t.id == i.id));
             let target = az
                 .targets
                 .iter()
@@ -603,6 +615,208 @@ fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
     );
 }
 
+fn change_color(action: ChangeAction) -> Color {
+    match action {
+        ChangeAction::Add => Color::Green,
+        ChangeAction::Modify => Color::Yellow,
+        ChangeAction::Replace => Color::Magenta,
+        ChangeAction::Delete => Color::Red,
+    }
+}
+
+fn resource_color(status: ResourceStatus) -> Color {
+    let name = status.to_string();
+    if name.ends_with("_FAILED") {
+        Color::Red
+    } else if name.contains("ROLLBACK") {
+        Color::Magenta
+    } else if name.ends_with("_IN_PROGRESS") {
+        Color::Cyan
+    } else {
+        Color::Green
+    }
+}
+
+/// The plan's diff, one line per resource.
+fn plan_lines(view: &ProvisionView) -> Vec<Line<'static>> {
+    let Some(plan) = &view.plan else {
+        return vec![Line::from("planning…".dim())];
+    };
+    if plan.is_empty() {
+        return vec![Line::from(
+            "No changes: the stack matches the stack spec.".green(),
+        )];
+    }
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            if plan.creates_stack {
+                "Creates the stack: "
+            } else {
+                "Plan: "
+            },
+            Style::new().bold(),
+        ),
+        Span::raw(plan.summary().to_string()),
+    ])];
+    if plan.changes.is_empty() {
+        lines.push(Line::from(
+            "No resource changes; the stack's parameters or outputs change.".dim(),
+        ));
+    }
+    for change in &plan.changes {
+        let color = change_color(change.action);
+        let mut spans = vec![
+            Span::styled(
+                format!("{:>3} ", change.action.marker()),
+                Style::new().fg(color).bold(),
+            ),
+            Span::styled(
+                format!("{:<26} ", change.logical_id),
+                Style::new().fg(color),
+            ),
+            Span::raw(change.resource_type.clone()).dim(),
+        ];
+        if !change.reasons.is_empty() {
+            spans.push(Span::raw(format!("  {}", change.reasons.join("; "))).dim());
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
+}
+
+/// The live progress: each resource's latest status, newest changes at the bottom.
+fn progress_lines(view: &ProvisionView, room: usize, width: u16) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line> = Vec::new();
+    for r in &view.resources {
+        let color = resource_color(r.status);
+        let mut spans = vec![
+            Span::styled(
+                format!("{:<19} ", r.status.to_string()),
+                Style::new().fg(color),
+            ),
+            Span::raw(format!("{:<26} ", r.logical_id)),
+            Span::raw(r.resource_type.clone()).dim(),
+        ];
+        match &r.reason {
+            // On a narrow terminal the reason gets its own line, so it is never cut off.
+            Some(reason) if width < 120 => {
+                lines.push(Line::from(spans));
+                lines.push(Line::from(Span::styled(
+                    format!("    ↳ {reason}"),
+                    Style::new().fg(color),
+                )));
+            }
+            Some(reason) => {
+                spans.push(Span::styled(format!("  {reason}"), Style::new().fg(color)));
+                lines.push(Line::from(spans));
+            }
+            None => lines.push(Line::from(spans)),
+        }
+    }
+    if let Some(status) = view.status {
+        let color = if status.is_success() {
+            Color::Green
+        } else {
+            Color::Red
+        };
+        lines.push(Line::from(Span::styled(
+            format!("stack {status}"),
+            Style::new().fg(color).bold(),
+        )));
+        if let Some(summary) = &view.summary {
+            lines.extend(summary.lines().map(|l| Line::from(l.to_string())));
+        }
+        for (key, value) in &view.outputs.0 {
+            lines.push(Line::from(format!("  {key} = {value}")));
+        }
+    }
+    let skip = lines.len().saturating_sub(room);
+    lines.split_off(skip)
+}
+
+fn draw_provision(frame: &mut Frame, area: Rect, state: &State) {
+    let block = Block::bordered().title(" provision: plan · apply · destroy ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [gauge_area, list_area, hint_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let Some(view) = &state.provision else {
+        frame.render_widget(Line::from(" p: plan the stack spec".dim()), gauge_area);
+        return;
+    };
+    let headline = match view.phase {
+        ProvisionPhase::Planning => Line::from(" planning…".cyan()),
+        ProvisionPhase::Planned => Line::from(" plan ready".bold()),
+        ProvisionPhase::Running(_) | ProvisionPhase::Finished => {
+            let verb = match (view.phase, view.status) {
+                (ProvisionPhase::Running(provision::port::StackOperation::Delete), _) => {
+                    "deleting".to_string()
+                }
+                (ProvisionPhase::Running(provision::port::StackOperation::Create), _) => {
+                    "creating".to_string()
+                }
+                (ProvisionPhase::Running(_), _) => "updating".to_string(),
+                (_, Some(status)) => status.to_string(),
+                _ => "done".to_string(),
+            };
+            let percent = if view.total == 0 {
+                if view.phase == ProvisionPhase::Finished {
+                    100
+                } else {
+                    0
+                }
+            } else {
+                (u64::from(view.done.min(view.total)) * 100 / u64::from(view.total)) as u16
+            };
+            let color = match view.status {
+                Some(s) if !s.is_success() => Color::Red,
+                Some(_) => Color::Green,
+                None => Color::Cyan,
+            };
+            frame.render_widget(
+                Gauge::default()
+                    .gauge_style(Style::new().fg(color))
+                    .percent(percent)
+                    .label(format!(
+                        "{verb} {}: {} of {} resources",
+                        state.stack.name, view.done, view.total
+                    )),
+                gauge_area,
+            );
+            Line::default()
+        }
+        ProvisionPhase::Failed => Line::from(Span::styled(
+            format!(" failed: {}", view.error.as_deref().unwrap_or("?")),
+            Style::new().fg(Color::Red),
+        )),
+    };
+    if !matches!(
+        view.phase,
+        ProvisionPhase::Running(_) | ProvisionPhase::Finished
+    ) {
+        frame.render_widget(headline, gauge_area);
+    }
+    let room = list_area.height as usize;
+    let lines = match view.phase {
+        ProvisionPhase::Planning | ProvisionPhase::Planned => plan_lines(view),
+        ProvisionPhase::Failed if view.resources.is_empty() => plan_lines(view),
+        _ => progress_lines(view, room, list_area.width),
+    };
+    frame.render_widget(Paragraph::new(lines), list_area);
+    let hint = if view.is_busy() {
+        "following the operation · Esc back (it goes on)"
+    } else if state.read_only {
+        "p plan again · Esc back"
+    } else {
+        "a apply the plan · p plan again · D destroy the stack · Esc back"
+    };
+    frame.render_widget(Line::from(hint.dim()), hint_area);
+}
+
 fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
     let mut rows = vec![
         ("j k ↑ ↓", "move in the list"),
@@ -612,7 +826,11 @@ fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
         ("/", "filter instances by id or version (Esc clears)"),
         (
             ":",
-            "command mode (Tab completes): dashboard instances events deploy gameday failover cancel rollback stop help quit",
+            "command mode (Tab completes): dashboard instances events deploy gameday plan up down failover cancel rollback stop help quit",
+        ),
+        (
+            "p",
+            "provisioning: plan the stack spec (a applies, D destroys)",
         ),
         ("y", "copy the selected instance id (OSC 52)"),
         ("Esc", "back"),
@@ -657,7 +875,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &State) {
             let hints = if state.read_only {
                 "? help  : command  / filter  Enter instances  e events  q quit"
             } else {
-                "? help  d deploy  g gameday  F failover  : command  / filter  q quit"
+                "? help  d deploy  g gameday  p provision  F failover  : command  q quit"
             };
             Line::from(format!(" {} · {hints}", state.screen.title()).dim())
         }

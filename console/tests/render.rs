@@ -162,3 +162,126 @@ async fn read_only_help_hides_changes() {
     assert!(!screen.contains("deploy a version"), "{screen}");
     insta::assert_snapshot!("help_read_only_80x24", screen);
 }
+
+fn change(
+    logical_id: &str,
+    resource_type: &str,
+    action: provision::port::ChangeAction,
+    reasons: &[&str],
+) -> provision::port::ResourceChange {
+    provision::port::ResourceChange {
+        logical_id: logical_id.into(),
+        resource_type: resource_type.into(),
+        physical_id: None,
+        action,
+        reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
+    }
+}
+
+fn resource_event(
+    logical_id: &str,
+    status: provision::port::ResourceStatus,
+    reason: Option<&str>,
+    done: u32,
+) -> Action {
+    Action::Provision(Box::new(provision::port::ProvisionEvent::Resource(
+        provision::port::ResourceEvent {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            logical_id: logical_id.into(),
+            resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+            physical_id: None,
+            status,
+            reason: reason.map(str::to_string),
+            done,
+            total: 3,
+        },
+    )))
+}
+
+#[tokio::test]
+async fn provisioning_plan_then_progress_then_rollback() {
+    use provision::port::{
+        ChangeAction, DesiredStack, Outputs, Plan, ProvisionEvent, ResourceStatus, StackOperation,
+        StackStatus,
+    };
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(&mut state, Action::Key(crossterm_key('p')));
+    let plan = Plan {
+        desired: DesiredStack {
+            stack: state.stack.clone(),
+            template_body: "{}".into(),
+            parameters: Default::default(),
+            tags: Default::default(),
+            spec: serde_json::Value::Null,
+        },
+        creates_stack: false,
+        change_set: Some("arn:aws:cloudformation:eu-west-1:1:changeSet/x".into()),
+        changes: vec![
+            change(
+                "WebLaunchTemplate",
+                "AWS::EC2::LaunchTemplate",
+                ChangeAction::Modify,
+                &["Properties.LaunchTemplateData"],
+            ),
+            change("Alarm5xx", "AWS::CloudWatch::Alarm", ChangeAction::Add, &[]),
+            change(
+                "DbSubnetGroup",
+                "AWS::RDS::DBSubnetGroup",
+                ChangeAction::Replace,
+                &["Properties.SubnetIds (replacement)"],
+            ),
+        ],
+        planned_at: time::OffsetDateTime::UNIX_EPOCH,
+    };
+    update(&mut state, Action::Planned(Box::new(plan)));
+    let screen = render(&state, 80, 24);
+    assert!(screen.contains("1 to add"), "{screen}");
+    insta::assert_snapshot!("provision_plan_80x24", screen);
+
+    let stack = state.stack.clone();
+    update(
+        &mut state,
+        Action::Provision(Box::new(ProvisionEvent::Started {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            stack,
+            operation: StackOperation::Update,
+            total: 3,
+        })),
+    );
+    update(
+        &mut state,
+        resource_event("WebLaunchTemplate", ResourceStatus::UpdateComplete, None, 1),
+    );
+    update(
+        &mut state,
+        resource_event(
+            "DbSubnetGroup",
+            ResourceStatus::UpdateFailed,
+            Some("Subnets must cover at least 2 AZs"),
+            2,
+        ),
+    );
+    let screen = render(&state, 80, 24);
+    assert!(screen.contains("2 of 3"), "{screen}");
+    insta::assert_snapshot!("provision_progress_80x24", screen);
+
+    update(
+        &mut state,
+        Action::Provision(Box::new(ProvisionEvent::Finished {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            stack_status: StackStatus::UpdateRollbackComplete,
+            outputs: Outputs::default(),
+            summary: Some("DbSubnetGroup failed; every change was rolled back.".into()),
+        })),
+    );
+    let screen = render(&state, 160, 48);
+    assert!(screen.contains("UPDATE_ROLLBACK_COMPLETE"), "{screen}");
+    insta::assert_snapshot!("provision_rolled_back_160x48", screen);
+}
+
+fn crossterm_key(c: char) -> crossterm::event::KeyEvent {
+    crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Char(c),
+        crossterm::event::KeyModifiers::NONE,
+    )
+}
