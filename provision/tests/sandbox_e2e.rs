@@ -15,7 +15,7 @@ use futures::StreamExt;
 use provision::port::{
     CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
     MetricKind, Outputs, ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef,
-    StackStatus, TargetState, refresh_outcome,
+    StackStatus, TargetReason, TargetState, refresh_outcome,
 };
 use provision::sandbox::client::SandboxCloud;
 use provision::sandbox::daemon::{self, DaemonConfig, SandboxSpec, marked_processes, marker_of};
@@ -731,13 +731,38 @@ async fn a_bad_deploy_stops_on_health_checks_and_rolls_back_without_failed_reque
         .deploy(&sandbox.stack, &request)
         .await
         .expect("deploy");
-    let refresh = tokio::time::timeout(
-        LIMIT,
-        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
-    )
-    .await
-    .expect("the refresh ends in time")
-    .expect("the refresh");
+    // While the refresh runs, note how the broken instances' targets fail their checks.
+    let mut broken_reasons: BTreeSet<TargetReason> = BTreeSet::new();
+    let refresh = {
+        let outcome = refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id));
+        tokio::pin!(outcome);
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            tokio::select! {
+                refresh = &mut outcome => break refresh.expect("the refresh"),
+                _ = tokio::time::sleep_until(deadline) => panic!("the refresh did not end in time"),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let snapshot = sandbox.snapshot().await;
+                    let broken: BTreeSet<&str> = snapshot
+                        .azs
+                        .iter()
+                        .flat_map(|a| &a.instances)
+                        .filter(|i| i.version.as_deref() == Some("2.0.0-broken"))
+                        .map(|i| i.id.as_str())
+                        .collect();
+                    broken_reasons.extend(
+                        snapshot
+                            .azs
+                            .iter()
+                            .flat_map(|a| &a.targets)
+                            .filter(|t| broken.contains(t.id.as_str()))
+                            .filter(|t| t.state == TargetState::Unhealthy)
+                            .filter_map(|t| t.reason),
+                    );
+                }
+            }
+        }
+    };
     assert_eq!(
         refresh.status,
         RefreshStatus::RollbackSuccessful,
@@ -759,14 +784,18 @@ async fn a_bad_deploy_stops_on_health_checks_and_rolls_back_without_failed_reque
                     .all(|i| i.version.as_deref() == Some("1.0.0"))
         })
         .await;
-    // The broken webapp stops at start (it cannot reach its database); the instance stays and
-    // its init system restarts the program, which keeps failing.
+    // The broken webapp keeps running (it cannot reach its database, so its /healthz answers
+    // 503): the refresh stops on failed health checks, not on exited processes.
     assert!(
-        snapshot
+        broken_reasons.contains(&TargetReason::ResponseCodeMismatch),
+        "the broken targets failed with {broken_reasons:?}"
+    );
+    assert!(
+        !snapshot
             .events
             .iter()
-            .any(|e| e.message.contains("it is restarted in")),
-        "{:#?}",
+            .any(|e| e.message.contains("The webapp service on")),
+        "no webapp process exited: {:#?}",
         snapshot.events
     );
     let results = probe.stop().await;
