@@ -62,12 +62,17 @@ sender = "no-reply@example.com"
 impl Sandbox {
     /// Starts the daemon and follows `apply` until the stack is up.
     async fn up(per_az: u32) -> Sandbox {
+        Sandbox::up_in(per_az, 0o755).await
+    }
+
+    /// [`Sandbox::up`] with the state directory under a directory of mode `mode`. (PostgreSQL
+    /// runs as its own user when the tests run as root: 0700 locks it out.)
+    async fn up_in(per_az: u32, mode: u32) -> Sandbox {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         {
             use std::os::unix::fs::PermissionsExt;
-            // PostgreSQL runs as its own user when the tests run as root.
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("open the temporary directory");
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                .expect("set the temporary directory's mode");
         }
         let dir = tmp.path().join("sbx-e2e");
         let spec = StackSpec::parse(&spec_toml(per_az)).expect("a valid spec");
@@ -238,9 +243,37 @@ fn processes_naming(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+/// Also: the state directory sits under a 0700 directory, as under a home directory. When the
+/// tests run as root, PostgreSQL (run as its own user) cannot enter it, so the database lives
+/// in a per-stack directory in the system's temporary directory, and `down` removes that too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() {
-    let sandbox = Sandbox::up(2).await;
+    let sandbox = Sandbox::up_in(2, 0o700).await;
+    let database_dir = daemon::database_dir(&sandbox.dir);
+    if running_as_root() {
+        let fallback = daemon::fallback_database_dir(&sandbox.dir, "sbx-e2e");
+        assert_eq!(database_dir, fallback, "the database moved out of reach");
+        assert!(
+            !sandbox.dir.join("db").exists(),
+            "nothing was built where PostgreSQL cannot go"
+        );
+        assert!(
+            processes_naming(&fallback).len() >= 2,
+            "the primary and the standby serve from {}",
+            fallback.display()
+        );
+    } else {
+        assert_eq!(database_dir, sandbox.dir.join("db"));
+    }
     let snapshot = sandbox
         .until("six healthy targets", |s| all_targets_healthy(s, 6))
         .await;
@@ -340,6 +373,11 @@ async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() 
         processes_naming(&dir),
         Vec::<u32>::new(),
         "no database server remains"
+    );
+    assert_eq!(processes_naming(&database_dir), Vec::<u32>::new());
+    assert!(
+        !database_dir.exists(),
+        "down removes the database directory"
     );
 }
 
