@@ -661,6 +661,104 @@ async fn a_signup_sends_one_verification_email_and_a_bad_event_ends_in_the_dead_
     sandbox.down().await;
 }
 
+/// Verification required (switched on by a deploy's environment override, as an operator
+/// would): a signup through the load balancer cannot sign in (403) until the link from its
+/// e-mail — captured by moto — is followed through the load balancer; then it can (200). The
+/// events pane says the e-mail went out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_link_from_the_verification_email_lets_the_user_sign_in() {
+    use contract::tokens::VERIFY_PATH;
+
+    let sandbox = Sandbox::up(1).await;
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let mut request = DeployRequest::new("1.1.0");
+    request.env.insert(
+        contract::env::REQUIRE_VERIFICATION.to_owned(),
+        "true".to_owned(),
+    );
+    request.preferences.min_healthy_percentage = 66;
+    let id = sandbox
+        .cloud
+        .deploy(&sandbox.stack, &request)
+        .await
+        .expect("deploy");
+    let refresh = tokio::time::timeout(
+        LIMIT,
+        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
+    )
+    .await
+    .expect("the refresh ends in time")
+    .expect("the refresh");
+    assert_eq!(refresh.status, RefreshStatus::Successful, "{refresh:?}");
+    let snapshot = sandbox
+        .until("every instance requires verification", |s| {
+            all_targets_healthy(s, 3)
+                && s.azs
+                    .iter()
+                    .flat_map(|a| &a.instances)
+                    .all(|i| i.version.as_deref() == Some("1.1.0"))
+        })
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let moto_url = sandbox.output("ManagedServicesEndpoint");
+
+    let email = "katherine@example.com";
+    let password = "correct-horse-7";
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/v1/user"),
+        Some(serde_json::json!({
+            "email": email,
+            "password": password,
+            "first_name": "Katherine",
+            "last_name": "Johnson",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "signup: {body}");
+    let client = reqwest::Client::new();
+    let me = || {
+        client
+            .get(format!("{endpoint}/v1/user/self"))
+            .basic_auth(email, Some(password))
+            .send()
+    };
+    let before = me().await.expect("GET /v1/user/self");
+    assert_eq!(before.status().as_u16(), 403, "not verified yet");
+
+    let sent = format!("verification e-mail sent to {email}");
+    sandbox
+        .until("the events say the e-mail went out", |s| {
+            s.events.iter().any(|e| e.message == sent)
+        })
+        .await;
+    let mail = mail_to(&moto_url, email).await;
+    assert_eq!(mail.len(), 1, "exactly one e-mail: {mail:?}");
+    let prefix = format!("{endpoint}{VERIFY_PATH}?token=");
+    let (_, after_prefix) = mail[0]
+        .1
+        .split_once(&prefix)
+        .unwrap_or_else(|| panic!("no link to {prefix} in {}", mail[0].1));
+    let token: String = after_prefix
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(!token.is_empty(), "{}", mail[0].1);
+
+    let (status, body) = http("GET", &format!("{prefix}{token}"), None).await;
+    assert_eq!(status, 200, "following the link: {body}");
+    let verified: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(verified["verified"], true, "{body}");
+    let after = me().await.expect("GET /v1/user/self");
+    assert_eq!(after.status().as_u16(), 200, "verified");
+    let user: serde_json::Value = after.json().await.expect("a user");
+    assert_eq!(user["email"], email);
+    assert_eq!(user["verified"], true);
+    sandbox.down().await;
+}
+
 /// What one request of a [`Probe`] got: when it was sent and its status (0: no answer).
 #[derive(Debug, Clone, Copy)]
 struct ProbeResult {
