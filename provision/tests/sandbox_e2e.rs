@@ -146,6 +146,22 @@ impl Sandbox {
         events
     }
 
+    /// Starts an instance refresh for `request` and follows it to its end.
+    async fn deploy_and_wait(&self, request: &DeployRequest) -> provision::port::Refresh {
+        let id = self
+            .cloud
+            .deploy(&self.stack, request)
+            .await
+            .expect("deploy");
+        tokio::time::timeout(
+            LIMIT,
+            refresh_outcome(self.cloud.wait_refresh(&self.stack, &id)),
+        )
+        .await
+        .expect("the refresh ends in time")
+        .expect("the refresh")
+    }
+
     async fn snapshot(&self) -> Snapshot {
         self.cloud.snapshot(&self.stack).await.expect("snapshot")
     }
@@ -208,6 +224,16 @@ fn all_targets_healthy(snapshot: &Snapshot, desired: usize) -> bool {
             .iter()
             .flat_map(|az| &az.targets)
             .all(|t| t.state == TargetState::Healthy)
+}
+
+/// Every target healthy, and every instance on `version`.
+fn all_healthy_on(snapshot: &Snapshot, desired: usize, version: &str) -> bool {
+    all_targets_healthy(snapshot, desired)
+        && snapshot
+            .azs
+            .iter()
+            .flat_map(|a| &a.instances)
+            .all(|i| i.version.as_deref() == Some(version))
 }
 
 async fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, String) {
@@ -444,27 +470,12 @@ async fn a_rolling_deploy_puts_every_instance_on_the_new_version() {
         .await;
     let mut request = DeployRequest::new("2.0.0");
     request.preferences.min_healthy_percentage = 66;
-    let id = sandbox
-        .cloud
-        .deploy(&sandbox.stack, &request)
-        .await
-        .expect("deploy");
-    let refresh = tokio::time::timeout(
-        LIMIT,
-        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
-    )
-    .await
-    .expect("the refresh ends in time")
-    .expect("the refresh");
+    let refresh = sandbox.deploy_and_wait(&request).await;
     assert_eq!(refresh.status, RefreshStatus::Successful, "{refresh:?}");
     assert_eq!(refresh.percentage_complete, Some(100));
     let snapshot = sandbox
         .until("every instance on 2.0.0, all healthy", |s| {
-            all_targets_healthy(s, 3)
-                && s.azs
-                    .iter()
-                    .flat_map(|a| &a.instances)
-                    .all(|i| i.version.as_deref() == Some("2.0.0"))
+            all_healthy_on(s, 3, "2.0.0")
         })
         .await;
     let endpoint = snapshot.endpoint.expect("endpoint");
@@ -679,26 +690,11 @@ async fn the_link_from_the_verification_email_lets_the_user_sign_in() {
         "true".to_owned(),
     );
     request.preferences.min_healthy_percentage = 66;
-    let id = sandbox
-        .cloud
-        .deploy(&sandbox.stack, &request)
-        .await
-        .expect("deploy");
-    let refresh = tokio::time::timeout(
-        LIMIT,
-        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
-    )
-    .await
-    .expect("the refresh ends in time")
-    .expect("the refresh");
+    let refresh = sandbox.deploy_and_wait(&request).await;
     assert_eq!(refresh.status, RefreshStatus::Successful, "{refresh:?}");
     let snapshot = sandbox
         .until("every instance requires verification", |s| {
-            all_targets_healthy(s, 3)
-                && s.azs
-                    .iter()
-                    .flat_map(|a| &a.instances)
-                    .all(|i| i.version.as_deref() == Some("1.1.0"))
+            all_healthy_on(s, 3, "1.1.0")
         })
         .await;
     let endpoint = snapshot.endpoint.clone().expect("an endpoint");
@@ -913,11 +909,7 @@ async fn a_bad_deploy_stops_on_health_checks_and_rolls_back_without_failed_reque
 
     let snapshot = sandbox
         .until("every instance back on 1.0.0, all healthy", |s| {
-            all_targets_healthy(s, 3)
-                && s.azs
-                    .iter()
-                    .flat_map(|a| &a.instances)
-                    .all(|i| i.version.as_deref() == Some("1.0.0"))
+            all_healthy_on(s, 3, "1.0.0")
         })
         .await;
     // The broken webapp keeps running (it cannot reach its database, so its /healthz answers
