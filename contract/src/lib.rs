@@ -1,5 +1,5 @@
 //! The one definition of what `webapp`, `mailer` and `provision`'s template share: the
-//! "user created" message, the token table's schema and how idempotency records are keyed in
+//! "user created" message (and the mailer's answer to it), the token table's schema and how idempotency records are keyed in
 //! it, and the programs' environment variables. Nothing else in the workspace re-declares
 //! these strings; change them here and every side follows.
 
@@ -7,4 +7,4 @@ pub mod env;
 pub mod message;
 pub mod tokens;
 
-pub use message::UserCreated;
+pub use message::{MailerResponse, UserCreated};

@@ -126,3 +126,14 @@ mod tests {
         assert!(UserCreated::from_json("not json").is_err());
     }
 }
+
+/// What the mailer answers for one invocation (its Lambda function response): whom it sent a
+/// verification e-mail to, and which events it skipped because an earlier delivery had sent
+/// theirs. The sandbox reads it to report "verification e-mail sent to …".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailerResponse {
+    /// The recipients of the e-mails this invocation sent.
+    pub sent_to: Vec<String>,
+    /// Events whose e-mail an earlier delivery had already sent.
+    pub already_sent: Vec<Uuid>,
+}

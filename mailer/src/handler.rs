@@ -54,9 +54,11 @@ pub struct Mailer<S, E> {
 /// What processing one message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The e-mail went out with `token`; `resumed` when the token came from an earlier attempt.
+    /// The e-mail went out to `to` with `token`; `resumed` when the token came from an earlier
+    /// attempt.
     Sent {
         event_id: Uuid,
+        to: String,
         token: Token,
         resumed: bool,
     },
@@ -157,9 +159,22 @@ pub async fn process_message<S: TokenStore, E: EmailSender>(
     );
     Ok(Outcome::Sent {
         event_id,
+        to: event.email,
         token,
         resumed,
     })
+}
+
+/// The function's answer for `outcomes`: whom it sent e-mails to, what it skipped.
+pub fn response(outcomes: &[Outcome]) -> contract::MailerResponse {
+    let mut response = contract::MailerResponse::default();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Sent { to, .. } => response.sent_to.push(to.clone()),
+            Outcome::AlreadySent { event_id } => response.already_sent.push(*event_id),
+        }
+    }
+    response
 }
 
 /// Processes every record of an SNS event (SNS delivers one per invocation), stopping at the

@@ -8,7 +8,7 @@ use aws_lambda_events::event::sns::SnsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use mailer::config::Config;
 use mailer::email::{SesSender, ses_client};
-use mailer::handler::{Mailer, Settings, handle_sns_event};
+use mailer::handler::{Mailer, Settings, handle_sns_event, response};
 use mailer::store::DynamoTokenStore;
 use tracing_subscriber::EnvFilter;
 
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SnsEvent>| async move {
         handle_sns_event(mailer, &event.payload, SystemTime::now())
             .await
-            .map(|_| ())
+            .map(|outcomes| response(&outcomes))
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))

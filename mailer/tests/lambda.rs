@@ -76,7 +76,12 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
     let event = scene.event();
     let payload = sns_event(&event.to_json(), &event.event_id.to_string());
     let answer = api.invoke(&payload, ANSWER_WITHIN).await.expect("answer");
-    assert_eq!(answer, Answer::Response(serde_json::Value::Null));
+    assert_eq!(
+        answer,
+        Answer::Response(serde_json::json!({
+            "sent_to": [event.email.clone()], "already_sent": []
+        }))
+    );
 
     let mail = scene.sent_mail().await;
     assert_eq!(mail.len(), 1, "one e-mail: {mail:?}");
@@ -95,7 +100,12 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
         .invoke(&redelivery, ANSWER_WITHIN)
         .await
         .expect("answer");
-    assert_eq!(answer, Answer::Response(serde_json::Value::Null));
+    assert_eq!(
+        answer,
+        Answer::Response(serde_json::json!({
+            "sent_to": [], "already_sent": [event.event_id]
+        }))
+    );
     assert_eq!(scene.sent_mail().await.len(), 1, "still one e-mail");
     assert_eq!(scene.items().await.tokens.len(), 1, "still one token item");
 
@@ -127,7 +137,12 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
         )
         .await
         .expect("answer");
-    assert_eq!(answer, Answer::Response(serde_json::Value::Null));
+    assert_eq!(
+        answer,
+        Answer::Response(serde_json::json!({
+            "sent_to": [other.email.clone()], "already_sent": []
+        }))
+    );
     assert_eq!(scene.sent_mail().await.len(), 2, "the next event is served");
     drop(function);
 }

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use provision::port::{
     CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
     MetricKind, Outputs, ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef,
-    StackStatus, TargetState, refresh_outcome,
+    StackStatus, TargetReason, TargetState, refresh_outcome,
 };
 use provision::sandbox::client::SandboxCloud;
 use provision::sandbox::daemon::{self, DaemonConfig, SandboxSpec, marked_processes, marker_of};
@@ -62,12 +62,17 @@ sender = "no-reply@example.com"
 impl Sandbox {
     /// Starts the daemon and follows `apply` until the stack is up.
     async fn up(per_az: u32) -> Sandbox {
+        Sandbox::up_in(per_az, 0o755).await
+    }
+
+    /// [`Sandbox::up`] with the state directory under a directory of mode `mode`. (PostgreSQL
+    /// runs as its own user when the tests run as root: 0700 locks it out.)
+    async fn up_in(per_az: u32, mode: u32) -> Sandbox {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         {
             use std::os::unix::fs::PermissionsExt;
-            // PostgreSQL runs as its own user when the tests run as root.
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("open the temporary directory");
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                .expect("set the temporary directory's mode");
         }
         let dir = tmp.path().join("sbx-e2e");
         let spec = StackSpec::parse(&spec_toml(per_az)).expect("a valid spec");
@@ -141,6 +146,22 @@ impl Sandbox {
         events
     }
 
+    /// Starts an instance refresh for `request` and follows it to its end.
+    async fn deploy_and_wait(&self, request: &DeployRequest) -> provision::port::Refresh {
+        let id = self
+            .cloud
+            .deploy(&self.stack, request)
+            .await
+            .expect("deploy");
+        tokio::time::timeout(
+            LIMIT,
+            refresh_outcome(self.cloud.wait_refresh(&self.stack, &id)),
+        )
+        .await
+        .expect("the refresh ends in time")
+        .expect("the refresh")
+    }
+
     async fn snapshot(&self) -> Snapshot {
         self.cloud.snapshot(&self.stack).await.expect("snapshot")
     }
@@ -205,6 +226,16 @@ fn all_targets_healthy(snapshot: &Snapshot, desired: usize) -> bool {
             .all(|t| t.state == TargetState::Healthy)
 }
 
+/// Every target healthy, and every instance on `version`.
+fn all_healthy_on(snapshot: &Snapshot, desired: usize, version: &str) -> bool {
+    all_targets_healthy(snapshot, desired)
+        && snapshot
+            .azs
+            .iter()
+            .flat_map(|a| &a.instances)
+            .all(|i| i.version.as_deref() == Some(version))
+}
+
 async fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, String) {
     let client = reqwest::Client::new();
     let request = match method {
@@ -238,9 +269,37 @@ fn processes_naming(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+/// Also: the state directory sits under a 0700 directory, as under a home directory. When the
+/// tests run as root, PostgreSQL (run as its own user) cannot enter it, so the database lives
+/// in a per-stack directory in the system's temporary directory, and `down` removes that too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() {
-    let sandbox = Sandbox::up(2).await;
+    let sandbox = Sandbox::up_in(2, 0o700).await;
+    let database_dir = daemon::database_dir(&sandbox.dir);
+    if running_as_root() {
+        let fallback = daemon::fallback_database_dir(&sandbox.dir, "sbx-e2e");
+        assert_eq!(database_dir, fallback, "the database moved out of reach");
+        assert!(
+            !sandbox.dir.join("db").exists(),
+            "nothing was built where PostgreSQL cannot go"
+        );
+        assert!(
+            processes_naming(&fallback).len() >= 2,
+            "the primary and the standby serve from {}",
+            fallback.display()
+        );
+    } else {
+        assert_eq!(database_dir, sandbox.dir.join("db"));
+    }
     let snapshot = sandbox
         .until("six healthy targets", |s| all_targets_healthy(s, 6))
         .await;
@@ -341,6 +400,11 @@ async fn up_serves_a_signup_through_the_load_balancer_and_down_leaves_nothing() 
         Vec::<u32>::new(),
         "no database server remains"
     );
+    assert_eq!(processes_naming(&database_dir), Vec::<u32>::new());
+    assert!(
+        !database_dir.exists(),
+        "down removes the database directory"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -406,27 +470,12 @@ async fn a_rolling_deploy_puts_every_instance_on_the_new_version() {
         .await;
     let mut request = DeployRequest::new("2.0.0");
     request.preferences.min_healthy_percentage = 66;
-    let id = sandbox
-        .cloud
-        .deploy(&sandbox.stack, &request)
-        .await
-        .expect("deploy");
-    let refresh = tokio::time::timeout(
-        LIMIT,
-        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
-    )
-    .await
-    .expect("the refresh ends in time")
-    .expect("the refresh");
+    let refresh = sandbox.deploy_and_wait(&request).await;
     assert_eq!(refresh.status, RefreshStatus::Successful, "{refresh:?}");
     assert_eq!(refresh.percentage_complete, Some(100));
     let snapshot = sandbox
         .until("every instance on 2.0.0, all healthy", |s| {
-            all_targets_healthy(s, 3)
-                && s.azs
-                    .iter()
-                    .flat_map(|a| &a.instances)
-                    .all(|i| i.version.as_deref() == Some("2.0.0"))
+            all_healthy_on(s, 3, "2.0.0")
         })
         .await;
     let endpoint = snapshot.endpoint.expect("endpoint");
@@ -623,6 +672,89 @@ async fn a_signup_sends_one_verification_email_and_a_bad_event_ends_in_the_dead_
     sandbox.down().await;
 }
 
+/// Verification required (switched on by a deploy's environment override, as an operator
+/// would): a signup through the load balancer cannot sign in (403) until the link from its
+/// e-mail — captured by moto — is followed through the load balancer; then it can (200). The
+/// events pane says the e-mail went out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_link_from_the_verification_email_lets_the_user_sign_in() {
+    use contract::tokens::VERIFY_PATH;
+
+    let sandbox = Sandbox::up(1).await;
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let mut request = DeployRequest::new("1.1.0");
+    request.env.insert(
+        contract::env::REQUIRE_VERIFICATION.to_owned(),
+        "true".to_owned(),
+    );
+    request.preferences.min_healthy_percentage = 66;
+    let refresh = sandbox.deploy_and_wait(&request).await;
+    assert_eq!(refresh.status, RefreshStatus::Successful, "{refresh:?}");
+    let snapshot = sandbox
+        .until("every instance requires verification", |s| {
+            all_healthy_on(s, 3, "1.1.0")
+        })
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let moto_url = sandbox.output("ManagedServicesEndpoint");
+
+    let email = "katherine@example.com";
+    let password = "correct-horse-7";
+    let (status, body) = http(
+        "POST",
+        &format!("{endpoint}/v1/user"),
+        Some(serde_json::json!({
+            "email": email,
+            "password": password,
+            "first_name": "Katherine",
+            "last_name": "Johnson",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "signup: {body}");
+    let client = reqwest::Client::new();
+    let me = || {
+        client
+            .get(format!("{endpoint}/v1/user/self"))
+            .basic_auth(email, Some(password))
+            .send()
+    };
+    let before = me().await.expect("GET /v1/user/self");
+    assert_eq!(before.status().as_u16(), 403, "not verified yet");
+
+    let sent = format!("verification e-mail sent to {email}");
+    sandbox
+        .until("the events say the e-mail went out", |s| {
+            s.events.iter().any(|e| e.message == sent)
+        })
+        .await;
+    let mail = mail_to(&moto_url, email).await;
+    assert_eq!(mail.len(), 1, "exactly one e-mail: {mail:?}");
+    let prefix = format!("{endpoint}{VERIFY_PATH}?token=");
+    let (_, after_prefix) = mail[0]
+        .1
+        .split_once(&prefix)
+        .unwrap_or_else(|| panic!("no link to {prefix} in {}", mail[0].1));
+    let token: String = after_prefix
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(!token.is_empty(), "{}", mail[0].1);
+
+    let (status, body) = http("GET", &format!("{prefix}{token}"), None).await;
+    assert_eq!(status, 200, "following the link: {body}");
+    let verified: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(verified["verified"], true, "{body}");
+    let after = me().await.expect("GET /v1/user/self");
+    assert_eq!(after.status().as_u16(), 200, "verified");
+    let user: serde_json::Value = after.json().await.expect("a user");
+    assert_eq!(user["email"], email);
+    assert_eq!(user["verified"], true);
+    sandbox.down().await;
+}
+
 /// What one request of a [`Probe`] got: when it was sent and its status (0: no answer).
 #[derive(Debug, Clone, Copy)]
 struct ProbeResult {
@@ -731,13 +863,38 @@ async fn a_bad_deploy_stops_on_health_checks_and_rolls_back_without_failed_reque
         .deploy(&sandbox.stack, &request)
         .await
         .expect("deploy");
-    let refresh = tokio::time::timeout(
-        LIMIT,
-        refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id)),
-    )
-    .await
-    .expect("the refresh ends in time")
-    .expect("the refresh");
+    // While the refresh runs, note how the broken instances' targets fail their checks.
+    let mut broken_reasons: BTreeSet<TargetReason> = BTreeSet::new();
+    let refresh = {
+        let outcome = refresh_outcome(sandbox.cloud.wait_refresh(&sandbox.stack, &id));
+        tokio::pin!(outcome);
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            tokio::select! {
+                refresh = &mut outcome => break refresh.expect("the refresh"),
+                _ = tokio::time::sleep_until(deadline) => panic!("the refresh did not end in time"),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let snapshot = sandbox.snapshot().await;
+                    let broken: BTreeSet<&str> = snapshot
+                        .azs
+                        .iter()
+                        .flat_map(|a| &a.instances)
+                        .filter(|i| i.version.as_deref() == Some("2.0.0-broken"))
+                        .map(|i| i.id.as_str())
+                        .collect();
+                    broken_reasons.extend(
+                        snapshot
+                            .azs
+                            .iter()
+                            .flat_map(|a| &a.targets)
+                            .filter(|t| broken.contains(t.id.as_str()))
+                            .filter(|t| t.state == TargetState::Unhealthy)
+                            .filter_map(|t| t.reason),
+                    );
+                }
+            }
+        }
+    };
     assert_eq!(
         refresh.status,
         RefreshStatus::RollbackSuccessful,
@@ -752,21 +909,21 @@ async fn a_bad_deploy_stops_on_health_checks_and_rolls_back_without_failed_reque
 
     let snapshot = sandbox
         .until("every instance back on 1.0.0, all healthy", |s| {
-            all_targets_healthy(s, 3)
-                && s.azs
-                    .iter()
-                    .flat_map(|a| &a.instances)
-                    .all(|i| i.version.as_deref() == Some("1.0.0"))
+            all_healthy_on(s, 3, "1.0.0")
         })
         .await;
-    // The broken webapp stops at start (it cannot reach its database); the instance stays and
-    // its init system restarts the program, which keeps failing.
+    // The broken webapp keeps running (it cannot reach its database, so its /healthz answers
+    // 503): the refresh stops on failed health checks, not on exited processes.
     assert!(
-        snapshot
+        broken_reasons.contains(&TargetReason::ResponseCodeMismatch),
+        "the broken targets failed with {broken_reasons:?}"
+    );
+    assert!(
+        !snapshot
             .events
             .iter()
-            .any(|e| e.message.contains("it is restarted in")),
-        "{:#?}",
+            .any(|e| e.message.contains("The webapp service on")),
+        "no webapp process exited: {:#?}",
         snapshot.events
     );
     let results = probe.stop().await;

@@ -151,12 +151,26 @@ impl<'r, R: Responder<'r, 'static>> Responder<'r, 'static> for NoStore<R> {
     }
 }
 
-/// Load balancer health check: 200 when the database answers `SELECT 1` in time, else 503.
+/// What routes that need the database answer while its schema is not in place yet.
+const SCHEMA_NOT_READY: &str =
+    "database not ready: the schema migrations have not been applied yet";
+
+/// 503 with a JSON reason until the migrations are applied.
+fn schema_ready(state: &AppState) -> Result<(), ApiError> {
+    if state.schema.is_ready() {
+        Ok(())
+    } else {
+        Err(ApiError::NotReady(SCHEMA_NOT_READY))
+    }
+}
+
+/// Load balancer health check: 200 when the schema is in place and the database answers
+/// `SELECT 1` in time, else 503.
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses(
-        (status = 200, description = "The database answers"),
+        (status = 200, description = "The database answers and the schema is in place"),
         (status = 400, description = "A query string or a body was sent", body = ErrorBody),
-        (status = 503, description = "The database does not answer in time", body = ErrorBody),
+        (status = 503, description = "The database does not answer in time, or its migrations are not applied yet", body = ErrorBody),
     ))]
 #[get("/healthz")]
 async fn healthz(state: &State<AppState>, shape: Shape) -> NoStore<Result<(), ApiError>> {
@@ -165,6 +179,9 @@ async fn healthz(state: &State<AppState>, shape: Shape) -> NoStore<Result<(), Ap
     }
     if shape.has_body {
         return NoStore(Err(ApiError::bad_request("/healthz takes no body")));
+    }
+    if let Err(e) = schema_ready(state) {
+        return NoStore(Err(e));
     }
     let pool = state.db.pool();
     let answer = tokio::time::timeout(
@@ -392,10 +409,11 @@ impl<'r> Responder<'r, 'static> for Created {
         (status = 201, description = "Created", body = User),
         (status = 400, description = "A field is missing, unknown, of the wrong type or invalid", body = ErrorBody),
         (status = 409, description = "The e-mail address is taken (case-insensitively)", body = ErrorBody),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        (status = 503, description = "The database is unreachable or not ready yet", body = ErrorBody),
     ))]
 #[post("/v1/user", data = "<data>")]
 async fn signup(state: &State<AppState>, data: Data<'_>) -> Result<Created, ApiError> {
+    schema_ready(state)?;
     let object = read_object(data).await?;
     refuse_unknown(&object, &["email", "password", "first_name", "last_name"])?;
     let email = parse_email(&required_field(&object, "email")?)?;
@@ -491,6 +509,7 @@ async fn authenticate(
     state: &AppState,
     credentials: Result<Credentials, &'static str>,
 ) -> Result<User, ApiError> {
+    schema_ready(state)?;
     let credentials = credentials.map_err(|why| ApiError::Unauthorized(why.to_string()))?;
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -529,6 +548,7 @@ async fn authenticate(
         (status = 200, description = "The signed-in user", body = User),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 403, description = "E-mail not verified (when verification is required)", body = ErrorBody),
+        (status = 503, description = "The database is unreachable or not ready yet", body = ErrorBody),
     ))]
 #[get("/v1/user/self")]
 async fn get_self(
@@ -547,6 +567,7 @@ async fn get_self(
         (status = 400, description = "A field is unknown, of the wrong type or invalid, or none is given", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 403, description = "E-mail not verified (when verification is required)", body = ErrorBody),
+        (status = 503, description = "The database is unreachable or not ready yet", body = ErrorBody),
     ))]
 #[put("/v1/user/self", data = "<data>")]
 async fn put_self(
@@ -639,6 +660,7 @@ async fn verify(state: &State<AppState>, token: Option<&str>) -> Result<Json<Ver
     use aws_sdk_dynamodb::types::AttributeValue;
     use contract::tokens;
 
+    schema_ready(state)?;
     let token = token.ok_or_else(|| ApiError::field("token", "token is required"))?;
     check_token(token)?;
     let item = state

@@ -1,9 +1,12 @@
 //! The PostgreSQL side: the embedded migrations, the connection pool, and where its
 //! credentials come from.
 //!
-//! Migrations run at start through sqlx's migrator, which holds a PostgreSQL advisory lock
-//! (keyed on the database name) for the whole run, so instances starting together apply each
-//! migration once and the others wait. The pool tests a connection before handing it out and
+//! Migrations run through sqlx's migrator, which holds a PostgreSQL advisory lock (keyed on the
+//! database name) for the whole run, so instances starting together apply each migration once
+//! and the others wait. At start they run on a background task ([`Db::migrate_in_background`])
+//! that retries with bounded backoff until they are applied: an instance whose database is
+//! unreachable still serves HTTP, and its health check answers 503 until the database answers
+//! and the schema is in place ([`Schema`]). The pool tests a connection before handing it out and
 //! bounds every acquire, so after a failover behind the same endpoint dead connections are
 //! dropped and new ones made. With credentials from Secrets Manager, an authentication failure
 //! makes the pool re-read the secret (at most every few seconds), so a rotated password heals
@@ -15,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseSource, PoolSettings};
 
@@ -26,6 +30,32 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How often a failing login may trigger a re-read of the secret.
 const SECRET_REREAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The first retry delay of the background migrations; doubled per attempt up to
+/// [`MIGRATE_MAX_BACKOFF`].
+pub const MIGRATE_MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between two migration attempts.
+pub const MIGRATE_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Whether the embedded migrations have been applied (by this instance or another): request
+/// handlers that need the schema answer 503 until they have.
+#[derive(Clone)]
+pub struct Schema(watch::Receiver<bool>);
+
+impl Schema {
+    pub fn is_ready(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the migrations are applied (never, if the migrating task was stopped
+    /// before they were).
+    pub async fn ready(&self) {
+        let mut ready = self.0.clone();
+        if ready.wait_for(|applied| *applied).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
 
 /// The pool, and (with Secrets Manager credentials) how to refresh them.
 #[derive(Clone)]
@@ -130,6 +160,44 @@ impl Db {
             .run(&self.pool)
             .await
             .context("applying database migrations")
+    }
+
+    /// Applies the migrations on a task, retrying with bounded backoff
+    /// ([`MIGRATE_MIN_BACKOFF`] doubling up to [`MIGRATE_MAX_BACKOFF`]) until they succeed.
+    /// Abort the task to stop trying.
+    pub fn migrate_in_background(&self) -> (Schema, JoinHandle<()>) {
+        let (applied, schema) = watch::channel(false);
+        let db = self.clone();
+        let task = tokio::spawn(async move {
+            let mut delay = MIGRATE_MIN_BACKOFF;
+            let mut attempt = 1u32;
+            loop {
+                match MIGRATOR.run(&db.pool).await {
+                    Ok(()) => {
+                        tracing::info!(attempt, "database migrations applied");
+                        let _ = applied.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        if let MigrateError::Execute(cause)
+                        | MigrateError::ExecuteMigration(cause, _) = &e
+                        {
+                            db.note_error(cause).await;
+                        }
+                        tracing::warn!(
+                            attempt,
+                            retry_in_ms = delay.as_millis() as u64,
+                            error = %e,
+                            "applying database migrations failed; retrying"
+                        );
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(MIGRATE_MAX_BACKOFF);
+                attempt = attempt.saturating_add(1);
+            }
+        });
+        (Schema(schema), task)
     }
 
     /// Call with any database error: an authentication failure re-reads the secret (when the

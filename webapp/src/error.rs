@@ -51,6 +51,9 @@ pub enum ApiError {
         #[source]
         cause: anyhow::Error,
     },
+    /// 503: the instance is up but cannot serve this yet (its database schema is not in place).
+    #[error("{0}")]
+    NotReady(&'static str),
     /// 500: a bug or an unexpected failure; logged, never shown.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -81,7 +84,7 @@ impl ApiError {
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::Gone(_) => Status::Gone,
             ApiError::PayloadTooLarge { .. } => Status::PayloadTooLarge,
-            ApiError::Unavailable { .. } => Status::ServiceUnavailable,
+            ApiError::Unavailable { .. } | ApiError::NotReady(_) => Status::ServiceUnavailable,
             ApiError::Internal(_) => Status::InternalServerError,
         }
     }

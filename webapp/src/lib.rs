@@ -2,9 +2,12 @@
 //! verification, health and version, over Rocket and PostgreSQL (sqlx), with a transactional
 //! outbox publishing "user created" events to SNS.
 //!
-//! `main` reads the [`config::Settings`], calls [`App::start`] (connect, migrate, start the
-//! outbox publisher), launches [`App::rocket`], and on SIGTERM lets Rocket drain before one
-//! last outbox flush. Tests build the same [`App`] in process.
+//! `main` reads the [`config::Settings`], calls [`App::start`] (prepare the pool, start the
+//! migrations and the outbox publisher in the background), launches [`App::rocket`], and on
+//! SIGTERM lets Rocket drain before one last outbox flush. The HTTP server runs whether or not
+//! the database answers: until it does and the schema is in place, `/healthz` and the routes
+//! that need the database answer 503, so a load balancer sees an unhealthy instance rather
+//! than a dead one. Tests build the same [`App`] in process.
 
 pub mod api;
 pub mod config;
@@ -24,7 +27,7 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use crate::config::Settings;
-use crate::db::Db;
+use crate::db::{Db, Schema};
 use crate::outbox::{Publisher, PublisherHandle};
 use crate::passwords::Passwords;
 
@@ -32,17 +35,21 @@ use crate::passwords::Passwords;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
+    pub schema: Schema,
     pub passwords: Passwords,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub publisher: Publisher,
 }
 
-/// A started application: database ready, outbox publisher running.
+/// A started application: migrations and the outbox publisher running in the background.
 pub struct App {
     pub settings: Arc<Settings>,
     pub db: Db,
+    /// Whether the migrations are applied; [`Schema::ready`] waits for it.
+    pub schema: Schema,
     pub publisher: Publisher,
     publisher_task: PublisherHandle,
+    migrator: tokio::task::JoinHandle<()>,
     dynamodb: aws_sdk_dynamodb::Client,
 }
 
@@ -65,8 +72,10 @@ pub async fn load_aws_config() -> SdkConfig {
 }
 
 impl App {
-    /// Connects to the database (reading the secret when configured so), applies the
-    /// migrations and starts the outbox publisher.
+    /// Prepares the pool (reading the secret when configured so: a missing or malformed secret
+    /// is an error), then starts applying the migrations — retried until the database answers —
+    /// and the outbox publisher, which begins once they are applied. Nothing here waits for the
+    /// database.
     pub async fn start(settings: Settings, aws: &SdkConfig) -> Result<App> {
         let settings = Arc::new(settings);
         let secrets = aws_sdk_secretsmanager::Client::from_conf(
@@ -77,7 +86,7 @@ impl App {
         let db = Db::new(&settings.database, &settings.pool, secrets)
             .await
             .context("preparing the database pool")?;
-        db.migrate().await?;
+        let (schema, migrator) = db.migrate_in_background();
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(aws)
                 .timeout_config(aws_timeouts())
@@ -94,12 +103,14 @@ impl App {
             settings.topic_arn.clone(),
             settings.outbox.clone(),
         );
-        let publisher_task = publisher.spawn();
+        let publisher_task = publisher.spawn(schema.clone());
         Ok(App {
             settings,
             db,
+            schema,
             publisher,
             publisher_task,
+            migrator,
             dynamodb,
         })
     }
@@ -109,6 +120,7 @@ impl App {
         let state = AppState {
             settings: self.settings.clone(),
             db: self.db.clone(),
+            schema: self.schema.clone(),
             passwords: Passwords::new(self.settings.argon2.clone()),
             dynamodb: self.dynamodb.clone(),
             publisher: self.publisher.clone(),
@@ -120,9 +132,15 @@ impl App {
             .register("/", api::catchers())
     }
 
-    /// After Rocket has drained: stop the publisher and try once more to send what is pending.
+    /// After Rocket has drained: stop the migrations and the publisher and, when the schema is
+    /// in place, try once more to send what is pending.
     pub async fn shut_down(self) -> Result<usize> {
+        self.migrator.abort();
         self.publisher_task.stop().await;
+        if !self.schema.is_ready() {
+            self.db.pool().close().await;
+            return Ok(0);
+        }
         let sent = tokio::time::timeout(Duration::from_secs(10), self.publisher.flush())
             .await
             .context("the final outbox flush took longer than 10 s")??;

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::config::OutboxSettings;
+use crate::db::Schema;
 
 /// Writes events in the caller's transaction; see [`Publisher`] for the sending side.
 pub async fn enqueue(
@@ -82,11 +83,16 @@ impl Publisher {
         self.wake.notify_one();
     }
 
-    /// Runs the publishing loop on a task until [`PublisherHandle::stop`].
-    pub fn spawn(&self) -> PublisherHandle {
+    /// Runs the publishing loop on a task until [`PublisherHandle::stop`]; it starts publishing
+    /// once `schema` says the outbox table exists.
+    pub fn spawn(&self, schema: Schema) -> PublisherHandle {
         let (stop, mut stopped) = watch::channel(false);
         let this = self.clone();
         let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = schema.ready() => {}
+                _ = stopped.changed() => return,
+            }
             loop {
                 let busy = match this.publish_batch(false).await {
                     Ok(outcome) => outcome.published as i64 == this.settings.batch_size,

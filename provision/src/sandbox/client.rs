@@ -476,7 +476,7 @@ impl SandboxCloud {
         } else {
             super::daemon::kill_stale(&self.dir);
         }
-        std::fs::remove_dir_all(&self.dir)
+        super::daemon::remove_state(&self.dir)
             .map_err(|e| unavailable(format!("removing {}: {e}", self.dir.display())))?;
         let at = OffsetDateTime::now_utc();
         let mut events = vec![ProvisionEvent::Started {

@@ -12,7 +12,11 @@
 //! 3. it brings the stack up — moto (with the "user created" topic, the mailer's queues, the
 //!    token table and the sender's SES identity), the database, the load balancer, the mailer
 //!    (see [`super::side_channel`]), the group's instances until every target is healthy —
-//!    and records "X of Y" [`ProvisionEvent`]s (`GET /progress`);
+//!    and records "X of Y" [`ProvisionEvent`]s (`GET /progress`). PostgreSQL runs as its own
+//!    user when the daemon is root; if that user cannot enter the state directory (a 0700 home
+//!    above the project), the database lives in a per-stack directory in the system's
+//!    temporary directory instead, recorded in [`DB_DIR_FILE`] so that stale-process cleanup
+//!    and [`remove_state`] (`triad down`) find it;
 //! 4. it serves until stopped, then stops everything and removes the address and pid files.
 //!
 //! Control API (JSON bodies; errors are a [`CloudError`] with a 4xx/5xx status):
@@ -58,6 +62,11 @@ pub const ADDRESS_FILE: &str = "daemon.addr";
 pub const PID_FILE: &str = "daemon.pid";
 /// The file in the state directory holding the stack spec (JSON of a `StackSpec`).
 pub const SPEC_FILE: &str = "spec.json";
+/// The file in the state directory naming the database's directory when it is not `db/` in the
+/// state directory (see [`database_dir`]).
+pub const DB_DIR_FILE: &str = "db.dir";
+/// How a fallback database directory's name starts (in the system's temporary directory).
+const DB_FALLBACK_PREFIX: &str = "triad-sandbox-";
 /// How long moto, the database and the first instances may take to come up.
 const BRING_UP_LIMIT: Duration = Duration::from_secs(180);
 /// Events a snapshot carries at most.
@@ -289,7 +298,87 @@ pub fn kill_stale(dir: &Path) -> usize {
     for pid in &pids {
         signal_tree(*pid, Signal::SIGKILL);
     }
-    pids.len() + db::kill_stale_servers(&dir.join("db"))
+    pids.len() + db::kill_stale_servers(&database_dir(dir))
+}
+
+/// Where the database nodes of the stack in `dir` live: the directory recorded in
+/// [`DB_DIR_FILE`], else `db/` in the state directory.
+pub fn database_dir(dir: &Path) -> PathBuf {
+    recorded_database_dir(dir).unwrap_or_else(|| dir.join("db"))
+}
+
+/// The recorded fallback, if there is one. Only a directory of the fallback's own naming in the
+/// system's temporary directory counts, so a stray record can never point `down` elsewhere.
+fn recorded_database_dir(dir: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(dir.join(DB_DIR_FILE)).ok()?;
+    let path = PathBuf::from(text.trim());
+    let ours = path.parent() == Some(std::env::temp_dir().as_path())
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DB_FALLBACK_PREFIX));
+    ours.then_some(path)
+}
+
+/// The database directory of the stack in `dir` when PostgreSQL's user cannot enter `dir`: one
+/// per state directory, in the system's temporary directory.
+pub fn fallback_database_dir(dir: &Path, stack: &str) -> PathBuf {
+    // FNV-1a of the absolute state directory: stable across runs and builds.
+    let hash = marker_of(dir)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    std::env::temp_dir().join(format!("{DB_FALLBACK_PREFIX}{stack}-{hash:016x}"))
+}
+
+/// Chooses the database directory for a bring-up and records the choice: `db/` in the state
+/// directory when PostgreSQL's user (it refuses root) can enter the state directory, else
+/// [`fallback_database_dir`]. The second value says why it fell back.
+async fn choose_database_dir(dir: &Path, stack: &str) -> Result<(PathBuf, Option<String>), String> {
+    let previous = recorded_database_dir(dir);
+    let record = dir.join(DB_DIR_FILE);
+    let (chosen, note) = if db::server_can_enter(dir).await.map_err(|e| e.to_string())? {
+        let _ = std::fs::remove_file(&record);
+        (dir.join("db"), None)
+    } else {
+        let fallback = fallback_database_dir(dir, stack);
+        let temp = std::env::temp_dir();
+        if !db::server_can_enter(&temp)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "PostgreSQL's user can enter neither {} nor {}",
+                dir.display(),
+                temp.display()
+            ));
+        }
+        std::fs::write(&record, fallback.display().to_string())
+            .map_err(|e| format!("writing {}: {e}", record.display()))?;
+        let note = format!(
+            "PostgreSQL's user cannot enter {}; the database lives in {}",
+            dir.display(),
+            fallback.display()
+        );
+        (fallback, Some(note))
+    };
+    if let Some(previous) = previous.filter(|p| *p != chosen) {
+        let _ = std::fs::remove_dir_all(previous);
+    }
+    Ok((chosen, note))
+}
+
+/// Removes the state of the stack in `dir` (its processes must be stopped): the database
+/// directory recorded outside it, then the state directory.
+pub fn remove_state(dir: &Path) -> std::io::Result<()> {
+    if let Some(database) = recorded_database_dir(dir) {
+        match std::fs::remove_dir_all(&database) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::remove_dir_all(dir)
 }
 
 /// Runs the daemon for `config` until it is told to stop. See the module documentation.
@@ -509,9 +598,12 @@ async fn start_stack(
     daemon.resource(0, ResourceStatus::CreateComplete, None);
 
     // The database.
-    daemon.resource(1, ResourceStatus::CreateInProgress, None);
+    let (db_dir, note) = choose_database_dir(dir, &spec.name)
+        .await
+        .map_err(|e| (1, e))?;
+    daemon.resource(1, ResourceStatus::CreateInProgress, note);
     daemon.resource(2, ResourceStatus::CreateInProgress, None);
-    let db_config = DbConfig::new(dir.join("db"), spec.azs.clone());
+    let db_config = DbConfig::new(db_dir, spec.azs.clone());
     let db = DbCluster::start(db_config)
         .await
         .map_err(|e| (1, e.to_string()))?;
@@ -1199,4 +1291,42 @@ async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError
         format!("{} restored", record.fault),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_removes_a_recorded_fallback_database_dir_and_nothing_else() {
+        let state = tempfile::tempdir().expect("a state directory");
+        let dir = state.path().join("stack");
+        std::fs::create_dir_all(&dir).expect("create the state directory");
+        assert_eq!(database_dir(&dir), dir.join("db"));
+
+        // A record naming anything but a fallback of ours is ignored.
+        let elsewhere = tempfile::tempdir().expect("another directory");
+        std::fs::write(
+            dir.join(DB_DIR_FILE),
+            elsewhere.path().display().to_string(),
+        )
+        .expect("write the record");
+        assert_eq!(database_dir(&dir), dir.join("db"));
+        remove_state(&dir).expect("remove the state");
+        assert!(!dir.exists());
+        assert!(elsewhere.path().exists(), "a stray record removes nothing");
+
+        // A fallback of ours is found, and removed with the state directory.
+        std::fs::create_dir_all(&dir).expect("create the state directory");
+        let fallback = fallback_database_dir(&dir, "t");
+        assert_eq!(fallback, fallback_database_dir(&dir, "t"), "stable");
+        assert_eq!(fallback.parent(), Some(std::env::temp_dir().as_path()));
+        std::fs::create_dir_all(fallback.join("db1")).expect("create the fallback");
+        std::fs::write(dir.join(DB_DIR_FILE), fallback.display().to_string())
+            .expect("write the record");
+        assert_eq!(database_dir(&dir), fallback);
+        remove_state(&dir).expect("remove the state");
+        assert!(!dir.exists());
+        assert!(!fallback.exists());
+    }
 }

@@ -884,6 +884,33 @@ fn sync_names_statement(standby: Option<&str>) -> String {
     }
 }
 
+/// Whether PostgreSQL's server programs, as the user they run as, can enter `dir`: search
+/// permission on it and on every directory above it (a 0700 home directory above a project
+/// stops them). Always true when they run as this process does.
+pub async fn server_can_enter(dir: &Path) -> Result<bool, DbError> {
+    let Some(user) =
+        RunAs::unprivileged("postgres").map_err(io_error("finding the postgres user"))?
+    else {
+        return Ok(true);
+    };
+    let status = tokio::process::Command::new("/bin/sh")
+        .args(["-c", "cd -- \"$1\"", "sh"])
+        .arg(dir)
+        .current_dir("/")
+        .uid(user.uid)
+        .gid(user.gid)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(io_error(format!(
+            "checking whether postgres can enter {}",
+            dir.display()
+        )))?;
+    Ok(status.success())
+}
+
 /// Kills PostgreSQL servers left running in `state_dir` by a process that ended without
 /// shutting its cluster down (a crash): every `*/data/postmaster.pid` whose process is still a
 /// `postgres` serving that directory has its process tree SIGKILLed. Returns how many servers

@@ -14,7 +14,9 @@
 //!   Lambda's dead-letter queues get them). The message leaves the queue either way.
 //!   A function process that exited is started again before the next invocation.
 //!
-//! What happens is recorded as events (`Stack` source, messages starting with "mailer:").
+//! What happens is recorded as events (`Stack` source, messages starting with "mailer:"), and
+//! for each address the function's answer ([`contract::MailerResponse`]) says it wrote to,
+//! "verification e-mail sent to <address>".
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -520,7 +522,7 @@ async fn invoke_with_retries(
             Err(e) => Err(e),
         };
         last = match answer {
-            Ok(Answer::Response(_)) => {
+            Ok(Answer::Response(answer)) => {
                 record(
                     &bridge.events,
                     format!(
@@ -528,6 +530,16 @@ async fn invoke_with_retries(
                          (request {request_id}, attempt {attempt} of {attempts})"
                     ),
                 );
+                // The function says whom it wrote to (a redelivery it skipped sends nothing).
+                let sent_to = serde_json::from_value::<contract::MailerResponse>(answer)
+                    .map(|r| r.sent_to)
+                    .unwrap_or_default();
+                for address in sent_to {
+                    record(
+                        &bridge.events,
+                        format!("verification e-mail sent to {address}"),
+                    );
+                }
                 return Ok(());
             }
             Ok(Answer::Error {

@@ -110,6 +110,113 @@ async fn healthz_is_503_while_the_database_is_unreachable_and_heals() {
     .await;
 }
 
+/// An instance whose database is not there yet (here: the database does not exist) starts all
+/// the same: `/healthz` and every route that needs the database answer 503 with a JSON reason,
+/// `/version` answers; once the database appears, the migrations run by themselves, health
+/// turns 200, and signups, sign-ins and the outbox work.
+#[tokio::test]
+async fn without_its_database_the_app_serves_503_until_the_migrations_are_applied() {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let url = testkit::with_database(&testkit::pg_admin_url(), &name);
+    let settings = crate::common::settings(&url);
+    let topic = settings.topic_arn.clone();
+    let aws = testkit::aws_config().await;
+    let app = webapp::App::start(settings, &aws)
+        .await
+        .expect("start-up does not wait for the database");
+    let client = crate::common::client_for(&app).await;
+
+    let health = client.get("/healthz").dispatch().await;
+    assert_eq!(health.status(), Status::ServiceUnavailable);
+    assert_eq!(
+        health.headers().get_one("Cache-Control"),
+        Some("no-cache, no-store, must-revalidate")
+    );
+    let reason = json_of(health.into_string().await)["error"].clone();
+    assert!(
+        reason.as_str().is_some_and(|r| r.contains("migrations")),
+        "{reason}"
+    );
+    let signup = serde_json::json!({
+        "email": "nan@example.com", "password": PASSWORD, "first_name": "Nan", "last_name": "N"
+    })
+    .to_string();
+    let requests = [
+        client
+            .post("/v1/user")
+            .header(ContentType::JSON)
+            .body(&signup),
+        client
+            .get("/v1/user/self")
+            .header(basic("nan@example.com", PASSWORD)),
+        client
+            .put("/v1/user/self")
+            .header(basic("nan@example.com", PASSWORD))
+            .header(ContentType::JSON)
+            .body(r#"{"first_name": "Nancy"}"#),
+        client.get(format!("/v1/user/verify?token={}", "A".repeat(43))),
+    ];
+    for request in requests {
+        let r = request.dispatch().await;
+        assert_eq!(r.status(), Status::ServiceUnavailable);
+        assert_eq!(r.content_type(), Some(ContentType::JSON));
+        assert_eq!(json_of(r.into_string().await)["error"], reason);
+    }
+    assert_eq!(client.get("/version").dispatch().await.status(), Status::Ok);
+    assert!(!app.schema.is_ready());
+
+    let sns = aws_sdk_sns::Client::new(&aws);
+    let topic_name = topic.rsplit(':').next().expect("topic name");
+    sns.create_topic()
+        .name(topic_name)
+        .send()
+        .await
+        .expect("create the topic");
+    let mut admin = admin_connection(&testkit::pg_admin_url()).await;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create the database");
+    tokio::time::timeout(Duration::from_secs(60), app.schema.ready())
+        .await
+        .expect("the migrations are applied once the database exists");
+    eventually("healthz to answer 200", Duration::from_secs(20), || async {
+        (client.get("/healthz").dispatch().await.status() == Status::Ok).then_some(())
+    })
+    .await;
+    let r = client
+        .post("/v1/user")
+        .header(ContentType::JSON)
+        .body(&signup)
+        .dispatch()
+        .await;
+    assert_eq!(r.status(), Status::Created);
+    let r = client
+        .get("/v1/user/self")
+        .header(basic("nan@example.com", PASSWORD))
+        .dispatch()
+        .await;
+    assert_eq!(r.status(), Status::Ok);
+    let observer = crate::common::observer_pool(&url).await;
+    eventually(
+        "the signup's event to be published",
+        Duration::from_secs(30),
+        || {
+            let observer = observer.clone();
+            async move {
+                let (sent,): (i64,) =
+                    sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
+                        .fetch_one(&observer)
+                        .await
+                        .expect("count the outbox");
+                (sent == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    app.shut_down().await.expect("shut down");
+}
+
 #[tokio::test]
 async fn version_reports_configured_values() {
     let t = TestApp::fresh(|s| s.az = "us-east-1c".into()).await;
@@ -354,6 +461,7 @@ async fn put_self_changes_names_and_password_only() {
         .header(basic("fay@example.com", "new-horse-8"))
         .dispatch()
         .await;
+    assert_eq!(now.status(), Status::Ok, "the new password signs in");
     let body = json_of(now.into_string().await);
     assert_eq!(
         (body["first_name"].as_str(), body["last_name"].as_str()),

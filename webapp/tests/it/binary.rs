@@ -1,4 +1,5 @@
-//! The built binary: configuration errors stop start-up with the variable's name, SIGTERM
+//! The built binary: configuration errors stop start-up with the variable's name, an
+//! unreachable database leaves it up and unhealthy, SIGTERM
 //! drains (a slow in-flight request completes, new connections are refused, exit 0), and the
 //! JSON logs carry request ids but never passwords or Authorization values.
 
@@ -97,15 +98,6 @@ fn missing_or_malformed_settings_stop_start_up_naming_them() {
     }
 }
 
-#[test]
-fn an_unreachable_database_stops_start_up() {
-    let port = testkit::free_port().expect("free port");
-    let out = run(&base_env(&unreachable_db(), port));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("migrations"), "{stderr}");
-}
-
 struct Running {
     child: Child,
     stdout: Arc<Mutex<String>>,
@@ -139,6 +131,81 @@ fn spawn(vars: &[(&str, String)]) -> Running {
         }
     });
     Running { child, stdout }
+}
+
+/// A webapp whose database does not answer boots anyway, as an instance would: it listens,
+/// `/healthz` answers 503 (so a load balancer marks it unhealthy), routes that need the
+/// database answer 503 with a JSON reason, it keeps retrying its migrations, and SIGTERM still
+/// stops it cleanly.
+#[tokio::test]
+async fn an_unreachable_database_leaves_the_webapp_up_and_unhealthy() {
+    let port = testkit::free_port().expect("free port");
+    let mut app = spawn(&base_env(&unreachable_db(), port));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let health = eventually("the webapp to listen", Duration::from_secs(60), || {
+        let http = http.clone();
+        let url = format!("{base}/healthz");
+        async move { http.get(url).send().await.ok() }
+    })
+    .await;
+    assert_eq!(health.status(), 503);
+    let reason: serde_json::Value = health.json().await.expect("a JSON reason");
+    assert!(
+        reason["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("migrations")),
+        "{reason}"
+    );
+    let signup = http
+        .post(format!("{base}/v1/user"))
+        .json(&serde_json::json!({
+            "email": "ann@example.com", "password": "correct-horse-7",
+            "first_name": "Ann", "last_name": "A"
+        }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), 503);
+    let body: serde_json::Value = signup.json().await.expect("a JSON reason");
+    assert_eq!(body, reason);
+    let version = http
+        .get(format!("{base}/version"))
+        .send()
+        .await
+        .expect("version");
+    assert_eq!(version.status(), 200);
+
+    eventually(
+        "a second failed migration attempt in the logs",
+        Duration::from_secs(60),
+        || {
+            let logs = app.stdout.lock().expect("logs").clone();
+            async move {
+                let retries = logs
+                    .lines()
+                    .filter(|l| l.contains("applying database migrations failed"))
+                    .count();
+                (retries >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        app.child.try_wait().expect("try_wait").is_none(),
+        "the webapp is still running"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &app.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = eventually("the webapp to exit", Duration::from_secs(60), || {
+        let status = app.child.try_wait().expect("try_wait");
+        async move { status }
+    })
+    .await;
+    assert_eq!(exit.code(), Some(0));
 }
 
 #[tokio::test]

@@ -51,6 +51,13 @@ pub fn figment() -> rocket::figment::Figment {
     })
 }
 
+/// The app in process and a client for it, without waiting for its migrations.
+pub async fn client_for(app: &App) -> Client {
+    Client::untracked(app.rocket(figment()))
+        .await
+        .expect("rocket ignites")
+}
+
 /// The app in process, and a client for it.
 pub struct TestApp {
     pub client: Client,
@@ -65,9 +72,10 @@ impl TestApp {
             DatabaseSource::Secret { .. } => String::new(),
         };
         let app = App::start(settings, aws).await.expect("app starts");
-        let client = Client::untracked(app.rocket(figment()))
+        tokio::time::timeout(Duration::from_secs(60), app.schema.ready())
             .await
-            .expect("rocket ignites");
+            .expect("the migrations are applied");
+        let client = client_for(&app).await;
         TestApp {
             client,
             app,
