@@ -28,7 +28,7 @@ pub mod refresh;
 pub mod snapshot;
 pub mod stack;
 
-pub use backend::{AwsSettings, BackendChoice, BackendFlags};
+pub use backend::{Attachment, AwsSettings, BackendChoice, BackendFlags};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cloud::{BackendKind, Cloud, CloudStream, failed_stream, refresh_outcome};
 pub use error::CloudError;
