@@ -1231,16 +1231,7 @@ impl MemStack {
     }
 
     fn restore(&mut self, record: &FaultRecord, now: OffsetDateTime) -> Result<(), CloudError> {
-        if record
-            .changes
-            .iter()
-            .any(|c| matches!(c, FaultChange::Aws(_)))
-        {
-            return Err(CloudError::refused(format!(
-                "fault record {} was made by the AWS backend",
-                record.id
-            )));
-        }
+        record.check_made_by(BackendKind::Sandbox)?;
         for change in record.changes.iter().rev() {
             match change {
                 FaultChange::Sandbox(SandboxChange::AzSilenced { az, .. }) => {

@@ -305,16 +305,6 @@ async fn start_refresh(
         })
 }
 
-/// `NotFound` for Auto Scaling's "no active refresh" answer.
-fn no_active_refresh(error: CloudError, asg: &str) -> CloudError {
-    match error {
-        CloudError::Backend { code, .. } if code == "ActiveInstanceRefreshNotFound" => {
-            CloudError::not_found(format!("an active instance refresh of group {asg}"))
-        }
-        other => other,
-    }
-}
-
 pub(crate) async fn cancel(cloud: &AwsCloud, stack: &StackRef) -> Result<RefreshId, CloudError> {
     let resources = resolve(cloud, stack).await?;
     let answer = cloud
@@ -324,22 +314,12 @@ pub(crate) async fn cancel(cloud: &AwsCloud, stack: &StackRef) -> Result<Refresh
         .auto_scaling_group_name(&resources.asg)
         .send()
         .await
-        .map_err(|e| {
-            no_active_refresh(
-                from_sdk("autoscaling", "CancelInstanceRefresh", e),
-                &resources.asg,
-            )
-        })?;
-    answer
-        .instance_refresh_id()
-        .map(|id| RefreshId(id.to_owned()))
-        .ok_or_else(|| {
-            CloudError::backend(
-                "autoscaling",
-                "CancelInstanceRefresh",
-                "no refresh id returned",
-            )
-        })
+        .map_err(|e| from_sdk("autoscaling", "CancelInstanceRefresh", e));
+    refresh_id(
+        answer.map(|a| a.instance_refresh_id),
+        "CancelInstanceRefresh",
+        &resources.asg,
+    )
 }
 
 pub(crate) async fn rollback(cloud: &AwsCloud, stack: &StackRef) -> Result<RefreshId, CloudError> {
@@ -351,22 +331,33 @@ pub(crate) async fn rollback(cloud: &AwsCloud, stack: &StackRef) -> Result<Refre
         .auto_scaling_group_name(&resources.asg)
         .send()
         .await
-        .map_err(|e| {
-            no_active_refresh(
-                from_sdk("autoscaling", "RollbackInstanceRefresh", e),
-                &resources.asg,
-            )
-        })?;
-    answer
-        .instance_refresh_id()
-        .map(|id| RefreshId(id.to_owned()))
-        .ok_or_else(|| {
-            CloudError::backend(
-                "autoscaling",
-                "RollbackInstanceRefresh",
-                "no refresh id returned",
-            )
-        })
+        .map_err(|e| from_sdk("autoscaling", "RollbackInstanceRefresh", e));
+    refresh_id(
+        answer.map(|a| a.instance_refresh_id),
+        "RollbackInstanceRefresh",
+        &resources.asg,
+    )
+}
+
+/// The refresh id a cancel or rollback answered with; Auto Scaling's "no active refresh"
+/// is `NotFound`.
+fn refresh_id(
+    answer: Result<Option<String>, CloudError>,
+    operation: &str,
+    asg: &str,
+) -> Result<RefreshId, CloudError> {
+    match answer {
+        Ok(Some(id)) => Ok(RefreshId(id)),
+        Ok(None) => Err(CloudError::backend(
+            "autoscaling",
+            operation,
+            "no refresh id returned",
+        )),
+        Err(CloudError::Backend { code, .. }) if code == "ActiveInstanceRefreshNotFound" => Err(
+            CloudError::not_found(format!("an active instance refresh of group {asg}")),
+        ),
+        Err(error) => Err(error),
+    }
 }
 
 /// The refresh `id` each time it changes, polled every `interval` (longer while throttled),

@@ -29,8 +29,8 @@ use super::observe::{describe_db, suspended_of};
 use super::resources::{Resources, describe_group, group_subnets, resolve, subnet_infos};
 use super::{AwsCloud, OpsClients};
 use crate::port::{
-    AwsChange, CapacityCheck, CloudError, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
-    LifecycleState, PlannedAction, ScalingProcess, StackRef, StepPlan, plan_fault,
+    AwsChange, BackendKind, CapacityCheck, CloudError, Fault, FaultChange, FaultPlan, FaultRecord,
+    FaultStep, LifecycleState, PlannedAction, ScalingProcess, StackRef, StepPlan, plan_fault,
 };
 
 /// The tag on every NACL a blackhole creates, holding the fault's id.
@@ -527,16 +527,7 @@ async fn set_subnets(ops: &OpsClients, asg: &str, subnets: &str) -> Result<(), C
 
 /// Undoes the reversible changes of `record`, newest first.
 pub(crate) async fn restore(cloud: &AwsCloud, record: &FaultRecord) -> Result<(), CloudError> {
-    if record
-        .changes
-        .iter()
-        .any(|c| matches!(c, FaultChange::Sandbox(_)))
-    {
-        return Err(CloudError::refused(format!(
-            "fault record {} was made by the sandbox backend",
-            record.id
-        )));
-    }
+    record.check_made_by(BackendKind::Aws)?;
     undo(&cloud.ops_for(&record.stack), &record.changes).await
 }
 

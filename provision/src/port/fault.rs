@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::cloud::BackendKind;
 use super::error::CloudError;
 use super::snapshot::ScalingProcess;
 use super::stack::StackRef;
@@ -264,6 +265,29 @@ pub struct FaultRecord {
     pub changes: Vec<FaultChange>,
 }
 
+impl FaultRecord {
+    /// Refuses a record whose changes were made by another kind of backend than `kind` (an
+    /// AWS record handed to the sandbox, or the reverse): they mean nothing there.
+    pub fn check_made_by(&self, kind: BackendKind) -> Result<(), CloudError> {
+        match self
+            .changes
+            .iter()
+            .map(FaultChange::backend)
+            .find(|k| *k != kind)
+        {
+            Some(other) => Err(CloudError::refused(format!(
+                "fault record {} was made by the {} backend",
+                self.id,
+                match other {
+                    BackendKind::Aws => "AWS",
+                    _ => "sandbox",
+                }
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One change a fault made, per backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case")]
@@ -273,6 +297,14 @@ pub enum FaultChange {
 }
 
 impl FaultChange {
+    /// The kind of backend that makes this change (the memory backend makes sandbox ones).
+    pub fn backend(&self) -> BackendKind {
+        match self {
+            Self::Aws(_) => BackendKind::Aws,
+            Self::Sandbox(_) => BackendKind::Sandbox,
+        }
+    }
+
     /// Whether restore can undo this change (terminations and failovers are not undone;
     /// the stack heals from them).
     pub fn is_reversible(&self) -> bool {

@@ -46,11 +46,11 @@ use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::{
-    Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest, Event,
-    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, MetricKind, MetricPoint,
-    MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId, ResourceEvent,
-    ResourceStatus, SandboxChange, ScalingProcess, Snapshot, StackOperation, StackRef, StackStatus,
-    StepPlan, plan_fault,
+    BackendKind, Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest,
+    Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, MetricKind,
+    MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId,
+    ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Snapshot, StackOperation,
+    StackRef, StackStatus, StepPlan, plan_fault,
 };
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -1128,16 +1128,7 @@ async fn inject(
 }
 
 async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError> {
-    if record
-        .changes
-        .iter()
-        .any(|c| matches!(c, FaultChange::Aws(_)))
-    {
-        return Err(CloudError::refused(format!(
-            "fault record {} was made by the AWS backend",
-            record.id
-        )));
-    }
+    record.check_made_by(BackendKind::Sandbox)?;
     let stack = daemon.stack.read().await;
     let stack = stack.as_ref().ok_or_else(not_ready)?;
     for change in record.changes.iter().rev() {
