@@ -43,6 +43,8 @@ pub fn flags(args: &BackendArgs) -> BackendFlags {
         profile: args.profile.clone(),
         region: args.region.clone(),
         endpoint_url: args.endpoint_url.clone(),
+        asg: args.asg.clone(),
+        db: args.db.clone(),
     }
 }
 
@@ -61,6 +63,12 @@ pub fn origin(choice: &BackendChoice) -> String {
             }
             if let Some(e) = &s.endpoint_url {
                 parts.push(e.clone());
+            }
+            if let Some(attach) = &s.attach {
+                parts.push(format!("group {}", attach.asg));
+                if let Some(db) = &attach.db {
+                    parts.push(format!("db {db}"));
+                }
             }
             parts.join(" · ")
         }

@@ -46,6 +46,12 @@ pub struct BackendArgs {
     /// Send AWS calls to this endpoint (for emulators).
     #[arg(long, global = true, requires = "aws", value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// Attach to this Auto Scaling group (one triad did not create) instead of the stack's.
+    #[arg(long, global = true, requires = "aws", value_name = "NAME")]
+    pub asg: Option<String>,
+    /// The attached group's database (an RDS DB instance identifier).
+    #[arg(long, global = true, requires = "asg", value_name = "ID")]
+    pub db: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

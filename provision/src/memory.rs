@@ -38,11 +38,12 @@ use time::OffsetDateTime;
 use crate::port::{
     AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, CheckpointInfo, Clock, Cloud,
     CloudError, CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, Event,
-    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, HealthStatus, Instance,
+    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, HealthStatus, Instance,
     LifecycleState, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, Plan, PlannedAction,
     ProvisionEvent, Refresh, RefreshId, RefreshStatus, ResourceChange, ResourceEvent,
     ResourceStatus, RollbackDetails, SandboxChange, ScalingProcess, Section, SectionError,
-    Snapshot, StackOperation, StackRef, StackStatus, Target, TargetReason, TargetState,
+    Snapshot, StackOperation, StackRef, StackStatus, StepPlan, Target, TargetReason, TargetState,
+    plan_fault,
 };
 
 /// The port instances listen on in the memory model.
@@ -1065,84 +1066,49 @@ impl MemStack {
             self.check_az(az)?;
         }
         let db = self.db.as_ref();
-        let az = fault
-            .az()
-            .map(str::to_owned)
-            .or_else(|| db.map(|db| db.primary.clone()));
-        let mut actions = Vec::new();
-        let mut notes = Vec::new();
-        let instance_actions = |az: &str, call: &str, reversible: bool| {
+        let instances = |az: &str, call: &str, reversible: bool| {
             self.instance_ids_in(az)
                 .into_iter()
-                .map(|id| PlannedAction {
-                    resource: format!("instance {id}"),
-                    call: call.to_owned(),
-                    reversible,
-                })
+                .map(|id| PlannedAction::new(format!("instance {id}"), call, reversible))
                 .collect::<Vec<_>>()
         };
-        let silence = |az: &str, actions: &mut Vec<PlannedAction>| {
-            actions.extend(instance_actions(az, "SIGSTOP", true));
-            actions.push(PlannedAction {
-                resource: format!("az {az}"),
-                call: "silence new instances".into(),
-                reversible: true,
-            });
-        };
-        let block = |az: &str, actions: &mut Vec<PlannedAction>| {
-            actions.push(PlannedAction {
-                resource: format!("az {az}"),
-                call: "remove from launch AZs".into(),
-                reversible: true,
-            });
-            if !self.suspended.contains(&ScalingProcess::AzRebalance) {
-                actions.push(PlannedAction {
-                    resource: "process AZRebalance".into(),
-                    call: "suspend".into(),
-                    reversible: true,
-                });
-            }
-        };
-        let failover = |db: &MemDb, actions: &mut Vec<PlannedAction>| {
-            actions.push(PlannedAction {
-                resource: format!("database {}", db.id),
-                call: format!(
-                    "fail over from {} to {}",
-                    db.primary,
-                    db.standby.as_deref().unwrap_or("(no standby)")
-                ),
-                reversible: false,
-            });
-        };
-        match fault {
-            Fault::TerminateAz { az } => {
-                actions.extend(instance_actions(az, "SIGKILL", false));
-                notes.push("terminated instances are not restored; the group replaces them".into());
-            }
-            Fault::BlackholeAz { az } => silence(az, &mut actions),
-            Fault::BlockLaunchesInAz { az } => block(az, &mut actions),
-            Fault::FailoverDb => {
-                let db = db.ok_or_else(|| CloudError::not_found("database"))?;
-                failover(db, &mut actions);
-                notes.push("a failover is not undone; the old primary becomes the standby".into());
-            }
-            Fault::AzOutage { az } => {
-                silence(az, &mut actions);
-                block(az, &mut actions);
-                if let Some(db) = db.filter(|db| &db.primary == az) {
-                    failover(db, &mut actions);
-                    notes.push(
-                        "a failover is not undone; the old primary becomes the standby".into(),
-                    );
+        let primary_az = db.map(|db| db.primary.as_str());
+        plan_fault(&self.stack, fault, primary_az, |step| {
+            Ok(StepPlan::of(match step {
+                FaultStep::Terminate(az) => instances(az, "SIGKILL", false),
+                FaultStep::Blackhole(az) => {
+                    let mut actions = instances(az, "SIGSTOP", true);
+                    actions.push(PlannedAction::new(
+                        format!("az {az}"),
+                        "silence new instances",
+                        true,
+                    ));
+                    actions
                 }
-            }
-        }
-        Ok(FaultPlan {
-            stack: self.stack.clone(),
-            fault: fault.clone(),
-            az,
-            actions,
-            notes,
+                FaultStep::BlockLaunches(az) => {
+                    let mut actions = vec![PlannedAction::new(
+                        format!("az {az}"),
+                        "remove from launch AZs",
+                        true,
+                    )];
+                    if !self.suspended.contains(&ScalingProcess::AzRebalance) {
+                        actions.push(PlannedAction::new("process AZRebalance", "suspend", true));
+                    }
+                    actions
+                }
+                FaultStep::Failover => {
+                    let db = db.ok_or_else(|| CloudError::not_found("database"))?;
+                    vec![PlannedAction::new(
+                        format!("database {}", db.id),
+                        format!(
+                            "fail over from {} to {}",
+                            db.primary,
+                            db.standby.as_deref().unwrap_or("(no standby)")
+                        ),
+                        false,
+                    )]
+                }
+            }))
         })
     }
 
@@ -1251,13 +1217,13 @@ impl MemStack {
                 Some(az)
             }
             Fault::AzOutage { az } => {
-                changes.push(FaultChange::Sandbox(self.silence(az, now)));
-                self.block_launches(az, now, &mut changes);
                 let primary_here = self.db.as_ref().is_some_and(|db| &db.primary == az);
                 let has_standby = self.db.as_ref().is_some_and(|db| db.standby.is_some());
                 if primary_here && has_standby {
                     changes.push(FaultChange::Sandbox(self.fail_over(now)?));
                 }
+                changes.push(FaultChange::Sandbox(self.silence(az, now)));
+                self.block_launches(az, now, &mut changes);
                 Some(az.clone())
             }
         };
@@ -1265,16 +1231,7 @@ impl MemStack {
     }
 
     fn restore(&mut self, record: &FaultRecord, now: OffsetDateTime) -> Result<(), CloudError> {
-        if record
-            .changes
-            .iter()
-            .any(|c| matches!(c, FaultChange::Aws(_)))
-        {
-            return Err(CloudError::refused(format!(
-                "fault record {} was made by the AWS backend",
-                record.id
-            )));
-        }
+        record.check_made_by(BackendKind::Sandbox)?;
         for change in record.changes.iter().rev() {
             match change {
                 FaultChange::Sandbox(SandboxChange::AzSilenced { az, .. }) => {

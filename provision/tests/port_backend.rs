@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use provision::port::{AwsSettings, BackendChoice, BackendFlags, BackendKind, CloudError};
+use provision::port::{
+    Attachment, AwsSettings, BackendChoice, BackendFlags, BackendKind, CloudError,
+};
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs
@@ -46,6 +48,7 @@ fn aws_flag_fills_unset_fields_from_the_environment() {
             profile: Some("dev".into()),
             region: Some("us-east-2".into()),
             endpoint_url: Some("http://127.0.0.1:5000".into()),
+            attach: None,
         })
     );
 }
@@ -57,6 +60,7 @@ fn flags_win_over_the_environment_and_aws_region_over_default_region() {
         profile: Some("prod".into()),
         region: None,
         endpoint_url: Some("https://example.test".into()),
+        ..BackendFlags::default()
     };
     let choice = BackendChoice::choose(
         &flags,
@@ -74,6 +78,7 @@ fn flags_win_over_the_environment_and_aws_region_over_default_region() {
             profile: Some("prod".into()),
             region: Some("eu-west-1".into()),
             endpoint_url: Some("https://example.test".into()),
+            attach: None,
         })
     );
 }
@@ -113,5 +118,49 @@ fn a_malformed_endpoint_is_refused() {
     assert!(
         matches!(result, Err(CloudError::Invalid { ref field, .. }) if field == "endpoint_url"),
         "{result:?}"
+    );
+}
+
+#[test]
+fn asg_and_db_attach_to_a_group_triad_did_not_create() {
+    let flags = BackendFlags {
+        aws: true,
+        asg: Some("legacy-web".into()),
+        db: Some("legacy-db".into()),
+        ..BackendFlags::default()
+    };
+    let BackendChoice::Aws(settings) = BackendChoice::choose(&flags, env(&[])).expect("valid")
+    else {
+        panic!("--aws selects AWS");
+    };
+    assert_eq!(
+        settings.attach,
+        Some(Attachment {
+            asg: "legacy-web".into(),
+            db: Some("legacy-db".into())
+        })
+    );
+}
+
+#[test]
+fn asg_needs_aws_and_db_needs_asg() {
+    let sandbox_asg = BackendFlags {
+        asg: Some("legacy-web".into()),
+        ..BackendFlags::default()
+    };
+    let err = BackendChoice::choose(&sandbox_asg, env(&[])).expect_err("--asg needs --aws");
+    assert!(
+        matches!(err, CloudError::Invalid { ref field, .. } if field == "asg"),
+        "{err}"
+    );
+    let db_alone = BackendFlags {
+        aws: true,
+        db: Some("legacy-db".into()),
+        ..BackendFlags::default()
+    };
+    let err = BackendChoice::choose(&db_alone, env(&[])).expect_err("--db needs --asg");
+    assert!(
+        matches!(err, CloudError::Invalid { ref field, .. } if field == "db"),
+        "{err}"
     );
 }

@@ -678,7 +678,7 @@ async fn failover_moves_the_primary_and_is_not_undone() {
 }
 
 #[tokio::test]
-async fn an_az_outage_blackholes_blocks_and_fails_over() {
+async fn an_az_outage_fails_over_then_blackholes_and_blocks() {
     let w = world();
     let fault = Fault::AzOutage {
         az: "mem-1a".into(),
@@ -705,7 +705,7 @@ async fn an_az_outage_blackholes_blocks_and_fails_over() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["silenced", "blocked", "suspended", "failed over"]);
+    assert_eq!(kinds, ["failed over", "silenced", "blocked", "suspended"]);
     let snapshot = w.snapshot().await;
     assert_eq!(snapshot.az("mem-1a").expect("az").healthy_capacity(), 0);
     assert_eq!(snapshot.db_primary_az(), Some("mem-1b"));

@@ -393,6 +393,16 @@ fn errors_and_choices_round_trip() {
         profile: Some("prod".into()),
         region: Some("eu-west-1".into()),
         endpoint_url: None,
+        attach: None,
+    }));
+    round_trip(&BackendChoice::Aws(AwsSettings {
+        profile: None,
+        region: None,
+        endpoint_url: None,
+        attach: Some(Attachment {
+            asg: "legacy-web".into(),
+            db: Some("legacy-db".into()),
+        }),
     }));
     round_trip(&BackendKind::Aws);
     round_trip(&SessionMode::ReadOnly);

@@ -90,8 +90,16 @@ pub async fn ensure_bootstrap(
             }
         }
     }
+    artefact_bucket(cloud, &stack).await
+}
+
+/// The artefact bucket of the bootstrap stack `stack` (`<name>-bootstrap`).
+pub(crate) async fn artefact_bucket(
+    cloud: &AwsCloud,
+    stack: &StackRef,
+) -> Result<String, CloudError> {
     let resource = cloud
-        .cfn_for(&stack)
+        .cfn_for(stack)
         .describe_stack_resource()
         .stack_name(&stack.name)
         .logical_resource_id(BUCKET_LOGICAL_ID)

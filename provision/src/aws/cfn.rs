@@ -15,7 +15,7 @@
 //! delete that failed), its `Finished` carries a summary built from the events followed: which
 //! resources failed and why, what was created or changed and then undone, what remains.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use aws_sdk_cloudformation::Client;
@@ -102,6 +102,8 @@ pub(crate) struct StackState {
     pub id: String,
     pub status: StackStatus,
     pub outputs: Outputs,
+    /// The names of the stack's parameters.
+    pub parameter_keys: Vec<String>,
 }
 
 /// The stack called (or with the id) `stack`, or `None` when it does not exist.
@@ -143,6 +145,11 @@ pub(crate) async fn describe_stack(
         id: found.stack_id().unwrap_or(stack).to_string(),
         status,
         outputs: Outputs(outputs),
+        parameter_keys: found
+            .parameters()
+            .iter()
+            .filter_map(|p| p.parameter_key().map(str::to_string))
+            .collect(),
     }))
 }
 
@@ -203,7 +210,19 @@ pub(crate) async fn plan(
         .await
         .map_err(|e| from_sdk(SERVICE, "CreateChangeSet", e))?;
     let change_set = created.id().unwrap_or(&change_set_name).to_string();
+    read_plan(client, desired, creates_stack, change_set, polling).await
+}
 
+/// Waits for `change_set` to be computed and reads it as a [`Plan`] of `desired`; a change set
+/// without changes is deleted and gives an empty plan.
+async fn read_plan(
+    client: &Client,
+    desired: &DesiredStack,
+    creates_stack: bool,
+    change_set: String,
+    polling: &Polling,
+) -> Result<Plan, CloudError> {
+    let name = &desired.stack.name;
     let mut backoff = Backoff::new(
         polling.first_interval,
         polling.max_interval,
@@ -269,6 +288,71 @@ pub(crate) async fn plan(
         changes,
         planned_at: OffsetDateTime::now_utc(),
     })
+}
+
+/// A change set that sets `parameters` on the existing stack, keeping its template and every
+/// other parameter's value (a deploy of a triad stack: the new version is a parameter, so
+/// CloudFormation stays the source of truth and a later `triad up` does not revert it).
+pub(crate) async fn plan_parameter_update(
+    client: &Client,
+    stack: &StackRef,
+    parameters: &BTreeMap<String, String>,
+    polling: &Polling,
+) -> Result<Plan, CloudError> {
+    let name = &stack.name;
+    let existing = describe_stack(client, name)
+        .await?
+        .ok_or_else(|| CloudError::not_found(format!("stack {stack}")))?;
+    if !existing.status.is_terminal() {
+        return Err(CloudError::conflict(format!(
+            "stack {name} is {}: an operation is running; deploy when it has finished",
+            existing.status
+        )));
+    }
+    if let Some(unknown) = parameters
+        .keys()
+        .find(|key| !existing.parameter_keys.contains(key))
+    {
+        return Err(CloudError::invalid(
+            "parameters",
+            format!("stack {name} has no parameter {unknown}"),
+        ));
+    }
+    let all = existing
+        .parameter_keys
+        .iter()
+        .map(|key| match parameters.get(key) {
+            Some(value) => Parameter::builder()
+                .parameter_key(key)
+                .parameter_value(value)
+                .build(),
+            None => Parameter::builder()
+                .parameter_key(key)
+                .use_previous_value(true)
+                .build(),
+        });
+    let change_set_name = format!("triad-{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
+    let created = client
+        .create_change_set()
+        .stack_name(name)
+        .change_set_name(&change_set_name)
+        .change_set_type(ChangeSetType::Update)
+        .use_previous_template(true)
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .set_parameters(Some(all.collect()))
+        .send()
+        .await
+        .map_err(|e| from_sdk(SERVICE, "CreateChangeSet", e))?;
+    let change_set = created.id().unwrap_or(&change_set_name).to_string();
+    let desired = DesiredStack {
+        stack: stack.clone(),
+        template_body: String::new(),
+        parameters: parameters.clone(),
+        tags: BTreeMap::new(),
+        spec: serde_json::Value::Null,
+    };
+    read_plan(client, &desired, false, change_set, polling).await
 }
 
 /// CloudFormation's reasons for a change set that changes nothing.

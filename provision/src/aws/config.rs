@@ -31,6 +31,7 @@ mod tests {
             profile: None,
             region: Some("eu-west-1".into()),
             endpoint_url: Some("http://127.0.0.1:5000".into()),
+            attach: None,
         })
         .await;
         assert_eq!(config.region().map(Region::as_ref), Some("eu-west-1"));

@@ -3,45 +3,155 @@
 //! stack's events, destroy deletes the stack and follows it to the end. [`artefacts`] keeps
 //! the `<name>-bootstrap` stack (the artefact bucket) and uploads releases into it.
 //!
+//! The stack's running parts are found by [`resources`] (a triad stack's CloudFormation
+//! resources, or a group attached with `--asg`), observed by [`observe`] (snapshots and the
+//! watch, a fixed number of calls per tick) and broken and restored by [`faults`]. Every
+//! client counts its calls in one [`ApiCalls`].
+//!
 //! Architecture invariant: SDK types stay inside this module. Everything it returns is the
 //! port's types; SDK errors become [`CloudError`]s here.
-//!
-//! Snapshot, watch, deploy and fault operations are not built yet: they return
-//! [`CloudError::Unsupported`] saying so.
 
 pub mod artefacts;
+pub mod calls;
 pub mod cfn;
 pub mod config;
+mod deploy;
 mod error;
+mod faults;
+mod observe;
 mod render;
+mod resources;
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::{Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use artefacts::{Upload, ensure_bootstrap, upload_artefact};
+pub use calls::ApiCalls;
 pub use cfn::Polling;
+pub use deploy::VERSION_TAG;
+pub use faults::FAULT_TAG;
+pub use observe::METRICS_PERIOD;
 pub use render::render_plan;
 
 use crate::port::{
-    AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream, DeployRequest,
-    DesiredStack, Fault, FaultPlan, FaultRecord, Plan, ProvisionEvent, Refresh, RefreshId,
-    Snapshot, StackRef, failed_stream,
+    Attachment, AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream,
+    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, Plan, ProvisionEvent, Refresh,
+    RefreshId, Snapshot, StackRef,
 };
+
+/// The clients of the services a running stack is made of.
+#[derive(Debug, Clone)]
+pub struct OpsClients {
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl OpsClients {
+    /// Clients over one SDK configuration.
+    pub fn from_config(config: &SdkConfig) -> Self {
+        Self {
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            rds: aws_sdk_rds::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+        }
+    }
+
+    /// The same clients, each also calling `interceptor`.
+    fn counted(&self, calls: &ApiCalls) -> Self {
+        macro_rules! counted {
+            ($krate:ident, $client:expr) => {
+                $krate::Client::from_conf(
+                    $client
+                        .config()
+                        .to_builder()
+                        .interceptor(calls.clone())
+                        .build(),
+                )
+            };
+        }
+        Self {
+            autoscaling: counted!(aws_sdk_autoscaling, self.autoscaling),
+            ec2: counted!(aws_sdk_ec2, self.ec2),
+            elb: counted!(aws_sdk_elasticloadbalancingv2, self.elb),
+            rds: counted!(aws_sdk_rds, self.rds),
+            cloudwatch: counted!(aws_sdk_cloudwatch, self.cloudwatch),
+        }
+    }
+
+    /// The same clients in `region` (unchanged when it is already theirs or `None`).
+    fn in_region(&self, region: Option<&str>) -> Self {
+        let Some(region) = region else {
+            return self.clone();
+        };
+        if self.ec2.config().region().map(Region::as_ref) == Some(region) {
+            return self.clone();
+        }
+        macro_rules! moved {
+            ($krate:ident, $client:expr) => {
+                $krate::Client::from_conf(
+                    $client
+                        .config()
+                        .to_builder()
+                        .region(Region::new(region.to_owned()))
+                        .build(),
+                )
+            };
+        }
+        Self {
+            autoscaling: moved!(aws_sdk_autoscaling, self.autoscaling),
+            ec2: moved!(aws_sdk_ec2, self.ec2),
+            elb: moved!(aws_sdk_elasticloadbalancingv2, self.elb),
+            rds: moved!(aws_sdk_rds, self.rds),
+            cloudwatch: moved!(aws_sdk_cloudwatch, self.cloudwatch),
+        }
+    }
+}
+
+/// Facts that change slowly, kept across snapshots: which AZ and VPC each subnet is in, and
+/// every subnet and AZ a group has been seen with (so an AZ whose subnet a launch block
+/// removed still has its column, and restore can find its subnets).
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    pub subnets: HashMap<String, SubnetInfo>,
+    pub group_subnets: HashMap<String, BTreeSet<String>>,
+    pub group_azs: HashMap<String, BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SubnetInfo {
+    pub az: String,
+    pub vpc: String,
+}
 
 /// The AWS backend of the Cloud port.
 #[derive(Debug, Clone)]
 pub struct AwsCloud {
     cfn: aws_sdk_cloudformation::Client,
     s3: aws_sdk_s3::Client,
+    ops: OpsClients,
     polling: Polling,
+    calls: ApiCalls,
+    attach: Option<Attachment>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl AwsCloud {
     /// The backend for `settings`, through the aws-config default chain.
     pub async fn new(settings: &AwsSettings) -> Self {
-        Self::from_config(&config::load(settings).await)
+        let cloud = Self::from_config(&config::load(settings).await);
+        match &settings.attach {
+            Some(attach) => cloud.attached(attach.clone()),
+            None => cloud,
+        }
     }
 
     /// The backend over an SDK configuration. A custom endpoint (a local emulator) gets
@@ -54,21 +164,56 @@ impl AwsCloud {
             aws_sdk_cloudformation::Client::new(config),
             aws_sdk_s3::Client::from_conf(s3),
         )
+        .with_ops_clients(OpsClients::from_config(config))
     }
 
-    /// The backend over given clients.
+    /// The backend over given CloudFormation and S3 clients. The other services get clients
+    /// without credentials until [`AwsCloud::with_ops_clients`] gives real ones.
     pub fn from_clients(cfn: aws_sdk_cloudformation::Client, s3: aws_sdk_s3::Client) -> Self {
+        let calls = ApiCalls::default();
+        let cfn = aws_sdk_cloudformation::Client::from_conf(
+            cfn.config().to_builder().interceptor(calls.clone()).build(),
+        );
+        let s3 = aws_sdk_s3::Client::from_conf(
+            s3.config().to_builder().interceptor(calls.clone()).build(),
+        );
+        let mut placeholder = SdkConfig::builder().behavior_version(BehaviorVersion::latest());
+        if let Some(region) = cfn.config().region() {
+            placeholder = placeholder.region(region.clone());
+        }
+        let ops = OpsClients::from_config(&placeholder.build()).counted(&calls);
         Self {
             cfn,
             s3,
+            ops,
             polling: Polling::default(),
+            calls,
+            attach: None,
+            cache: Arc::default(),
         }
+    }
+
+    /// The same backend with these Auto Scaling, EC2, ELB, RDS and CloudWatch clients.
+    pub fn with_ops_clients(mut self, ops: OpsClients) -> Self {
+        self.ops = ops.counted(&self.calls);
+        self
     }
 
     /// The same backend, polling CloudFormation as `polling` says.
     pub fn with_polling(mut self, polling: Polling) -> Self {
         self.polling = polling;
         self
+    }
+
+    /// The same backend attached to a group triad did not create (`--asg`, `--db`).
+    pub fn attached(mut self, attach: Attachment) -> Self {
+        self.attach = Some(attach);
+        self
+    }
+
+    /// The calls this backend has made, by operation.
+    pub fn api_calls(&self) -> &ApiCalls {
+        &self.calls
     }
 
     /// The CloudFormation client for `stack`'s region.
@@ -102,12 +247,14 @@ impl AwsCloud {
             _ => self.s3.clone(),
         }
     }
-}
 
-fn not_built(operation: &str) -> CloudError {
-    CloudError::Unsupported {
-        operation: format!("{operation} (not built yet for AWS)"),
-        backend: BackendKind::Aws.to_string(),
+    /// The running-stack clients for `stack`'s region.
+    fn ops_for(&self, stack: &StackRef) -> OpsClients {
+        self.ops.in_region(stack.region.as_deref())
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -129,52 +276,59 @@ impl Cloud for AwsCloud {
         cfn::destroy(self.cfn_for(stack), stack.clone(), self.polling)
     }
 
-    async fn snapshot(&self, _stack: &StackRef) -> Result<Snapshot, CloudError> {
-        Err(not_built("snapshot"))
+    async fn snapshot(&self, stack: &StackRef) -> Result<Snapshot, CloudError> {
+        observe::Observer::new(self.clone(), stack.clone())
+            .tick()
+            .await
     }
 
-    fn watch(&self, _stack: &StackRef, _interval: Duration) -> CloudStream<Snapshot> {
-        failed_stream(not_built("watch"))
+    fn watch(&self, stack: &StackRef, interval: Duration) -> CloudStream<Snapshot> {
+        observe::watch(self.clone(), stack.clone(), interval)
     }
 
     async fn deploy(
         &self,
-        _stack: &StackRef,
-        _request: &DeployRequest,
+        stack: &StackRef,
+        request: &DeployRequest,
     ) -> Result<RefreshId, CloudError> {
-        Err(not_built("deploy"))
+        deploy::deploy(self, stack, request).await
     }
 
-    async fn cancel_refresh(&self, _stack: &StackRef) -> Result<RefreshId, CloudError> {
-        Err(not_built("cancel refresh"))
+    async fn cancel_refresh(&self, stack: &StackRef) -> Result<RefreshId, CloudError> {
+        deploy::cancel(self, stack).await
     }
 
-    async fn rollback_refresh(&self, _stack: &StackRef) -> Result<RefreshId, CloudError> {
-        Err(not_built("rollback refresh"))
+    async fn rollback_refresh(&self, stack: &StackRef) -> Result<RefreshId, CloudError> {
+        deploy::rollback(self, stack).await
     }
 
-    fn wait_refresh(&self, _stack: &StackRef, _id: &RefreshId) -> CloudStream<Refresh> {
-        failed_stream(not_built("wait for refresh"))
+    fn wait_refresh(&self, stack: &StackRef, id: &RefreshId) -> CloudStream<Refresh> {
+        deploy::wait(
+            self.clone(),
+            stack.clone(),
+            id.clone(),
+            self.polling.first_interval,
+        )
     }
 
     async fn describe_fault(
         &self,
-        _stack: &StackRef,
-        _fault: &Fault,
+        stack: &StackRef,
+        fault: &Fault,
     ) -> Result<FaultPlan, CloudError> {
-        Err(not_built("describe fault"))
+        faults::describe(self, stack, fault).await
     }
 
     async fn inject(
         &self,
-        _stack: &StackRef,
-        _fault: &Fault,
-        _check: CapacityCheck,
+        stack: &StackRef,
+        fault: &Fault,
+        check: CapacityCheck,
     ) -> Result<FaultRecord, CloudError> {
-        Err(not_built("inject fault"))
+        faults::inject(self, stack, fault, check).await
     }
 
-    async fn restore(&self, _record: &FaultRecord) -> Result<(), CloudError> {
-        Err(not_built("restore fault"))
+    async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
+        faults::restore(self, record).await
     }
 }

@@ -2,6 +2,7 @@
 //! `--region`, `--endpoint-url`, or the standard AWS environment variables filling what the
 //! flags leave out); without `--aws`, the local sandbox. The AWS environment is read only once
 //! `--aws` is given, so `AWS_ENDPOINT_URL` (or any AWS variable) alone never selects AWS.
+//! `--asg NAME` (with an optional `--db ID`) attaches to a group triad did not create.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,20 @@ pub struct BackendFlags {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// `--asg NAME`: act on this Auto Scaling group instead of a triad stack's (AWS only).
+    pub asg: Option<String>,
+    /// `--db ID`: the attached group's database (needs `--asg`).
+    pub db: Option<String>,
+}
+
+/// An Auto Scaling group triad did not create, attached to with `--asg` (and its database
+/// with `--db`): snapshots, deploys and faults act on it, its target groups and subnets
+/// instead of a triad stack's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub asg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
 }
 
 /// Where AWS calls go. `None` fields are left to the SDK's default chain (a region may come
@@ -33,6 +48,9 @@ pub struct AwsSettings {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// The group to attach to instead of a triad stack's, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<Attachment>,
 }
 
 /// The backend a command uses.
@@ -54,6 +72,8 @@ impl BackendChoice {
                 ("profile", &flags.profile),
                 ("region", &flags.region),
                 ("endpoint_url", &flags.endpoint_url),
+                ("asg", &flags.asg),
+                ("db", &flags.db),
             ]
             .into_iter()
             .find(|(_, value)| value.is_some());
@@ -65,6 +85,20 @@ impl BackendChoice {
             }
             return Ok(Self::Sandbox);
         }
+        let attach = match (&flags.asg, &flags.db) {
+            (Some(asg), db) if !asg.trim().is_empty() => Some(Attachment {
+                asg: asg.clone(),
+                db: db.clone().filter(|db| !db.trim().is_empty()),
+            }),
+            (Some(_), _) => return Err(CloudError::invalid("asg", "--asg needs a group name")),
+            (None, Some(_)) => {
+                return Err(CloudError::invalid(
+                    "db",
+                    "--db names the database of an attached group: it needs --asg",
+                ));
+            }
+            (None, None) => None,
+        };
         let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
         let settings = AwsSettings {
             profile: flags.profile.clone().or_else(|| env(AWS_PROFILE)),
@@ -74,6 +108,7 @@ impl BackendChoice {
                 .or_else(|| env(AWS_REGION))
                 .or_else(|| env(AWS_DEFAULT_REGION)),
             endpoint_url: flags.endpoint_url.clone().or_else(|| env(AWS_ENDPOINT_URL)),
+            attach,
         };
         if let Some(url) = &settings.endpoint_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::cloud::BackendKind;
 use super::error::CloudError;
 use super::snapshot::ScalingProcess;
 use super::stack::StackRef;
@@ -29,8 +30,8 @@ pub enum Fault {
     BlockLaunchesInAz { az: String },
     /// Fail the database over to its standby.
     FailoverDb,
-    /// The AZ loses power: blackhole, launch block, and a database failover if the primary
-    /// is there.
+    /// The AZ loses power: a database failover if the primary is there, then blackhole and
+    /// launch block (see [`Fault::steps`]).
     AzOutage { az: String },
 }
 
@@ -90,6 +91,28 @@ impl Fault {
         }
     }
 
+    /// The steps that carry this fault out, in order; restore undoes them in reverse.
+    /// `primary_az` is where the database primary is, if known: `AzOutage` fails the
+    /// database over first when the primary is in its AZ — while the AZ can still answer, so
+    /// the failover is a clean one — then blackholes the AZ and blocks launches into it.
+    pub fn steps(&self, primary_az: Option<&str>) -> Vec<FaultStep<'_>> {
+        match self {
+            Self::TerminateAz { az } => vec![FaultStep::Terminate(az)],
+            Self::BlackholeAz { az } => vec![FaultStep::Blackhole(az)],
+            Self::BlockLaunchesInAz { az } => vec![FaultStep::BlockLaunches(az)],
+            Self::FailoverDb => vec![FaultStep::Failover],
+            Self::AzOutage { az } => {
+                let mut steps = Vec::with_capacity(3);
+                if primary_az == Some(az.as_str()) {
+                    steps.push(FaultStep::Failover);
+                }
+                steps.push(FaultStep::Blackhole(az));
+                steps.push(FaultStep::BlockLaunches(az));
+                steps
+            }
+        }
+    }
+
     /// Whether the fault takes serving capacity out of its AZ.
     pub fn removes_capacity(&self) -> bool {
         matches!(
@@ -106,6 +129,85 @@ impl fmt::Display for Fault {
             None => f.write_str(self.kind()),
         }
     }
+}
+
+/// One step of a fault, in the AZ it names (see [`Fault::steps`]). Every backend carries
+/// out the same steps with its own mechanisms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultStep<'a> {
+    /// Terminate the AZ's instances.
+    Terminate(&'a str),
+    /// Cut the AZ off the network.
+    Blackhole(&'a str),
+    /// Stop the group launching into the AZ.
+    BlockLaunches(&'a str),
+    /// Fail the database over from wherever its primary is.
+    Failover,
+}
+
+/// What carrying out one [`FaultStep`] will do: its calls, and what the operator should know
+/// about them beyond the notes every backend shares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepPlan {
+    pub actions: Vec<PlannedAction>,
+    pub notes: Vec<String>,
+}
+
+impl StepPlan {
+    /// A step of these actions, without notes of its own.
+    pub fn of(actions: Vec<PlannedAction>) -> Self {
+        Self {
+            actions,
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl PlannedAction {
+    /// A call on `resource`; `reversible` says whether restore undoes it.
+    pub fn new(resource: impl Into<String>, call: impl Into<String>, reversible: bool) -> Self {
+        Self {
+            resource: resource.into(),
+            call: call.into(),
+            reversible,
+        }
+    }
+}
+
+/// The note every backend gives for terminated instances.
+pub const NOTE_TERMINATE: &str = "terminated instances are not restored; the group replaces them";
+/// The note every backend gives for a database failover.
+pub const NOTE_FAILOVER: &str =
+    "a failover is not undone; the database stays on its new primary and gets a new standby";
+
+/// The dry run of `fault` on `stack`, the same way on every backend: its steps in order
+/// ([`Fault::steps`]), each planned by the backend (`plan_step`), with the shared notes. The
+/// AZ it touches is the one it names, or `primary_az` for `FailoverDb`.
+pub fn plan_fault(
+    stack: &StackRef,
+    fault: &Fault,
+    primary_az: Option<&str>,
+    mut plan_step: impl FnMut(FaultStep<'_>) -> Result<StepPlan, CloudError>,
+) -> Result<FaultPlan, CloudError> {
+    let mut actions = Vec::new();
+    let mut notes = Vec::new();
+    for step in fault.steps(primary_az) {
+        let planned = plan_step(step)?;
+        actions.extend(planned.actions);
+        match step {
+            FaultStep::Terminate(_) => notes.push(NOTE_TERMINATE.to_owned()),
+            FaultStep::Failover => notes.push(NOTE_FAILOVER.to_owned()),
+            FaultStep::Blackhole(_) | FaultStep::BlockLaunches(_) => {}
+        }
+        notes.extend(planned.notes);
+    }
+    Ok(FaultPlan {
+        stack: stack.clone(),
+        fault: fault.clone(),
+        az: fault.az().or(primary_az).map(str::to_owned),
+        actions,
+        notes,
+    })
 }
 
 /// Whether inject checks that the other AZs still have healthy capacity.
@@ -163,6 +265,29 @@ pub struct FaultRecord {
     pub changes: Vec<FaultChange>,
 }
 
+impl FaultRecord {
+    /// Refuses a record whose changes were made by another kind of backend than `kind` (an
+    /// AWS record handed to the sandbox, or the reverse): they mean nothing there.
+    pub fn check_made_by(&self, kind: BackendKind) -> Result<(), CloudError> {
+        match self
+            .changes
+            .iter()
+            .map(FaultChange::backend)
+            .find(|k| *k != kind)
+        {
+            Some(other) => Err(CloudError::refused(format!(
+                "fault record {} was made by the {} backend",
+                self.id,
+                match other {
+                    BackendKind::Aws => "AWS",
+                    _ => "sandbox",
+                }
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One change a fault made, per backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case")]
@@ -172,6 +297,14 @@ pub enum FaultChange {
 }
 
 impl FaultChange {
+    /// The kind of backend that makes this change (the memory backend makes sandbox ones).
+    pub fn backend(&self) -> BackendKind {
+        match self {
+            Self::Aws(_) => BackendKind::Aws,
+            Self::Sandbox(_) => BackendKind::Sandbox,
+        }
+    }
+
     /// Whether restore can undo this change (terminations and failovers are not undone;
     /// the stack heals from them).
     pub fn is_reversible(&self) -> bool {

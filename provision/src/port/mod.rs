@@ -28,13 +28,13 @@ pub mod refresh;
 pub mod snapshot;
 pub mod stack;
 
-pub use backend::{AwsSettings, BackendChoice, BackendFlags};
+pub use backend::{Attachment, AwsSettings, BackendChoice, BackendFlags};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cloud::{BackendKind, Cloud, CloudStream, failed_stream, refresh_outcome};
 pub use error::CloudError;
 pub use fault::{
-    AwsChange, CapacityCheck, Fault, FaultChange, FaultPlan, FaultRecord, PlannedAction,
-    SandboxChange,
+    AwsChange, CapacityCheck, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, PlannedAction,
+    SandboxChange, StepPlan, plan_fault,
 };
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
 pub use names::UnknownName;

@@ -50,10 +50,11 @@ use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::{
-    Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest, Event,
-    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, MetricKind, MetricPoint, MetricSeries,
-    Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus,
-    SandboxChange, ScalingProcess, Snapshot, StackOperation, StackRef, StackStatus,
+    BackendKind, Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest,
+    Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, MetricKind,
+    MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId,
+    ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Snapshot, StackOperation,
+    StackRef, StackStatus, StepPlan, plan_fault,
 };
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -1063,86 +1064,52 @@ async fn describe_fault(daemon: &Daemon, fault: &Fault) -> Result<FaultPlan, Clo
     let stack = stack.as_ref().ok_or_else(not_ready)?;
     let db = stack.db.status();
     let primary_az = db.primary().map(|n| n.az.clone());
-    let az = fault.az().map(str::to_owned).or_else(|| primary_az.clone());
-    let mut actions = Vec::new();
-    let mut notes = Vec::new();
-    let instances = |az: &str, call: &str, reversible: bool, actions: &mut Vec<PlannedAction>| {
-        for (id, pid) in stack.fleet.instances_in(az) {
-            actions.push(PlannedAction {
-                resource: format!("instance {id} (pid {pid})"),
-                call: call.to_owned(),
-                reversible,
-            });
-        }
+    let instances = |az: &str, call: &str, reversible: bool| {
+        stack
+            .fleet
+            .instances_in(az)
+            .into_iter()
+            .map(|(id, pid)| {
+                PlannedAction::new(format!("instance {id} (pid {pid})"), call, reversible)
+            })
+            .collect::<Vec<_>>()
     };
-    let db_node = |az: &str, actions: &mut Vec<PlannedAction>| {
-        if let Some(node) = db.nodes.iter().find(|n| n.az == az) {
-            actions.push(PlannedAction {
-                resource: format!(
-                    "database node {} ({:?}, pid {})",
-                    node.id,
-                    node.role,
-                    node.pid.map_or("-".to_owned(), |p| p.to_string())
-                ),
-                call: "SIGSTOP".into(),
-                reversible: true,
-            });
-        }
-    };
-    let failover = |actions: &mut Vec<PlannedAction>| {
-        actions.push(PlannedAction {
-            resource: format!("database {}-db", daemon.spec.name),
-            call: format!(
-                "fail over from {} to {}",
-                primary_az.as_deref().unwrap_or("(no primary)"),
-                db.standby().map_or("(no standby)", |n| n.az.as_str())
-            ),
-            reversible: false,
-        });
-    };
-    let block = |az: &str, actions: &mut Vec<PlannedAction>| {
-        actions.push(PlannedAction {
-            resource: format!("az {az}"),
-            call: "remove from launch AZs".into(),
-            reversible: true,
-        });
-        actions.push(PlannedAction {
-            resource: "process AZRebalance".into(),
-            call: "suspend".into(),
-            reversible: true,
-        });
-    };
-    match fault {
-        Fault::TerminateAz { az } => {
-            instances(az, "SIGKILL", false, &mut actions);
-            notes.push("killed instances are not restored; the group replaces them".into());
-        }
-        Fault::BlackholeAz { az } => {
-            instances(az, "SIGSTOP", true, &mut actions);
-            db_node(az, &mut actions);
-            notes.push("instances launched into the AZ meanwhile start stopped".into());
-        }
-        Fault::BlockLaunchesInAz { az } => block(az, &mut actions),
-        Fault::FailoverDb => {
-            failover(&mut actions);
-            notes.push("a failover is not undone; a new standby is built".into());
-        }
-        Fault::AzOutage { az } => {
-            if primary_az.as_deref() == Some(az.as_str()) {
-                failover(&mut actions);
-                notes.push("a failover is not undone; a new standby is built".into());
+    plan_fault(&daemon.stack_ref, fault, primary_az.as_deref(), |step| {
+        Ok(match step {
+            FaultStep::Terminate(az) => StepPlan::of(instances(az, "SIGKILL", false)),
+            FaultStep::Blackhole(az) => {
+                let mut actions = instances(az, "SIGSTOP", true);
+                if let Some(node) = db.nodes.iter().find(|n| n.az == az) {
+                    actions.push(PlannedAction::new(
+                        format!(
+                            "database node {} ({:?}, pid {})",
+                            node.id,
+                            node.role,
+                            node.pid.map_or("-".to_owned(), |p| p.to_string())
+                        ),
+                        "SIGSTOP",
+                        true,
+                    ));
+                }
+                StepPlan {
+                    actions,
+                    notes: vec!["instances launched into the AZ meanwhile start stopped".into()],
+                }
             }
-            instances(az, "SIGSTOP", true, &mut actions);
-            db_node(az, &mut actions);
-            block(az, &mut actions);
-        }
-    }
-    Ok(FaultPlan {
-        stack: daemon.stack_ref.clone(),
-        fault: fault.clone(),
-        az,
-        actions,
-        notes,
+            FaultStep::BlockLaunches(az) => StepPlan::of(vec![
+                PlannedAction::new(format!("az {az}"), "remove from launch AZs", true),
+                PlannedAction::new("process AZRebalance", "suspend", true),
+            ]),
+            FaultStep::Failover => StepPlan::of(vec![PlannedAction::new(
+                format!("database {}-db", daemon.spec.name),
+                format!(
+                    "fail over from {} to {}",
+                    primary_az.as_deref().unwrap_or("(no primary)"),
+                    db.standby().map_or("(no standby)", |n| n.az.as_str())
+                ),
+                false,
+            )]),
+        })
     })
 }
 
@@ -1253,16 +1220,7 @@ async fn inject(
 }
 
 async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError> {
-    if record
-        .changes
-        .iter()
-        .any(|c| matches!(c, FaultChange::Aws(_)))
-    {
-        return Err(CloudError::refused(format!(
-            "fault record {} was made by the AWS backend",
-            record.id
-        )));
-    }
+    record.check_made_by(BackendKind::Sandbox)?;
     let stack = daemon.stack.read().await;
     let stack = stack.as_ref().ok_or_else(not_ready)?;
     for change in record.changes.iter().rev() {

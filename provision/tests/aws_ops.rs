@@ -1,0 +1,963 @@
+//! The AWS backend's running-stack side against moto over HTTP: snapshots, the calls a watch
+//! tick makes, every fault and its exact restore, launch template versions, attaching to a
+//! group triad did not create, and the capacity refusal. What moto does not model — instance
+//! refreshes, CloudWatch's protocol, instances in more than one AZ, RDS failover — is in
+//! `aws_ops_mocks.rs`.
+//!
+//! Each test builds its own network, group and (when it needs one) database under unique
+//! names on the shared moto server, and attaches to them as `--asg`/`--db` would. moto puts
+//! every instance of a group in its first subnet, so all instances are in us-east-1a.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
+use aws_sdk_ec2::types::{Filter, NetworkAcl};
+use futures::StreamExt;
+use provision::aws::{ApiCalls, AwsCloud, FAULT_TAG, VERSION_TAG};
+use provision::port::*;
+
+const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+/// How long a test waits for moto to show a change before failing.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// moto's answers to what it does not implement are HTTP 500s; retrying them only slows the
+/// tests down.
+async fn config() -> aws_config::SdkConfig {
+    testkit::aws_config()
+        .await
+        .into_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build()
+}
+
+/// A group of `instances` behind a target group, in three subnets of a VPC of its own, and
+/// optionally a PostgreSQL database; created through the SDK as someone else's stack would be.
+struct World {
+    cloud: AwsCloud,
+    stack: StackRef,
+    ec2: aws_sdk_ec2::Client,
+    asg: aws_sdk_autoscaling::Client,
+    rds: aws_sdk_rds::Client,
+    group: String,
+    vpc: String,
+    /// (subnet id, AZ), in the group's order.
+    subnets: Vec<(String, String)>,
+    template_id: String,
+    db: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Db {
+    None,
+    SingleAz,
+    MultiAz,
+}
+
+async fn world(instances: i32, db: Db) -> World {
+    let config = config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let rds = aws_sdk_rds::Client::new(&config);
+    let name = testkit::unique_name("ops");
+
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.20.0.0/16")
+        .send()
+        .await
+        .expect("create vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_owned();
+    let mut subnets = Vec::new();
+    for (index, az) in AZS.iter().enumerate() {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.20.{index}.0/24"))
+            .availability_zone(*az)
+            .send()
+            .await
+            .expect("create subnet")
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_owned();
+        subnets.push((subnet, (*az).to_owned()));
+    }
+    let image = ec2
+        .describe_images()
+        .send()
+        .await
+        .expect("describe images")
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .expect("moto has images")
+        .to_owned();
+    let template_id = ec2
+        .create_launch_template()
+        .launch_template_name(format!("{name}-lt"))
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create launch template")
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("launch template id")
+        .to_owned();
+    let target_group = elb
+        .create_target_group()
+        .name(format!("{name}-tg").chars().take(32).collect::<String>())
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("create target group")
+        .target_groups()
+        .first()
+        .and_then(|t| t.target_group_arn())
+        .expect("target group arn")
+        .to_owned();
+    let group = format!("{name}-asg");
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name(&group)
+        .min_size(0)
+        .max_size(40)
+        .desired_capacity(instances)
+        .vpc_zone_identifier(
+            subnets
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&template_id)
+                .version("$Latest")
+                .build(),
+        )
+        .target_group_arns(&target_group)
+        .send()
+        .await
+        .expect("create group");
+
+    let db = match db {
+        Db::None => None,
+        Db::SingleAz | Db::MultiAz => {
+            let subnet_group = format!("{name}-db");
+            rds.create_db_subnet_group()
+                .db_subnet_group_name(&subnet_group)
+                .db_subnet_group_description("test")
+                .set_subnet_ids(Some(subnets.iter().map(|(id, _)| id.clone()).collect()))
+                .send()
+                .await
+                .expect("create db subnet group");
+            let id = format!("{name}-db");
+            rds.create_db_instance()
+                .db_instance_identifier(&id)
+                .db_instance_class("db.t3.micro")
+                .engine("postgres")
+                .allocated_storage(20)
+                .master_username("triad")
+                .master_user_password("correct-horse-battery")
+                .db_subnet_group_name(&subnet_group)
+                .multi_az(db == Db::MultiAz)
+                .send()
+                .await
+                .expect("create db instance");
+            Some(id)
+        }
+    };
+
+    let cloud = AwsCloud::from_config(&config).attached(Attachment {
+        asg: group.clone(),
+        db: db.clone(),
+    });
+    World {
+        stack: StackRef::new(name).expect("valid name"),
+        cloud,
+        ec2,
+        asg,
+        rds,
+        group,
+        vpc,
+        subnets,
+        template_id,
+        db,
+    }
+}
+
+impl World {
+    async fn snapshot(&self) -> Snapshot {
+        self.cloud.snapshot(&self.stack).await.expect("snapshot")
+    }
+
+    fn subnet_in(&self, az: &str) -> &str {
+        &self
+            .subnets
+            .iter()
+            .find(|(_, a)| a == az)
+            .expect("a subnet in every AZ")
+            .0
+    }
+
+    async fn vpc_zone_identifier(&self) -> String {
+        self.asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.group)
+            .send()
+            .await
+            .expect("describe group")
+            .auto_scaling_groups()
+            .first()
+            .and_then(|g| g.vpc_zone_identifier())
+            .expect("subnets")
+            .to_owned()
+    }
+
+    async fn suspended(&self) -> Vec<String> {
+        let answer = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.group)
+            .send()
+            .await
+            .expect("describe group");
+        let mut names: Vec<String> = answer
+            .auto_scaling_groups()
+            .first()
+            .expect("group")
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name().map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn nacls(&self) -> Vec<NetworkAcl> {
+        let mut acls = self
+            .ec2
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(&self.vpc).build())
+            .send()
+            .await
+            .expect("describe network acls")
+            .network_acls()
+            .to_vec();
+        acls.sort_by(|a, b| a.network_acl_id().cmp(&b.network_acl_id()));
+        acls
+    }
+
+    /// Each subnet's network ACL.
+    async fn subnet_nacls(&self) -> BTreeMap<String, String> {
+        self.nacls()
+            .await
+            .iter()
+            .flat_map(|acl| {
+                acl.associations().iter().filter_map(|a| {
+                    Some((a.subnet_id()?.to_owned(), acl.network_acl_id()?.to_owned()))
+                })
+            })
+            .collect()
+    }
+
+    /// The VPC's network ACLs as text, with everything but the association ids (a
+    /// re-association gets a new one): the ACLs, their entries, tags and subnets.
+    async fn nacl_text(&self) -> String {
+        self.nacls()
+            .await
+            .iter()
+            .map(|acl| {
+                let mut subnets: Vec<&str> = acl
+                    .associations()
+                    .iter()
+                    .filter_map(|a| a.subnet_id())
+                    .collect();
+                subnets.sort();
+                format!(
+                    "{:?} default={:?} entries={:?} tags={:?} subnets={subnets:?}",
+                    acl.network_acl_id(),
+                    acl.is_default(),
+                    acl.entries(),
+                    acl.tags()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The calls of the next tick of `snapshots`, and its snapshot.
+async fn per_tick(
+    calls: &ApiCalls,
+    snapshots: &mut CloudStream<Snapshot>,
+) -> (BTreeMap<String, u64>, Snapshot) {
+    calls.reset();
+    let snapshot = snapshots.next().await.expect("a tick").expect("snapshot");
+    (calls.counts(), snapshot)
+}
+
+fn aws_changes(record: &FaultRecord) -> Vec<&AwsChange> {
+    record
+        .changes
+        .iter()
+        .map(|c| match c {
+            FaultChange::Aws(change) => change,
+            other => panic!("a sandbox change from the AWS backend: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_snapshot_shows_the_attached_group_per_az_and_says_which_sections_failed() {
+    let w = world(3, Db::MultiAz).await;
+    let snapshot = w.snapshot().await;
+
+    let azs: Vec<&str> = snapshot.azs.iter().map(|v| v.az.as_str()).collect();
+    assert_eq!(azs, AZS, "every AZ of the group's subnets has a column");
+    assert_eq!(snapshot.enabled_azs, AZS);
+    assert_eq!(
+        snapshot.capacity,
+        Some(Capacity {
+            desired: 3,
+            min: 0,
+            max: 40
+        })
+    );
+    let first = snapshot.az("us-east-1a").expect("first AZ");
+    assert_eq!(
+        first.instances.len(),
+        3,
+        "moto launches into the first subnet"
+    );
+    assert!(first.instances.iter().all(|i| {
+        i.lifecycle == LifecycleState::InService
+            && i.health == HealthStatus::Healthy
+            && i.launch_template_version.as_deref() == Some("1")
+    }));
+    let mut target_ids: Vec<&str> = first.targets.iter().map(|t| t.id.as_str()).collect();
+    target_ids.sort();
+    let instance_ids: Vec<&str> = first.instances.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        target_ids, instance_ids,
+        "targets sit in their instance's AZ"
+    );
+    assert!(
+        first
+            .targets
+            .iter()
+            .all(|t| t.state == TargetState::Healthy && t.port == 8080)
+    );
+    assert_eq!(first.healthy_capacity(), 3);
+    assert_eq!(snapshot.healthy_capacity_outside("us-east-1a"), 0);
+
+    let db = w.db.as_deref().expect("db");
+    let primary = snapshot.db_primary_az().expect("the primary's AZ");
+    let view = snapshot
+        .az(primary)
+        .and_then(|v| v.database.as_ref())
+        .expect("db");
+    assert_eq!(view.id, db);
+    assert_eq!(view.status, DbStatus::Available);
+    assert_eq!(
+        view.synchronous,
+        Some(true),
+        "Multi-AZ commits are synchronous"
+    );
+
+    // moto answers DescribeInstanceRefreshes with HTTP 500 and CloudWatch's current protocol
+    // with 404: those sections say why, and everything else is there.
+    let failed: Vec<Section> = snapshot.errors.iter().map(|e| e.section).collect();
+    assert_eq!(
+        failed,
+        [Section::Refreshes, Section::Metrics],
+        "{:?}",
+        snapshot.errors
+    );
+    let metrics = snapshot.error_for(Section::Metrics).expect("metrics error");
+    assert!(metrics.message.contains("GetMetricData"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_watch_tick_makes_the_same_calls_for_3_and_for_30_instances() {
+    let w = world(3, Db::SingleAz).await;
+    let calls = w.cloud.api_calls().clone();
+    let mut watch = w.cloud.watch(&w.stack, Duration::from_millis(10));
+    // The first tick finds the group's target groups, load balancers and subnets, and reads
+    // the metrics; the ones after it only observe.
+    watch.next().await.expect("a first tick").expect("snapshot");
+    let (small, snapshot) = per_tick(&calls, &mut watch).await;
+    assert_eq!(snapshot.az("us-east-1a").expect("az").instances.len(), 3);
+    let (again, _) = per_tick(&calls, &mut watch).await;
+    assert_eq!(small, again, "every tick costs the same");
+
+    w.asg
+        .set_desired_capacity()
+        .auto_scaling_group_name(&w.group)
+        .desired_capacity(30)
+        .send()
+        .await
+        .expect("scale out");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let large = loop {
+        let (counts, snapshot) = per_tick(&calls, &mut watch).await;
+        if snapshot.az("us-east-1a").expect("az").instances.len() == 30 {
+            break counts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group never reached 30"
+        );
+    };
+    assert_eq!(small, large, "30 instances cost what 3 did");
+    let expected: BTreeMap<String, u64> = [
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeInstanceRefreshes",
+        "autoscaling:DescribeScalingActivities",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "rds:DescribeDBInstances",
+    ]
+    .into_iter()
+    .map(|call| (call.to_owned(), 1))
+    .collect();
+    assert_eq!(large, expected);
+}
+
+#[tokio::test]
+async fn terminate_az_terminates_the_in_service_instances_there() {
+    let w = world(3, Db::None).await;
+    let fault = Fault::TerminateAz {
+        az: "us-east-1a".into(),
+    };
+    let before = w.snapshot().await;
+    let mut ids: Vec<String> = before
+        .az("us-east-1a")
+        .expect("az")
+        .instances
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    ids.sort();
+
+    let plan = w
+        .cloud
+        .describe_fault(&w.stack, &fault)
+        .await
+        .expect("describe");
+    let planned: Vec<String> = plan.actions.iter().map(|a| a.resource.clone()).collect();
+    let expected: Vec<String> = ids.iter().map(|id| format!("instance {id}")).collect();
+    assert_eq!(planned, expected);
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| a.call == "ec2:TerminateInstances" && !a.reversible)
+    );
+
+    let record = w
+        .cloud
+        .inject(&w.stack, &fault, CapacityCheck::Force)
+        .await
+        .expect("inject");
+    let [
+        AwsChange::InstancesTerminated {
+            instance_ids,
+            auto_scaling_group,
+            az,
+        },
+    ] = aws_changes(&record)[..]
+    else {
+        panic!("unexpected changes {:?}", record.changes);
+    };
+    let mut terminated = instance_ids.clone();
+    terminated.sort();
+    assert_eq!(terminated, ids);
+    assert_eq!(auto_scaling_group, &w.group);
+    assert_eq!(az, "us-east-1a");
+
+    let states = w
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.clone()))
+        .send()
+        .await
+        .expect("describe instances");
+    let states: Vec<&str> = states
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()))
+        .collect();
+    assert_eq!(states.len(), 3);
+    assert!(
+        states
+            .iter()
+            .all(|s| *s == "terminated" || *s == "shutting-down"),
+        "{states:?}"
+    );
+    w.cloud
+        .restore(&record)
+        .await
+        .expect("nothing to restore is fine");
+}
+
+#[tokio::test]
+async fn the_capacity_check_refuses_a_fault_on_the_only_serving_az_unless_forced() {
+    let w = world(3, Db::None).await;
+    let guarded = Guarded::new(w.cloud.clone(), SessionMode::ReadWrite);
+    let fault = Fault::BlackholeAz {
+        az: "us-east-1a".into(),
+    };
+    let refused = guarded
+        .inject(&w.stack, &fault, CapacityCheck::Enforce)
+        .await
+        .expect_err("every healthy target is in us-east-1a");
+    assert!(refused.is_refusal(), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("no healthy capacity outside us-east-1a"),
+        "{refused}"
+    );
+    assert_eq!(
+        w.subnet_nacls().await.get(w.subnet_in("us-east-1a")),
+        w.subnet_nacls().await.get(w.subnet_in("us-east-1b")),
+        "nothing was changed"
+    );
+
+    let record = guarded
+        .inject(&w.stack, &fault, CapacityCheck::Force)
+        .await
+        .expect("forced");
+    assert!(record.forced);
+    assert_eq!(record.az.as_deref(), Some("us-east-1a"));
+    guarded.restore(&record).await.expect("restore");
+    assert!(guarded.active_faults().await.is_empty());
+}
+
+#[tokio::test]
+async fn blackhole_swaps_in_a_deny_all_nacl_and_restore_puts_back_exactly_what_was_there() {
+    let w = world(3, Db::None).await;
+    let az = "us-east-1b";
+    let subnet = w.subnet_in(az).to_owned();
+    let before = w.nacl_text().await;
+    let original = w.subnet_nacls().await[&subnet].clone();
+    let fault = Fault::BlackholeAz { az: az.into() };
+
+    let plan = w
+        .cloud
+        .describe_fault(&w.stack, &fault)
+        .await
+        .expect("describe");
+    let calls: Vec<(&str, &str)> = plan
+        .actions
+        .iter()
+        .map(|a| (a.resource.as_str(), a.call.as_str()))
+        .collect();
+    let vpc = format!("vpc {}", w.vpc);
+    let subnet_resource = format!("subnet {subnet}");
+    assert_eq!(
+        calls,
+        [
+            (vpc.as_str(), "ec2:CreateNetworkAcl (deny all)"),
+            (
+                subnet_resource.as_str(),
+                "ec2:ReplaceNetworkAclAssociation (to the deny-all NACL)"
+            ),
+        ]
+    );
+    assert!(plan.actions.iter().all(|a| a.reversible));
+
+    let record = w
+        .cloud
+        .inject(&w.stack, &fault, CapacityCheck::Enforce)
+        .await
+        .expect("inject");
+    let changes = aws_changes(&record);
+    let [
+        AwsChange::NetworkAclCreated {
+            vpc_id,
+            network_acl_id,
+        },
+        AwsChange::NetworkAclAssociationReplaced {
+            subnet_id,
+            original_network_acl_id,
+            ..
+        },
+    ] = changes[..]
+    else {
+        panic!("unexpected changes {changes:?}");
+    };
+    assert_eq!(vpc_id, &w.vpc);
+    assert_eq!(subnet_id, &subnet);
+    assert_eq!(original_network_acl_id, &original);
+    let now = w.subnet_nacls().await;
+    assert_eq!(&now[&subnet], network_acl_id, "the subnet has the new NACL");
+    assert_eq!(
+        now[w.subnet_in("us-east-1a")],
+        original,
+        "other AZs keep theirs"
+    );
+    let acl = w
+        .nacls()
+        .await
+        .into_iter()
+        .find(|a| a.network_acl_id() == Some(network_acl_id.as_str()))
+        .expect("the new NACL");
+    assert!(
+        acl.entries()
+            .iter()
+            .all(|e| e.rule_action().map(|a| a.as_str()) == Some("deny")),
+        "a new NACL denies everything: {:?}",
+        acl.entries()
+    );
+    assert!(
+        acl.tags()
+            .iter()
+            .any(|t| t.key() == Some(FAULT_TAG) && t.value() == Some(record.id.as_str()))
+    );
+
+    w.cloud.restore(&record).await.expect("restore");
+    assert_eq!(
+        w.nacl_text().await,
+        before,
+        "the VPC's NACLs are as they were"
+    );
+    w.cloud
+        .restore(&record)
+        .await
+        .expect("restoring twice is harmless");
+    assert_eq!(w.nacl_text().await, before);
+}
+
+#[tokio::test]
+async fn block_launches_removes_the_az_subnet_and_restore_sets_the_exact_list_back() {
+    let w = world(3, Db::None).await;
+    let original = w.vpc_zone_identifier().await;
+    let fault = Fault::BlockLaunchesInAz {
+        az: "us-east-1b".into(),
+    };
+    let record = w
+        .cloud
+        .inject(&w.stack, &fault, CapacityCheck::Enforce)
+        .await
+        .expect("inject");
+    let remaining = format!(
+        "{},{}",
+        w.subnet_in("us-east-1a"),
+        w.subnet_in("us-east-1c")
+    );
+    assert_eq!(w.vpc_zone_identifier().await, remaining);
+    assert_eq!(w.suspended().await, ["AZRebalance"]);
+    let removed = vec![w.subnet_in("us-east-1b").to_owned()];
+    let original_ids: Vec<String> = original.split(',').map(str::to_owned).collect();
+    assert_eq!(
+        aws_changes(&record),
+        [
+            &AwsChange::SubnetsRemovedFromGroup {
+                auto_scaling_group: w.group.clone(),
+                original_subnet_ids: original_ids,
+                removed_subnet_ids: removed,
+            },
+            &AwsChange::ProcessesSuspended {
+                auto_scaling_group: w.group.clone(),
+                processes: vec![ScalingProcess::AzRebalance],
+            },
+        ]
+    );
+    let snapshot = w.snapshot().await;
+    assert_eq!(snapshot.enabled_azs, ["us-east-1a", "us-east-1c"]);
+    assert_eq!(snapshot.azs.len(), 3, "the blocked AZ keeps its column");
+    assert_eq!(snapshot.suspended_processes, [ScalingProcess::AzRebalance]);
+
+    w.cloud.restore(&record).await.expect("restore");
+    assert_eq!(
+        w.vpc_zone_identifier().await,
+        original,
+        "the exact original list"
+    );
+    assert!(w.suspended().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_process_suspended_before_the_fault_stays_suspended_after_restore() {
+    let w = world(2, Db::None).await;
+    w.asg
+        .suspend_processes()
+        .auto_scaling_group_name(&w.group)
+        .scaling_processes("AZRebalance")
+        .scaling_processes("AlarmNotification")
+        .send()
+        .await
+        .expect("suspend");
+    let fault = Fault::BlockLaunchesInAz {
+        az: "us-east-1c".into(),
+    };
+    let plan = w
+        .cloud
+        .describe_fault(&w.stack, &fault)
+        .await
+        .expect("describe");
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| a.call != "autoscaling:SuspendProcesses"),
+        "{:?}",
+        plan.actions
+    );
+    let record = w
+        .cloud
+        .inject(&w.stack, &fault, CapacityCheck::Enforce)
+        .await
+        .expect("inject");
+    assert!(
+        !aws_changes(&record)
+            .iter()
+            .any(|c| matches!(c, AwsChange::ProcessesSuspended { .. })),
+        "AZRebalance was already suspended: {:?}",
+        record.changes
+    );
+    w.cloud.restore(&record).await.expect("restore");
+    assert_eq!(w.suspended().await, ["AZRebalance", "AlarmNotification"]);
+}
+
+#[tokio::test]
+async fn failover_reboots_a_multi_az_database_with_force_failover() {
+    let w = world(1, Db::MultiAz).await;
+    let db = w.db.clone().expect("db");
+    let primary = w
+        .snapshot()
+        .await
+        .db_primary_az()
+        .expect("primary")
+        .to_owned();
+    let plan = w
+        .cloud
+        .describe_fault(&w.stack, &Fault::FailoverDb)
+        .await
+        .expect("describe");
+    assert_eq!(plan.az.as_deref(), Some(primary.as_str()));
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(plan.actions[0].call, "rds:RebootDBInstance (ForceFailover)");
+    assert!(!plan.actions[0].reversible);
+
+    let record = w
+        .cloud
+        .inject(&w.stack, &Fault::FailoverDb, CapacityCheck::Enforce)
+        .await
+        .expect("inject");
+    let [
+        AwsChange::DbRebootedWithFailover {
+            db_instance_id,
+            from_az,
+            ..
+        },
+    ] = aws_changes(&record)[..]
+    else {
+        panic!("unexpected changes {:?}", record.changes);
+    };
+    assert_eq!(db_instance_id, &db);
+    assert_eq!(from_az, &primary);
+    assert_eq!(record.az.as_deref(), Some(primary.as_str()));
+    // moto reboots the instance (it stays available: it models no failover time).
+    let status = w
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(&db)
+        .send()
+        .await
+        .expect("describe db")
+        .db_instances()[0]
+        .db_instance_status()
+        .map(str::to_owned);
+    assert!(
+        matches!(status.as_deref(), Some("available" | "rebooting")),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn failover_is_refused_when_the_database_is_not_multi_az() {
+    let w = world(1, Db::SingleAz).await;
+    let plan = w
+        .cloud
+        .describe_fault(&w.stack, &Fault::FailoverDb)
+        .await
+        .expect("describe");
+    assert!(
+        plan.notes.iter().any(|n| n.contains("not Multi-AZ")),
+        "{:?}",
+        plan.notes
+    );
+    let refused = w
+        .cloud
+        .inject(&w.stack, &Fault::FailoverDb, CapacityCheck::Force)
+        .await
+        .expect_err("no standby");
+    assert!(refused.is_refusal(), "{refused}");
+    assert!(refused.to_string().contains("not Multi-AZ"), "{refused}");
+}
+
+#[tokio::test]
+async fn an_az_outage_takes_every_step_in_order_and_restore_undoes_them_in_reverse() {
+    let w = world(3, Db::MultiAz).await;
+    let az = w
+        .snapshot()
+        .await
+        .db_primary_az()
+        .expect("primary")
+        .to_owned();
+    let nacls = w.nacl_text().await;
+    let subnets = w.vpc_zone_identifier().await;
+    let fault = Fault::AzOutage { az: az.clone() };
+    let record = w
+        .cloud
+        .inject(&w.stack, &fault, CapacityCheck::Force)
+        .await
+        .expect("inject");
+    let kinds: Vec<&str> = aws_changes(&record)
+        .iter()
+        .map(|c| match c {
+            AwsChange::DbRebootedWithFailover { .. } => "failover",
+            AwsChange::NetworkAclCreated { .. } => "nacl",
+            AwsChange::NetworkAclAssociationReplaced { .. } => "association",
+            AwsChange::SubnetsRemovedFromGroup { .. } => "subnets",
+            AwsChange::ProcessesSuspended { .. } => "suspend",
+            AwsChange::InstancesTerminated { .. } => "terminate",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["failover", "nacl", "association", "subnets", "suspend"]
+    );
+    assert_ne!(w.vpc_zone_identifier().await, subnets);
+    assert_ne!(w.nacl_text().await, nacls);
+
+    w.cloud.restore(&record).await.expect("restore");
+    assert_eq!(w.vpc_zone_identifier().await, subnets);
+    assert_eq!(w.nacl_text().await, nacls);
+    assert!(w.suspended().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_deploy_to_an_attached_group_makes_a_launch_template_version_from_the_current_one() {
+    let w = world(2, Db::None).await;
+    let result = w.cloud.deploy(&w.stack, &DeployRequest::new("2.0.0")).await;
+    // moto implements no instance refresh (HTTP 500): the deploy gets as far as the new
+    // launch template version, which moto does model.
+    let error = result.expect_err("moto has no instance refresh");
+    assert!(
+        error.to_string().contains("StartInstanceRefresh"),
+        "{error}"
+    );
+    let versions = w
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&w.template_id)
+        .send()
+        .await
+        .expect("versions");
+    let mut versions = versions.launch_template_versions().to_vec();
+    versions.sort_by_key(|v| v.version_number());
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let new = &versions[1];
+    assert_eq!(new.version_number(), Some(2));
+    assert_eq!(new.version_description(), Some("triad deploy 2.0.0"));
+    // moto ignores SourceVersion (the new version holds only the data given), so that the
+    // rest is copied from the group's version is AWS's promise, not checked here.
+    let data = new.launch_template_data().expect("data");
+    let tags: Vec<(&str, &str)> = data
+        .tag_specifications()
+        .iter()
+        .flat_map(|s| s.tags())
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert_eq!(tags, [(VERSION_TAG, "2.0.0")]);
+
+    let refused = w
+        .cloud
+        .deploy(
+            &w.stack,
+            &DeployRequest {
+                binary: Some("webapp".into()),
+                ..DeployRequest::new("2.0.1")
+            },
+        )
+        .await
+        .expect_err("no artefact bucket");
+    assert!(
+        matches!(refused, CloudError::Invalid { ref field, .. } if field == "binary"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn attaching_to_a_group_that_does_not_exist_is_not_found() {
+    let config = config().await;
+    let cloud = AwsCloud::from_config(&config).attached(Attachment {
+        asg: testkit::unique_name("missing"),
+        db: None,
+    });
+    let stack = StackRef::new("anything").expect("name");
+    let error = cloud.snapshot(&stack).await.expect_err("no such group");
+    assert!(matches!(error, CloudError::NotFound { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_triad_stack_is_found_through_its_cloudformation_resources() {
+    let config = config().await;
+    let name = testkit::unique_name("opsstack");
+    let template = serde_json::json!({
+        "Resources": {
+            "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.30.0.0/16"}},
+            "PrivateSubnetA": {"Type": "AWS::EC2::Subnet", "Properties": {
+                "VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.30.0.0/24", "AvailabilityZone": "us-east-1a"}},
+            "PrivateSubnetB": {"Type": "AWS::EC2::Subnet", "Properties": {
+                "VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.30.1.0/24", "AvailabilityZone": "us-east-1b"}},
+            "LaunchTemplate": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
+                "LaunchTemplateData": {"ImageId": "ami-03cf127a", "InstanceType": "t3.micro"}}},
+            "TargetGroup": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
+                "Port": 8080, "Protocol": "HTTP", "VpcId": {"Ref": "Vpc"}}},
+            "Group": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
+                "MinSize": "0", "MaxSize": "4", "DesiredCapacity": "2",
+                "VPCZoneIdentifier": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+                "TargetGroupARNs": [{"Ref": "TargetGroup"}],
+                "LaunchTemplate": {"LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                    "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}}}}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&config)
+        .create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create stack");
+    let cloud = AwsCloud::from_config(&config);
+    let stack = StackRef::new(name).expect("name");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    assert_eq!(snapshot.stack_status, Some(StackStatus::CreateComplete));
+    assert_eq!(
+        snapshot.capacity,
+        Some(Capacity {
+            desired: 2,
+            min: 0,
+            max: 4
+        })
+    );
+    let azs: Vec<&str> = snapshot.azs.iter().map(|v| v.az.as_str()).collect();
+    assert_eq!(azs, ["us-east-1a", "us-east-1b"]);
+    assert_eq!(snapshot.az("us-east-1a").expect("az").targets.len(), 2);
+}
