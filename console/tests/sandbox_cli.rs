@@ -40,6 +40,21 @@ fn triad(home: &Path, spec: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Takes the stack down when the test ends, also when it fails half-way, so that no daemon
+/// outlives it (`down` on a stack that is already gone is harmless).
+struct TakeDown<'a> {
+    home: &'a Path,
+    spec: &'a Path,
+}
+
+impl Drop for TakeDown<'_> {
+    fn drop(&mut self) {
+        let _ = triad(self.home, self.spec, &["down", "--yes"])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
 fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run triad")
 }
@@ -65,6 +80,10 @@ fn up_status_down_from_the_shell() {
     let home = tmp.path().join("home");
     let spec = tmp.path().join("stack.toml");
     std::fs::write(&spec, SPEC).expect("write the spec");
+    let _take_down = TakeDown {
+        home: &home,
+        spec: &spec,
+    };
 
     let plan = run(&mut triad(&home, &spec, &["plan"]));
     assert!(plan.status.success(), "{}", text(&plan));
