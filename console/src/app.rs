@@ -757,11 +757,9 @@ fn on_planned(state: &mut State, plan: Box<Plan>) {
         plan.summary().to_string()
     };
     state.notice(Level::Info, format!("plan for {}: {summary}", state.stack));
-    let view = state
-        .provision
-        .get_or_insert_with(|| ProvisionView::new(ProvisionPhase::Planned));
-    *view = ProvisionView::new(ProvisionPhase::Planned);
+    let mut view = ProvisionView::new(ProvisionPhase::Planned);
     view.plan = Some(plan);
+    state.provision = Some(view);
 }
 
 fn on_provision_event(state: &mut State, event: ProvisionEvent) {

@@ -11,12 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn required(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run the tests through `scripts/test`"),
-    }
-}
+mod support;
 
 /// One sandbox stack and one tmux server running the console against it. Dropping it closes
 /// the console and takes the stack down.
@@ -31,32 +26,10 @@ struct Console {
 impl Console {
     /// Brings the stack `name` up from the shell, then opens the console on it in tmux.
     fn open(name: &str) -> Console {
-        let tmp = tempfile::tempdir().expect("a temporary directory");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // PostgreSQL runs as its own user when the tests run as root.
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("open the temporary directory");
-        }
+        let tmp = support::open_tempdir();
         let home = tmp.path().join("home");
         let spec = tmp.path().join("stack.toml");
-        std::fs::write(
-            &spec,
-            format!(
-                r#"
-name = "{name}"
-region = "us-east-1"
-[app]
-version = "1.0.0"
-min = 3
-max = 6
-desired = 3
-[mailer]
-sender = "no-reply@example.com"
-"#
-            ),
-        )
-        .expect("write the spec");
+        std::fs::write(&spec, support::spec_toml(name)).expect("write the spec");
         let console = Console {
             socket: format!("triad-test-{}-{name}", std::process::id()),
             stack: name.to_string(),
@@ -90,13 +63,16 @@ sender = "no-reply@example.com"
     }
 
     fn env_pairs(&self) -> Vec<(String, String)> {
-        vec![
-            ("TRIAD_HOME".into(), self.home.display().to_string()),
-            ("TRIAD_WEBAPP_BIN".into(), required("TRIAD_WEBAPP_BIN")),
-            ("TRIAD_MAILER_BIN".into(), required("TRIAD_MAILER_BIN")),
-            ("TRIAD_MOTO_BIN".into(), required("TRIAD_TEST_MOTO_BIN")),
-            ("TERM".into(), "xterm-256color".into()),
-        ]
+        let mut pairs = vec![
+            ("TRIAD_HOME".to_string(), self.home.display().to_string()),
+            ("TERM".to_string(), "xterm-256color".to_string()),
+        ];
+        pairs.extend(
+            support::sandbox_programs()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+        pairs
     }
 
     fn env_args(&self) -> Vec<String> {

@@ -8,32 +8,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const SPEC: &str = r#"
-name = "cli-sbx"
-region = "us-east-1"
-[app]
-version = "1.0.0"
-min = 3
-max = 6
-desired = 3
-[mailer]
-sender = "no-reply@example.com"
-"#;
-
-fn required(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run the tests through `scripts/test`"),
-    }
-}
+mod support;
 
 fn triad(home: &Path, spec: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_triad"));
     command
         .env("TRIAD_HOME", home)
-        .env("TRIAD_WEBAPP_BIN", required("TRIAD_WEBAPP_BIN"))
-        .env("TRIAD_MAILER_BIN", required("TRIAD_MAILER_BIN"))
-        .env("TRIAD_MOTO_BIN", required("TRIAD_TEST_MOTO_BIN"))
+        .envs(support::sandbox_programs())
         .arg("--stack")
         .arg(spec)
         .args(args);
@@ -70,16 +51,10 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn up_status_down_from_the_shell() {
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // PostgreSQL runs as its own user when the tests run as root.
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("open the temporary directory");
-    }
+    let tmp = support::open_tempdir();
     let home = tmp.path().join("home");
     let spec = tmp.path().join("stack.toml");
-    std::fs::write(&spec, SPEC).expect("write the spec");
+    std::fs::write(&spec, support::spec_toml("cli-sbx")).expect("write the spec");
     let _take_down = TakeDown {
         home: &home,
         spec: &spec,
