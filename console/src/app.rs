@@ -108,6 +108,9 @@ pub enum Action {
     Provision(Box<ProvisionEvent>),
     /// Planning, applying or destroying could not go on.
     ProvisionFailed(String),
+    /// A step done before the stack's own changes (on AWS: the bootstrap stack's progress, a
+    /// release uploaded).
+    ProvisionNote(String),
     /// A cloud call failed; `what` says which.
     Failed {
         what: String,
@@ -376,6 +379,8 @@ pub struct DrillView {
 pub enum ProvisionPhase {
     Planning,
     Planned,
+    /// Doing what the plan says comes first (the artefact bucket and uploads on AWS).
+    Preparing,
     Running(StackOperation),
     Finished,
     Failed,
@@ -398,6 +403,8 @@ pub struct ProvisionView {
     pub summary: Option<String>,
     pub outputs: Outputs,
     pub error: Option<String>,
+    /// What was done before the stack's own changes, one line each.
+    pub notes: Vec<String>,
 }
 
 impl ProvisionView {
@@ -412,6 +419,7 @@ impl ProvisionView {
             summary: None,
             outputs: Outputs::default(),
             error: None,
+            notes: Vec::new(),
         }
     }
 
@@ -419,7 +427,7 @@ impl ProvisionView {
     pub fn is_busy(&self) -> bool {
         matches!(
             self.phase,
-            ProvisionPhase::Planning | ProvisionPhase::Running(_)
+            ProvisionPhase::Planning | ProvisionPhase::Preparing | ProvisionPhase::Running(_)
         )
     }
 
@@ -683,6 +691,15 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Provision(event) => {
             on_provision_event(state, *event);
+            Vec::new()
+        }
+        Action::ProvisionNote(line) => {
+            if let Some(view) = &mut state.provision {
+                if view.phase == ProvisionPhase::Planned {
+                    view.phase = ProvisionPhase::Preparing;
+                }
+                view.notes.push(line);
+            }
             Vec::new()
         }
         Action::ProvisionFailed(error) => {
@@ -995,15 +1012,24 @@ fn ask_apply(state: &mut State) -> Vec<Effect> {
         state.notice(Level::Info, "the plan has no changes: nothing to apply");
         return Vec::new();
     }
+    if let Some(blocker) = plan.blockers.first() {
+        state.notice(Level::Error, format!("cannot apply: {blocker}"));
+        return Vec::new();
+    }
     let summary = plan.summary();
-    let lines = vec![
+    let mut lines: Vec<String> = plan
+        .prepare
+        .iter()
+        .map(|l| format!("First: {l}."))
+        .collect();
+    lines.extend([
         if plan.creates_stack {
             format!("Creates the stack: {summary}.")
         } else {
             format!("Changes the stack: {summary}.")
         },
         "Resources marked -/+ are replaced: the old one is deleted.".into(),
-    ];
+    ]);
     let title = format!("Apply the plan to {}?", state.stack.name);
     state.ask(title, lines, None, Effect::Apply(plan));
     Vec::new()
@@ -1479,6 +1505,8 @@ mod tests {
                     reasons: vec![],
                 })
                 .collect(),
+            prepare: Vec::new(),
+            blockers: Vec::new(),
             planned_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
@@ -1502,6 +1530,55 @@ mod tests {
             panic!("one apply effect: {effects:?}");
         };
         assert_eq!(applied.changes.len(), 3);
+    }
+
+    #[test]
+    fn a_plan_with_blockers_is_not_applied_and_says_why() {
+        let mut s = state(BackendKind::Aws, false);
+        update(&mut s, key(KeyCode::Char('p')));
+        let mut p = plan(&s.stack, 3);
+        p.blockers = vec!["mailer 1.0.0 is not in the bucket: pass --mailer-zip PATH".into()];
+        update(&mut s, Action::Planned(Box::new(p)));
+        assert!(update(&mut s, key(KeyCode::Char('a'))).is_empty());
+        assert_eq!(s.mode, Mode::Normal, "no confirmation is offered");
+        assert!(
+            s.notices[0].text.contains("--mailer-zip"),
+            "{:?}",
+            s.notices
+        );
+    }
+
+    #[test]
+    fn what_comes_first_is_in_the_confirmation_and_its_progress_on_screen() {
+        let mut s = state(BackendKind::Aws, false);
+        update(&mut s, key(KeyCode::Char('p')));
+        let mut p = plan(&s.stack, 3);
+        p.prepare = vec!["upload webapp 1.0.0 from ./webapp".into()];
+        update(&mut s, Action::Planned(Box::new(p)));
+        update(&mut s, key(KeyCode::Char('a')));
+        let Mode::Confirm(confirm) = &s.mode else {
+            panic!("a confirmation: {:?}", s.mode);
+        };
+        assert_eq!(
+            confirm.lines[0],
+            "First: upload webapp 1.0.0 from ./webapp."
+        );
+        assert_eq!(confirm.expected, s.stack.name, "AWS wants the stack's name");
+        let name = s.stack.name.clone();
+        chars(&mut s, &name);
+        let effects = update(&mut s, key(KeyCode::Enter));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Apply(_)]),
+            "{effects:?}"
+        );
+        update(
+            &mut s,
+            Action::ProvisionNote("uploaded webapp 1.0.0".into()),
+        );
+        let view = s.provision.as_ref().expect("the provisioning view");
+        assert_eq!(view.phase, ProvisionPhase::Preparing);
+        assert!(view.is_busy());
+        assert_eq!(view.notes, vec!["uploaded webapp 1.0.0".to_string()]);
     }
 
     #[test]

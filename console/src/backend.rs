@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use provision::aws::AwsCloud;
+use provision::aws::{AwsCloud, Release, ReleaseFile, plan_artefacts, prepare_artefacts};
 use provision::port::{
-    BackendChoice, BackendFlags, Cloud, CloudError, DesiredStack, FaultRecord, Guarded,
+    BackendChoice, BackendFlags, Cloud, CloudError, DesiredStack, FaultRecord, Guarded, Plan,
     ProvisionEvent, SessionMode, StackRef,
 };
 use provision::sandbox::client::SandboxCloud;
 use provision::spec::StackSpec;
+use provision::template::params;
 
 use crate::cli::BackendArgs;
 use crate::drill::journal;
@@ -196,6 +197,112 @@ pub fn desired(spec: &StackSpec, stack: &StackRef) -> Result<DesiredStack, Cloud
         tags,
         spec: spec_json,
     })
+}
+
+/// What `plan` and `up` act on besides the cloud: the stack spec and, on AWS, the files that
+/// provide the releases it refers to. The commands and the console's provisioning screen both
+/// plan and apply through it.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    pub choice: BackendChoice,
+    pub spec: StackSpec,
+    pub stack: StackRef,
+    /// The webapp binary named with `--webapp` (otherwise the one beside `triad`, used only
+    /// when the bucket lacks the release).
+    pub webapp: Option<PathBuf>,
+    /// The mailer package named with `--mailer-zip`.
+    pub mailer_zip: Option<PathBuf>,
+    pub read_only: bool,
+}
+
+impl Provisioning {
+    fn releases(&self) -> Vec<Release> {
+        let webapp = match &self.webapp {
+            Some(path) => Some(ReleaseFile {
+                path: path.clone(),
+                given: true,
+            }),
+            None => SandboxProgram::Webapp
+                .locate()
+                .ok()
+                .map(|path| ReleaseFile { path, given: false }),
+        };
+        let mailer = self
+            .mailer_zip
+            .clone()
+            .map(|path| ReleaseFile { path, given: true });
+        Release::of_spec(&self.spec, webapp, mailer)
+    }
+
+    /// On AWS, the artefact plan (read-only) and the client it was made with.
+    async fn artefacts(
+        &self,
+    ) -> Result<Option<(AwsCloud, provision::aws::ArtefactPlan)>, CloudError> {
+        let BackendChoice::Aws(settings) = &self.choice else {
+            return Ok(None);
+        };
+        let aws = AwsCloud::new(settings).await;
+        let plan = plan_artefacts(&aws, &self.spec, &self.releases()).await?;
+        Ok(Some((aws, plan)))
+    }
+
+    /// The plan of the stack spec, changing nothing. On AWS it carries what `up` does first
+    /// (the bootstrap stack, release uploads) and what would block it.
+    pub async fn plan(&self, cloud: &dyn Cloud) -> Result<Plan, CloudError> {
+        let mut desired = desired(&self.spec, &self.stack)?;
+        let artefacts = self.artefacts().await?;
+        if let Some((_, artefacts)) = &artefacts {
+            desired.parameters.extend(artefacts.parameters());
+        }
+        let mut plan = cloud.plan(&desired).await?;
+        if let Some((_, artefacts)) = &artefacts {
+            artefacts.annotate(&mut plan);
+        }
+        Ok(plan)
+    }
+
+    /// Does what the plan says comes first (on AWS: the bootstrap stack, then the uploads),
+    /// telling each step to `on_line`, and returns the plan to apply: `plan` itself, or a
+    /// fresh one when the artefact bucket is not the one it was planned with. Refused in a
+    /// read-only session and when the plan has blockers; nothing is changed then.
+    pub async fn prepare(
+        &self,
+        cloud: &dyn Cloud,
+        plan: Plan,
+        on_line: impl Fn(String),
+    ) -> Result<Plan, CloudError> {
+        if plan.prepare.is_empty() && plan.blockers.is_empty() {
+            return Ok(plan);
+        }
+        if self.read_only {
+            return Err(CloudError::ReadOnly {
+                operation: "upload releases".into(),
+            });
+        }
+        let Some((aws, artefacts)) = self.artefacts().await? else {
+            return Ok(plan);
+        };
+        let bucket = prepare_artefacts(
+            &aws,
+            &self.spec,
+            &artefacts,
+            |event| on_line(crate::commands::progress_line(event)),
+            |line| on_line(line.to_string()),
+        )
+        .await?;
+        if plan.desired.parameters.get(params::ARTEFACT_BUCKET) == Some(&bucket) {
+            return Ok(Plan {
+                prepare: Vec::new(),
+                ..plan
+            });
+        }
+        on_line(format!(
+            "the artefact bucket is {bucket}, not the planned one: planning again"
+        ));
+        let mut fresh = self.plan(cloud).await?;
+        fresh.prepare.clear();
+        Ok(fresh)
+    }
 }
 
 /// On the sandbox, brings the stack up when no daemon answers for it yet (the first command

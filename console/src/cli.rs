@@ -57,12 +57,14 @@ pub struct BackendArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what `up` would change (a change set on AWS; the processes to start on the sandbox).
-    Plan,
+    Plan(ReleaseArgs),
     /// Create or update the stack, with live "X of Y" progress.
     Up {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        releases: ReleaseArgs,
     },
     /// Delete the stack and everything in it.
     Down {
@@ -87,6 +89,20 @@ pub enum Command {
     Gameday(GamedayArgs),
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCommand),
+}
+
+/// The files that provide the releases the stack spec names, uploaded into the artefact
+/// bucket by `up` on AWS when the bucket lacks them (only with `--aws`: the sandbox runs the
+/// programs it finds through `TRIAD_WEBAPP_BIN` and `TRIAD_MAILER_BIN`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReleaseArgs {
+    /// The webapp binary for the instances (default: the one beside `triad`, uploaded only
+    /// when the bucket lacks the spec's app.version).
+    #[arg(long, value_name = "PATH")]
+    pub webapp: Option<PathBuf>,
+    /// The mailer Lambda package, a bootstrap.zip (scripts/package-mailer builds it).
+    #[arg(long, value_name = "PATH")]
+    pub mailer_zip: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use provision::spec::StackSpec;
 use tokio::sync::{mpsc, watch};
 
 use crate::backend;
-use crate::cli::{Cli, DeployArgs, GamedayArgs};
+use crate::cli::{Cli, DeployArgs, GamedayArgs, ReleaseArgs};
 use crate::drill::engine::{self, DrillConfig, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
 use crate::drill::report::Verdict;
@@ -559,27 +559,51 @@ pub async fn gameday_restore(cli: &Cli) -> Outcome {
     outcome
 }
 
-/// `triad plan`: what `up` would change, changing nothing.
-pub async fn plan(cli: &Cli) -> Outcome {
-    let (spec, stack) = match load_spec(cli) {
-        Ok(s) => s,
+/// `triad plan`: what `up` would change, changing nothing. Exits 2 when something (a release
+/// neither in the artefact bucket nor given) would stop `up`.
+pub async fn plan(cli: &Cli, releases: &ReleaseArgs) -> Outcome {
+    let (provisioning, cloud) = match provisioning(cli, releases).await {
+        Ok(p) => p,
         Err(o) => return o,
     };
-    let (_, cloud) = match open(cli, &stack).await {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
-    let desired = match backend::desired(&spec, &stack) {
-        Ok(d) => d,
-        Err(e) => return fail(&e),
-    };
-    match cloud.plan(&desired).await {
+    match provisioning.plan(cloud.as_ref()).await {
         Ok(plan) => {
             print!("{}", provision::aws::render_plan(&plan));
-            Outcome::Done
+            if plan.blockers.is_empty() {
+                Outcome::Done
+            } else {
+                Outcome::Invalid
+            }
         }
         Err(e) => fail(&e),
     }
+}
+
+/// The spec, the backend and the release files `plan` and `up` work with.
+async fn provisioning(
+    cli: &Cli,
+    releases: &ReleaseArgs,
+) -> Result<(backend::Provisioning, Arc<dyn Cloud>), Outcome> {
+    if !cli.backend.aws && (releases.webapp.is_some() || releases.mailer_zip.is_some()) {
+        eprintln!(
+            "triad: --webapp and --mailer-zip upload releases to AWS and need --aws; the \
+             sandbox runs the programs named by TRIAD_WEBAPP_BIN and TRIAD_MAILER_BIN"
+        );
+        return Err(Outcome::Invalid);
+    }
+    let (spec, stack) = load_spec(cli)?;
+    let (choice, cloud) = open(cli, &stack).await?;
+    Ok((
+        backend::Provisioning {
+            choice,
+            spec,
+            stack,
+            webapp: releases.webapp.clone(),
+            mailer_zip: releases.mailer_zip.clone(),
+            read_only: cli.read_only,
+        },
+        cloud,
+    ))
 }
 
 /// Follows a provisioning stream, printing each event; the outcome says how it ended.
@@ -612,21 +636,15 @@ async fn follow(
     }
 }
 
-/// `triad up`: plan, confirm (on AWS), apply with live "X of Y" progress.
-pub async fn up(cli: &Cli, yes: bool) -> Outcome {
-    let (spec, stack) = match load_spec(cli) {
-        Ok(s) => s,
+/// `triad up`: plan, confirm (on AWS), do what comes first (on AWS: the bootstrap stack and
+/// release uploads), then apply with live "X of Y" progress.
+pub async fn up(cli: &Cli, yes: bool, releases: &ReleaseArgs) -> Outcome {
+    let (provisioning, cloud) = match provisioning(cli, releases).await {
+        Ok(p) => p,
         Err(o) => return o,
     };
-    let (choice, cloud) = match open(cli, &stack).await {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
-    let desired = match backend::desired(&spec, &stack) {
-        Ok(d) => d,
-        Err(e) => return fail(&e),
-    };
-    let plan = match cloud.plan(&desired).await {
+    let stack = provisioning.stack.clone();
+    let plan = match provisioning.plan(cloud.as_ref()).await {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
@@ -634,16 +652,31 @@ pub async fn up(cli: &Cli, yes: bool) -> Outcome {
     if plan.is_empty() {
         return Outcome::Done;
     }
+    if !plan.blockers.is_empty() {
+        eprintln!("triad: up cannot go ahead (see above); nothing was changed");
+        return Outcome::Invalid;
+    }
     if cli.read_only {
         eprintln!("triad: read-only session: up refused; nothing was changed");
         return Outcome::Refused;
     }
     if !yes
-        && choice.kind() == BackendKind::Aws
+        && provisioning.choice.kind() == BackendKind::Aws
         && !confirm("This creates or changes AWS resources.", &stack.name)
     {
         eprintln!("triad: not confirmed; nothing was changed");
         return Outcome::Refused;
+    }
+    let plan = match provisioning
+        .prepare(cloud.as_ref(), plan, |line| println!("{line}"))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    if !plan.changes_stack() {
+        println!("Stack {stack} already matches the spec.");
+        return Outcome::Done;
     }
     follow(cloud.apply(&plan), &stack).await
 }

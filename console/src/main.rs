@@ -43,8 +43,8 @@ async fn dispatch(cli: &Cli) -> Outcome {
             Some(GamedayCommand::Restore) => commands::gameday_restore(cli).await,
             None => commands::gameday(cli, args).await,
         },
-        Some(Command::Plan) => commands::plan(cli).await,
-        Some(Command::Up { yes }) => commands::up(cli, *yes).await,
+        Some(Command::Plan(releases)) => commands::plan(cli, releases).await,
+        Some(Command::Up { yes, releases }) => commands::up(cli, *yes, releases).await,
         Some(Command::Down { yes }) => commands::down(cli, *yes).await,
         Some(Command::Sandbox(SandboxCommand::Serve {
             dir,
@@ -97,14 +97,21 @@ async fn console(cli: &Cli) -> Outcome {
         }
         Err(e) => (None, Some(e.to_string())),
     };
-    let desired = triad::backend::desired(&spec, &stack).ok();
+    let provisioning = triad::backend::Provisioning {
+        choice: choice.clone(),
+        spec,
+        stack: stack.clone(),
+        webapp: None,
+        mailer_zip: None,
+        read_only: cli.read_only,
+    };
     let state = triad::app::State::new(
         stack,
         choice.kind(),
         triad::backend::origin(&choice),
         cli.read_only,
     );
-    match triad::run::run(state, cloud, desired, error).await {
+    match triad::run::run(state, cloud, provisioning, error).await {
         Ok(()) => Outcome::Done,
         Err(e) => {
             eprintln!("triad: {e:#}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use crossterm::event::{Event, KeyEventKind};
 use futures::StreamExt;
-use provision::port::{Cloud, CloudStream, DesiredStack, ProvisionEvent, StackRef};
+use provision::port::{Cloud, CloudStream, ProvisionEvent, StackRef};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -26,12 +26,12 @@ use crate::ui;
 const FRAME: Duration = Duration::from_millis(33);
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs the console until the operator quits. `desired` is the stack spec's desired stack,
-/// which the provisioning screen plans and applies.
+/// Runs the console until the operator quits. `provisioning` is what the provisioning screen
+/// plans and applies.
 pub async fn run(
     mut state: State,
     cloud: Option<Arc<dyn Cloud>>,
-    desired: Option<DesiredStack>,
+    provisioning: backend::Provisioning,
     connect_error: Option<String>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
@@ -44,7 +44,7 @@ pub async fn run(
     }
     let mut runner = Runner {
         cloud,
-        desired,
+        provisioning: Arc::new(provisioning),
         stack: state.stack.clone(),
         tx,
         drill_stop: None,
@@ -119,7 +119,7 @@ fn spawn_watch(cloud: Arc<dyn Cloud>, stack: StackRef, tx: mpsc::UnboundedSender
 /// Carries out effects on tokio tasks; each sends its result back as an action.
 struct Runner {
     cloud: Option<Arc<dyn Cloud>>,
-    desired: Option<DesiredStack>,
+    provisioning: Arc<backend::Provisioning>,
     stack: StackRef,
     tx: mpsc::UnboundedSender<Action>,
     drill_stop: Option<watch::Sender<bool>>,
@@ -188,20 +188,35 @@ impl Runner {
                 });
             }
             Effect::Plan => {
-                let Some(desired) = self.desired.clone() else {
-                    let _ = tx.send(Action::ProvisionFailed("no stack spec is loaded".into()));
-                    return;
-                };
+                let provisioning = self.provisioning.clone();
                 tokio::spawn(async move {
-                    let action = match cloud.plan(&desired).await {
+                    let action = match provisioning.plan(cloud.as_ref()).await {
                         Ok(plan) => Action::Planned(Box::new(plan)),
                         Err(e) => Action::ProvisionFailed(e.to_string()),
                     };
                     let _ = tx.send(action);
                 });
             }
-            Effect::Apply(plan) => follow(cloud.apply(&plan), tx),
-            Effect::Destroy => follow(cloud.destroy(&stack), tx),
+            Effect::Apply(plan) => {
+                let provisioning = self.provisioning.clone();
+                tokio::spawn(async move {
+                    let notes = tx.clone();
+                    let prepared = provisioning
+                        .prepare(cloud.as_ref(), *plan, |line| {
+                            let _ = notes.send(Action::ProvisionNote(line));
+                        })
+                        .await;
+                    match prepared {
+                        Ok(plan) => forward(cloud.apply(&plan), tx).await,
+                        Err(e) => {
+                            let _ = tx.send(Action::ProvisionFailed(e.to_string()));
+                        }
+                    }
+                });
+            }
+            Effect::Destroy => {
+                tokio::spawn(forward(cloud.destroy(&stack), tx));
+            }
             Effect::StartDrill(config) => {
                 let (stop_tx, stop_rx) = watch::channel(false);
                 self.drill_stop = Some(stop_tx);
@@ -240,18 +255,16 @@ impl Runner {
 }
 
 /// Forwards a provisioning stream's events to the console until it ends.
-fn follow(mut events: CloudStream<ProvisionEvent>, tx: mpsc::UnboundedSender<Action>) {
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            let action = match event {
-                Ok(event) => Action::Provision(Box::new(event)),
-                Err(e) => Action::ProvisionFailed(e.to_string()),
-            };
-            if tx.send(action).is_err() {
-                return;
-            }
+async fn forward(mut events: CloudStream<ProvisionEvent>, tx: mpsc::UnboundedSender<Action>) {
+    while let Some(event) = events.next().await {
+        let action = match event {
+            Ok(event) => Action::Provision(Box::new(event)),
+            Err(e) => Action::ProvisionFailed(e.to_string()),
+        };
+        if tx.send(action).is_err() {
+            return;
         }
-    });
+    }
 }
 
 fn failed(what: &str, error: provision::port::CloudError) -> Action {

@@ -638,7 +638,33 @@ fn resource_color(status: ResourceStatus) -> Color {
 }
 
 /// The plan's diff, one line per resource.
-fn plan_lines(view: &ProvisionView) -> Vec<Line<'static>> {
+/// `text` cut into lines of at most `width` characters at spaces (a longer word is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if needed > width && !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let rest: String = line.chars().skip(width).collect();
+            lines.push(line.chars().take(width).collect());
+            line = rest;
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+fn plan_lines(view: &ProvisionView, width: u16) -> Vec<Line<'static>> {
     let Some(plan) = &view.plan else {
         return vec![Line::from("planning…".dim())];
     };
@@ -647,7 +673,27 @@ fn plan_lines(view: &ProvisionView) -> Vec<Line<'static>> {
             "No changes: the stack matches the stack spec.".green(),
         )];
     }
-    let mut lines = vec![Line::from(vec![
+    let red = Style::new().fg(Color::Red);
+    let mut lines: Vec<Line> = plan
+        .blockers
+        .iter()
+        .flat_map(|b| {
+            wrap_words(b, usize::from(width).saturating_sub(4))
+                .into_iter()
+                .enumerate()
+                .map(move |(i, part)| {
+                    let mark = if i == 0 { "  ! " } else { "    " };
+                    Line::from(Span::styled(format!("{mark}{part}"), red))
+                })
+        })
+        .chain(plan.prepare.iter().map(|p| {
+            Line::from(vec![
+                Span::styled("  first ", Style::new().bold()),
+                Span::raw(p.clone()),
+            ])
+        }))
+        .collect();
+    lines.push(Line::from(vec![
         Span::styled(
             if plan.creates_stack {
                 "Creates the stack: "
@@ -657,7 +703,7 @@ fn plan_lines(view: &ProvisionView) -> Vec<Line<'static>> {
             Style::new().bold(),
         ),
         Span::raw(plan.summary().to_string()),
-    ])];
+    ]));
     if plan.changes.is_empty() {
         lines.push(Line::from(
             "No resource changes; the stack's parameters or outputs change.".dim(),
@@ -751,6 +797,7 @@ fn draw_provision(frame: &mut Frame, area: Rect, state: &State) {
     let headline = match view.phase {
         ProvisionPhase::Planning => Line::from(" planning…".cyan()),
         ProvisionPhase::Planned => Line::from(" plan ready".bold()),
+        ProvisionPhase::Preparing => Line::from(" preparing: artefact bucket and releases…".cyan()),
         ProvisionPhase::Running(_) | ProvisionPhase::Finished => {
             let verb = match (view.phase, view.status) {
                 (ProvisionPhase::Running(provision::port::StackOperation::Delete), _) => {
@@ -802,8 +849,16 @@ fn draw_provision(frame: &mut Frame, area: Rect, state: &State) {
     }
     let room = list_area.height as usize;
     let lines = match view.phase {
-        ProvisionPhase::Planning | ProvisionPhase::Planned => plan_lines(view),
-        ProvisionPhase::Failed if view.resources.is_empty() => plan_lines(view),
+        ProvisionPhase::Planning | ProvisionPhase::Planned => plan_lines(view, list_area.width),
+        ProvisionPhase::Preparing => view
+            .notes
+            .iter()
+            .rev()
+            .take(room)
+            .rev()
+            .map(|l| Line::from(l.clone()))
+            .collect(),
+        ProvisionPhase::Failed if view.resources.is_empty() => plan_lines(view, list_area.width),
         _ => progress_lines(view, room, list_area.width),
     };
     frame.render_widget(Paragraph::new(lines), list_area);
@@ -922,4 +977,22 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
         ),
         popup,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_words;
+
+    #[test]
+    fn words_wrap_at_spaces_and_long_words_are_cut() {
+        assert_eq!(
+            wrap_words("pass --mailer-zip PATH to upload it", 12),
+            vec!["pass", "--mailer-zip", "PATH to", "upload it"]
+        );
+        assert_eq!(
+            wrap_words("s3://bucket/mailer/1.0.0/bootstrap.zip", 10),
+            vec!["s3://bucke", "t/mailer/1", ".0.0/boots", "trap.zip"]
+        );
+        assert_eq!(wrap_words("", 10), vec![""]);
+    }
 }

@@ -198,6 +198,42 @@ fn resource_event(
     )))
 }
 
+/// On AWS the plan starts with what `up` does first (the artefact bucket, uploads) and lists
+/// what blocks it in red, above the stack's own changes.
+#[tokio::test]
+async fn provisioning_plan_with_work_first_and_a_blocker() {
+    use provision::port::{ChangeAction, DesiredStack, Plan};
+    let mut state = stack_state(BackendKind::Aws, false, |_, _| {}).await;
+    update(&mut state, Action::Key(crossterm_key('p')));
+    let plan = Plan {
+        desired: DesiredStack {
+            stack: state.stack.clone(),
+            template_body: "{}".into(),
+            parameters: Default::default(),
+            tags: Default::default(),
+            spec: serde_json::Value::Null,
+        },
+        creates_stack: true,
+        change_set: Some("arn:aws:cloudformation:eu-west-1:1:changeSet/x".into()),
+        changes: vec![change("Vpc", "AWS::EC2::VPC", ChangeAction::Add, &[])],
+        prepare: vec![
+            "create stack shop-bootstrap (the artefact bucket shop-artefacts-1-eu-west-1)".into(),
+            "upload webapp 1.0.0 from ./webapp (sha256 0123456789ab)".into(),
+        ],
+        blockers: vec![
+            "mailer 1.0.0 is not in s3://shop-artefacts-1-eu-west-1/mailer/1.0.0/bootstrap.zip \
+             and no file provides it: pass --mailer-zip PATH"
+                .into(),
+        ],
+        planned_at: time::OffsetDateTime::UNIX_EPOCH,
+    };
+    update(&mut state, Action::Planned(Box::new(plan)));
+    let screen = render(&state, 100, 24);
+    assert!(screen.contains("! mailer 1.0.0"), "{screen}");
+    assert!(screen.contains("first upload webapp"), "{screen}");
+    insta::assert_snapshot!("provision_plan_first_and_blocker_100x24", screen);
+}
+
 #[tokio::test]
 async fn provisioning_plan_then_progress_then_rollback() {
     use provision::port::{
@@ -231,6 +267,8 @@ async fn provisioning_plan_then_progress_then_rollback() {
                 &["Properties.SubnetIds (replacement)"],
             ),
         ],
+        prepare: Vec::new(),
+        blockers: Vec::new(),
         planned_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     update(&mut state, Action::Planned(Box::new(plan)));

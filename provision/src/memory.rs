@@ -420,6 +420,8 @@ impl MemoryCloud {
             creates_stack,
             change_set: None,
             changes,
+            prepare: Vec::new(),
+            blockers: Vec::new(),
             planned_at: self.now(),
         })
     }

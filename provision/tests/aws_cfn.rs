@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::aws::artefacts::{SHA256_METADATA, mailer_key, webapp_key};
-use provision::aws::{AwsCloud, Polling, Upload, ensure_bootstrap, render_plan, upload_artefact};
+use provision::aws::{
+    AwsCloud, Polling, Release, ReleaseFile, ReleaseState, Upload, ensure_bootstrap,
+    plan_artefacts, prepare_artefacts, render_plan, upload_artefact,
+};
 use provision::port::*;
 use provision::spec::StackSpec;
 use provision::template::{bootstrap_stack_name, params, render};
@@ -378,9 +381,10 @@ async fn ensure_bootstrap_creates_the_bucket_stack_once() {
 }
 
 /// An upload puts the object with its SHA-256; the same bytes again are skipped; different
-/// bytes replace it.
+/// bytes under the same key are refused (a release is immutable) and the object stays as it
+/// was.
 #[tokio::test]
-async fn upload_skips_an_artefact_already_there() {
+async fn upload_skips_an_artefact_already_there_and_never_replaces_one() {
     let cloud = shared_cloud().await;
     let spec = example("lean.toml");
     let bucket = ensure_bootstrap(&cloud, &spec, |_| {})
@@ -414,12 +418,17 @@ async fn upload_skips_an_artefact_already_there() {
         b"release two".to_vec(),
     )
     .await
-    .expect("upload other bytes");
-    let Upload::Uploaded { sha256: other } = &third else {
-        panic!("different bytes are uploaded: {third:?}");
-    };
-    assert_eq!(*other, format!("{:x}", Sha256::digest(b"release two")));
+    .expect_err("other bytes under the same version are refused");
+    assert!(matches!(third, CloudError::Conflict { .. }), "{third:?}");
+    assert!(third.to_string().contains("immutable"), "{third}");
 
+    let (recorded, body) = object(&bucket, &key).await;
+    assert_eq!(recorded.as_ref(), Some(sha256));
+    assert_eq!(&body[..], b"release one");
+}
+
+/// The object at `key` in `bucket`: its recorded SHA-256 and its bytes.
+async fn object(bucket: &str, key: &str) -> (Option<String>, Vec<u8>) {
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&testkit::aws_config().await)
             .force_path_style(true)
@@ -427,17 +436,159 @@ async fn upload_skips_an_artefact_already_there() {
     );
     let object = s3
         .get_object()
-        .bucket(&bucket)
-        .key(&key)
+        .bucket(bucket)
+        .key(key)
         .send()
         .await
         .expect("get the object");
-    assert_eq!(
-        object.metadata().and_then(|m| m.get(SHA256_METADATA)),
-        Some(other)
-    );
+    let recorded = object
+        .metadata()
+        .and_then(|m| m.get(SHA256_METADATA))
+        .cloned();
     let body = object.body.collect().await.expect("read").into_bytes();
-    assert_eq!(&body[..], b"release two");
+    (recorded, body.to_vec())
+}
+
+/// A file holding `bytes` in `dir`.
+fn release_file(dir: &Path, name: &str, bytes: &[u8], given: bool) -> ReleaseFile {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write the release file");
+    ReleaseFile { path, given }
+}
+
+/// What `triad up --aws` does before the main stack. Planning changes nothing and already
+/// knows the bucket's name (from the account and region); preparing creates the bootstrap
+/// stack and uploads both releases under the spec's versions; planning again finds them
+/// there, so nothing is left to do. A given file that differs from the release in the bucket
+/// blocks (releases are immutable), a file merely found beside `triad` does not, and a release
+/// no file provides blocks with what to pass.
+#[tokio::test]
+async fn artefacts_are_planned_read_only_then_prepared_once() {
+    let cloud = shared_cloud().await;
+    let spec = example("lean.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let webapp = release_file(dir.path(), "webapp", b"webapp build", true);
+    let mailer = release_file(dir.path(), "bootstrap.zip", b"mailer zip", true);
+    let releases = Release::of_spec(&spec, Some(webapp.clone()), Some(mailer.clone()));
+
+    let plan = plan_artefacts(&cloud, &spec, &releases)
+        .await
+        .expect("plan");
+    let expected_bucket = format!("{}-artefacts-123456789012-{}", spec.name, spec.region);
+    assert!(!plan.bootstrap_exists);
+    assert_eq!(plan.bucket, expected_bucket);
+    assert_eq!(
+        plan.parameters().get(params::ARTEFACT_BUCKET),
+        Some(&expected_bucket)
+    );
+    let webapp_sha = format!("{:x}", Sha256::digest(b"webapp build"));
+    let mailer_sha = format!("{:x}", Sha256::digest(b"mailer zip"));
+    assert_eq!(
+        plan.releases
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            ReleaseState::Upload {
+                path: webapp.path.clone(),
+                sha256: webapp_sha.clone()
+            },
+            ReleaseState::Upload {
+                path: mailer.path.clone(),
+                sha256: mailer_sha.clone()
+            },
+        ]
+    );
+    let lines = plan.prepare_lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with(&format!("create stack {}-bootstrap", spec.name)));
+    assert!(plan.blockers().is_empty());
+    let replanned = plan_artefacts(&cloud, &spec, &releases)
+        .await
+        .expect("plan twice");
+    assert_eq!(replanned, plan, "planning created nothing");
+
+    let mut uploads = Vec::new();
+    let bucket = prepare_artefacts(
+        &cloud,
+        &spec,
+        &plan,
+        |_| {},
+        |l| uploads.push(l.to_string()),
+    )
+    .await
+    .expect("prepare");
+    assert_eq!(bucket, expected_bucket);
+    assert_eq!(uploads.len(), 2, "{uploads:?}");
+    let (recorded, body) = object(&bucket, &webapp_key(&spec.app.version)).await;
+    assert_eq!(
+        (recorded, body),
+        (Some(webapp_sha.clone()), b"webapp build".to_vec())
+    );
+    let (recorded, body) = object(&bucket, &mailer_key(&spec.mailer.version)).await;
+    assert_eq!((recorded, body), (Some(mailer_sha), b"mailer zip".to_vec()));
+
+    let again = plan_artefacts(&cloud, &spec, &releases)
+        .await
+        .expect("plan again");
+    assert!(again.bootstrap_exists);
+    assert!(
+        again.prepare_lines().is_empty(),
+        "{:?}",
+        again.prepare_lines()
+    );
+    assert_eq!(
+        again.releases[0].1,
+        ReleaseState::InBucket {
+            sha256: Some(webapp_sha.clone())
+        }
+    );
+
+    // A rebuilt binary under the same version: refused when given, ignored when found.
+    let rebuilt = release_file(dir.path(), "webapp2", b"webapp rebuilt", true);
+    let conflict = plan_artefacts(
+        &cloud,
+        &spec,
+        &Release::of_spec(&spec, Some(rebuilt.clone()), Some(mailer.clone())),
+    )
+    .await
+    .expect("plan with a rebuilt binary");
+    let blockers = conflict.blockers();
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(blockers[0].contains("immutable"), "{blockers:?}");
+    let refused = prepare_artefacts(&cloud, &spec, &conflict, |_| {}, |_| {})
+        .await
+        .expect_err("a plan with blockers is refused");
+    assert!(matches!(refused, CloudError::Invalid { .. }), "{refused:?}");
+    let (recorded, _) = object(&bucket, &webapp_key(&spec.app.version)).await;
+    assert_eq!(
+        recorded,
+        Some(webapp_sha),
+        "the release in the bucket is untouched"
+    );
+    let found = ReleaseFile {
+        given: false,
+        ..rebuilt
+    };
+    let quiet = plan_artefacts(
+        &cloud,
+        &spec,
+        &Release::of_spec(&spec, Some(found), Some(mailer)),
+    )
+    .await
+    .expect("plan with a found binary");
+    assert!(quiet.blockers().is_empty() && quiet.prepare_lines().is_empty());
+
+    // A new mailer version no file provides.
+    let mut newer = spec.clone();
+    newer.mailer.version = "9.9.9".into();
+    let missing = plan_artefacts(&cloud, &newer, &Release::of_spec(&newer, None, None))
+        .await
+        .expect("plan a missing release");
+    assert_eq!(missing.releases[1].1, ReleaseState::Missing);
+    let blockers = missing.blockers();
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(blockers[0].contains("--mailer-zip"), "{blockers:?}");
 }
 
 /// Destroy deletes the stack and follows it to DELETE_COMPLETE; then the stack is gone, and

@@ -212,6 +212,8 @@ fn create_plan(ids: &[(&str, &str)]) -> Plan {
                 reasons: Vec::new(),
             })
             .collect(),
+        prepare: Vec::new(),
+        blockers: Vec::new(),
         planned_at: datetime!(2026-01-01 00:00 UTC),
     }
 }

@@ -179,6 +179,8 @@ fn stack_types_round_trip() {
             action: ChangeAction::Replace,
             reasons: vec!["Properties.VPCZoneIdentifier changed (requires replacement)".into()],
         }],
+        prepare: Vec::new(),
+        blockers: Vec::new(),
         planned_at: T0,
     };
     let json = round_trip(&plan);

@@ -3,8 +3,17 @@
 //! refers to — `webapp/<version>/webapp` and `mailer/<version>/bootstrap.zip` — skipping an
 //! object that is already there with the same SHA-256 (kept in the object's `sha256`
 //! metadata), so re-running `up` uploads nothing new.
+//!
+//! A release is immutable: a version already in the bucket with other bytes is never
+//! replaced (instances launched later would run other code under the same version); the
+//! operator gives the new build a new version.
+//!
+//! [`plan_artefacts`] works all this out without changing anything (for `triad plan` and the
+//! plan `up` shows before asking); [`prepare_artefacts`] carries it out.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,10 +22,11 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::AwsCloud;
+use super::cfn::describe_stack;
 use super::error::from_sdk;
-use crate::port::{Cloud, CloudError, DesiredStack, ProvisionEvent, StackRef};
+use crate::port::{Cloud, CloudError, DesiredStack, Plan, ProvisionEvent, StackRef};
 use crate::spec::StackSpec;
-use crate::template::{bootstrap_stack_name, render_bootstrap};
+use crate::template::{artefact_bucket_name, bootstrap_stack_name, params, render_bootstrap};
 
 /// The metadata key holding an artefact's SHA-256 (lowercase hex).
 pub const SHA256_METADATA: &str = "sha256";
@@ -115,7 +125,8 @@ pub(crate) async fn artefact_bucket(
 }
 
 /// Puts `body` at `key` in `bucket` (in `region`, or the session's), unless an object with the
-/// same SHA-256 is already there.
+/// same SHA-256 is already there. An object there with other bytes (or without a `sha256`
+/// record) is a conflict, and nothing is written: releases are immutable.
 pub async fn upload_artefact(
     cloud: &AwsCloud,
     region: Option<&str>,
@@ -132,6 +143,15 @@ pub async fn upload_artefact(
             if existing == Some(&sha256) {
                 return Ok(Upload::AlreadyThere { sha256 });
             }
+            return Err(CloudError::conflict(format!(
+                "s3://{bucket}/{key} already holds other bytes ({}) than this file (sha256 \
+                 {sha256}); a release is immutable, so nothing was uploaded: give this build a \
+                 new version",
+                existing.map_or_else(
+                    || "no sha256 recorded".to_string(),
+                    |sha| format!("sha256 {sha}")
+                ),
+            )));
         }
         Err(err) => {
             let not_found = matches!(err.as_service_error(), Some(HeadObjectError::NotFound(_)));
@@ -150,4 +170,322 @@ pub async fn upload_artefact(
         .await
         .map_err(|e| from_sdk("s3", "PutObject", e))?;
     Ok(Upload::Uploaded { sha256 })
+}
+
+/// The two releases a stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseKind {
+    /// The webapp binary the instances run.
+    Webapp,
+    /// The mailer Lambda package (`bootstrap.zip`).
+    Mailer,
+}
+
+impl ReleaseKind {
+    /// The object key of this kind of release at `version`.
+    pub fn key(self, version: &str) -> String {
+        match self {
+            ReleaseKind::Webapp => webapp_key(version),
+            ReleaseKind::Mailer => mailer_key(version),
+        }
+    }
+}
+
+impl fmt::Display for ReleaseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReleaseKind::Webapp => "webapp",
+            ReleaseKind::Mailer => "mailer",
+        })
+    }
+}
+
+/// A local file that provides a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseFile {
+    pub path: PathBuf,
+    /// Named by the operator (`--webapp`, `--mailer-zip`), as opposed to found beside `triad`.
+    /// A found file is only uploaded when the bucket lacks the release; a given one must match
+    /// what the bucket holds.
+    pub given: bool,
+}
+
+/// A release the main stack refers to, and the file that can provide it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub kind: ReleaseKind,
+    pub version: String,
+    pub file: Option<ReleaseFile>,
+}
+
+impl Release {
+    /// The releases `spec` refers to: the webapp at `app.version`, the mailer at
+    /// `mailer.version`.
+    pub fn of_spec(
+        spec: &StackSpec,
+        webapp: Option<ReleaseFile>,
+        mailer: Option<ReleaseFile>,
+    ) -> Vec<Release> {
+        vec![
+            Release {
+                kind: ReleaseKind::Webapp,
+                version: spec.app.version.clone(),
+                file: webapp,
+            },
+            Release {
+                kind: ReleaseKind::Mailer,
+                version: spec.mailer.version.clone(),
+                file: mailer,
+            },
+        ]
+    }
+
+    /// The object key in the artefact bucket.
+    pub fn key(&self) -> String {
+        self.kind.key(&self.version)
+    }
+}
+
+/// Where a release stands, as [`plan_artefacts`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseState {
+    /// In the bucket already (with its recorded SHA-256, when it has one); nothing to upload.
+    InBucket { sha256: Option<String> },
+    /// To be uploaded from `path`.
+    Upload { path: PathBuf, sha256: String },
+    /// The bucket holds other bytes under this version than the given file.
+    Conflict {
+        path: PathBuf,
+        sha256: String,
+        in_bucket: Option<String>,
+    },
+    /// Neither in the bucket nor available as a file.
+    Missing,
+}
+
+/// What `up` does with the artefact bucket before the main stack: found without changing
+/// anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtefactPlan {
+    /// The `<name>-bootstrap` stack.
+    pub bootstrap: StackRef,
+    /// Whether the bootstrap stack exists (otherwise `up` creates it first).
+    pub bootstrap_exists: bool,
+    /// The bucket's name (known before it exists: it is derived from the account and region).
+    pub bucket: String,
+    pub releases: Vec<(Release, ReleaseState)>,
+}
+
+impl ArtefactPlan {
+    /// The main stack's parameters that come from the bucket.
+    pub fn parameters(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(params::ARTEFACT_BUCKET.to_string(), self.bucket.clone())])
+    }
+
+    /// One line per thing `up` does before the main stack.
+    pub fn prepare_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.bootstrap_exists {
+            lines.push(format!(
+                "create stack {} (the artefact bucket {})",
+                self.bootstrap.name, self.bucket
+            ));
+        }
+        for (release, state) in &self.releases {
+            if let ReleaseState::Upload { path, sha256 } = state {
+                lines.push(format!(
+                    "upload {} {} from {} to s3://{}/{} (sha256 {})",
+                    release.kind,
+                    release.version,
+                    path.display(),
+                    self.bucket,
+                    release.key(),
+                    short(sha256)
+                ));
+            }
+        }
+        lines
+    }
+
+    /// Why `up` would be refused, each with what to do.
+    pub fn blockers(&self) -> Vec<String> {
+        self.releases
+            .iter()
+            .filter_map(|(release, state)| match state {
+                ReleaseState::Missing => Some(format!(
+                    "{} {} is not in s3://{}/{} and no file provides it: {}",
+                    release.kind,
+                    release.version,
+                    self.bucket,
+                    release.key(),
+                    match release.kind {
+                        ReleaseKind::Webapp =>
+                            "pass --webapp PATH (the webapp binary built for \
+                                                the instances)",
+                        ReleaseKind::Mailer =>
+                            "build the package with scripts/package-mailer \
+                                                and pass --mailer-zip PATH",
+                    }
+                )),
+                ReleaseState::Conflict {
+                    path,
+                    sha256,
+                    in_bucket,
+                } => Some(format!(
+                    "{} {} in s3://{}/{} holds other bytes ({}) than {} (sha256 {}); a release \
+                     is immutable: give the new build a new version in the stack spec",
+                    release.kind,
+                    release.version,
+                    self.bucket,
+                    release.key(),
+                    in_bucket.as_deref().map_or_else(
+                        || "no sha256 recorded".to_string(),
+                        |sha| format!("sha256 {}", short(sha))
+                    ),
+                    path.display(),
+                    short(sha256)
+                )),
+                ReleaseState::InBucket { .. } | ReleaseState::Upload { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Adds what happens before the main stack, and what blocks it, to `plan`.
+    pub fn annotate(&self, plan: &mut Plan) {
+        plan.prepare = self.prepare_lines();
+        plan.blockers = self.blockers();
+    }
+}
+
+/// The first 12 hex digits of a SHA-256, enough to tell releases apart on a terminal.
+fn short(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
+}
+
+/// The SHA-256 (lowercase hex) of the file at `path`, and its bytes.
+fn read_release(path: &Path) -> Result<(Vec<u8>, String), CloudError> {
+    let body = std::fs::read(path).map_err(|e| {
+        CloudError::invalid("release", format!("cannot read {}: {e}", path.display()))
+    })?;
+    let sha256 = format!("{:x}", Sha256::digest(&body));
+    Ok((body, sha256))
+}
+
+/// The SHA-256 recorded on `key` in `bucket`: `None` when there is no such object, `Some(None)`
+/// when it exists without a record.
+async fn recorded_sha256(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Option<String>>, CloudError> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => Ok(Some(
+            head.metadata()
+                .and_then(|m| m.get(SHA256_METADATA))
+                .cloned(),
+        )),
+        Err(err) if matches!(err.as_service_error(), Some(HeadObjectError::NotFound(_))) => {
+            Ok(None)
+        }
+        Err(err) => Err(from_sdk("s3", "HeadObject", err)),
+    }
+}
+
+/// Works out, without changing anything, what `up` does with the artefact bucket of `spec`:
+/// whether the bootstrap stack must be created, and for each release whether it is in the
+/// bucket already, is uploaded from its file, or cannot be provided.
+pub async fn plan_artefacts(
+    cloud: &AwsCloud,
+    spec: &StackSpec,
+    releases: &[Release],
+) -> Result<ArtefactPlan, CloudError> {
+    let bootstrap = StackRef::new(bootstrap_stack_name(spec))?.in_region(spec.region.clone());
+    let existing = describe_stack(&cloud.cfn_for(&bootstrap), &bootstrap.name).await?;
+    let bucket = match &existing {
+        Some(_) => artefact_bucket(cloud, &bootstrap).await?,
+        None => {
+            let account = cloud.account_id().await?;
+            artefact_bucket_name(spec, &account, &spec.region)
+        }
+    };
+    let s3 = cloud.s3_for(Some(&spec.region));
+    let mut planned = Vec::new();
+    for release in releases {
+        let recorded = match existing {
+            Some(_) => recorded_sha256(&s3, &bucket, &release.key()).await?,
+            None => None,
+        };
+        let local = match &release.file {
+            Some(file) => Some((file, read_release(&file.path)?.1)),
+            None => None,
+        };
+        let state = match (recorded, local) {
+            (Some(in_bucket), Some((file, sha256)))
+                if file.given && in_bucket.as_deref() != Some(sha256.as_str()) =>
+            {
+                ReleaseState::Conflict {
+                    path: file.path.clone(),
+                    sha256,
+                    in_bucket,
+                }
+            }
+            (Some(in_bucket), _) => ReleaseState::InBucket { sha256: in_bucket },
+            (None, Some((file, sha256))) => ReleaseState::Upload {
+                path: file.path.clone(),
+                sha256,
+            },
+            (None, None) => ReleaseState::Missing,
+        };
+        planned.push((release.clone(), state));
+    }
+    Ok(ArtefactPlan {
+        bootstrap,
+        bootstrap_exists: existing.is_some(),
+        bucket,
+        releases: planned,
+    })
+}
+
+/// Carries out `plan`: creates or updates the bootstrap stack (each of its provisioning
+/// events goes to `on_event`), then uploads each release the plan uploads (a line for each
+/// goes to `on_upload`). Refused, changing nothing, when the plan has blockers. Returns the
+/// bucket's name.
+pub async fn prepare_artefacts(
+    cloud: &AwsCloud,
+    spec: &StackSpec,
+    plan: &ArtefactPlan,
+    on_event: impl FnMut(&ProvisionEvent),
+    mut on_upload: impl FnMut(&str),
+) -> Result<String, CloudError> {
+    let blockers = plan.blockers();
+    if !blockers.is_empty() {
+        return Err(CloudError::invalid(
+            "release",
+            format!("nothing was changed: {}", blockers.join("; ")),
+        ));
+    }
+    let bucket = ensure_bootstrap(cloud, spec, on_event).await?;
+    for (release, state) in &plan.releases {
+        let ReleaseState::Upload { path, .. } = state else {
+            continue;
+        };
+        let (body, _) = read_release(path)?;
+        let key = release.key();
+        let done = upload_artefact(cloud, Some(&spec.region), &bucket, &key, body).await?;
+        on_upload(&match done {
+            Upload::Uploaded { sha256 } => format!(
+                "uploaded {} {} to s3://{bucket}/{key} (sha256 {})",
+                release.kind,
+                release.version,
+                short(&sha256)
+            ),
+            Upload::AlreadyThere { sha256 } => format!(
+                "{} {} already in s3://{bucket}/{key} (sha256 {})",
+                release.kind,
+                release.version,
+                short(&sha256)
+            ),
+        });
+    }
+    Ok(bucket)
 }

@@ -244,6 +244,8 @@ async fn read_plan(
                         creates_stack: false,
                         change_set: None,
                         changes: Vec::new(),
+                        prepare: Vec::new(),
+                        blockers: Vec::new(),
                         planned_at: OffsetDateTime::now_utc(),
                     });
                 }
@@ -286,6 +288,8 @@ async fn read_plan(
         creates_stack,
         change_set: Some(change_set),
         changes,
+        prepare: Vec::new(),
+        blockers: Vec::new(),
         planned_at: OffsetDateTime::now_utc(),
     })
 }

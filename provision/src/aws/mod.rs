@@ -29,7 +29,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-pub use artefacts::{Upload, ensure_bootstrap, upload_artefact};
+pub use artefacts::{
+    ArtefactPlan, Release, ReleaseFile, ReleaseKind, ReleaseState, Upload, ensure_bootstrap,
+    plan_artefacts, prepare_artefacts, upload_artefact,
+};
 pub use calls::ApiCalls;
 pub use cfn::Polling;
 pub use deploy::VERSION_TAG;
@@ -116,6 +119,16 @@ impl OpsClients {
     }
 }
 
+fn counted_sts(client: aws_sdk_sts::Client, calls: &ApiCalls) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(calls.clone())
+            .build(),
+    )
+}
+
 /// Facts that change slowly, kept across snapshots: which AZ and VPC each subnet is in, and
 /// every subnet and AZ a group has been seen with (so an AZ whose subnet a launch block
 /// removed still has its column, and restore can find its subnets).
@@ -138,6 +151,7 @@ pub struct AwsCloud {
     cfn: aws_sdk_cloudformation::Client,
     s3: aws_sdk_s3::Client,
     ops: OpsClients,
+    sts: aws_sdk_sts::Client,
     polling: Polling,
     calls: ApiCalls,
     attach: Option<Attachment>,
@@ -160,11 +174,13 @@ impl AwsCloud {
         let s3 = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(config.endpoint_url().is_some())
             .build();
-        Self::from_clients(
+        let mut cloud = Self::from_clients(
             aws_sdk_cloudformation::Client::new(config),
             aws_sdk_s3::Client::from_conf(s3),
         )
-        .with_ops_clients(OpsClients::from_config(config))
+        .with_ops_clients(OpsClients::from_config(config));
+        cloud.sts = counted_sts(aws_sdk_sts::Client::new(config), &cloud.calls);
+        cloud
     }
 
     /// The backend over given CloudFormation and S3 clients. The other services get clients
@@ -181,11 +197,14 @@ impl AwsCloud {
         if let Some(region) = cfn.config().region() {
             placeholder = placeholder.region(region.clone());
         }
-        let ops = OpsClients::from_config(&placeholder.build()).counted(&calls);
+        let placeholder = placeholder.build();
+        let ops = OpsClients::from_config(&placeholder).counted(&calls);
+        let sts = counted_sts(aws_sdk_sts::Client::new(&placeholder), &calls);
         Self {
             cfn,
             s3,
             ops,
+            sts,
             polling: Polling::default(),
             calls,
             attach: None,
@@ -214,6 +233,20 @@ impl AwsCloud {
     /// The calls this backend has made, by operation.
     pub fn api_calls(&self) -> &ApiCalls {
         &self.calls
+    }
+
+    /// The account the credentials belong to (STS GetCallerIdentity).
+    pub async fn account_id(&self) -> Result<String, CloudError> {
+        let identity = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| error::from_sdk("sts", "GetCallerIdentity", e))?;
+        identity
+            .account()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::not_found("the account of these credentials"))
     }
 
     /// The CloudFormation client for `stack`'s region.

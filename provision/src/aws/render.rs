@@ -11,8 +11,29 @@ use crate::port::{ChangeAction, Plan};
 
 /// The plan as text, ending with a newline.
 pub fn render_plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    if !plan.prepare.is_empty() {
+        let _ = writeln!(out, "First:");
+        for line in &plan.prepare {
+            let _ = writeln!(out, "  + {line}");
+        }
+        let _ = writeln!(out);
+    }
+    out.push_str(&render_stack_changes(plan));
+    if !plan.blockers.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Cannot apply yet:");
+        for line in &plan.blockers {
+            let _ = writeln!(out, "  ! {line}");
+        }
+    }
+    out
+}
+
+/// The stack's own changes.
+fn render_stack_changes(plan: &Plan) -> String {
     let stack = plan.stack();
-    if plan.is_empty() {
+    if !plan.changes_stack() {
         return format!("No changes. Stack {stack} already matches the spec.\n");
     }
     let mut out = String::new();
@@ -86,6 +107,8 @@ mod tests {
             creates_stack,
             change_set: Some("arn:cs".into()),
             changes,
+            prepare: Vec::new(),
+            blockers: Vec::new(),
             planned_at: datetime!(2026-01-01 00:00 UTC),
         }
     }
@@ -174,6 +197,25 @@ mod tests {
         assert_eq!(
             render_plan(&unchanged),
             "No changes. Stack shop-prod already matches the spec.\n"
+        );
+    }
+
+    #[test]
+    fn work_before_the_stack_and_blockers_frame_the_changes() {
+        let mut unchanged = plan(false, Vec::new());
+        unchanged.change_set = None;
+        unchanged.prepare = vec!["upload webapp 2.0.0 from ./webapp".into()];
+        unchanged.blockers = vec!["mailer 2.0.0 is not in the bucket".into()];
+        assert!(!unchanged.is_empty());
+        assert_eq!(
+            render_plan(&unchanged),
+            "First:\n  \
+             + upload webapp 2.0.0 from ./webapp\n\
+             \n\
+             No changes. Stack shop-prod already matches the spec.\n\
+             \n\
+             Cannot apply yet:\n  \
+             ! mailer 2.0.0 is not in the bucket\n"
         );
     }
 }

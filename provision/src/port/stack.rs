@@ -93,6 +93,14 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_set: Option<String>,
     pub changes: Vec<ResourceChange>,
+    /// What the backend does before the stack's own changes, one line each (on AWS: create
+    /// the `<name>-bootstrap` stack holding the artefact bucket, upload a release).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepare: Vec<String>,
+    /// Why applying this plan would be refused as things are, each with what to do about it
+    /// (a release that is neither in the artefact bucket nor given as a file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<String>,
     /// When the plan was made.
     #[serde(with = "time::serde::rfc3339")]
     pub planned_at: OffsetDateTime,
@@ -108,7 +116,12 @@ impl Plan {
     /// no change set to execute (a change set without resource changes still changes the
     /// stack: its parameters, outputs or other template settings).
     pub fn is_empty(&self) -> bool {
-        !self.creates_stack && self.changes.is_empty() && self.change_set.is_none()
+        self.prepare.is_empty() && self.blockers.is_empty() && !self.changes_stack()
+    }
+
+    /// Whether applying changes the stack itself (creates it, or executes a change set).
+    pub fn changes_stack(&self) -> bool {
+        self.creates_stack || !self.changes.is_empty() || self.change_set.is_some()
     }
 
     /// How many resources each kind of change touches.

@@ -315,6 +315,8 @@ impl Cloud for SandboxCloud {
             creates_stack: !running,
             change_set: None,
             changes,
+            prepare: Vec::new(),
+            blockers: Vec::new(),
             planned_at: OffsetDateTime::now_utc(),
         })
     }

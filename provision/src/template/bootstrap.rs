@@ -16,6 +16,13 @@ pub fn bootstrap_stack_name(spec: &StackSpec) -> String {
     format!("{}-bootstrap", spec.name)
 }
 
+/// The artefact bucket's name for `spec` in `account` and `region`:
+/// `<name>-artefacts-<account>-<region>`. The template passes CloudFormation's pseudo
+/// parameters, so the name is known before the bucket exists (plans use it).
+pub fn artefact_bucket_name(spec: &StackSpec, account: &str, region: &str) -> String {
+    format!("{}-artefacts-{account}-{region}", spec.name)
+}
+
 /// The bootstrap stack's template: a versioned, encrypted bucket with public access blocked
 /// and a TLS-only policy. Its name is `<name>-artefacts-<account>-<region>`; the output
 /// `ArtefactBucket` is what the main stack's parameter of the same name receives.
@@ -30,7 +37,7 @@ pub fn render_bootstrap(spec: &StackSpec) -> Template {
     let mut bucket = Resource::new(
         "AWS::S3::Bucket",
         json!({
-            "BucketName": sub(&format!("{}-artefacts-${{AWS::AccountId}}-${{AWS::Region}}", spec.name)),
+            "BucketName": sub(&artefact_bucket_name(spec, "${AWS::AccountId}", "${AWS::Region}")),
             "VersioningConfiguration": { "Status": "Enabled" },
             "BucketEncryption": {
                 "ServerSideEncryptionConfiguration": [{
