@@ -34,8 +34,7 @@ use crate::port::{
 };
 use crate::template::params;
 
-/// The tag an attached group's deploy puts on its instances: the version they run.
-pub const VERSION_TAG: &str = "triad:version";
+pub use crate::template::VERSION_TAG;
 
 /// The SDK's refresh preferences for the port's.
 pub(crate) fn sdk_preferences(prefs: &RefreshPreferences) -> SdkPreferences {

@@ -40,6 +40,11 @@ pub mod params {
     pub const ARTEFACT_BUCKET: &str = "ArtefactBucket";
 }
 
+/// The instance tag naming the webapp version an instance was launched to run: the launch
+/// template puts it on every instance (`AppVersion` on a triad stack, the deploy's version on
+/// an attached group's new launch template version), and snapshots read it back.
+pub const VERSION_TAG: &str = "triad:version";
+
 /// Names of the main stack's outputs. Per-AZ subnet outputs are
 /// [`outputs::public_subnet`]`(az)` and [`outputs::private_subnet`]`(az)`.
 pub mod outputs {
