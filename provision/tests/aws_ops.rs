@@ -925,13 +925,27 @@ async fn an_az_outage_takes_every_step_in_order_and_restore_undoes_them_in_rever
     assert!(w.suspended().await.is_empty());
 }
 
+/// A deploy to an attached group makes a new version of the group's launch template from the
+/// version it uses: described as the deploy, with the current version's tag specifications
+/// (the instances' version tag changed to the deploy's) and its user data with the
+/// environment overrides written into the environment file section. moto implements no
+/// instance refresh (HTTP 500), so the deploy ends at StartInstanceRefresh; starting the
+/// refresh onto the new version is `aws_ops_mocks.rs`'s. moto ignores SourceVersion (a new
+/// version holds only the data given), so that AWS copies the rest (image, instance type) is
+/// AWS's promise, not checked here; what triad itself copies is.
 #[tokio::test]
 async fn a_deploy_to_an_attached_group_makes_a_launch_template_version_from_the_current_one() {
     let w = world(2, Db::None).await;
-    let result = w.cloud.deploy(&w.stack, &DeployRequest::new("2.0.0")).await;
-    // moto implements no instance refresh (HTTP 500): the deploy gets as far as the new
-    // launch template version, which moto does model.
-    let error = result.expect_err("moto has no instance refresh");
+    let mut request = DeployRequest::new("2.0.0");
+    request.env = BTreeMap::from([
+        ("ROCKET_PORT".to_owned(), "9090".to_owned()),
+        ("FEATURE_X".to_owned(), "on".to_owned()),
+    ]);
+    let error = w
+        .cloud
+        .deploy(&w.stack, &request)
+        .await
+        .expect_err("moto has no instance refresh");
     assert!(
         error.to_string().contains("StartInstanceRefresh"),
         "{error}"
@@ -949,16 +963,53 @@ async fn a_deploy_to_an_attached_group_makes_a_launch_template_version_from_the_
     let new = &versions[1];
     assert_eq!(new.version_number(), Some(2));
     assert_eq!(new.version_description(), Some("triad deploy 2.0.0"));
-    // moto ignores SourceVersion (the new version holds only the data given), so that the
-    // rest is copied from the group's version is AWS's promise, not checked here.
     let data = new.launch_template_data().expect("data");
-    let tags: Vec<(&str, &str)> = data
+    let tags: Vec<(&str, Vec<(&str, &str)>)> = data
         .tag_specifications()
         .iter()
-        .flat_map(|s| s.tags())
-        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .map(|s| {
+            (
+                s.resource_type().map(|r| r.as_str()).unwrap_or_default(),
+                s.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value()?)))
+                    .collect(),
+            )
+        })
         .collect();
-    assert_eq!(tags, [(VERSION_TAG, "2.0.0")]);
+    assert_eq!(
+        tags,
+        [
+            ("instance", vec![("team", "web"), (VERSION_TAG, "2.0.0")]),
+            ("volume", vec![("team", "web")]),
+        ]
+    );
+    let user_data = BASE64
+        .decode(data.user_data().expect("user data"))
+        .expect("base64");
+    assert_eq!(
+        String::from_utf8(user_data).expect("text"),
+        USER_DATA
+            .replace("ROCKET_PORT=8080", "ROCKET_PORT=9090")
+            .replace(
+                "TRIAD_VERSION=$VERSION\n",
+                "TRIAD_VERSION=$VERSION\nFEATURE_X=on\n"
+            )
+    );
+    // The group still names its template's $Latest, now the new version, which the refresh
+    // would have rolled onto.
+    let group = w
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&w.group)
+        .send()
+        .await
+        .expect("describe group");
+    let template = group.auto_scaling_groups()[0]
+        .launch_template()
+        .expect("a launch template");
+    assert_eq!(template.launch_template_id(), Some(w.template_id.as_str()));
+    assert_eq!(template.version(), Some("$Latest"));
 
     let refused = w
         .cloud

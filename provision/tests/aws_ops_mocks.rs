@@ -595,6 +595,26 @@ async fn a_deploy_starts_a_refresh_onto_a_new_launch_template_version() {
     let seen = started.clone();
     let mut rules = Rules::attached();
     rules.ec2.push(
+        mock!(aws_sdk_ec2::Client::describe_launch_template_versions)
+            .match_requests(|r| r.launch_template_id() == Some("lt-1") && r.versions() == ["3"])
+            .then_output(|| {
+                DescribeLaunchTemplateVersionsOutput::builder()
+                    .launch_template_versions(
+                        aws_sdk_ec2::types::LaunchTemplateVersion::builder()
+                            .launch_template_id("lt-1")
+                            .version_number(3)
+                            .launch_template_data(
+                                aws_sdk_ec2::types::ResponseLaunchTemplateData::builder()
+                                    // Someone else's user data, without triad's env file.
+                                    .user_data("IyEvYmluL2Jhc2gKZWNobyBoaQo=")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            }),
+    );
+    rules.ec2.push(
         mock!(aws_sdk_ec2::Client::create_launch_template_version)
             .match_requests(|r| {
                 r.launch_template_id() == Some("lt-1")
@@ -691,10 +711,19 @@ async fn a_deploy_starts_a_refresh_onto_a_new_launch_template_version() {
     let refused = cloud
         .deploy(&stack(), &with_env)
         .await
-        .expect_err("env on AWS");
+        .expect_err("the user data has no environment file section");
     assert!(
         matches!(refused, CloudError::Invalid { ref field, .. } if field == "env"),
         "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("no environment file section"),
+        "{refused}"
+    );
+    assert_eq!(
+        started.lock().expect("lock").len(),
+        2,
+        "the two deploys before it started refreshes, this one none"
     );
 }
 
@@ -958,7 +987,7 @@ async fn a_triad_stack_deploy_updates_the_version_parameter_through_a_change_set
     rules.cfn = vec![
         stack_rule,
         resources,
-        create,
+        create.clone(),
         describe,
         execute.clone(),
         events,
@@ -995,6 +1024,23 @@ async fn a_triad_stack_deploy_updates_the_version_parameter_through_a_change_set
             ("ArtefactBucket".to_owned(), None, Some(true)),
         ]
     );
+
+    // Environment overrides are refused on a triad stack, before any change set.
+    let mut with_env = DeployRequest::new("2.2.1");
+    with_env.env = BTreeMap::from([("FEATURE".to_owned(), "on".to_owned())]);
+    let refused = cloud
+        .deploy(&stack(), &with_env)
+        .await
+        .expect_err("overrides on a triad stack");
+    assert!(
+        matches!(refused, CloudError::Invalid { ref field, .. } if field == "env"),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("belongs to CloudFormation"),
+        "{refused}"
+    );
+    assert_eq!(create.num_calls(), 1, "no second change set");
 }
 
 /// A throttled watch reports the throttled section and waits longer between ticks (doubling)

@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::spec::StackSpec;
 
 pub use bootstrap::{bootstrap_stack_name, render_bootstrap};
+pub(crate) use user_data::ENV_FILE;
 pub use user_data::webapp_user_data;
 
 /// Names of the main stack's parameters, set by `up` and `deploy`.
