@@ -301,30 +301,33 @@ impl World {
             .collect()
     }
 
-    /// The VPC's network ACLs as text, with everything but the association ids (a
-    /// re-association gets a new one): the ACLs, their entries, tags and subnets.
+    /// The VPC's network ACLs as text (see [`nacl_text`]).
     async fn nacl_text(&self) -> String {
-        self.nacls()
-            .await
-            .iter()
-            .map(|acl| {
-                let mut subnets: Vec<&str> = acl
-                    .associations()
-                    .iter()
-                    .filter_map(|a| a.subnet_id())
-                    .collect();
-                subnets.sort();
-                format!(
-                    "{:?} default={:?} entries={:?} tags={:?} subnets={subnets:?}",
-                    acl.network_acl_id(),
-                    acl.is_default(),
-                    acl.entries(),
-                    acl.tags()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        nacl_text(&self.nacls().await)
     }
+}
+
+/// Network ACLs as text, with everything but the association ids (a re-association gets a
+/// new one): the ACLs, their entries, tags and subnets.
+fn nacl_text(acls: &[NetworkAcl]) -> String {
+    acls.iter()
+        .map(|acl| {
+            let mut subnets: Vec<&str> = acl
+                .associations()
+                .iter()
+                .filter_map(|a| a.subnet_id())
+                .collect();
+            subnets.sort();
+            format!(
+                "{:?} default={:?} entries={:?} tags={:?} subnets={subnets:?}",
+                acl.network_acl_id(),
+                acl.is_default(),
+                acl.entries(),
+                acl.tags()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The calls of the next tick of `snapshots`, and its snapshot.
@@ -653,6 +656,13 @@ async fn blackhole_swaps_in_a_deny_all_nacl_and_restore_puts_back_exactly_what_w
         ]
     );
     assert!(plan.actions.iter().all(|a| a.reversible));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("only the group's subnets in us-east-1b")),
+        "an attached group's dry run says what it leaves out: {:?}",
+        plan.notes
+    );
 
     let record = w
         .cloud
@@ -1085,4 +1095,137 @@ async fn a_triad_stack_is_found_through_its_cloudformation_resources() {
     let azs: Vec<&str> = snapshot.azs.iter().map(|v| v.az.as_str()).collect();
     assert_eq!(azs, ["us-east-1a", "us-east-1b"]);
     assert_eq!(snapshot.az("us-east-1a").expect("az").targets.len(), 2);
+}
+
+/// On a triad stack a blackhole covers every subnet of the stack in the AZ — the group's
+/// private subnet and the public one beside it — and the dry run lists each; restore puts
+/// back exactly the VPC's network ACLs as they were.
+#[tokio::test]
+async fn a_triad_stack_blackhole_covers_every_stack_subnet_in_the_az_and_restores_exactly() {
+    let config = config().await;
+    let name = testkit::unique_name("opsbh");
+    let subnet = |cidr: &str, az: &str| {
+        serde_json::json!({"Type": "AWS::EC2::Subnet", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "CidrBlock": cidr, "AvailabilityZone": az}})
+    };
+    let template = serde_json::json!({
+        "Resources": {
+            "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.40.0.0/16"}},
+            "PublicSubnetA": subnet("10.40.0.0/24", "us-east-1a"),
+            "PublicSubnetB": subnet("10.40.1.0/24", "us-east-1b"),
+            "PrivateSubnetA": subnet("10.40.128.0/24", "us-east-1a"),
+            "PrivateSubnetB": subnet("10.40.129.0/24", "us-east-1b"),
+            "LaunchTemplate": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
+                "LaunchTemplateData": {"ImageId": "ami-03cf127a", "InstanceType": "t3.micro"}}},
+            "Group": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
+                "MinSize": "0", "MaxSize": "2", "DesiredCapacity": "1",
+                "VPCZoneIdentifier": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+                "LaunchTemplate": {"LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                    "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}}}}
+        }
+    });
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    cfn.create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create stack");
+    let resources = cfn
+        .list_stack_resources()
+        .stack_name(&name)
+        .send()
+        .await
+        .expect("stack resources");
+    let physical = |logical: &str| -> String {
+        resources
+            .stack_resource_summaries()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(logical))
+            .and_then(|r| r.physical_resource_id())
+            .expect("a stack resource")
+            .to_owned()
+    };
+    let (vpc, public_a, private_a) = (
+        physical("Vpc"),
+        physical("PublicSubnetA"),
+        physical("PrivateSubnetA"),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let acls = || async {
+        ec2.describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+            .send()
+            .await
+            .expect("describe network acls")
+            .network_acls()
+            .to_vec()
+    };
+    let subnet_acls = |acls: &[NetworkAcl]| -> BTreeMap<String, String> {
+        acls.iter()
+            .flat_map(|acl| {
+                acl.associations().iter().filter_map(|a| {
+                    Some((a.subnet_id()?.to_owned(), acl.network_acl_id()?.to_owned()))
+                })
+            })
+            .collect()
+    };
+    let before_acls = acls().await;
+    let before = nacl_text(&before_acls);
+    let original = subnet_acls(&before_acls);
+
+    let cloud = AwsCloud::from_config(&config);
+    let stack = StackRef::new(name.clone()).expect("name");
+    let fault = Fault::BlackholeAz {
+        az: "us-east-1a".into(),
+    };
+    let plan = cloud
+        .describe_fault(&stack, &fault)
+        .await
+        .expect("describe");
+    let mut planned: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.call.starts_with("ec2:ReplaceNetworkAclAssociation"))
+        .map(|a| a.resource.as_str())
+        .collect();
+    planned.sort();
+    let mut expected = vec![format!("subnet {public_a}"), format!("subnet {private_a}")];
+    expected.sort();
+    assert_eq!(planned, expected, "{:?}", plan.actions);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains(&format!("every subnet of stack {name} in us-east-1a"))),
+        "{:?}",
+        plan.notes
+    );
+
+    let record = cloud
+        .inject(&stack, &fault, CapacityCheck::Force)
+        .await
+        .expect("inject");
+    let Some(AwsChange::NetworkAclCreated { network_acl_id, .. }) =
+        aws_changes(&record).first().copied()
+    else {
+        panic!("unexpected changes {:?}", record.changes);
+    };
+    let during = subnet_acls(&acls().await);
+    for (subnet, acl) in &during {
+        if *subnet == public_a || *subnet == private_a {
+            assert_eq!(acl, network_acl_id, "{subnet} is blackholed");
+        } else {
+            assert_eq!(
+                acl, &original[subnet],
+                "{subnet} in us-east-1b keeps its NACL"
+            );
+        }
+    }
+
+    cloud.restore(&record).await.expect("restore");
+    assert_eq!(
+        nacl_text(&acls().await),
+        before,
+        "the VPC's NACLs are as they were"
+    );
 }
