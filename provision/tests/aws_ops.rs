@@ -1095,6 +1095,23 @@ async fn a_triad_stack_is_found_through_its_cloudformation_resources() {
     let azs: Vec<&str> = snapshot.azs.iter().map(|v| v.az.as_str()).collect();
     assert_eq!(azs, ["us-east-1a", "us-east-1b"]);
     assert_eq!(snapshot.az("us-east-1a").expect("az").targets.len(), 2);
+    // The stack's CloudFormation events are in the events pane, newest first, each with its
+    // resource, status and reason (moto records the stack's own events, not its resources').
+    let stack_events: Vec<&str> = snapshot
+        .events
+        .iter()
+        .filter(|e| e.source == EventSource::Stack)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        stack_events,
+        [
+            format!("{} CREATE_COMPLETE", stack.name),
+            format!("{} CREATE_IN_PROGRESS: User Initiated", stack.name),
+        ],
+        "{:?}",
+        snapshot.events
+    );
 }
 
 /// On a triad stack a blackhole covers every subnet of the stack in the AZ — the group's

@@ -1249,3 +1249,83 @@ async fn database_events_are_read_once_per_period_and_merged_newest_first() {
     );
     assert!(third.azs.len() == 3 && third.error_for(Section::Instances).is_none());
 }
+
+/// Each instance's version tag, private address and launch time come from DescribeInstances
+/// of the group's tagged instances, followed over every page; a denied DescribeInstances is an
+/// instances error and the instances are still shown from Auto Scaling.
+/// Moto gap: a page holds 1000 instances, more than moto launches in a test's time, and moto
+/// enforces no IAM policy.
+#[tokio::test]
+async fn instance_details_are_read_over_every_page_of_the_groups_instances() {
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesError;
+    let page = |ids: &[&str], next: Option<&str>| {
+        let instances = ids.iter().enumerate().map(|(n, id)| {
+            aws_sdk_ec2::types::Instance::builder()
+                .instance_id(*id)
+                .private_ip_address(format!("10.0.1.{}", 10 + n))
+                .launch_time(DateTime::from_secs(1_700_000_000))
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key(provision::aws::VERSION_TAG)
+                        .value("2.0.0")
+                        .build(),
+                )
+                .build()
+        });
+        DescribeInstancesOutput::builder()
+            .reservations(
+                aws_sdk_ec2::types::Reservation::builder()
+                    .set_instances(Some(instances.collect()))
+                    .build(),
+            )
+            .set_next_token(next.map(str::to_owned))
+            .build()
+    };
+    let mut rules = Rules::attached();
+    rules.ec2.push(
+        mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(|r| {
+                r.max_results() == Some(provision::aws::INSTANCES_PAGE)
+                    && r.filters().iter().any(|f| {
+                        f.name() == Some("tag:aws:autoscaling:groupName") && f.values() == [GROUP]
+                    })
+            })
+            .sequence()
+            .output(move || page(&["i-0a1", "i-0a2"], Some("page-2")))
+            .output(move || page(&["i-0b1", "i-0c1"], None))
+            .error(|| {
+                DescribeInstancesError::generic(error(
+                    "UnauthorizedOperation",
+                    "You are not authorized to perform this operation.",
+                ))
+            })
+            .build(),
+    );
+    let describe = rules.ec2.last().cloned().expect("the rule");
+    let cloud = rules.cloud(true);
+    let snapshot = cloud.snapshot(&stack()).await.expect("snapshot");
+    assert_eq!(describe.num_calls(), 2, "two pages");
+    let instances: Vec<&Instance> = snapshot.azs.iter().flat_map(|v| &v.instances).collect();
+    assert_eq!(instances.len(), 4);
+    for instance in &instances {
+        assert_eq!(instance.version.as_deref(), Some("2.0.0"), "{instance:?}");
+        assert!(instance.address.is_some(), "{instance:?}");
+        assert_eq!(
+            instance.launch_time.map(|t| t.unix_timestamp()),
+            Some(1_700_000_000)
+        );
+    }
+
+    let denied = cloud.snapshot(&stack()).await.expect("snapshot");
+    let error = denied
+        .error_for(Section::Instances)
+        .expect("an instances error");
+    assert!(error.message.contains("UnauthorizedOperation"), "{error}");
+    let instances: Vec<&Instance> = denied.azs.iter().flat_map(|v| &v.instances).collect();
+    assert_eq!(instances.len(), 4, "still shown from Auto Scaling");
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.version.is_none() && i.address.is_none())
+    );
+}
