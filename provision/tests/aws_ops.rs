@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
-use aws_sdk_ec2::types::{Filter, NetworkAcl};
+use aws_sdk_ec2::types::{
+    Filter, LaunchTemplateTagSpecificationRequest, NetworkAcl, ResourceType, Tag,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 use provision::aws::{ApiCalls, AwsCloud, FAULT_TAG, VERSION_TAG};
 use provision::port::*;
@@ -21,6 +25,13 @@ use provision::port::*;
 const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 /// How long a test waits for moto to show a change before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// The groups' largest size.
+const MAX_SIZE: i32 = 300;
+/// The user data of the groups' launch template: the shape of `webapp/deploy`'s, with its
+/// environment file section.
+const USER_DATA: &str = "#!/bin/bash\nset -euo pipefail\nVERSION='1.0.0'\n\
+                         cat >/etc/triad/webapp.env <<ENV\nROCKET_PORT=8080\n\
+                         TRIAD_VERSION=$VERSION\nENV\nsystemctl restart triad-webapp.service\n";
 
 /// moto's answers to what it does not implement are HTTP 500s; retrying them only slows the
 /// tests down.
@@ -78,7 +89,8 @@ async fn world(instances: i32, db: Db) -> World {
         let subnet = ec2
             .create_subnet()
             .vpc_id(&vpc)
-            .cidr_block(format!("10.20.{index}.0/24"))
+            // A /23: room for the 300 instances of the calls-per-tick test.
+            .cidr_block(format!("10.20.{}.0/23", 2 * index))
             .availability_zone(*az)
             .send()
             .await
@@ -99,6 +111,7 @@ async fn world(instances: i32, db: Db) -> World {
         .and_then(|i| i.image_id())
         .expect("moto has images")
         .to_owned();
+    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
     let template_id = ec2
         .create_launch_template()
         .launch_template_name(format!("{name}-lt"))
@@ -106,6 +119,20 @@ async fn world(instances: i32, db: Db) -> World {
             aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
                 .image_id(image)
                 .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .user_data(BASE64.encode(USER_DATA))
+                .tag_specifications(
+                    LaunchTemplateTagSpecificationRequest::builder()
+                        .resource_type(ResourceType::Instance)
+                        .tags(tag("team", "web"))
+                        .tags(tag(VERSION_TAG, "1.0.0"))
+                        .build(),
+                )
+                .tag_specifications(
+                    LaunchTemplateTagSpecificationRequest::builder()
+                        .resource_type(ResourceType::Volume)
+                        .tags(tag("team", "web"))
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -133,7 +160,7 @@ async fn world(instances: i32, db: Db) -> World {
     asg.create_auto_scaling_group()
         .auto_scaling_group_name(&group)
         .min_size(0)
-        .max_size(40)
+        .max_size(MAX_SIZE)
         .desired_capacity(instances)
         .vpc_zone_identifier(
             subnets
@@ -274,30 +301,33 @@ impl World {
             .collect()
     }
 
-    /// The VPC's network ACLs as text, with everything but the association ids (a
-    /// re-association gets a new one): the ACLs, their entries, tags and subnets.
+    /// The VPC's network ACLs as text (see [`nacl_text`]).
     async fn nacl_text(&self) -> String {
-        self.nacls()
-            .await
-            .iter()
-            .map(|acl| {
-                let mut subnets: Vec<&str> = acl
-                    .associations()
-                    .iter()
-                    .filter_map(|a| a.subnet_id())
-                    .collect();
-                subnets.sort();
-                format!(
-                    "{:?} default={:?} entries={:?} tags={:?} subnets={subnets:?}",
-                    acl.network_acl_id(),
-                    acl.is_default(),
-                    acl.entries(),
-                    acl.tags()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        nacl_text(&self.nacls().await)
     }
+}
+
+/// Network ACLs as text, with everything but the association ids (a re-association gets a
+/// new one): the ACLs, their entries, tags and subnets.
+fn nacl_text(acls: &[NetworkAcl]) -> String {
+    acls.iter()
+        .map(|acl| {
+            let mut subnets: Vec<&str> = acl
+                .associations()
+                .iter()
+                .filter_map(|a| a.subnet_id())
+                .collect();
+            subnets.sort();
+            format!(
+                "{:?} default={:?} entries={:?} tags={:?} subnets={subnets:?}",
+                acl.network_acl_id(),
+                acl.is_default(),
+                acl.entries(),
+                acl.tags()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The calls of the next tick of `snapshots`, and its snapshot.
@@ -334,7 +364,7 @@ async fn a_snapshot_shows_the_attached_group_per_az_and_says_which_sections_fail
         Some(Capacity {
             desired: 3,
             min: 0,
-            max: 40
+            max: MAX_SIZE as u32
         })
     );
     let first = snapshot.az("us-east-1a").expect("first AZ");
@@ -348,6 +378,22 @@ async fn a_snapshot_shows_the_attached_group_per_az_and_says_which_sections_fail
             && i.health == HealthStatus::Healthy
             && i.launch_template_version.as_deref() == Some("1")
     }));
+    // From DescribeInstances: the version tag the launch template put on each instance, its
+    // private address (inside the first subnet, 10.20.0.0/23) and its launch time.
+    for instance in &first.instances {
+        assert_eq!(instance.version.as_deref(), Some("1.0.0"), "{instance:?}");
+        let address = instance.address.as_deref().expect("a private address");
+        assert!(
+            address.starts_with("10.20.0.") || address.starts_with("10.20.1."),
+            "{address}"
+        );
+        let launched = instance.launch_time.expect("a launch time");
+        assert!(
+            launched <= snapshot.taken_at,
+            "{launched} {}",
+            snapshot.taken_at
+        );
+    }
     let mut target_ids: Vec<&str> = first.targets.iter().map(|t| t.id.as_str()).collect();
     target_ids.sort();
     let instance_ids: Vec<&str> = first.instances.iter().map(|i| i.id.as_str()).collect();
@@ -389,15 +435,39 @@ async fn a_snapshot_shows_the_attached_group_per_az_and_says_which_sections_fail
     );
     let metrics = snapshot.error_for(Section::Metrics).expect("metrics error");
     assert!(metrics.message.contains("GetMetricData"), "{metrics}");
+
+    // The database's RDS events (moto records its creation and a first backup), newest
+    // first; moto records no scaling activities.
+    let messages: Vec<&str> = snapshot
+        .events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.source, EventSource::Database, "{e:?}");
+            e.message.as_str()
+        })
+        .collect();
+    assert!(
+        messages.contains(&format!("{db}: DB instance created").as_str()),
+        "{messages:?}"
+    );
+    assert!(
+        snapshot.events.windows(2).all(|w| w[0].at >= w[1].at),
+        "newest first: {:?}",
+        snapshot.events
+    );
 }
 
+/// moto creates the 297 new instances in one SetDesiredCapacity (a few seconds) and answers a
+/// tick over 300 instances in well under a second. The reads made once per period (events
+/// every 30 s, metrics every 60 s) cost the same whatever the fleet size too; a tick that
+/// happens to make one is not the one compared.
 #[tokio::test]
-async fn a_watch_tick_makes_the_same_calls_for_3_and_for_30_instances() {
+async fn a_watch_tick_makes_the_same_calls_for_3_and_for_300_instances() {
     let w = world(3, Db::SingleAz).await;
     let calls = w.cloud.api_calls().clone();
     let mut watch = w.cloud.watch(&w.stack, Duration::from_millis(10));
     // The first tick finds the group's target groups, load balancers and subnets, and reads
-    // the metrics; the ones after it only observe.
+    // the metrics and events; the ones after it only observe.
     watch.next().await.expect("a first tick").expect("snapshot");
     let (small, snapshot) = per_tick(&calls, &mut watch).await;
     assert_eq!(snapshot.az("us-east-1a").expect("az").instances.len(), 3);
@@ -407,26 +477,33 @@ async fn a_watch_tick_makes_the_same_calls_for_3_and_for_30_instances() {
     w.asg
         .set_desired_capacity()
         .auto_scaling_group_name(&w.group)
-        .desired_capacity(30)
+        .desired_capacity(300)
         .send()
         .await
         .expect("scale out");
     let deadline = tokio::time::Instant::now() + DEADLINE;
+    let periodic = ["rds:DescribeEvents", "cloudwatch:GetMetricData"];
     let large = loop {
         let (counts, snapshot) = per_tick(&calls, &mut watch).await;
-        if snapshot.az("us-east-1a").expect("az").instances.len() == 30 {
+        let instances = &snapshot.az("us-east-1a").expect("az").instances;
+        if instances.len() == 300 && !periodic.iter().any(|call| counts.contains_key(*call)) {
+            assert!(
+                instances.iter().all(|i| i.address.is_some()),
+                "every instance's details came in the one DescribeInstances page"
+            );
             break counts;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the group never reached 30"
+            "the group never reached 300"
         );
     };
-    assert_eq!(small, large, "30 instances cost what 3 did");
+    assert_eq!(small, large, "300 instances cost what 3 did");
     let expected: BTreeMap<String, u64> = [
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:DescribeInstanceRefreshes",
         "autoscaling:DescribeScalingActivities",
+        "ec2:DescribeInstances",
         "elasticloadbalancing:DescribeTargetHealth",
         "rds:DescribeDBInstances",
     ]
@@ -579,6 +656,13 @@ async fn blackhole_swaps_in_a_deny_all_nacl_and_restore_puts_back_exactly_what_w
         ]
     );
     assert!(plan.actions.iter().all(|a| a.reversible));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("only the group's subnets in us-east-1b")),
+        "an attached group's dry run says what it leaves out: {:?}",
+        plan.notes
+    );
 
     let record = w
         .cloud
@@ -851,13 +935,27 @@ async fn an_az_outage_takes_every_step_in_order_and_restore_undoes_them_in_rever
     assert!(w.suspended().await.is_empty());
 }
 
+/// A deploy to an attached group makes a new version of the group's launch template from the
+/// version it uses: described as the deploy, with the current version's tag specifications
+/// (the instances' version tag changed to the deploy's) and its user data with the
+/// environment overrides written into the environment file section. moto implements no
+/// instance refresh (HTTP 500), so the deploy ends at StartInstanceRefresh; starting the
+/// refresh onto the new version is `aws_ops_mocks.rs`'s. moto ignores SourceVersion (a new
+/// version holds only the data given), so that AWS copies the rest (image, instance type) is
+/// AWS's promise, not checked here; what triad itself copies is.
 #[tokio::test]
 async fn a_deploy_to_an_attached_group_makes_a_launch_template_version_from_the_current_one() {
     let w = world(2, Db::None).await;
-    let result = w.cloud.deploy(&w.stack, &DeployRequest::new("2.0.0")).await;
-    // moto implements no instance refresh (HTTP 500): the deploy gets as far as the new
-    // launch template version, which moto does model.
-    let error = result.expect_err("moto has no instance refresh");
+    let mut request = DeployRequest::new("2.0.0");
+    request.env = BTreeMap::from([
+        ("ROCKET_PORT".to_owned(), "9090".to_owned()),
+        ("FEATURE_X".to_owned(), "on".to_owned()),
+    ]);
+    let error = w
+        .cloud
+        .deploy(&w.stack, &request)
+        .await
+        .expect_err("moto has no instance refresh");
     assert!(
         error.to_string().contains("StartInstanceRefresh"),
         "{error}"
@@ -875,16 +973,53 @@ async fn a_deploy_to_an_attached_group_makes_a_launch_template_version_from_the_
     let new = &versions[1];
     assert_eq!(new.version_number(), Some(2));
     assert_eq!(new.version_description(), Some("triad deploy 2.0.0"));
-    // moto ignores SourceVersion (the new version holds only the data given), so that the
-    // rest is copied from the group's version is AWS's promise, not checked here.
     let data = new.launch_template_data().expect("data");
-    let tags: Vec<(&str, &str)> = data
+    let tags: Vec<(&str, Vec<(&str, &str)>)> = data
         .tag_specifications()
         .iter()
-        .flat_map(|s| s.tags())
-        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .map(|s| {
+            (
+                s.resource_type().map(|r| r.as_str()).unwrap_or_default(),
+                s.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value()?)))
+                    .collect(),
+            )
+        })
         .collect();
-    assert_eq!(tags, [(VERSION_TAG, "2.0.0")]);
+    assert_eq!(
+        tags,
+        [
+            ("instance", vec![("team", "web"), (VERSION_TAG, "2.0.0")]),
+            ("volume", vec![("team", "web")]),
+        ]
+    );
+    let user_data = BASE64
+        .decode(data.user_data().expect("user data"))
+        .expect("base64");
+    assert_eq!(
+        String::from_utf8(user_data).expect("text"),
+        USER_DATA
+            .replace("ROCKET_PORT=8080", "ROCKET_PORT=9090")
+            .replace(
+                "TRIAD_VERSION=$VERSION\n",
+                "TRIAD_VERSION=$VERSION\nFEATURE_X=on\n"
+            )
+    );
+    // The group still names its template's $Latest, now the new version, which the refresh
+    // would have rolled onto.
+    let group = w
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&w.group)
+        .send()
+        .await
+        .expect("describe group");
+    let template = group.auto_scaling_groups()[0]
+        .launch_template()
+        .expect("a launch template");
+    assert_eq!(template.launch_template_id(), Some(w.template_id.as_str()));
+    assert_eq!(template.version(), Some("$Latest"));
 
     let refused = w
         .cloud
@@ -960,4 +1095,154 @@ async fn a_triad_stack_is_found_through_its_cloudformation_resources() {
     let azs: Vec<&str> = snapshot.azs.iter().map(|v| v.az.as_str()).collect();
     assert_eq!(azs, ["us-east-1a", "us-east-1b"]);
     assert_eq!(snapshot.az("us-east-1a").expect("az").targets.len(), 2);
+    // The stack's CloudFormation events are in the events pane, newest first, each with its
+    // resource, status and reason (moto records the stack's own events, not its resources').
+    let stack_events: Vec<&str> = snapshot
+        .events
+        .iter()
+        .filter(|e| e.source == EventSource::Stack)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        stack_events,
+        [
+            format!("{} CREATE_COMPLETE", stack.name),
+            format!("{} CREATE_IN_PROGRESS: User Initiated", stack.name),
+        ],
+        "{:?}",
+        snapshot.events
+    );
+}
+
+/// On a triad stack a blackhole covers every subnet of the stack in the AZ — the group's
+/// private subnet and the public one beside it — and the dry run lists each; restore puts
+/// back exactly the VPC's network ACLs as they were.
+#[tokio::test]
+async fn a_triad_stack_blackhole_covers_every_stack_subnet_in_the_az_and_restores_exactly() {
+    let config = config().await;
+    let name = testkit::unique_name("opsbh");
+    let subnet = |cidr: &str, az: &str| {
+        serde_json::json!({"Type": "AWS::EC2::Subnet", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "CidrBlock": cidr, "AvailabilityZone": az}})
+    };
+    let template = serde_json::json!({
+        "Resources": {
+            "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.40.0.0/16"}},
+            "PublicSubnetA": subnet("10.40.0.0/24", "us-east-1a"),
+            "PublicSubnetB": subnet("10.40.1.0/24", "us-east-1b"),
+            "PrivateSubnetA": subnet("10.40.128.0/24", "us-east-1a"),
+            "PrivateSubnetB": subnet("10.40.129.0/24", "us-east-1b"),
+            "LaunchTemplate": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
+                "LaunchTemplateData": {"ImageId": "ami-03cf127a", "InstanceType": "t3.micro"}}},
+            "Group": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
+                "MinSize": "0", "MaxSize": "2", "DesiredCapacity": "1",
+                "VPCZoneIdentifier": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+                "LaunchTemplate": {"LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                    "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}}}}
+        }
+    });
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    cfn.create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create stack");
+    let resources = cfn
+        .list_stack_resources()
+        .stack_name(&name)
+        .send()
+        .await
+        .expect("stack resources");
+    let physical = |logical: &str| -> String {
+        resources
+            .stack_resource_summaries()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(logical))
+            .and_then(|r| r.physical_resource_id())
+            .expect("a stack resource")
+            .to_owned()
+    };
+    let (vpc, public_a, private_a) = (
+        physical("Vpc"),
+        physical("PublicSubnetA"),
+        physical("PrivateSubnetA"),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let acls = || async {
+        ec2.describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+            .send()
+            .await
+            .expect("describe network acls")
+            .network_acls()
+            .to_vec()
+    };
+    let subnet_acls = |acls: &[NetworkAcl]| -> BTreeMap<String, String> {
+        acls.iter()
+            .flat_map(|acl| {
+                acl.associations().iter().filter_map(|a| {
+                    Some((a.subnet_id()?.to_owned(), acl.network_acl_id()?.to_owned()))
+                })
+            })
+            .collect()
+    };
+    let before_acls = acls().await;
+    let before = nacl_text(&before_acls);
+    let original = subnet_acls(&before_acls);
+
+    let cloud = AwsCloud::from_config(&config);
+    let stack = StackRef::new(name.clone()).expect("name");
+    let fault = Fault::BlackholeAz {
+        az: "us-east-1a".into(),
+    };
+    let plan = cloud
+        .describe_fault(&stack, &fault)
+        .await
+        .expect("describe");
+    let mut planned: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.call.starts_with("ec2:ReplaceNetworkAclAssociation"))
+        .map(|a| a.resource.as_str())
+        .collect();
+    planned.sort();
+    let mut expected = vec![format!("subnet {public_a}"), format!("subnet {private_a}")];
+    expected.sort();
+    assert_eq!(planned, expected, "{:?}", plan.actions);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains(&format!("every subnet of stack {name} in us-east-1a"))),
+        "{:?}",
+        plan.notes
+    );
+
+    let record = cloud
+        .inject(&stack, &fault, CapacityCheck::Force)
+        .await
+        .expect("inject");
+    let Some(AwsChange::NetworkAclCreated { network_acl_id, .. }) =
+        aws_changes(&record).first().copied()
+    else {
+        panic!("unexpected changes {:?}", record.changes);
+    };
+    let during = subnet_acls(&acls().await);
+    for (subnet, acl) in &during {
+        if *subnet == public_a || *subnet == private_a {
+            assert_eq!(acl, network_acl_id, "{subnet} is blackholed");
+        } else {
+            assert_eq!(
+                acl, &original[subnet],
+                "{subnet} in us-east-1b keeps its NACL"
+            );
+        }
+    }
+
+    cloud.restore(&record).await.expect("restore");
+    assert_eq!(
+        nacl_text(&acls().await),
+        before,
+        "the VPC's NACLs are as they were"
+    );
 }

@@ -3,9 +3,12 @@
 //! - terminate: ec2:TerminateInstances on the AZ's InService instances (the group replaces
 //!   them; not undone);
 //! - blackhole: a new network ACL (a custom NACL denies everything until entries are added)
-//!   swapped in with ec2:ReplaceNetworkAclAssociation on the group's subnets in the AZ — the
-//!   technique of FIS and adhorn's chaos scripts; restore puts each subnet's original NACL
-//!   back and deletes the new one;
+//!   swapped in with ec2:ReplaceNetworkAclAssociation on the AZ's subnets — the technique of
+//!   FIS and adhorn's chaos scripts; restore puts each subnet's original NACL back and deletes
+//!   the new one. On a triad stack that is every subnet of the stack in the AZ (the private
+//!   one of the instances and the database, the public one of the load balancer's node and
+//!   the NAT gateway), as an AZ's network failing would; on an attached group, whose other
+//!   subnets triad does not know, the group's subnets there;
 //! - launch block: the AZ's subnets removed from the group's VPCZoneIdentifier and AZRebalance
 //!   suspended (unless it already was); restore sets the exact original subnet list back and
 //!   resumes only what was suspended;
@@ -44,6 +47,8 @@ struct Scene {
     subnets: Vec<(String, String, String)>,
     /// Subnets the group has had in each AZ (from the cache; includes removed ones).
     seen_subnets: Vec<(String, String, String)>,
+    /// Every subnet of a triad stack's template; empty for an attached group.
+    stack_subnets: Vec<(String, String, String)>,
     db: Option<DbInstance>,
 }
 
@@ -63,7 +68,9 @@ impl Scene {
             seen.clone()
         };
         let all: Vec<String> = all.into_iter().collect();
-        let infos = subnet_infos(cloud, &ops, &all).await?;
+        let mut asked = all.clone();
+        asked.extend(resources.stack_subnets.iter().cloned());
+        let infos = subnet_infos(cloud, &ops, &asked).await?;
         let with_info = |ids: &[String]| {
             ids.iter()
                 .filter_map(|id| {
@@ -79,6 +86,7 @@ impl Scene {
         Ok(Self {
             subnets: with_info(&current),
             seen_subnets: with_info(&all),
+            stack_subnets: with_info(&resources.stack_subnets),
             resources,
             group,
             db,
@@ -118,13 +126,16 @@ impl Scene {
             .collect()
     }
 
-    /// Subnets in `az` to blackhole: the group's there now, and any a launch block removed.
+    /// Subnets in `az` to blackhole: the group's there now and any a launch block removed,
+    /// then the stack's other subnets there (a triad stack's).
     fn blackhole_subnets(&self, az: &str) -> Vec<(String, String)> {
-        self.seen_subnets
-            .iter()
-            .filter(|(_, subnet_az, _)| subnet_az == az)
-            .map(|(id, _, vpc)| (id.clone(), vpc.clone()))
-            .collect()
+        let mut subnets: Vec<(String, String)> = Vec::new();
+        for (id, subnet_az, vpc) in self.seen_subnets.iter().chain(&self.stack_subnets) {
+            if subnet_az == az && !subnets.iter().any(|(seen, _)| seen == id) {
+                subnets.push((id.clone(), vpc.clone()));
+            }
+        }
+        subnets
     }
 
     fn block_subnets(&self, az: &str) -> (Vec<String>, Vec<String>) {
@@ -189,12 +200,21 @@ pub(crate) async fn describe(
                         true,
                     )
                 }));
+                let note = if scene.resources.managed {
+                    format!(
+                        "every subnet of stack {stack} in {az} is blackholed: the instances' \
+                         and the database's, and the load balancer's and NAT gateway's"
+                    )
+                } else {
+                    format!(
+                        "only the group's subnets in {az} are blackholed: triad does not know \
+                         which other subnets (the load balancer's, the database's) a group it \
+                         did not create has there"
+                    )
+                };
                 StepPlan {
                     actions,
-                    notes: vec![format!(
-                        "only the group's subnets in {az} are blackholed; the load balancer's \
-                         and the database's subnets are not"
-                    )],
+                    notes: vec![note],
                 }
             }
             FaultStep::BlockLaunches(az) => {
@@ -246,6 +266,7 @@ fn check_az(scene: &Scene, fault: &Fault) -> Result<(), CloudError> {
         .seen_subnets
         .iter()
         .map(|(_, az, _)| az.as_str())
+        .chain(scene.stack_subnets.iter().map(|(_, az, _)| az.as_str()))
         .chain(scene.group.availability_zones().iter().map(String::as_str))
         .collect();
     if known.contains(az) {

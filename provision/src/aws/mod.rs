@@ -37,7 +37,7 @@ pub use calls::ApiCalls;
 pub use cfn::Polling;
 pub use deploy::VERSION_TAG;
 pub use faults::FAULT_TAG;
-pub use observe::METRICS_PERIOD;
+pub use observe::{EVENTS_PERIOD, INSTANCES_PAGE, METRICS_PERIOD};
 pub use render::render_plan;
 
 use crate::port::{

@@ -1,10 +1,21 @@
 //! Snapshots and the watch. One tick makes the same calls whatever the fleet size:
 //! DescribeStacks (triad stacks), DescribeAutoScalingGroups (capacity, instances, subnets,
-//! suspended processes), DescribeTargetHealth per target group, DescribeDBInstances,
-//! DescribeInstanceRefreshes and DescribeScalingActivities (the first page of each: the recent
-//! ones), made concurrently. Subnet → AZ is asked once and cached. Metrics come from one
-//! batched GetMetricData, at most once per [`METRICS_PERIOD`] (CloudWatch's resolution); in
-//! between, the last ones are shown again.
+//! suspended processes), DescribeInstances (each instance's version tag, private address and
+//! launch time: the group's instances found by its `aws:autoscaling:groupName` tag, one call
+//! per page of [`INSTANCES_PAGE`] instances, so one call for any group up to that size),
+//! DescribeTargetHealth per target group, DescribeDBInstances, DescribeInstanceRefreshes and
+//! DescribeScalingActivities (the first page of each: the recent ones), made concurrently.
+//! Subnet → AZ is asked once and cached. Metrics come from one batched GetMetricData, at most
+//! once per [`METRICS_PERIOD`] (CloudWatch's resolution); the stack's CloudFormation events
+//! (DescribeStackEvents, the newest page) and the database's RDS events (DescribeEvents for the
+//! DB instance, the last hour) at most once per [`EVENTS_PERIOD`]; in between, the last ones
+//! are shown again.
+//!
+//! Auto Scaling does not say which checkpoint a refresh waits at, only how far it is: a watch
+//! sees a checkpoint reached when the refresh's PercentageComplete goes past a checkpoint
+//! percentage between two of its ticks, and shows it (reached then, resuming after the
+//! CheckpointDelay) until the delay is over. A single snapshot, or a watch that started after
+//! the crossing, shows none.
 //!
 //! Each section is read on its own: one that fails (CloudWatch denied, say) is reported in the
 //! snapshot's `errors` and the rest is still shown. A throttled tick makes the watch back off
@@ -14,9 +25,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_autoscaling::types::{Activity, AutoScalingGroup, InstanceRefresh};
+use aws_sdk_cloudformation::types::StackEvent;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+use aws_sdk_ec2::types::Filter;
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
-use aws_sdk_rds::types::DbInstance;
+use aws_sdk_rds::types::{DbInstance, SourceType};
 use futures::StreamExt;
 use time::OffsetDateTime;
 
@@ -24,13 +37,21 @@ use super::error::{from_sdk, to_time};
 use super::resources::{Resources, describe_group, group_subnets, resolve, subnet_infos};
 use super::{AwsCloud, OpsClients, cfn};
 use crate::port::{
-    AzView, Capacity, CloudError, CloudStream, Database, DbRole, Event, EventSource, Instance,
-    MetricKind, MetricPoint, MetricSeries, Metrics, Refresh, RefreshId, RollbackDetails,
-    ScalingProcess, Section, SectionError, Snapshot, StackRef, StackStatus, Target,
+    AzView, Capacity, CheckpointInfo, CloudError, CloudStream, Database, DbRole, Event,
+    EventSource, Instance, MetricKind, MetricPoint, MetricSeries, Metrics, Refresh, RefreshId,
+    RefreshStatus, RollbackDetails, ScalingProcess, Section, SectionError, Snapshot, StackRef,
+    StackStatus, Target,
 };
+use crate::template::VERSION_TAG;
 
 /// How often metrics are read: CloudWatch's resolution for these metrics.
 pub const METRICS_PERIOD: Duration = Duration::from_secs(60);
+/// How often the stack's CloudFormation events and the database's RDS events are read.
+pub const EVENTS_PERIOD: Duration = Duration::from_secs(30);
+/// How far back the database's events go, in minutes.
+const DB_EVENTS_MINUTES: i32 = 60;
+/// The most instances one DescribeInstances page holds (EC2's largest MaxResults).
+pub const INSTANCES_PAGE: i32 = 1000;
 /// How far back the metric series go.
 const METRICS_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// The longest a throttled watch waits between ticks.
@@ -47,8 +68,21 @@ pub(crate) struct Observer {
     metrics: Metrics,
     metrics_error: Option<String>,
     metrics_read_at: Option<tokio::time::Instant>,
+    /// The stack's and the database's events, read every [`EVENTS_PERIOD`].
+    events: Vec<Event>,
+    events_errors: Vec<String>,
+    events_read_at: Option<tokio::time::Instant>,
+    /// What the last tick saw of each refresh, to notice checkpoints being reached.
+    seen_refreshes: HashMap<RefreshId, SeenRefresh>,
     throttled: bool,
     delay: Option<Duration>,
+}
+
+/// A refresh as the last tick saw it.
+#[derive(Debug, Clone, Default)]
+struct SeenRefresh {
+    percentage: Option<u8>,
+    checkpoint: Option<CheckpointInfo>,
 }
 
 impl Observer {
@@ -60,6 +94,10 @@ impl Observer {
             metrics: Metrics::default(),
             metrics_error: None,
             metrics_read_at: None,
+            events: Vec::new(),
+            events_errors: Vec::new(),
+            events_read_at: None,
+            seen_refreshes: HashMap::new(),
             throttled: false,
             delay: None,
         }
@@ -89,7 +127,7 @@ impl Observer {
         let mut snapshot = Snapshot::empty(self.stack.clone(), OffsetDateTime::now_utc());
         snapshot.endpoint = resources.endpoint.clone();
 
-        let (stack, group, targets, db, refreshes, activities) = tokio::join!(
+        let (stack, group, details, targets, db, refreshes, activities) = tokio::join!(
             async {
                 match resources.managed {
                     true => Some(cfn::describe_stack(&cfn_client, &self.stack.name).await),
@@ -97,6 +135,7 @@ impl Observer {
                 }
             },
             describe_group(&ops, &resources.asg),
+            instance_details(&ops, &resources.asg),
             target_health(&ops, &resources.target_groups),
             async {
                 match &resources.db {
@@ -110,6 +149,7 @@ impl Observer {
         for throttled in [
             matches!(stack, Some(Err(CloudError::Throttled { .. }))),
             matches!(group, Err(CloudError::Throttled { .. })),
+            matches!(details, Err(CloudError::Throttled { .. })),
             matches!(targets, Err(CloudError::Throttled { .. })),
             matches!(db, Some(Err(CloudError::Throttled { .. }))),
             matches!(refreshes, Err(CloudError::Throttled { .. })),
@@ -150,6 +190,15 @@ impl Observer {
             .unwrap_or_default();
         let mut instance_az: HashMap<String, String> = HashMap::new();
         let mut instances: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        let details = match details {
+            Ok(details) => details,
+            Err(error) => {
+                if group.is_ok() {
+                    fail(Section::Instances, &error);
+                }
+                HashMap::new()
+            }
+        };
         match &group {
             Ok(group) => {
                 let current: BTreeSet<String> = group_subnets(group).into_iter().collect();
@@ -189,7 +238,7 @@ impl Observer {
                     else {
                         continue;
                     };
-                    let Some(converted) = instance_of(instance) else {
+                    let Some(converted) = instance_of(instance, details.get(id)) else {
                         continue;
                     };
                     instance_az.insert(id.to_owned(), az.to_owned());
@@ -243,12 +292,24 @@ impl Observer {
         }
 
         match refreshes {
-            Ok(refreshes) => snapshot.refreshes = refreshes,
+            Ok(mut refreshes) => {
+                self.note_checkpoints(&mut refreshes, snapshot.taken_at);
+                snapshot.refreshes = refreshes;
+            }
             Err(error) => fail(Section::Refreshes, &error),
         }
         match activities {
             Ok(activities) => snapshot.events = activities.iter().filter_map(event_of).collect(),
             Err(error) => fail(Section::Events, &error),
+        }
+        self.read_events(&ops, &cfn_client, &resources).await;
+        snapshot.events.extend(self.events.iter().cloned());
+        snapshot.events.sort_by_key(|e| std::cmp::Reverse(e.at));
+        for message in &self.events_errors {
+            snapshot.errors.push(SectionError {
+                section: Section::Events,
+                message: message.clone(),
+            });
         }
 
         self.cloud
@@ -296,6 +357,65 @@ impl Observer {
         Ok(snapshot)
     }
 
+    /// The stack's CloudFormation events and the database's RDS events, when
+    /// [`EVENTS_PERIOD`] has passed since they were last read.
+    async fn read_events(
+        &mut self,
+        ops: &OpsClients,
+        cfn_client: &aws_sdk_cloudformation::Client,
+        resources: &Resources,
+    ) {
+        if self
+            .events_read_at
+            .is_some_and(|at| at.elapsed() < EVENTS_PERIOD)
+        {
+            return;
+        }
+        self.events_read_at = Some(tokio::time::Instant::now());
+        let (stack_events, db_events) = tokio::join!(
+            async {
+                match resources.managed {
+                    true => Some(recent_stack_events(cfn_client, &self.stack.name).await),
+                    false => None,
+                }
+            },
+            async {
+                match &resources.db {
+                    Some(id) => Some(recent_db_events(ops, id).await),
+                    None => None,
+                }
+            },
+        );
+        self.events.clear();
+        self.events_errors.clear();
+        for answer in [stack_events, db_events].into_iter().flatten() {
+            match answer {
+                Ok(events) => self.events.extend(events),
+                Err(error) => {
+                    self.throttled |= matches!(error, CloudError::Throttled { .. });
+                    self.events_errors.push(error.to_string());
+                }
+            }
+        }
+    }
+
+    /// Fills each refresh's checkpoint from what this watch has seen of it (see the module's
+    /// comment), and remembers this tick's view.
+    fn note_checkpoints(&mut self, refreshes: &mut [Refresh], now: OffsetDateTime) {
+        let mut seen = HashMap::new();
+        for refresh in refreshes.iter_mut() {
+            refresh.checkpoint = checkpoint_of(self.seen_refreshes.get(&refresh.id), refresh, now);
+            seen.insert(
+                refresh.id.clone(),
+                SeenRefresh {
+                    percentage: refresh.percentage_complete,
+                    checkpoint: refresh.checkpoint.clone(),
+                },
+            );
+        }
+        self.seen_refreshes = seen;
+    }
+
     /// How long to wait before the next tick: `interval`, or longer while throttled.
     fn next_delay(&mut self, interval: Duration) -> Duration {
         let delay = match (self.throttled, self.delay) {
@@ -340,18 +460,127 @@ pub(crate) fn suspended_of(group: &AutoScalingGroup) -> Vec<ScalingProcess> {
     processes
 }
 
-fn instance_of(instance: &aws_sdk_autoscaling::types::Instance) -> Option<Instance> {
+/// The checkpoint `refresh` waits at now, given what the previous tick saw of it: one whose
+/// percentage the refresh went past since then (reached now), or the one already noted, until
+/// its CheckpointDelay is over. The last checkpoint of a partial refresh is where it ends, not
+/// a pause, and at 100 % there is nothing left to wait for.
+fn checkpoint_of(
+    previous: Option<&SeenRefresh>,
+    refresh: &Refresh,
+    now: OffsetDateTime,
+) -> Option<CheckpointInfo> {
+    if refresh.status != RefreshStatus::InProgress {
+        return None;
+    }
+    let previous = previous?;
+    let prefs = refresh.preferences.as_ref()?;
+    let delay = prefs.effective_checkpoint_delay_seconds()?;
+    let last = prefs.checkpoint_percentages.last().copied();
+    let before = previous.percentage.unwrap_or(0);
+    let now_at = refresh.percentage_complete.unwrap_or(0);
+    let crossed = prefs
+        .checkpoint_percentages
+        .iter()
+        .copied()
+        .filter(|&c| c < 100 && !(prefs.is_partial() && Some(c) == last))
+        .filter(|&c| before < c && c <= now_at)
+        .max();
+    let info = match crossed {
+        Some(percentage) => Some(CheckpointInfo {
+            percentage,
+            reached_at: now,
+            resumes_at: Some(now + time::Duration::seconds(i64::from(delay))),
+        }),
+        None => previous.checkpoint.clone(),
+    };
+    info.filter(|info| info.resumes_at.is_none_or(|at| now < at))
+}
+
+/// What EC2 says of an instance that Auto Scaling does not: the version it was launched to
+/// run (its [`VERSION_TAG`]), its private address and its launch time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct InstanceDetails {
+    version: Option<String>,
+    address: Option<String>,
+    launch_time: Option<OffsetDateTime>,
+}
+
+/// The details of the group's instances that are not terminated, by instance id: the
+/// instances carrying the group's `aws:autoscaling:groupName` tag, [`INSTANCES_PAGE`] per call.
+async fn instance_details(
+    ops: &OpsClients,
+    asg: &str,
+) -> Result<HashMap<String, InstanceDetails>, CloudError> {
+    let mut details = HashMap::new();
+    let mut token = None;
+    loop {
+        let page = ops
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag:aws:autoscaling:groupName")
+                    .values(asg)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(
+                        ["pending", "running", "shutting-down", "stopping", "stopped"]
+                            .map(str::to_owned)
+                            .to_vec(),
+                    ))
+                    .build(),
+            )
+            .max_results(INSTANCES_PAGE)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", "DescribeInstances", e))?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(id) = instance.instance_id() else {
+                continue;
+            };
+            details.insert(
+                id.to_owned(),
+                InstanceDetails {
+                    version: instance
+                        .tags()
+                        .iter()
+                        .find(|t| t.key() == Some(VERSION_TAG))
+                        .and_then(|t| t.value())
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned),
+                    address: instance.private_ip_address().map(str::to_owned),
+                    launch_time: instance.launch_time().map(to_time),
+                },
+            );
+        }
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(details)
+}
+
+fn instance_of(
+    instance: &aws_sdk_autoscaling::types::Instance,
+    details: Option<&InstanceDetails>,
+) -> Option<Instance> {
+    let details = details.cloned().unwrap_or_default();
     Some(Instance {
         id: instance.instance_id()?.to_owned(),
         lifecycle: instance.lifecycle_state()?.as_str().parse().ok()?,
         health: instance.health_status()?.parse().ok()?,
-        version: None,
+        version: details.version,
         launch_template_version: instance
             .launch_template()
             .and_then(|lt| lt.version())
             .map(str::to_owned),
-        launch_time: None,
-        address: None,
+        launch_time: details.launch_time,
+        address: details.address,
         protected_from_scale_in: instance.protected_from_scale_in().unwrap_or(false),
     })
 }
@@ -537,6 +766,76 @@ fn event_of(activity: &Activity) -> Option<Event> {
         az,
         message,
     })
+}
+
+/// The stack's newest CloudFormation events (the first page), newest first.
+async fn recent_stack_events(
+    client: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<Vec<Event>, CloudError> {
+    let page = client
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| from_sdk("cloudformation", "DescribeStackEvents", e))?;
+    Ok(page
+        .stack_events()
+        .iter()
+        .take(RECENT_ACTIVITIES as usize)
+        .filter_map(stack_event_of)
+        .collect())
+}
+
+fn stack_event_of(event: &StackEvent) -> Option<Event> {
+    let mut message = format!(
+        "{} {}",
+        event.logical_resource_id().unwrap_or_default(),
+        event.resource_status()?.as_str()
+    );
+    if let Some(reason) = event.resource_status_reason().filter(|r| !r.is_empty()) {
+        message.push_str(&format!(": {reason}"));
+    }
+    Some(Event {
+        at: to_time(event.timestamp()?),
+        source: EventSource::Stack,
+        az: None,
+        message,
+    })
+}
+
+/// The DB instance's RDS events of the last [`DB_EVENTS_MINUTES`], newest first (at most
+/// [`RECENT_ACTIVITIES`]).
+async fn recent_db_events(ops: &OpsClients, id: &str) -> Result<Vec<Event>, CloudError> {
+    let page = ops
+        .rds
+        .describe_events()
+        .source_type(SourceType::DbInstance)
+        .source_identifier(id)
+        .duration(DB_EVENTS_MINUTES)
+        .max_records(100)
+        .send()
+        .await
+        .map_err(|e| from_sdk("rds", "DescribeEvents", e))?;
+    let mut events: Vec<Event> = page
+        .events()
+        .iter()
+        .filter_map(|event| {
+            Some(Event {
+                at: to_time(event.date()?),
+                source: EventSource::Database,
+                az: None,
+                message: format!(
+                    "{}: {}",
+                    event.source_identifier().unwrap_or(id),
+                    event.message()?
+                ),
+            })
+        })
+        .collect();
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
+    events.truncate(RECENT_ACTIVITIES as usize);
+    Ok(events)
 }
 
 /// The part of an ELB ARN CloudWatch's dimensions use: `app/name/id`, `targetgroup/name/id`.
@@ -734,6 +1033,89 @@ async fn read_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refresh_at(percent: u8, status: RefreshStatus) -> Refresh {
+        Refresh {
+            id: RefreshId("r-1".into()),
+            status,
+            status_reason: None,
+            started_at: None,
+            ended_at: None,
+            percentage_complete: Some(percent),
+            instances_to_update: None,
+            desired_version: None,
+            desired_launch_template_version: None,
+            preferences: Some(crate::port::RefreshPreferences {
+                checkpoint_percentages: vec![20, 50, 100],
+                checkpoint_delay_seconds: Some(600),
+                ..Default::default()
+            }),
+            checkpoint: None,
+            rollback: None,
+        }
+    }
+
+    fn seen(percentage: u8, checkpoint: Option<CheckpointInfo>) -> SeenRefresh {
+        SeenRefresh {
+            percentage: Some(percentage),
+            checkpoint,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_is_reached_when_the_percentage_goes_past_it_and_lasts_its_delay() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let running = RefreshStatus::InProgress;
+        assert_eq!(
+            checkpoint_of(None, &refresh_at(50, running), t0),
+            None,
+            "a crossing not seen is not guessed"
+        );
+        assert_eq!(
+            checkpoint_of(Some(&seen(10, None)), &refresh_at(15, running), t0),
+            None
+        );
+        let reached = checkpoint_of(Some(&seen(10, None)), &refresh_at(60, running), t0)
+            .expect("20 and 50 passed");
+        assert_eq!(reached.percentage, 50, "the highest one passed");
+        assert_eq!(reached.reached_at, t0);
+        assert_eq!(reached.resumes_at, Some(t0 + time::Duration::seconds(600)));
+
+        let later = t0 + time::Duration::seconds(300);
+        assert_eq!(
+            checkpoint_of(
+                Some(&seen(60, Some(reached.clone()))),
+                &refresh_at(60, running),
+                later
+            ),
+            Some(reached.clone()),
+            "still waiting"
+        );
+        let over = t0 + time::Duration::seconds(600);
+        assert_eq!(
+            checkpoint_of(
+                Some(&seen(60, Some(reached.clone()))),
+                &refresh_at(60, running),
+                over
+            ),
+            None,
+            "the delay is over"
+        );
+        assert_eq!(
+            checkpoint_of(
+                Some(&seen(60, Some(reached))),
+                &refresh_at(60, RefreshStatus::Cancelled),
+                later
+            ),
+            None,
+            "only a running refresh waits"
+        );
+        assert_eq!(
+            checkpoint_of(Some(&seen(60, None)), &refresh_at(100, running), t0),
+            None,
+            "100 % is the end, not a pause"
+        );
+    }
 
     #[test]
     fn cloudwatch_dimensions_come_from_the_arns() {

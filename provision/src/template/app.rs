@@ -318,8 +318,15 @@ fn instances(stack: &mut Stack) {
                 .collect::<Vec<_>>(),
         })
     };
-    // Instances get their tags from the Auto Scaling group; volumes from the launch template.
-    let data_tags = json!([tag_list("volume")]);
+    // Instances get their tags from the Auto Scaling group, except the version they run,
+    // which changes with each launch template version; volumes get theirs from the template.
+    let data_tags = json!([
+        {
+            "ResourceType": "instance",
+            "Tags": [{ "Key": super::VERSION_TAG, "Value": ref_(params::APP_VERSION) }],
+        },
+        tag_list("volume"),
+    ]);
     let lt_name_tags = stack.tags("lt", None);
     stack.add(
         LAUNCH_TEMPLATE,

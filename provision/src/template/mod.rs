@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::spec::StackSpec;
 
 pub use bootstrap::{artefact_bucket_name, bootstrap_stack_name, render_bootstrap};
+pub(crate) use user_data::ENV_FILE;
 pub use user_data::webapp_user_data;
 
 /// Names of the main stack's parameters, set by `up` and `deploy`.
@@ -39,6 +40,11 @@ pub mod params {
     /// The artefact bucket, created by the bootstrap stack.
     pub const ARTEFACT_BUCKET: &str = "ArtefactBucket";
 }
+
+/// The instance tag naming the webapp version an instance was launched to run: the launch
+/// template puts it on every instance (`AppVersion` on a triad stack, the deploy's version on
+/// an attached group's new launch template version), and snapshots read it back.
+pub const VERSION_TAG: &str = "triad:version";
 
 /// Names of the main stack's outputs. Per-AZ subnet outputs are
 /// [`outputs::public_subnet`]`(az)` and [`outputs::private_subnet`]`(az)`.

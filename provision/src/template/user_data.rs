@@ -14,7 +14,8 @@ use crate::spec::StackSpec;
 
 /// Where the release and its environment live on the instance.
 const INSTALL_DIR: &str = "/opt/triad";
-const ENV_FILE: &str = "/etc/triad/webapp.env";
+/// The webapp's environment file, written by the user data.
+pub(crate) const ENV_FILE: &str = "/etc/triad/webapp.env";
 const UNIT: &str = "triad-webapp.service";
 
 /// The user data of the launch template, as a `Fn::Sub` value (wrap it in `Fn::Base64`).
