@@ -10,10 +10,13 @@
 //! bounds every acquire, so after a failover behind the same endpoint dead connections are
 //! dropped and new ones made. With credentials from Secrets Manager, an authentication failure
 //! makes the pool re-read the secret (at most every few seconds), so a rotated password heals
-//! without a restart.
+//! without a restart; a secret that cannot be read at start (not there yet, not readable by the
+//! instance's role yet, not JSON with `username` and `password`) is treated like an unreachable
+//! database: the webapp serves, answers 503, and re-reads it before each migration attempt.
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -71,6 +74,8 @@ struct SecretSource {
     name: String,
     arn: String,
     last_read: Mutex<Instant>,
+    /// True until the secret has been read once: the pool has no credentials yet.
+    unread: AtomicBool,
 }
 
 /// The JSON the RDS-managed master secret holds.
@@ -135,8 +140,26 @@ impl Db {
                     name: name.clone(),
                     arn: secret_arn.clone(),
                     last_read: Mutex::new(Instant::now()),
+                    unread: AtomicBool::new(false),
                 };
-                (secret.connect_options().await?, Some(Arc::new(secret)))
+                let options = match secret.connect_options().await {
+                    Ok(options) => options,
+                    Err(e) => {
+                        tracing::error!(
+                            error = %format!("{e:#}"),
+                            "cannot read the database secret; serving 503 and retrying"
+                        );
+                        secret.unread.store(true, Ordering::SeqCst);
+                        // No credentials: every connection attempt fails until the secret is
+                        // read.
+                        PgConnectOptions::new()
+                            .host(host)
+                            .port(*port)
+                            .database(name)
+                            .application_name("triad-webapp")
+                    }
+                };
+                (options, Some(Arc::new(secret)))
             }
         };
         let pool = PgPoolOptions::new()
@@ -172,6 +195,17 @@ impl Db {
             let mut delay = MIGRATE_MIN_BACKOFF;
             let mut attempt = 1u32;
             loop {
+                if !db.read_secret_if_unread().await {
+                    tracing::warn!(
+                        attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "the database secret is still unreadable; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2).min(MIGRATE_MAX_BACKOFF);
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
                 match MIGRATOR.run(&db.pool).await {
                     Ok(()) => {
                         tracing::info!(attempt, "database migrations applied");
@@ -198,6 +232,29 @@ impl Db {
             }
         });
         (Schema(schema), task)
+    }
+
+    /// When the secret could not be read yet, tries again and gives the pool its credentials;
+    /// false while it still cannot be read.
+    async fn read_secret_if_unread(&self) -> bool {
+        let Some(secret) = &self.secret else {
+            return true;
+        };
+        if !secret.unread.load(Ordering::SeqCst) {
+            return true;
+        }
+        match secret.connect_options().await {
+            Ok(options) => {
+                self.pool.set_connect_options(options);
+                secret.unread.store(false, Ordering::SeqCst);
+                tracing::info!("read the database secret");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "reading the database secret");
+                false
+            }
+        }
     }
 
     /// Call with any database error: an authentication failure re-reads the secret (when the

@@ -72,8 +72,8 @@ pub async fn load_aws_config() -> SdkConfig {
 }
 
 impl App {
-    /// Prepares the pool (reading the secret when configured so: a missing or malformed secret
-    /// is an error), then starts applying the migrations — retried until the database answers —
+    /// Prepares the pool (reading the secret when configured so; one that cannot be read yet
+    /// is read again before each migration attempt), then starts applying the migrations — retried until the database answers —
     /// and the outbox publisher, which begins once they are applied. Nothing here waits for the
     /// database.
     pub async fn start(settings: Settings, aws: &SdkConfig) -> Result<App> {
@@ -87,9 +87,13 @@ impl App {
             .await
             .context("preparing the database pool")?;
         let (schema, migrator) = db.migrate_in_background();
+        // No SDK retries for the outbox: it retries with its own backoff, and an SDK retry
+        // would keep the claimed rows' transaction (and a pool connection) open across its
+        // sleeps while SNS is down.
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(aws)
                 .timeout_config(aws_timeouts())
+                .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
                 .build(),
         );
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(

@@ -5,7 +5,10 @@
 //!
 //! Several instances share the table: a batch is claimed with `FOR UPDATE SKIP LOCKED`, so no
 //! two publishers send the same event at once. A failed publish is retried with exponential
-//! backoff per event. Delivery is at least once (a crash between Publish and the commit sends an
+//! backoff per event, and after a failed publish the whole publisher pauses for that event's
+//! backoff, so while SNS is down a burst of signups costs one failed attempt per backoff period
+//! rather than one per signup (each such attempt holds the claimed rows' transaction, and so a
+//! pool connection, open). Delivery is at least once (a crash between Publish and the commit sends an
 //! event again); the event id in the body and in the `event_id` message attribute is what
 //! consumers de-duplicate on, since SNS gives every Publish a new MessageId.
 
@@ -93,9 +96,30 @@ impl Publisher {
                 _ = schema.ready() => {}
                 _ = stopped.changed() => return,
             }
+            // Failed passes in a row: the pause after one grows like an event's backoff.
+            let mut failing = 0;
             loop {
                 let busy = match this.publish_batch(false).await {
-                    Ok(outcome) => outcome.published as i64 == this.settings.batch_size,
+                    Ok(BatchOutcome {
+                        retry_in: Some(retry_in),
+                        ..
+                    }) => {
+                        // SNS is failing: new events wait too, whatever wakes us.
+                        let pause = retry_in.max(this.backoff(failing));
+                        failing = failing.saturating_add(1);
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = stopped.changed() => {}
+                        }
+                        if *stopped.borrow() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Ok(outcome) => {
+                        failing = 0;
+                        outcome.published as i64 == this.settings.batch_size
+                    }
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "outbox: publishing pass failed");
                         false
@@ -184,6 +208,7 @@ impl Publisher {
                     .await
                     .context("outbox: recording a failed attempt")?;
                     outcome.failed += 1;
+                    outcome.retry_in = Some(delay);
                     break;
                 }
             }
@@ -221,4 +246,6 @@ impl Publisher {
 struct BatchOutcome {
     published: usize,
     failed: usize,
+    /// After a failed publish: how long until that event is tried again.
+    retry_in: Option<Duration>,
 }

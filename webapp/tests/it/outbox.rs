@@ -207,3 +207,49 @@ async fn events_written_while_sns_is_down_are_delivered_once_it_is_back() {
     }
     assert_eq!(per_user, expected);
 }
+
+/// While SNS is down, the publisher pauses after a failed attempt for that attempt's backoff,
+/// whatever wakes it: a burst of signups costs one failed publish, not one per signup (each
+/// attempt holds the claimed rows' transaction, and so a pool connection, open). Nothing is
+/// lost: every event stays pending.
+#[tokio::test]
+async fn a_burst_of_signups_while_sns_is_down_costs_one_failed_attempt() {
+    let port = testkit::free_port().expect("free port");
+    let aws = testkit::aws_config_for(&format!("http://127.0.0.1:{port}")).await;
+    let url = testkit::fresh_database().await.expect("fresh database");
+    let mut s = settings(&url);
+    s.outbox.min_backoff = Duration::from_secs(120);
+    s.outbox.max_backoff = Duration::from_secs(240);
+    let t = TestApp::start(s, &aws).await;
+
+    let (status, body) = t.signup("first@example.com", "correct-horse-7").await;
+    assert_eq!(status, Status::Created, "{body}");
+    let conn = crate::common::observer_pool(&url).await;
+    eventually("the first failed attempt", Duration::from_secs(30), || {
+        let conn = conn.clone();
+        async move {
+            let (attempts,): (i64,) =
+                sqlx::query_as("SELECT coalesce(sum(attempts), 0)::bigint FROM outbox")
+                    .fetch_one(&conn)
+                    .await
+                    .expect("attempts");
+            (attempts > 0).then_some(())
+        }
+    })
+    .await;
+
+    for i in 0..20 {
+        let (status, body) = t
+            .signup(&format!("burst{i}@example.com"), "correct-horse-7")
+            .await;
+        assert_eq!(status, Status::Created, "{body}");
+    }
+    let (events, attempts, sent): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(attempts), 0)::bigint, \
+         count(*) FILTER (WHERE sent_at IS NOT NULL) FROM outbox",
+    )
+    .fetch_one(&conn)
+    .await
+    .expect("outbox state");
+    assert_eq!((events, attempts, sent), (21, 1, 0));
+}
