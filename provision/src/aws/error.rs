@@ -3,10 +3,10 @@
 //! and any other service error [`CloudError::Backend`] with the service's error code.
 
 use std::error::Error;
-use std::fmt::Debug;
 
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::primitives::DateTime;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use time::OffsetDateTime;
 
 use crate::port::CloudError;
@@ -21,10 +21,13 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// The port's error for a failed call of `operation` on `service`.
-pub(crate) fn from_sdk<E, R>(service: &str, operation: &str, err: SdkError<E, R>) -> CloudError
+pub(crate) fn from_sdk<E>(
+    service: &str,
+    operation: &str,
+    err: SdkError<E, HttpResponse>,
+) -> CloudError
 where
     E: ProvideErrorMetadata + Error + Send + Sync + 'static,
-    R: Debug + Send + Sync + 'static,
 {
     match &err {
         SdkError::ServiceError(_) => {
@@ -34,10 +37,18 @@ where
                     service: service.to_string(),
                 };
             }
-            let message = err
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+            // An answer without an AWS error in it (a proxy's HTML page, an emulator's crash)
+            // says only its HTTP status: the raw body would flood the screen.
+            let message =
+                err.message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| match err.raw_response() {
+                        Some(raw) => format!(
+                            "the service answered HTTP {} without an error it could read",
+                            raw.status().as_u16()
+                        ),
+                        None => DisplayErrorContext(&err).to_string(),
+                    });
             CloudError::backend(service, code, format!("{operation}: {message}"))
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -56,4 +67,63 @@ where
 /// An SDK timestamp as a `time` one (the Unix epoch if it is out of range).
 pub(crate) fn to_time(at: &DateTime) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(at.as_nanos()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    fn service_error(meta: ErrorMetadata, status: u16, body: &str) -> CloudError {
+        let raw = HttpResponse::new(
+            status.try_into().expect("a valid status"),
+            SdkBody::from(body.to_string()),
+        );
+        from_sdk(
+            "cloudformation",
+            "DescribeStacks",
+            SdkError::service_error(DescribeStacksError::generic(meta), raw),
+        )
+    }
+
+    #[test]
+    fn the_services_message_is_kept() {
+        let meta = ErrorMetadata::builder()
+            .code("ValidationError")
+            .message("Stack with id shop does not exist")
+            .build();
+        let err = service_error(meta, 400, "<ErrorResponse/>");
+        assert!(matches!(&err, CloudError::Backend { code, .. } if code == "ValidationError"));
+        assert!(
+            err.to_string()
+                .contains("DescribeStacks: Stack with id shop does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_answer_without_an_aws_error_says_its_status_not_its_body() {
+        let page = "<!doctype html><title>500 Internal Server Error</title>".repeat(20);
+        let err = service_error(ErrorMetadata::builder().build(), 500, &page);
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "DescribeStacks: the service answered HTTP 500 without an error it could read"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("doctype"), "{text}");
+    }
+
+    #[test]
+    fn throttling_is_its_own_error() {
+        let meta = ErrorMetadata::builder().code("Throttling").build();
+        assert!(matches!(
+            service_error(meta, 400, ""),
+            CloudError::Throttled { .. }
+        ));
+    }
 }
