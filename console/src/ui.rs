@@ -350,45 +350,53 @@ fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
         frame.render_widget(Block::bordered().title(" instances "), area);
         return;
     };
-    let mut items = Vec::new();
-    let mut row = 0;
-    for az in &snapshot.azs {
-        for i in &az.instances {
-            if !state.matches_filter(&i.id, i.version.as_deref()) {
-                continue;
-            }
-            let (glyph, color) = instance_glyph(i, az.targets.iter().find(|t| t.id == i.id));
-            let target = az
-                .targets
-                .iter()
-                .find(|t| t.id == i.id)
-                .map_or("—".to_string(), |t| match &t.reason {
-                    Some(r) => format!("{} ({r})", t.state),
-                    None => t.state.to_string(),
-                });
-            let mut line = Line::from(vec![
-                Span::styled(format!("{glyph} "), Style::new().fg(color)),
-                Span::raw(format!(
-                    "{:<22} {:<12} {:<12} {:<10} {:<10} {}",
-                    i.id,
-                    az.az,
-                    i.lifecycle.to_string(),
-                    i.health.to_string(),
-                    i.version.as_deref().unwrap_or("?"),
-                    target
-                )),
-            ]);
-            if row == state.row {
-                line = line.reversed();
-            }
-            items.push(ListItem::new(line));
-            row += 1;
+    let listed = |i: &&Instance| state.matches_filter(&i.id, i.version.as_deref());
+    let total = snapshot
+        .azs
+        .iter()
+        .map(|az| az.instances.iter().filter(listed).count())
+        .sum::<usize>();
+    // Only the rows that fit are built, scrolled so that the selected row is in view: a fleet
+    // of a thousand instances costs a screenful of lines, not a thousand.
+    let room = usize::from(area.height.saturating_sub(2)).max(1);
+    let selected = state.row.min(total.saturating_sub(1));
+    let first = (selected + 1).saturating_sub(room);
+    let rows = snapshot
+        .azs
+        .iter()
+        .flat_map(|az| az.instances.iter().filter(listed).map(move |i| (az, i)))
+        .enumerate()
+        .skip(first)
+        .take(room);
+    let mut items = Vec::with_capacity(room);
+    for (row, (az, i)) in rows {
+        let target = az.targets.iter().find(|t| t.id == i.id);
+        let (glyph, color) = instance_glyph(i, target);
+        let target = target.map_or("—".to_string(), |t| match &t.reason {
+            Some(r) => format!("{} ({r})", t.state),
+            None => t.state.to_string(),
+        });
+        let mut line = Line::from(vec![
+            Span::styled(format!("{glyph} "), Style::new().fg(color)),
+            Span::raw(format!(
+                "{:<22} {:<12} {:<12} {:<10} {:<10} {}",
+                i.id,
+                az.az,
+                i.lifecycle.to_string(),
+                i.health.to_string(),
+                i.version.as_deref().unwrap_or("?"),
+                target
+            )),
+        ]);
+        if row == state.row {
+            line = line.reversed();
         }
+        items.push(ListItem::new(line));
     }
     let title = if state.filter.is_empty() {
-        format!(" instances ({row}) ")
+        format!(" instances ({total}) ")
     } else {
-        format!(" instances ({row}) /{} ", state.filter)
+        format!(" instances ({total}) /{} ", state.filter)
     };
     frame.render_widget(List::new(items).block(Block::bordered().title(title)), area);
 }

@@ -323,3 +323,33 @@ fn crossterm_key(c: char) -> crossterm::event::KeyEvent {
         crossterm::event::KeyModifiers::NONE,
     )
 }
+
+/// A fleet longer than the screen scrolls: the selected instance stays in view, and only the
+/// rows that fit are drawn.
+#[tokio::test]
+async fn the_instances_list_scrolls_to_the_selection() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    let snapshot = state.snapshot.as_mut().expect("a snapshot");
+    for az in &mut snapshot.azs {
+        let template = az.instances[0].clone();
+        az.instances = (0..40)
+            .map(|n| {
+                let mut instance = template.clone();
+                instance.id = format!("i-{}-{n:03}", az.az);
+                instance
+            })
+            .collect();
+    }
+    let last = {
+        let az = snapshot.azs.last().expect("an AZ");
+        az.instances.last().expect("an instance").id.clone()
+    };
+    let total: usize = snapshot.azs.iter().map(|az| az.instances.len()).sum();
+    update(&mut state, Action::Key(crossterm_key('i')));
+    let top = render(&state, 80, 24);
+    assert!(top.contains(&format!("instances ({total})")), "{top}");
+    assert!(!top.contains(&last), "{top}");
+    state.row = total - 1;
+    let bottom = render(&state, 80, 24);
+    assert!(bottom.contains(&last), "the last row is in view:\n{bottom}");
+}
