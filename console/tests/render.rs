@@ -198,21 +198,26 @@ fn resource_event(
     )))
 }
 
+/// What the provisioning tests plan: an empty template for the state's stack.
+fn desired_of(state: &State) -> provision::port::DesiredStack {
+    provision::port::DesiredStack {
+        stack: state.stack.clone(),
+        template_body: "{}".into(),
+        parameters: Default::default(),
+        tags: Default::default(),
+        spec: serde_json::Value::Null,
+    }
+}
+
 /// On AWS the plan starts with what `up` does first (the artefact bucket, uploads) and lists
 /// what blocks it in red, above the stack's own changes.
 #[tokio::test]
 async fn provisioning_plan_with_work_first_and_a_blocker() {
-    use provision::port::{ChangeAction, DesiredStack, Plan};
+    use provision::port::{ChangeAction, Plan};
     let mut state = stack_state(BackendKind::Aws, false, |_, _| {}).await;
     update(&mut state, Action::Key(crossterm_key('p')));
     let plan = Plan {
-        desired: DesiredStack {
-            stack: state.stack.clone(),
-            template_body: "{}".into(),
-            parameters: Default::default(),
-            tags: Default::default(),
-            spec: serde_json::Value::Null,
-        },
+        desired: desired_of(&state),
         creates_stack: true,
         change_set: Some("arn:aws:cloudformation:eu-west-1:1:changeSet/x".into()),
         changes: vec![change("Vpc", "AWS::EC2::VPC", ChangeAction::Add, &[])],
@@ -237,19 +242,12 @@ async fn provisioning_plan_with_work_first_and_a_blocker() {
 #[tokio::test]
 async fn provisioning_plan_then_progress_then_rollback() {
     use provision::port::{
-        ChangeAction, DesiredStack, Outputs, Plan, ProvisionEvent, ResourceStatus, StackOperation,
-        StackStatus,
+        ChangeAction, Outputs, Plan, ProvisionEvent, ResourceStatus, StackOperation, StackStatus,
     };
     let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
     update(&mut state, Action::Key(crossterm_key('p')));
     let plan = Plan {
-        desired: DesiredStack {
-            stack: state.stack.clone(),
-            template_body: "{}".into(),
-            parameters: Default::default(),
-            tags: Default::default(),
-            spec: serde_json::Value::Null,
-        },
+        desired: desired_of(&state),
         creates_stack: false,
         change_set: Some("arn:aws:cloudformation:eu-west-1:1:changeSet/x".into()),
         changes: vec![

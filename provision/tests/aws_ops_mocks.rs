@@ -706,20 +706,7 @@ async fn a_deploy_starts_a_refresh_onto_a_new_launch_template_version() {
         "{conflict}"
     );
 
-    let mut with_env = DeployRequest::new("2.1.1");
-    with_env.env = BTreeMap::from([("FEATURE".to_owned(), "on".to_owned())]);
-    let refused = cloud
-        .deploy(&stack(), &with_env)
-        .await
-        .expect_err("the user data has no environment file section");
-    assert!(
-        matches!(refused, CloudError::Invalid { ref field, .. } if field == "env"),
-        "{refused}"
-    );
-    assert!(
-        refused.to_string().contains("no environment file section"),
-        "{refused}"
-    );
+    deploy_with_env_is_refused(&cloud, "2.1.1", "no environment file section").await;
     assert_eq!(
         started.lock().expect("lock").len(),
         2,
@@ -1026,20 +1013,7 @@ async fn a_triad_stack_deploy_updates_the_version_parameter_through_a_change_set
     );
 
     // Environment overrides are refused on a triad stack, before any change set.
-    let mut with_env = DeployRequest::new("2.2.1");
-    with_env.env = BTreeMap::from([("FEATURE".to_owned(), "on".to_owned())]);
-    let refused = cloud
-        .deploy(&stack(), &with_env)
-        .await
-        .expect_err("overrides on a triad stack");
-    assert!(
-        matches!(refused, CloudError::Invalid { ref field, .. } if field == "env"),
-        "{refused}"
-    );
-    assert!(
-        refused.to_string().contains("belongs to CloudFormation"),
-        "{refused}"
-    );
+    deploy_with_env_is_refused(&cloud, "2.2.1", "belongs to CloudFormation").await;
     assert_eq!(create.num_calls(), 1, "no second change set");
 }
 
@@ -1328,4 +1302,20 @@ async fn instance_details_are_read_over_every_page_of_the_groups_instances() {
             .iter()
             .all(|i| i.version.is_none() && i.address.is_none())
     );
+}
+
+/// A deploy of `version` with an environment override is refused as invalid `env`, saying
+/// `why`.
+async fn deploy_with_env_is_refused(cloud: &AwsCloud, version: &str, why: &str) {
+    let mut with_env = DeployRequest::new(version);
+    with_env.env = BTreeMap::from([("FEATURE".to_owned(), "on".to_owned())]);
+    let refused = cloud
+        .deploy(&stack(), &with_env)
+        .await
+        .expect_err("environment overrides are refused here");
+    assert!(
+        matches!(refused, CloudError::Invalid { ref field, .. } if field == "env"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains(why), "{refused}");
 }
