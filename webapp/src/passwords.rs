@@ -1,6 +1,9 @@
 //! Password hashing: argon2id with a random per-user salt, in PHC string format (so a hash
 //! keeps verifying after the configured parameters change). Hashing runs on the blocking pool,
-//! never on the async workers. A login for an unknown e-mail still verifies against a dummy
+//! never on the async workers, at most one hash per CPU at a time: the rest wait their turn in
+//! arrival order (a fair semaphore). Argon2 is CPU-bound, so running more at once would not
+//! finish any sooner; it would share the CPUs among all of them, stretching every signup under
+//! load into the tail and starving the async workers that answer `/healthz`. A login for an unknown e-mail still verifies against a dummy
 //! hash, so the answer takes as long as for a wrong password.
 
 use std::sync::{Arc, OnceLock};
@@ -9,18 +12,23 @@ use anyhow::{Context, Result, anyhow};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
     dummy: Arc<OnceLock<String>>,
+    /// One permit per CPU: how many hashes may run at once.
+    slots: Arc<Semaphore>,
 }
 
 impl Passwords {
     pub fn new(params: Params) -> Passwords {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Passwords {
             params,
             dummy: Arc::new(OnceLock::new()),
+            slots: Arc::new(Semaphore::new(cpus)),
         }
     }
 
@@ -39,6 +47,7 @@ impl Passwords {
     /// The PHC string of `password` under the configured parameters and a fresh salt.
     pub async fn hash(&self, password: String) -> Result<String> {
         let params = self.params.clone();
+        let _slot = self.slots.acquire().await.context("the hashing slots")?;
         tokio::task::spawn_blocking(move || Self::hash_now(params, &password))
             .await
             .context("the password hashing task")?
@@ -49,6 +58,7 @@ impl Passwords {
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
         let params = self.params.clone();
         let dummy = self.dummy.clone();
+        let _slot = self.slots.acquire().await.context("the hashing slots")?;
         tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
             let stored = match stored {
