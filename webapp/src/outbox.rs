@@ -5,10 +5,13 @@
 //!
 //! Several instances share the table: a batch is claimed with `FOR UPDATE SKIP LOCKED`, so no
 //! two publishers send the same event at once. A failed publish is retried with exponential
-//! backoff per event, and after a failed publish the whole publisher pauses for that event's
-//! backoff, so while SNS is down a burst of signups costs one failed attempt per backoff period
-//! rather than one per signup (each such attempt holds the claimed rows' transaction, and so a
-//! pool connection, open). Delivery is at least once (a crash between Publish and the commit sends an
+//! backoff, and after a failed publish the whole publisher pauses for it, so while SNS is down a
+//! burst of signups costs one failed attempt per backoff period rather than one per signup (each
+//! such attempt holds the claimed rows' transaction, and so a pool connection, open). When SNS
+//! could not be reached from this instance the event itself does not wait: it stays due, so
+//! another instance that can reach SNS publishes it while this one pauses (an instance whose
+//! path to SNS is broken must not hold everyone's events back). When SNS refused the message,
+//! the event waits out its own backoff. Delivery is at least once (a crash between Publish and the commit sends an
 //! event again); the event id in the body and in the `event_id` message attribute is what
 //! consumers de-duplicate on, since SNS gives every Publish a new MessageId.
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use aws_sdk_sns::error::SdkError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use contract::message::{ATTR_EVENT_ID, ATTR_EVENT_TYPE};
 use sqlx::PgPool;
@@ -193,17 +197,23 @@ impl Publisher {
                     .context("outbox: marking an event sent")?;
                     outcome.published += 1;
                 }
-                Err(e) => {
+                Err(failure) => {
+                    let (e, event_waits) = match &failure {
+                        Failure::Unreachable(e) => (e, false),
+                        Failure::Rejected(e) => (e, true),
+                    };
                     let error = format!("{e:#}");
                     let delay = self.backoff(attempts);
                     tracing::warn!(event_id = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "outbox: publish failed");
                     sqlx::query(
                         "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
-                         next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+                         next_attempt_at = CASE WHEN $4 THEN now() + make_interval(secs => $3) \
+                         ELSE next_attempt_at END WHERE id = $1",
                     )
                     .bind(id)
                     .bind(&error)
                     .bind(delay.as_secs_f64())
+                    .bind(event_waits)
                     .execute(&mut *tx)
                     .await
                     .context("outbox: recording a failed attempt")?;
@@ -220,26 +230,52 @@ impl Publisher {
         Ok(outcome)
     }
 
-    async fn publish(&self, id: Uuid, event_type: &str, payload: &str) -> Result<()> {
+    async fn publish(&self, id: Uuid, event_type: &str, payload: &str) -> Result<(), Failure> {
         let string = |value: String| {
             MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(value)
                 .build()
                 .context("building a message attribute")
+                .map_err(Failure::Rejected)
         };
-        self.sns
+        let sent = self
+            .sns
             .publish()
             .topic_arn(&self.topic_arn)
             .message(payload)
             .message_attributes(ATTR_EVENT_ID, string(id.to_string())?)
             .message_attributes(ATTR_EVENT_TYPE, string(event_type.to_string())?)
             .send()
-            .await
-            .map_err(aws_sdk_sns::Error::from)
-            .with_context(|| format!("publishing event {id} to {}", self.topic_arn))?;
-        Ok(())
+            .await;
+        let Err(err) = sent else {
+            return Ok(());
+        };
+        let unreachable = matches!(
+            err,
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+        ) || err.as_service_error().is_some_and(|e| {
+            e.meta()
+                .code()
+                .is_some_and(|c| c.contains("Throttl") || c == "InternalError")
+        });
+        let error = anyhow::Error::from(aws_sdk_sns::Error::from(err))
+            .context(format!("publishing event {id} to {}", self.topic_arn));
+        Err(if unreachable {
+            Failure::Unreachable(error)
+        } else {
+            Failure::Rejected(error)
+        })
     }
+}
+
+/// Why a publish failed, which decides who waits.
+enum Failure {
+    /// SNS could not be reached from here (or was throttling or failing): this publisher
+    /// pauses, and the event stays due, so an instance that can reach SNS publishes it.
+    Unreachable(anyhow::Error),
+    /// SNS answered that it will not take this message: the event waits out its own backoff.
+    Rejected(anyhow::Error),
 }
 
 #[derive(Debug, Default, Clone, Copy)]

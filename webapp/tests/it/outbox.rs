@@ -253,3 +253,66 @@ async fn a_burst_of_signups_while_sns_is_down_costs_one_failed_attempt() {
     .expect("outbox state");
     assert_eq!((events, attempts, sent), (21, 1, 0));
 }
+
+/// An instance that cannot reach SNS does not hold other instances' publishing back: the event
+/// it failed stays due, and an instance that can reach SNS publishes it, although the broken
+/// one keeps retrying more often than the healthy one polls.
+#[tokio::test]
+async fn an_instance_that_cannot_reach_sns_leaves_its_events_to_one_that_can() {
+    let url = testkit::fresh_database().await.expect("fresh database");
+    let moto = testkit::aws_config().await;
+    let topic_name = testkit::unique_name("user-created");
+    let topic_arn = aws_sdk_sns::Client::new(&moto)
+        .create_topic()
+        .name(&topic_name)
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("topic arn");
+
+    let closed = testkit::free_port().expect("free port");
+    let mut broken = settings(&url);
+    broken.topic_arn = topic_arn.clone();
+    broken.outbox.poll_interval = Duration::from_millis(100);
+    broken.outbox.min_backoff = Duration::from_millis(100);
+    broken.outbox.max_backoff = Duration::from_millis(300);
+    let a = TestApp::start(
+        broken,
+        &testkit::aws_config_for(&format!("http://127.0.0.1:{closed}")).await,
+    )
+    .await;
+    let (status, body) = a.signup("stuck@example.com", "correct-horse-7").await;
+    assert_eq!(status, Status::Created, "{body}");
+    let conn = crate::common::observer_pool(&url).await;
+    let attempts = || {
+        let conn = conn.clone();
+        async move {
+            sqlx::query_as::<_, (i32, bool)>("SELECT attempts, sent_at IS NOT NULL FROM outbox")
+                .fetch_one(&conn)
+                .await
+                .expect("the event")
+        }
+    };
+    eventually(
+        "the broken instance to fail twice",
+        Duration::from_secs(30),
+        || async {
+            let (tried, sent) = attempts().await;
+            assert!(!sent);
+            (tried >= 2).then_some(())
+        },
+    )
+    .await;
+
+    let mut healthy = settings(&url);
+    healthy.topic_arn = topic_arn;
+    healthy.outbox.poll_interval = Duration::from_secs(2);
+    let _b = TestApp::start(healthy, &moto).await;
+    eventually(
+        "the healthy instance to publish the event",
+        Duration::from_secs(30),
+        || async { attempts().await.1.then_some(()) },
+    )
+    .await;
+}
