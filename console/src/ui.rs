@@ -64,13 +64,36 @@ pub fn draw(frame: &mut Frame, state: &State) {
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, state: &State) {
+    let capacity = state
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .map(|c| format!(" · desired {} min {} max {}", c.desired, c.min, c.max));
+    let production = state.is_production();
+    // The origin (profile, region, endpoint, attached group) gives way first: the stack, the
+    // production cue, read-only and the capacity always fit.
+    let fixed = " triad  ".len()
+        + state.stack.name.chars().count()
+        + format!(" · {} · ", state.backend).chars().count()
+        + if production {
+            " PRODUCTION ".len() + 1
+        } else {
+            0
+        }
+        + if state.read_only {
+            " read-only".len()
+        } else {
+            0
+        }
+        + capacity.as_ref().map_or(0, |c| c.chars().count());
+    let origin = elide(&state.origin, usize::from(area.width).saturating_sub(fixed));
     let mut spans = vec![
         Span::styled(" triad ", Style::new().bold().reversed()),
         Span::raw(" "),
         Span::styled(state.stack.name.clone(), Style::new().bold()),
-        Span::raw(format!(" · {} · {}", state.backend, state.origin)),
+        Span::raw(format!(" · {} · {origin}", state.backend)),
     ];
-    if state.is_production() {
+    if production {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(
             " PRODUCTION ",
@@ -80,13 +103,22 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State) {
     if state.read_only {
         spans.push(Span::styled(" read-only", Style::new().fg(Color::Yellow)));
     }
-    if let Some(c) = state.snapshot.as_ref().and_then(|s| s.capacity.as_ref()) {
-        spans.push(Span::raw(format!(
-            " · desired {} min {} max {}",
-            c.desired, c.min, c.max
-        )));
+    if let Some(capacity) = capacity {
+        spans.push(Span::raw(capacity));
     }
     frame.render_widget(Line::from(spans), area);
+}
+
+/// `text` cut to `room` characters, ending with "…" when it was cut.
+fn elide(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(room.saturating_sub(1)).collect();
+    if room > 0 {
+        cut.push('…');
+    }
+    cut
 }
 
 fn refresh_color(status: RefreshStatus) -> Color {
@@ -989,7 +1021,14 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
 
 #[cfg(test)]
 mod tests {
-    use super::wrap_words;
+    use super::{elide, wrap_words};
+
+    #[test]
+    fn elide_keeps_what_fits_and_marks_a_cut() {
+        assert_eq!(elide("profile prod", 20), "profile prod");
+        assert_eq!(elide("profile prod · eu-west-1", 10), "profile p…");
+        assert_eq!(elide("abc", 0), "");
+    }
 
     #[test]
     fn words_wrap_at_spaces_and_long_words_are_cut() {

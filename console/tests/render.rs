@@ -351,3 +351,17 @@ async fn the_instances_list_scrolls_to_the_selection() {
     let bottom = render(&state, 80, 24);
     assert!(bottom.contains(&last), "the last row is in view:\n{bottom}");
 }
+
+/// A long origin (profile, region, endpoint, attached group) gives way in the header: the
+/// production cue and the capacity stay in view at 80 columns.
+#[tokio::test]
+async fn a_long_origin_gives_way_in_the_header() {
+    let mut state = stack_state(BackendKind::Aws, false, |_, _| {}).await;
+    state.origin = "profile default · us-east-1 · http://127.0.0.1:59511 · group shop-asg".into();
+    let screen = render(&state, 80, 24);
+    let header = screen.lines().next().expect("a header line");
+    assert!(header.contains("PRODUCTION"), "{header}");
+    assert!(header.contains("desired 6 min 3 max 12"), "{header}");
+    assert!(header.contains("profile default"), "{header}");
+    assert!(header.contains('…'), "{header}");
+}
