@@ -137,28 +137,16 @@ pub async fn upload_artefact(
     let s3 = cloud.s3_for(region);
     let digest = Sha256::digest(&body);
     let sha256 = format!("{digest:x}");
-    match s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(head) => {
-            let existing = head.metadata().and_then(|m| m.get(SHA256_METADATA));
-            if existing == Some(&sha256) {
-                return Ok(Upload::AlreadyThere { sha256 });
-            }
-            return Err(CloudError::conflict(format!(
-                "s3://{bucket}/{key} already holds other bytes ({}) than this file (sha256 \
-                 {sha256}); a release is immutable, so nothing was uploaded: give this build a \
-                 new version",
-                existing.map_or_else(
-                    || "no sha256 recorded".to_string(),
-                    |sha| format!("sha256 {sha}")
-                ),
-            )));
+    if let Some(existing) = recorded_sha256(&s3, bucket, key).await? {
+        if existing.as_deref() == Some(sha256.as_str()) {
+            return Ok(Upload::AlreadyThere { sha256 });
         }
-        Err(err) => {
-            let not_found = matches!(err.as_service_error(), Some(HeadObjectError::NotFound(_)));
-            if !not_found {
-                return Err(from_sdk("s3", "HeadObject", err));
-            }
-        }
+        return Err(CloudError::conflict(format!(
+            "s3://{bucket}/{key} already holds other bytes ({}) than this file (sha256 \
+             {sha256}); a release is immutable, so nothing was uploaded: give this build a new \
+             version",
+            recorded_text(existing.as_deref(), false),
+        )));
     }
     s3.put_object()
         .bucket(bucket)
@@ -338,10 +326,7 @@ impl ArtefactPlan {
                     release.version,
                     self.bucket,
                     release.key(),
-                    in_bucket.as_deref().map_or_else(
-                        || "no sha256 recorded".to_string(),
-                        |sha| format!("sha256 {}", short(sha))
-                    ),
+                    recorded_text(in_bucket.as_deref(), true),
                     path.display(),
                     short(sha256)
                 )),
@@ -357,18 +342,32 @@ impl ArtefactPlan {
     }
 }
 
+/// What an object's recorded SHA-256 says, for messages ("sha256 …", shortened when `shorten`,
+/// or "no sha256 recorded").
+fn recorded_text(recorded: Option<&str>, shorten: bool) -> String {
+    match recorded {
+        Some(sha) if shorten => format!("sha256 {}", short(sha)),
+        Some(sha) => format!("sha256 {sha}"),
+        None => "no sha256 recorded".to_string(),
+    }
+}
+
 /// The first 12 hex digits of a SHA-256, enough to tell releases apart on a terminal.
 fn short(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)
 }
 
-/// The SHA-256 (lowercase hex) of the file at `path`, and its bytes.
-fn read_release(path: &Path) -> Result<(Vec<u8>, String), CloudError> {
-    let body = std::fs::read(path).map_err(|e| {
-        CloudError::invalid("release", format!("cannot read {}: {e}", path.display()))
-    })?;
-    let sha256 = format!("{:x}", Sha256::digest(&body));
-    Ok((body, sha256))
+fn unreadable(path: &Path, e: std::io::Error) -> CloudError {
+    CloudError::invalid("release", format!("cannot read {}: {e}", path.display()))
+}
+
+/// The SHA-256 (lowercase hex) of the file at `path`, read in pieces (a plan only compares it;
+/// the bytes are read when they are uploaded).
+fn release_sha256(path: &Path) -> Result<String, CloudError> {
+    let mut file = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| unreadable(path, e))?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// The SHA-256 recorded on `key` in `bucket`: `None` when there is no such object, `Some(None)`
@@ -416,7 +415,7 @@ pub async fn plan_artefacts(
             None => None,
         };
         let local = match &release.file {
-            Some(file) => Some((file, read_release(&file.path)?.1)),
+            Some(file) => Some((file, release_sha256(&file.path)?)),
             None => None,
         };
         let state = match (recorded, local) {
@@ -469,7 +468,7 @@ pub async fn prepare_artefacts(
         let ReleaseState::Upload { path, .. } = state else {
             continue;
         };
-        let (body, _) = read_release(path)?;
+        let body = std::fs::read(path).map_err(|e| unreadable(path, e))?;
         let key = release.key();
         let done = upload_artefact(cloud, Some(&spec.region), &bucket, &key, body).await?;
         on_upload(&match done {
