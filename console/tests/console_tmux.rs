@@ -38,7 +38,7 @@ impl Console {
             spec,
         };
         let up = console.triad(&["up", "--yes"]);
-        assert!(up.status.success(), "triad up: {}", text(&up));
+        assert!(up.status.success(), "triad up: {}", support::text(&up));
 
         let script = console.home.join("console.sh");
         std::fs::write(
@@ -58,7 +58,11 @@ impl Console {
             .arg(format!("sh {}", script.display()))
             .output()
             .expect("run tmux");
-        assert!(started.status.success(), "tmux: {}", text(&started));
+        assert!(
+            started.status.success(),
+            "tmux: {}",
+            support::text(&started)
+        );
         console
     }
 
@@ -114,7 +118,11 @@ impl Console {
                 command.arg("-l");
             }
             let out = command.arg(key).output().expect("tmux send-keys");
-            assert!(out.status.success(), "send-keys {key}: {}", text(&out));
+            assert!(
+                out.status.success(),
+                "send-keys {key}: {}",
+                support::text(&out)
+            );
         }
     }
 
@@ -159,15 +167,6 @@ impl Drop for Console {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn healthy_columns(screen: &str) -> usize {
     screen.matches("targets 1 healthy").count()
 }
@@ -179,7 +178,7 @@ fn three_healthy_azs(screen: &str) -> bool {
 /// The stack's snapshot, from the shell.
 fn status_json(console: &Console) -> serde_json::Value {
     let out = console.triad(&["status", "--json"]);
-    assert!(out.status.success(), "status: {}", text(&out));
+    assert!(out.status.success(), "status: {}", support::text(&out));
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 

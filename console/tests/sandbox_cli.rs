@@ -40,15 +40,6 @@ fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run triad")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn up_status_down_from_the_shell() {
     let tmp = support::open_tempdir();
@@ -61,24 +52,32 @@ fn up_status_down_from_the_shell() {
     };
 
     let plan = run(&mut triad(&home, &spec, &["plan"]));
-    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(plan.status.success(), "{}", support::text(&plan));
     assert!(
         String::from_utf8_lossy(&plan.stdout).contains("LoadBalancer"),
         "{}",
-        text(&plan)
+        support::text(&plan)
     );
 
     let up = run(&mut triad(&home, &spec, &["up", "--yes"]));
-    assert!(up.status.success(), "{}", text(&up));
+    assert!(up.status.success(), "{}", support::text(&up));
     let stdout = String::from_utf8_lossy(&up.stdout);
-    assert!(stdout.contains("stack CREATE_COMPLETE"), "{}", text(&up));
-    assert!(stdout.contains("[8/8]"), "X of Y progress: {}", text(&up));
+    assert!(
+        stdout.contains("stack CREATE_COMPLETE"),
+        "{}",
+        support::text(&up)
+    );
+    assert!(
+        stdout.contains("[8/8]"),
+        "X of Y progress: {}",
+        support::text(&up)
+    );
 
     // Every instance becomes healthy behind the load balancer.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = run(&mut triad(&home, &spec, &["status", "--json"]));
-        assert!(status.status.success(), "{}", text(&status));
+        assert!(status.status.success(), "{}", support::text(&status));
         let snapshot: serde_json::Value =
             serde_json::from_slice(&status.stdout).expect("status --json is JSON");
         let azs = snapshot["azs"].as_array().expect("azs").clone();
@@ -96,15 +95,20 @@ fn up_status_down_from_the_shell() {
 
     // `down` without --yes wants the stack's name: an empty answer changes nothing.
     let refused = run(&mut triad(&home, &spec, &["down"]));
-    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}",
+        support::text(&refused)
+    );
     assert!(home.join("cli-sbx").exists(), "the state is still there");
 
     let down = run(&mut triad(&home, &spec, &["down", "--yes"]));
-    assert!(down.status.success(), "{}", text(&down));
+    assert!(down.status.success(), "{}", support::text(&down));
     assert!(
         String::from_utf8_lossy(&down.stdout).contains("stack DELETE_COMPLETE"),
         "{}",
-        text(&down)
+        support::text(&down)
     );
     assert!(!home.join("cli-sbx").exists(), "down removes the state");
 }

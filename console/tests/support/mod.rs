@@ -44,3 +44,13 @@ pub fn open_tempdir() -> tempfile::TempDir {
         .expect("open the temporary directory");
     tmp
 }
+
+/// A finished `triad`'s exit status and output, for assertion messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
