@@ -1,5 +1,6 @@
 //! The real `mailer` binary: started the way Lambda starts it, under a Lambda Runtime API the
-//! test serves, and invoked with an SNS event fixture; DynamoDB and SES are moto's. Also: a
+//! sandbox serves (the same one the sandbox runs the mailer under), and invoked with an SNS
+//! event fixture; DynamoDB and SES are moto's. Also: a
 //! missing setting stops start-up with a message naming it.
 
 mod support;
@@ -8,11 +9,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use contract::env;
+use provision::sandbox::lambda::{Answer, RuntimeApi};
 use support::Scene;
-use support::runtime_api::{Answer, RuntimeApi};
 
 const MAILER: &str = env!("CARGO_BIN_EXE_mailer");
+/// The function's timeout: how long each invocation waits for its answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:mailer";
+
+/// Invokes the function with `payload` under a fresh request id and returns its answer.
+async fn invoke(api: &RuntimeApi, payload: &serde_json::Value) -> Answer {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    api.invoke(&request_id, payload, ANSWER_WITHIN)
+        .await
+        .unwrap_or_else(|e| panic!("no answer to invocation {request_id}: {e}"))
+}
 
 /// The SNS event fixture carrying `message`, as SNS delivers it to Lambda.
 fn sns_event(message: &str, event_id: &str) -> serde_json::Value {
@@ -47,7 +58,9 @@ fn mailer_command(settings: &[(&str, &str)]) -> Command {
 #[tokio::test]
 async fn the_binary_answers_sns_events_through_the_runtime_api() {
     let scene = Scene::new().await;
-    let api = RuntimeApi::start().await.expect("start the Runtime API");
+    let api = RuntimeApi::start(FUNCTION_ARN)
+        .await
+        .expect("start the Runtime API");
     let runtime_api = api.address();
     let ttl = support::TTL.as_secs().to_string();
     let function = Function(
@@ -75,7 +88,7 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
 
     let event = scene.event();
     let payload = sns_event(&event.to_json(), &event.event_id.to_string());
-    let answer = api.invoke(&payload, ANSWER_WITHIN).await.expect("answer");
+    let answer = invoke(&api, &payload).await;
     assert_eq!(
         answer,
         Answer::Response(serde_json::json!({
@@ -96,10 +109,7 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
     // SNS redelivers the same event (with a new MessageId): nothing new happens.
     let mut redelivery = payload.clone();
     redelivery["Records"][0]["Sns"]["MessageId"] = uuid::Uuid::new_v4().to_string().into();
-    let answer = api
-        .invoke(&redelivery, ANSWER_WITHIN)
-        .await
-        .expect("answer");
+    let answer = invoke(&api, &redelivery).await;
     assert_eq!(
         answer,
         Answer::Response(serde_json::json!({
@@ -111,13 +121,7 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
 
     // A malformed message: the invocation fails with a non-retryable error type, and the
     // function stays up for the next event.
-    let answer = api
-        .invoke(
-            &sns_event("{\"type\":\"user.created\"}", "none"),
-            ANSWER_WITHIN,
-        )
-        .await
-        .expect("answer");
+    let answer = invoke(&api, &sns_event("{\"type\":\"user.created\"}", "none")).await;
     let Answer::Error {
         error_type,
         error_message,
@@ -130,13 +134,11 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
     assert!(error_message.contains("not retryable"), "{error_message}");
 
     let other = scene.event();
-    let answer = api
-        .invoke(
-            &sns_event(&other.to_json(), &other.event_id.to_string()),
-            ANSWER_WITHIN,
-        )
-        .await
-        .expect("answer");
+    let answer = invoke(
+        &api,
+        &sns_event(&other.to_json(), &other.event_id.to_string()),
+    )
+    .await;
     assert_eq!(
         answer,
         Answer::Response(serde_json::json!({

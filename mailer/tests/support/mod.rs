@@ -1,10 +1,7 @@
 //! Test support shared by the mailer's integration tests: a fresh token table and a verified
 //! sender on the shared moto server, readers for what the mailer left behind (token items and
-//! the e-mails moto captured), and a Lambda Runtime API to run the real binary under.
-//! Each test binary uses a different part of it.
+//! the e-mails moto captured). Each test binary uses a different part of it.
 #![allow(dead_code)]
-
-pub mod runtime_api;
 
 use std::collections::HashMap;
 use std::time::Duration;
