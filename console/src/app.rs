@@ -11,13 +11,14 @@
 //! opens a [`Confirm`] dialog whose default is *cancel*; on AWS the operator must type the AZ
 //! (or stack) name; in a read-only session the action is refused before any dialog opens.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use provision::port::{
-    BackendKind, DeployRequest, Fault, FaultPlan, Outputs, Plan, ProvisionEvent, RefreshId,
-    RefreshPreferences, ResourceEvent, Snapshot, StackOperation, StackRef, StackStatus,
+    BackendKind, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Fault, FaultPlan, LifecycleState,
+    Outputs, Plan, ProvisionEvent, RefreshId, RefreshPreferences, ResourceEvent,
+    ScaleInProtectedInstances, Snapshot, StackOperation, StackRef, StackStatus, StandbyInstances,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate, StopConditions};
@@ -153,7 +154,7 @@ pub enum Level {
     Error,
 }
 
-/// The deploy dialog's fields, with AWS's defaults shown.
+/// The deploy dialog's fields: every refresh preference AWS offers, with AWS's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployForm {
     pub field: usize,
@@ -164,8 +165,11 @@ pub struct DeployForm {
     pub checkpoints: String,
     pub checkpoint_delay: String,
     pub bake_time: String,
+    pub alarms: String,
     pub skip_matching: bool,
     pub auto_rollback: bool,
+    pub scale_in_protected: ScaleInProtectedInstances,
+    pub standby: StandbyInstances,
 }
 
 impl Default for DeployForm {
@@ -180,14 +184,29 @@ impl Default for DeployForm {
             checkpoints: String::new(),
             checkpoint_delay: String::new(),
             bake_time: d.bake_time_seconds.to_string(),
-            skip_matching: false,
+            alarms: String::new(),
+            skip_matching: d.skip_matching,
+            // Unlike AWS's default: a failed deploy should put the old version back.
             auto_rollback: true,
+            scale_in_protected: d.scale_in_protected_instances,
+            standby: d.standby_instances,
         }
     }
 }
 
+/// Steps through `all` from `current`, forward or back, wrapping.
+fn cycle<T: Copy + PartialEq>(all: &[T], current: T, forward: bool) -> T {
+    let n = all.len();
+    let i = all.iter().position(|v| *v == current).unwrap_or(0);
+    all[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
+}
+
 impl DeployForm {
-    pub const LABELS: [&'static str; 9] = [
+    pub const LABELS: [&'static str; 12] = [
         "version",
         "min healthy %",
         "max healthy %",
@@ -195,9 +214,14 @@ impl DeployForm {
         "checkpoints %",
         "checkpoint delay s",
         "bake time s",
+        "alarms",
         "skip matching",
         "auto rollback",
+        "scale-in protected",
+        "standby instances",
     ];
+    /// The first field that is chosen rather than typed; the ones before it are text.
+    pub const FIRST_CHOICE: usize = 8;
 
     pub fn value(&self, field: usize) -> String {
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -209,8 +233,33 @@ impl DeployForm {
             4 => self.checkpoints.clone(),
             5 => self.checkpoint_delay.clone(),
             6 => self.bake_time.clone(),
-            7 => yes_no(self.skip_matching),
-            _ => yes_no(self.auto_rollback),
+            7 => self.alarms.clone(),
+            8 => yes_no(self.skip_matching),
+            9 => yes_no(self.auto_rollback),
+            10 => format!("‹ {} ›", self.scale_in_protected),
+            _ => format!("‹ {} ›", self.standby),
+        }
+    }
+
+    /// What an empty text field means, shown in its place.
+    pub fn placeholder(&self, field: usize) -> Option<&'static str> {
+        let empty = match field {
+            3 => self.warmup.is_empty(),
+            4 => self.checkpoints.is_empty(),
+            5 => self.checkpoint_delay.is_empty(),
+            7 => self.alarms.is_empty(),
+            _ => false,
+        };
+        if !empty {
+            return None;
+        }
+        match field {
+            3 => Some("the group's default warmup"),
+            4 => Some("none (e.g. 20,50)"),
+            5 if self.checkpoints.trim().is_empty() => Some("needs checkpoints"),
+            5 => Some("3600 (AWS's default)"),
+            7 => Some("none (alarm names, comma-separated)"),
+            _ => None,
         }
     }
 
@@ -223,14 +272,24 @@ impl DeployForm {
             4 => Some(&mut self.checkpoints),
             5 => Some(&mut self.checkpoint_delay),
             6 => Some(&mut self.bake_time),
+            7 => Some(&mut self.alarms),
             _ => None,
         }
     }
 
-    fn toggle(&mut self) {
+    /// Flips a yes/no field or steps a choice; `forward` is false for ←.
+    fn choose(&mut self, forward: bool) {
         match self.field {
-            7 => self.skip_matching = !self.skip_matching,
-            8 => self.auto_rollback = !self.auto_rollback,
+            8 => self.skip_matching = !self.skip_matching,
+            9 => self.auto_rollback = !self.auto_rollback,
+            10 => {
+                self.scale_in_protected = cycle(
+                    ScaleInProtectedInstances::ALL,
+                    self.scale_in_protected,
+                    forward,
+                )
+            }
+            11 => self.standby = cycle(StandbyInstances::ALL, self.standby, forward),
             _ => {}
         }
     }
@@ -249,14 +308,13 @@ impl DeployForm {
                 num(label, text).map(Some)
             }
         }
+        fn list(text: &str) -> impl Iterator<Item = &str> {
+            text.split(',').map(str::trim).filter(|s| !s.is_empty())
+        }
         if self.version.trim().is_empty() {
             return Err("version: type the version to deploy".into());
         }
-        let checkpoints = self
-            .checkpoints
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        let checkpoints = list(&self.checkpoints)
             .map(|s| num::<u8>("checkpoints %", s))
             .collect::<Result<Vec<u8>, String>>()?;
         let preferences = RefreshPreferences {
@@ -267,8 +325,10 @@ impl DeployForm {
             checkpoint_delay_seconds: opt("checkpoint delay s", &self.checkpoint_delay)?,
             skip_matching: self.skip_matching,
             auto_rollback: self.auto_rollback,
+            alarms: list(&self.alarms).map(str::to_owned).collect(),
             bake_time_seconds: num("bake time s", &self.bake_time)?,
-            ..RefreshPreferences::default()
+            scale_in_protected_instances: self.scale_in_protected,
+            standby_instances: self.standby,
         };
         let mut request = DeployRequest::new(self.version.trim());
         request.preferences = preferences;
@@ -524,6 +584,30 @@ impl State {
     /// Whether this session can hurt production: the AWS backend, or a stack tagged so.
     pub fn is_production(&self) -> bool {
         self.backend == BackendKind::Aws
+    }
+
+    /// The versions in-service instances run, with how many run each ("1.0.0 ×3"), or
+    /// "unknown" before the first snapshot.
+    pub fn running_versions(&self) -> String {
+        let Some(snapshot) = &self.snapshot else {
+            return "unknown".into();
+        };
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for instance in snapshot.azs.iter().flat_map(|az| &az.instances) {
+            if instance.lifecycle == LifecycleState::InService {
+                *counts
+                    .entry(instance.version.as_deref().unwrap_or("?"))
+                    .or_default() += 1;
+            }
+        }
+        if counts.is_empty() {
+            return "no instance in service".into();
+        }
+        counts
+            .iter()
+            .map(|(version, n)| format!("{version} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn az_names(&self) -> Vec<String> {
@@ -862,14 +946,29 @@ fn on_confirm_key(state: &mut State, mut confirm: Confirm, key: KeyEvent) -> Vec
     }
 }
 
-/// Completes a command-mode word: the one command it starts, or the longest common prefix.
-pub fn complete(input: &str) -> String {
-    let matches: Vec<&str> = COMMANDS
+/// Commands that change something: not offered (and refused) in a read-only session.
+const MUTATING_COMMANDS: &[&str] = &[
+    "deploy", "gameday", "up", "down", "failover", "cancel", "rollback", "stop",
+];
+
+/// The commands this session offers, in [`COMMANDS`] order.
+pub fn commands(read_only: bool) -> impl Iterator<Item = &'static str> {
+    COMMANDS
         .iter()
         .copied()
-        .filter(|c| c.starts_with(input))
-        .collect();
-    match matches.as_slice() {
+        .filter(move |c| !(read_only && MUTATING_COMMANDS.contains(c)))
+}
+
+/// The offered commands that start with `input`.
+pub fn command_matches(input: &str, read_only: bool) -> Vec<&'static str> {
+    commands(read_only)
+        .filter(|c| c.starts_with(input.trim()))
+        .collect()
+}
+
+/// Completes a command-mode word: the one command it starts, or the longest common prefix.
+pub fn complete(input: &str, read_only: bool) -> String {
+    match command_matches(input, read_only).as_slice() {
         [] => input.to_string(),
         [one] => (*one).to_string(),
         many => {
@@ -893,7 +992,7 @@ fn on_command_key(state: &mut State, mut input: String, key: KeyEvent) -> Vec<Ef
     match key.code {
         KeyCode::Esc => Vec::new(),
         KeyCode::Tab => {
-            state.mode = Mode::Command(complete(&input));
+            state.mode = Mode::Command(complete(&input, state.read_only));
             Vec::new()
         }
         KeyCode::Backspace => {
@@ -906,7 +1005,10 @@ fn on_command_key(state: &mut State, mut input: String, key: KeyEvent) -> Vec<Ef
             state.mode = Mode::Command(input);
             Vec::new()
         }
-        KeyCode::Enter => run_command(state, complete(input.trim()).as_str()),
+        KeyCode::Enter => {
+            let command = complete(input.trim(), state.read_only);
+            run_command(state, &command)
+        }
         _ => {
             state.mode = Mode::Command(input);
             Vec::new()
@@ -1212,13 +1314,14 @@ fn on_normal_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
 
 fn on_deploy_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
     let form = &mut state.deploy;
+    let n = DeployForm::LABELS.len();
+    let choosing = form.field >= DeployForm::FIRST_CHOICE;
     match key.code {
         KeyCode::Esc => state.back(),
-        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % DeployForm::LABELS.len(),
-        KeyCode::BackTab | KeyCode::Up => {
-            form.field = (form.field + DeployForm::LABELS.len() - 1) % DeployForm::LABELS.len()
-        }
-        KeyCode::Char(' ') if form.field >= 7 => form.toggle(),
+        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
+        KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
+        KeyCode::Left if choosing => form.choose(false),
+        KeyCode::Right | KeyCode::Char(' ') if choosing => form.choose(true),
         KeyCode::Backspace => {
             if let Some(text) = form.text_mut() {
                 text.pop();
@@ -1231,22 +1334,7 @@ fn on_deploy_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         }
         KeyCode::Enter => match form.request() {
             Ok(request) => {
-                let p = &request.preferences;
-                let lines = vec![
-                    format!(
-                        "healthy {}–{} %, warmup {}, checkpoints {:?}",
-                        p.min_healthy_percentage,
-                        p.max_healthy_percentage,
-                        p.instance_warmup_seconds
-                            .map_or("default".into(), |s| format!("{s} s")),
-                        p.checkpoint_percentages
-                    ),
-                    format!(
-                        "skip matching {}, auto rollback {}, bake {} s",
-                        p.skip_matching, p.auto_rollback, p.bake_time_seconds
-                    ),
-                    "Every instance is replaced by an instance refresh.".into(),
-                ];
+                let lines = deploy_review(&request, &state.running_versions());
                 let title = format!("Deploy {} to {}?", request.version, state.stack.name);
                 state.ask(title, lines, None, Effect::Deploy(Box::new(request)));
             }
@@ -1255,6 +1343,52 @@ fn on_deploy_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         _ => {}
     }
     Vec::new()
+}
+
+/// What the deploy confirmation says: what runs now, every preference, what is replaced.
+fn deploy_review(request: &DeployRequest, running: &str) -> Vec<String> {
+    let p = &request.preferences;
+    let or_none = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let checkpoints = if p.checkpoint_percentages.is_empty() {
+        "no checkpoints".to_owned()
+    } else {
+        format!(
+            "checkpoints at {} % (wait {} s at each)",
+            or_none(p.checkpoint_percentages.iter().map(u8::to_string).collect()),
+            p.checkpoint_delay_seconds
+                .unwrap_or(DEFAULT_CHECKPOINT_DELAY_SECONDS)
+        )
+    };
+    vec![
+        format!("running now: {running}"),
+        format!(
+            "healthy {}–{} %, warmup {}, {checkpoints}, bake {} s",
+            p.min_healthy_percentage,
+            p.max_healthy_percentage,
+            p.instance_warmup_seconds
+                .map_or("the group's default".into(), |s| format!("{s} s")),
+            p.bake_time_seconds,
+        ),
+        format!(
+            "auto rollback {}, alarms {}, scale-in protected {}, standby {}",
+            if p.auto_rollback { "yes" } else { "no" },
+            or_none(p.alarms.clone()),
+            p.scale_in_protected_instances,
+            p.standby_instances,
+        ),
+        if p.skip_matching {
+            "Instances already on the new configuration are kept; the others are replaced."
+        } else {
+            "Every instance is replaced by an instance refresh."
+        }
+        .into(),
+    ]
 }
 
 fn on_gameday_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
@@ -1387,8 +1521,24 @@ mod tests {
     #[case("e", "events")]
     #[case("xyz", "xyz")]
     #[case("", "")]
+    #[case("d", "d")]
     fn command_completion(#[case] input: &str, #[case] expected: &str) {
-        assert_eq!(complete(input), expected);
+        assert_eq!(complete(input, false), expected);
+    }
+
+    #[test]
+    fn a_read_only_session_is_not_offered_commands_that_change_things() {
+        assert_eq!(complete("d", true), "dashboard");
+        assert_eq!(command_matches("", true).len(), COMMANDS.len() - 8);
+        assert!(command_matches("", true).contains(&"plan"));
+        assert_eq!(command_matches("d", false), ["dashboard", "deploy", "down"]);
+        // Typed out in full it is still refused, with a reason.
+        let mut s = state(BackendKind::Sandbox, true);
+        update(&mut s, key(KeyCode::Char(':')));
+        chars(&mut s, "deploy");
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        assert_eq!(s.screen, Screen::Dashboard);
+        assert!(s.notices[0].text.contains("read-only"), "{:?}", s.notices);
     }
 
     #[test]
@@ -1423,6 +1573,104 @@ mod tests {
         assert_eq!(request.version, "v2");
         assert!(request.preferences.auto_rollback);
         assert_eq!(request.preferences.min_healthy_percentage, 90);
+    }
+
+    /// A snapshot of `stack` with one in-service instance per version given (and one pending
+    /// that must not count).
+    fn with_versions(s: &mut State, versions: &[&str]) {
+        let mut snapshot = Snapshot::empty(s.stack.clone(), time::OffsetDateTime::UNIX_EPOCH);
+        let mut az = provision::port::AzView::new("eu-west-1a");
+        let instance = |i: usize, version: &str, lifecycle| provision::port::Instance {
+            id: format!("i-{i}"),
+            lifecycle,
+            health: provision::port::HealthStatus::Healthy,
+            version: Some(version.into()),
+            launch_template_version: None,
+            launch_time: None,
+            address: None,
+            protected_from_scale_in: false,
+        };
+        for (i, version) in versions.iter().enumerate() {
+            az.instances
+                .push(instance(i, version, LifecycleState::InService));
+        }
+        az.instances
+            .push(instance(99, "9.9.9", LifecycleState::Pending));
+        snapshot.azs.push(az);
+        s.snapshot = Some(Box::new(snapshot));
+    }
+
+    #[test]
+    fn deploy_dialog_offers_every_preference_and_the_review_says_each() {
+        let mut s = state(BackendKind::Sandbox, false);
+        with_versions(&mut s, &["1.0.0", "1.1.0", "1.0.0"]);
+        assert_eq!(s.running_versions(), "1.0.0 ×2, 1.1.0 ×1");
+        update(&mut s, key(KeyCode::Char('d')));
+        chars(&mut s, "1.2.0");
+        // To checkpoints (field 4), then alarms (field 7).
+        for _ in 0..4 {
+            update(&mut s, key(KeyCode::Tab));
+        }
+        chars(&mut s, "25, 50");
+        for _ in 0..3 {
+            update(&mut s, key(KeyCode::Tab));
+        }
+        chars(&mut s, "shop-5xx, shop-p99");
+        // skip matching: space flips it.
+        update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Char(' ')));
+        // scale-in protected: → steps forward from Ignore, ← back again wraps to Refresh.
+        update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Right));
+        assert_eq!(s.deploy.scale_in_protected, ScaleInProtectedInstances::Wait);
+        update(&mut s, key(KeyCode::Left));
+        update(&mut s, key(KeyCode::Left));
+        assert_eq!(
+            s.deploy.scale_in_protected,
+            ScaleInProtectedInstances::Refresh
+        );
+        // standby: ← from Ignore is Terminate; typing on a choice field changes nothing.
+        update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Left));
+        chars(&mut s, "x");
+        assert_eq!(s.deploy.standby, StandbyInstances::Terminate);
+        assert_eq!(s.deploy.version, "1.2.0");
+
+        update(&mut s, key(KeyCode::Enter));
+        let Mode::Confirm(confirm) = &s.mode else {
+            panic!("the review opens: {:?} {:?}", s.mode, s.notices);
+        };
+        let review = confirm.lines.join("\n");
+        assert!(
+            review.contains("running now: 1.0.0 ×2, 1.1.0 ×1"),
+            "{review}"
+        );
+        assert!(
+            review.contains("checkpoints at 25, 50 % (wait 3600 s at each)"),
+            "{review}"
+        );
+        assert!(review.contains("alarms shop-5xx, shop-p99"), "{review}");
+        assert!(
+            review.contains("scale-in protected Refresh, standby Terminate"),
+            "{review}"
+        );
+        assert!(
+            review.contains("already on the new configuration are kept"),
+            "{review}"
+        );
+        let Effect::Deploy(request) = &confirm.effect else {
+            panic!("the confirmation deploys: {:?}", confirm.effect);
+        };
+        let p = &request.preferences;
+        assert_eq!(p.checkpoint_percentages, [25, 50]);
+        assert_eq!(p.alarms, ["shop-5xx", "shop-p99"]);
+        assert!(p.skip_matching);
+        assert_eq!(
+            p.scale_in_protected_instances,
+            ScaleInProtectedInstances::Refresh
+        );
+        assert_eq!(p.standby_instances, StandbyInstances::Terminate);
     }
 
     #[test]

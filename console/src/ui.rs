@@ -516,9 +516,21 @@ fn draw_deploy(frame: &mut Frame, area: Rect, state: &State) {
         .map(|i| form.value(i))
         .collect();
     let mut lines = form_lines(&DeployForm::LABELS, &values, form.field);
+    // What an empty field means, dim in its place: the running versions beside an empty
+    // version, AWS's behaviour beside an empty preference.
+    let running = format!("running now: {}", state.running_versions());
+    for (i, line) in lines.iter_mut().enumerate() {
+        let hint = match i {
+            0 if form.version.is_empty() => Some(running.as_str()),
+            _ => form.placeholder(i),
+        };
+        if let Some(hint) = hint {
+            line.spans.push(Span::raw(hint.to_owned()).dark_gray());
+        }
+    }
     lines.push(Line::from(""));
     lines.push(Line::from(
-        "Tab/↑↓ field · type to edit · space toggles · Enter review · Esc back".dim(),
+        "Tab/↑↓ field · type to edit · ←→ space choose · Enter review · Esc back".dim(),
     ));
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" deploy: instance refresh ")),
@@ -913,16 +925,19 @@ fn draw_provision(frame: &mut Frame, area: Rect, state: &State) {
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
+    let commands = format!(
+        "command mode (Tab completes): {}",
+        crate::app::commands(state.read_only)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let mut rows = vec![
         ("j k ↑ ↓", "move in the list"),
         ("h l ← → Tab", "focus another AZ"),
         ("Enter i", "instances (all AZs, filterable)"),
         ("e", "events"),
         ("/", "filter instances by id or version (Esc clears)"),
-        (
-            ":",
-            "command mode (Tab completes): dashboard instances events deploy gameday plan up down failover cancel rollback stop help quit",
-        ),
+        (":", commands.as_str()),
         (
             "p",
             "provisioning: plan the stack spec (a applies, D destroys)",
@@ -964,18 +979,65 @@ fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
 
 fn draw_footer(frame: &mut Frame, area: Rect, state: &State) {
     let line = match &state.mode {
-        Mode::Command(input) => Line::from(vec![Span::raw(":").bold(), Span::raw(input.clone())]),
+        Mode::Command(input) => {
+            // What the typed word can still become, so completion is never a guess.
+            let matches = crate::app::command_matches(input, state.read_only);
+            let after = match matches.as_slice() {
+                [] => "  no such command".to_owned(),
+                [one] => format!(
+                    "{}  Enter runs it",
+                    &one[input.trim().len().min(one.len())..]
+                ),
+                many => format!("  {}", many.join(" ")),
+            };
+            Line::from(vec![
+                Span::raw(":").bold(),
+                Span::raw(input.clone()),
+                Span::raw(after).dark_gray(),
+            ])
+        }
         Mode::Filter(input) => Line::from(vec![Span::raw("/").bold(), Span::raw(input.clone())]),
         _ => {
-            let hints = if state.read_only {
-                "? help  : command  / filter  Enter instances  e events  q quit"
+            // Most wanted first: what does not fit is dropped from the end (help lists all).
+            let hints: &[&str] = if state.read_only {
+                &[
+                    "? help",
+                    ": command",
+                    "/ filter",
+                    "Enter instances",
+                    "e events",
+                ]
             } else {
-                "? help  d deploy  g gameday  p provision  F failover  : command  q quit"
+                &[
+                    "? help",
+                    ": command",
+                    "d deploy",
+                    "g gameday",
+                    "p provision",
+                    "F failover",
+                ]
             };
-            Line::from(format!(" {} · {hints}", state.screen.title()).dim())
+            Line::from(footer_hints(state.screen.title(), hints, area.width).dim())
         }
     };
     frame.render_widget(line, area);
+}
+
+/// " screen · hint  hint … q quit", with as many hints as fit in `width`; "q quit" always
+/// stays, and "? help" lists the rest.
+fn footer_hints(screen: &str, hints: &[&str], width: u16) -> String {
+    const QUIT: &str = "q quit";
+    let mut text = format!(" {screen} · ");
+    let room = usize::from(width).saturating_sub(QUIT.len());
+    for hint in hints {
+        if text.chars().count() + hint.chars().count() + 2 > room {
+            break;
+        }
+        text.push_str(hint);
+        text.push_str("  ");
+    }
+    text.push_str(QUIT);
+    text
 }
 
 fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::app::Confirm) {
@@ -1021,7 +1083,20 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
 
 #[cfg(test)]
 mod tests {
-    use super::{elide, wrap_words};
+    use super::{elide, footer_hints, wrap_words};
+
+    #[test]
+    fn footer_hints_drop_from_the_end_and_quit_stays() {
+        let hints = ["? help", "d deploy", "g gameday"];
+        assert_eq!(
+            footer_hints("dashboard", &hints, 80),
+            " dashboard · ? help  d deploy  g gameday  q quit"
+        );
+        let narrow = footer_hints("dashboard", &hints, 40);
+        assert_eq!(narrow, " dashboard · ? help  d deploy  q quit");
+        assert!(narrow.chars().count() <= 40);
+        assert_eq!(footer_hints("dashboard", &hints, 10), " dashboard · q quit");
+    }
 
     #[test]
     fn elide_keeps_what_fits_and_marks_a_cut() {

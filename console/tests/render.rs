@@ -365,3 +365,37 @@ async fn a_long_origin_gives_way_in_the_header() {
     assert!(header.contains("profile default"), "{header}");
     assert!(header.contains('…'), "{header}");
 }
+
+/// The deploy dialog fits 80×24 with every preference, says what an empty field means (the
+/// running version beside an empty version), and the footer keeps "q quit" in view.
+#[tokio::test]
+async fn the_deploy_dialog_shows_every_preference_at_80x24() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(&mut state, Action::Key(crossterm_key('d')));
+    let screen = render(&state, 80, 24);
+    for label in [
+        "alarms",
+        "scale-in protected",
+        "standby instances",
+        "q quit",
+    ] {
+        assert!(screen.contains(label), "{label}:\n{screen}");
+    }
+    insta::assert_snapshot!("deploy_dialog_80x24", screen);
+}
+
+/// Command mode lists what the typed word can still become.
+#[tokio::test]
+async fn command_mode_shows_the_candidates() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    for c in [':', 'd'] {
+        update(&mut state, Action::Key(crossterm_key(c)));
+    }
+    let screen = render(&state, 80, 24);
+    let footer = screen.lines().last().expect("a footer line");
+    assert!(footer.contains(":d  dashboard deploy down"), "{footer}");
+    update(&mut state, Action::Key(crossterm_key('e')));
+    let screen = render(&state, 80, 24);
+    let footer = screen.lines().last().expect("a footer line");
+    assert!(footer.contains(":deploy  Enter runs it"), "{footer}");
+}

@@ -39,8 +39,9 @@ pub use fault::{
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
 pub use names::UnknownName;
 pub use refresh::{
-    CheckpointInfo, DeployRequest, Refresh, RefreshId, RefreshPreferences, RefreshStatus,
-    RollbackDetails, ScaleInProtectedInstances, StandbyInstances, parse_env_override,
+    CheckpointInfo, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Refresh, RefreshId,
+    RefreshPreferences, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
+    StandbyInstances, parse_env_override,
 };
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
