@@ -16,7 +16,7 @@ use ratatui::widgets::{Block, Borders, Clear, Gauge, List, ListItem, Paragraph, 
 
 use provision::port::{
     AzView, ChangeAction, DbRole, EventSource, HealthStatus, Instance, LifecycleState, MetricKind,
-    RefreshStatus, ResourceStatus, Snapshot, Target, TargetState,
+    MetricUnit, RefreshStatus, ResourceStatus, Snapshot, Target, TargetState,
 };
 
 use crate::app::{
@@ -246,6 +246,24 @@ fn series_values(snapshot: &Snapshot, metric: MetricKind, az: &str, width: usize
         .unwrap_or_default()
 }
 
+/// A metric's latest value with its unit: counts per period ("12/s", "340/min"),
+/// milliseconds with a decimal below 10 ("0.8 ms", "42 ms"), percentages.
+fn metric_value(value: f64, unit: MetricUnit, period_seconds: u32) -> String {
+    match unit {
+        MetricUnit::Count => {
+            let per = match period_seconds {
+                1 => "/s".to_owned(),
+                60 => "/min".to_owned(),
+                n => format!("/{n} s"),
+            };
+            format!("{value:.0}{per}")
+        }
+        MetricUnit::Milliseconds if value < 10.0 => format!("{value:.1} ms"),
+        MetricUnit::Milliseconds => format!("{value:.0} ms"),
+        MetricUnit::Percent => format!("{value:.0} %"),
+    }
+}
+
 fn draw_dashboard(frame: &mut Frame, area: Rect, state: &State) {
     let Some(snapshot) = &state.snapshot else {
         let msg = state
@@ -334,7 +352,13 @@ fn draw_az(
         }
         lines.push(Line::from("Enter: list all".dim()));
     } else {
-        for (row, i) in instances.iter().enumerate() {
+        // A column shorter than its list scrolls so that the selected row stays in view.
+        let room = usize::from(text_area.height)
+            .saturating_sub(lines.len())
+            .max(1);
+        let selected = if focused { state.row } else { 0 };
+        let first = scroll_start(selected.min(instances.len().saturating_sub(1)), room);
+        for (row, i) in instances.iter().enumerate().skip(first).take(room) {
             let (glyph, color) = instance_glyph(i, az.targets.iter().find(|t| t.id == i.id));
             let selected = focused && row == state.row;
             let mut style = Style::new();
@@ -359,10 +383,17 @@ fn draw_az(
             (MetricKind::LatencyP99, "p99"),
         ]) {
             let data = series_values(snapshot, metric, &az.az, width);
-            let last = data.last().copied().unwrap_or(0);
+            let last = snapshot
+                .metrics
+                .series(metric, Some(&az.az))
+                .and_then(|s| s.points.last());
             let [label_area, spark] =
                 Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(*row);
-            frame.render_widget(Line::from(format!("{label} {last}")).dim(), label_area);
+            // No data is not zero: say so.
+            let value = last.map_or("—".to_owned(), |p| {
+                metric_value(p.value, metric.unit(), snapshot.metrics.period_seconds)
+            });
+            frame.render_widget(Line::from(format!("{label} {value}")).dim(), label_area);
             frame.render_widget(
                 Sparkline::default()
                     .data(&data)
@@ -375,6 +406,11 @@ fn draw_az(
             );
         }
     }
+}
+
+/// The first row to draw of a list scrolled so that row `selected` is in view in `room` rows.
+fn scroll_start(selected: usize, room: usize) -> usize {
+    (selected + 1).saturating_sub(room)
 }
 
 fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
@@ -391,8 +427,7 @@ fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
     // Only the rows that fit are built, scrolled so that the selected row is in view: a fleet
     // of a thousand instances costs a screenful of lines, not a thousand.
     let room = usize::from(area.height.saturating_sub(2)).max(1);
-    let selected = state.row.min(total.saturating_sub(1));
-    let first = (selected + 1).saturating_sub(room);
+    let first = scroll_start(state.row.min(total.saturating_sub(1)), room);
     let rows = snapshot
         .azs
         .iter()
@@ -1083,7 +1118,18 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
 
 #[cfg(test)]
 mod tests {
-    use super::{elide, footer_hints, wrap_words};
+    use super::{elide, footer_hints, metric_value, wrap_words};
+    use provision::port::MetricUnit;
+
+    #[test]
+    fn metric_values_carry_their_unit_and_period() {
+        assert_eq!(metric_value(12.4, MetricUnit::Count, 1), "12/s");
+        assert_eq!(metric_value(340.0, MetricUnit::Count, 60), "340/min");
+        assert_eq!(metric_value(3.0, MetricUnit::Count, 300), "3/300 s");
+        assert_eq!(metric_value(0.84, MetricUnit::Milliseconds, 1), "0.8 ms");
+        assert_eq!(metric_value(42.4, MetricUnit::Milliseconds, 60), "42 ms");
+        assert_eq!(metric_value(37.0, MetricUnit::Percent, 60), "37 %");
+    }
 
     #[test]
     fn footer_hints_drop_from_the_end_and_quit_stays() {

@@ -399,3 +399,32 @@ async fn command_mode_shows_the_candidates() {
     let footer = screen.lines().last().expect("a footer line");
     assert!(footer.contains(":deploy  Enter runs it"), "{footer}");
 }
+
+/// An AZ column shorter than its list (at 80×24) scrolls so that the selected instance stays
+/// in view.
+#[tokio::test]
+async fn an_az_column_scrolls_to_the_selection() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    let snapshot = state.snapshot.as_mut().expect("a snapshot");
+    let az = &mut snapshot.azs[0];
+    let template = az.instances[0].clone();
+    az.instances = (0..12)
+        .map(|n| {
+            let mut instance = template.clone();
+            instance.id = format!("i-col-{n:02}");
+            instance
+        })
+        .collect();
+    let top = render(&state, 80, 24);
+    assert!(top.contains("i-col-00"), "{top}");
+    assert!(
+        !top.contains("i-col-11"),
+        "the column is shorter than 12 rows:\n{top}"
+    );
+    state.row = 11;
+    let bottom = render(&state, 80, 24);
+    assert!(
+        bottom.contains("i-col-11"),
+        "the selected row is in view:\n{bottom}"
+    );
+}
