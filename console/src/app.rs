@@ -345,34 +345,38 @@ pub struct GamedayForm {
     pub fault_index: usize,
     pub duration: String,
     pub rate: String,
+    pub signups: String,
     pub max_error_pct: String,
-    pub signups: bool,
+    pub min_healthy: String,
     pub force: bool,
 }
 
 impl Default for GamedayForm {
     fn default() -> Self {
+        // The command line's defaults (`triad gameday --help`).
         GamedayForm {
             field: 0,
             az_index: 0,
             fault_index: 0,
             duration: "60".into(),
             rate: "20".into(),
+            signups: "2".into(),
             max_error_pct: "50".into(),
-            signups: true,
+            min_healthy: "0".into(),
             force: false,
         }
     }
 }
 
 impl GamedayForm {
-    pub const LABELS: [&'static str; 7] = [
+    pub const LABELS: [&'static str; 8] = [
         "AZ",
         "fault",
         "duration s",
         "probe rate /s",
+        "signups /s",
         "stop at error %",
-        "signup stream",
+        "stop below healthy",
         "force",
     ];
 
@@ -384,7 +388,30 @@ impl GamedayForm {
         match self.field {
             2 => Some(&mut self.duration),
             3 => Some(&mut self.rate),
-            4 => Some(&mut self.max_error_pct),
+            4 => Some(&mut self.signups),
+            5 => Some(&mut self.max_error_pct),
+            6 => Some(&mut self.min_healthy),
+            _ => None,
+        }
+    }
+
+    /// What a field's value means when that is not plain: the drill's ceiling beside the
+    /// duration, "off"/"none" beside a zero.
+    pub fn hint(&self, field: usize) -> Option<String> {
+        let zero = |text: &str| text.trim() == "0";
+        match field {
+            2 => self.duration.trim().parse::<u64>().ok().map(|secs| {
+                let ceiling = StopConditions::for_drill(Duration::from_secs(secs.max(1)), 0, 0);
+                format!(
+                    "the drill stops after {} s at most",
+                    ceiling.max_duration.as_secs()
+                )
+            }),
+            4 if zero(&self.signups) => Some("none".into()),
+            4 => Some("each acknowledged one is checked afterwards".into()),
+            6 if zero(&self.min_healthy) => Some("off".into()),
+            6 => Some("instances in service across the AZs".into()),
+            7 if self.force => Some("even when the other AZs have no healthy capacity".into()),
             _ => None,
         }
     }
@@ -399,24 +426,25 @@ impl GamedayForm {
             let az = az.ok_or("AZ: no AZ is known yet")?;
             Fault::parse(kind, Some(&az)).map_err(|e| e.to_string())?
         };
-        let secs = |label: &str, text: &str| -> Result<u64, String> {
+        fn num<T: std::str::FromStr>(label: &str, text: &str) -> Result<T, String> {
             text.trim()
                 .parse()
-                .map_err(|_| format!("{label}: {text:?} is not a number"))
-        };
-        let duration = Duration::from_secs(secs("duration s", &self.duration)?.max(1));
-        let rate = u32::try_from(secs("probe rate /s", &self.rate)?)
-            .map_err(|_| "probe rate /s: too large".to_string())?;
-        let max_error = secs("stop at error %", &self.max_error_pct)?.min(100) as f64 / 100.0;
+                .map_err(|_| format!("{label}: {text:?} is not a number in range"))
+        }
+        let duration = Duration::from_secs(num::<u64>("duration s", &self.duration)?.max(1));
+        let max_error = num::<u8>("stop at error %", &self.max_error_pct)?;
+        if max_error > 100 {
+            return Err(format!("stop at error %: {max_error} is above 100"));
+        }
         let mut config = DrillConfig::new(fault, duration);
-        config.probe_rate = rate;
-        config.signup_rate = if self.signups { 2 } else { 0 };
+        config.probe_rate = num("probe rate /s", &self.rate)?;
+        config.signup_rate = num("signups /s", &self.signups)?;
         config.force = self.force;
-        config.stop = StopConditions {
-            max_error_rate: max_error,
-            max_duration: duration * 4 + Duration::from_secs(120),
-            ..StopConditions::default()
-        };
+        config.stop = StopConditions::for_drill(
+            duration,
+            max_error,
+            num("stop below healthy", &self.min_healthy)?,
+        );
         Ok(config)
     }
 }
@@ -1422,8 +1450,7 @@ fn on_gameday_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
             match form.field {
                 0 => form.az_index = step(form.az_index, azs.len()),
                 1 => form.fault_index = step(form.fault_index, Fault::KINDS.len()),
-                5 => form.signups = !form.signups,
-                6 => form.force = !form.force,
+                7 => form.force = !form.force,
                 _ => {}
             }
         }
@@ -1671,6 +1698,37 @@ mod tests {
             ScaleInProtectedInstances::Refresh
         );
         assert_eq!(p.standby_instances, StandbyInstances::Terminate);
+    }
+
+    #[test]
+    fn gameday_dialog_sets_every_stop_condition_as_the_command_line_does() {
+        let mut s = state(BackendKind::Sandbox, false);
+        with_versions(&mut s, &["1.0.0"]);
+        update(&mut s, key(KeyCode::Char('g')));
+        // duration 10, rate 20, signups 0, error 25 %, below 2 healthy.
+        let fields = [(2, "10"), (4, "0"), (5, "25"), (6, "2")];
+        for (field, text) in fields {
+            s.gameday.field = field;
+            for _ in 0..4 {
+                update(&mut s, key(KeyCode::Backspace));
+            }
+            chars(&mut s, text);
+        }
+        let config = s.gameday.config(&s.az_names()).expect("a valid form");
+        assert_eq!(config.duration, Duration::from_secs(10));
+        assert_eq!(config.signup_rate, 0);
+        assert_eq!(
+            config.stop,
+            StopConditions::for_drill(Duration::from_secs(10), 25, 2)
+        );
+        assert_eq!(config.stop.max_duration, Duration::from_secs(340));
+        assert_eq!(s.gameday.hint(4).as_deref(), Some("none"));
+        // Only digits are typed into a number; an error rate above 100 is named.
+        s.gameday.field = 5;
+        chars(&mut s, "0x");
+        assert_eq!(s.gameday.max_error_pct, "250");
+        let error = s.gameday.config(&s.az_names()).expect_err("250 %");
+        assert!(error.contains("stop at error %"), "{error}");
     }
 
     #[test]

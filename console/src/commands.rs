@@ -424,12 +424,7 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
     config.probe_rate = args.rate;
     config.signup_rate = args.signups;
     config.force = args.force;
-    config.stop = StopConditions {
-        max_error_rate: f64::from(args.max_error.min(100)) / 100.0,
-        min_healthy_capacity: args.min_healthy,
-        max_duration: Duration::from_secs(args.duration * 4 + 300),
-        ..StopConditions::default()
-    };
+    config.stop = StopConditions::for_drill(config.duration, args.max_error, args.min_healthy);
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     config.report_dir = Some(
         args.report

@@ -545,6 +545,22 @@ fn form_lines(labels: &[&str], values: &[String], focused: usize) -> Vec<Line<'s
         .collect()
 }
 
+/// Puts each field's hint, dim, after its value.
+fn add_hints(lines: &mut [Line<'static>], hint: impl Fn(usize) -> Option<String>) {
+    for (i, line) in lines.iter_mut().enumerate() {
+        if let Some(text) = hint(i) {
+            // Right after an empty value (or the cursor), two spaces after a value.
+            let value = line
+                .spans
+                .last()
+                .map_or("", |s| s.content.trim_end_matches('▏'));
+            let gap = if value.is_empty() { "" } else { "  " };
+            line.spans
+                .push(Span::raw(format!("{gap}{text}")).dark_gray());
+        }
+    }
+}
+
 fn draw_deploy(frame: &mut Frame, area: Rect, state: &State) {
     let form = &state.deploy;
     let values: Vec<String> = (0..DeployForm::LABELS.len())
@@ -553,16 +569,10 @@ fn draw_deploy(frame: &mut Frame, area: Rect, state: &State) {
     let mut lines = form_lines(&DeployForm::LABELS, &values, form.field);
     // What an empty field means, dim in its place: the running versions beside an empty
     // version, AWS's behaviour beside an empty preference.
-    let running = format!("running now: {}", state.running_versions());
-    for (i, line) in lines.iter_mut().enumerate() {
-        let hint = match i {
-            0 if form.version.is_empty() => Some(running.as_str()),
-            _ => form.placeholder(i),
-        };
-        if let Some(hint) = hint {
-            line.spans.push(Span::raw(hint.to_owned()).dark_gray());
-        }
-    }
+    add_hints(&mut lines, |i| match i {
+        0 if form.version.is_empty() => Some(format!("running now: {}", state.running_versions())),
+        _ => form.placeholder(i).map(str::to_owned),
+    });
     lines.push(Line::from(""));
     lines.push(Line::from(
         "Tab/↑↓ field · type to edit · ←→ space choose · Enter review · Esc back".dim(),
@@ -586,16 +596,19 @@ fn gameday_values(form: &GamedayForm, azs: &[String]) -> Vec<String> {
         format!("‹ {} ›", form.fault_kind()),
         form.duration.clone(),
         form.rate.clone(),
+        form.signups.clone(),
         form.max_error_pct.clone(),
-        yes_no(form.signups),
+        form.min_healthy.clone(),
         yes_no(form.force),
     ]
 }
 
 fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
     let Some(drill) = &state.drill else {
-        let values = gameday_values(&state.gameday, &state.az_names());
-        let mut lines = form_lines(&GamedayForm::LABELS, &values, state.gameday.field);
+        let form = &state.gameday;
+        let values = gameday_values(form, &state.az_names());
+        let mut lines = form_lines(&GamedayForm::LABELS, &values, form.field);
+        add_hints(&mut lines, |i| form.hint(i));
         lines.push(Line::from(""));
         lines.push(Line::from(
             "Tab/↑↓ field · ←→ choose · digits edit · Enter dry run · Esc back".dim(),

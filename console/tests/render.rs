@@ -428,3 +428,21 @@ async fn an_az_column_scrolls_to_the_selection() {
         "the selected row is in view:\n{bottom}"
     );
 }
+
+/// The GameDay dialog has every stop condition the command line has, and says what a value
+/// means where it is not plain.
+#[tokio::test]
+async fn the_gameday_dialog_shows_its_stop_conditions() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(&mut state, Action::Key(crossterm_key('g')));
+    let screen = render(&state, 80, 24);
+    for text in [
+        "signups /s",
+        "stop below healthy",
+        "the drill stops after 540 s at most",
+        "off",
+    ] {
+        assert!(screen.contains(text), "{text}:\n{screen}");
+    }
+    insta::assert_snapshot!("gameday_dialog_80x24", screen);
+}

@@ -45,6 +45,25 @@ impl Default for StopConditions {
     }
 }
 
+impl StopConditions {
+    /// The stop conditions of a drill whose fault stays `fault_duration`: the probe's error
+    /// rate above `max_error_pct` %, total healthy capacity below `min_healthy_capacity`
+    /// (0: off), and a ceiling on the whole drill of four times the fault's duration plus
+    /// five minutes — room for the steady-state check, recovery and restore.
+    pub fn for_drill(
+        fault_duration: Duration,
+        max_error_pct: u8,
+        min_healthy_capacity: u32,
+    ) -> Self {
+        StopConditions {
+            max_error_rate: f64::from(max_error_pct.min(100)) / 100.0,
+            min_healthy_capacity,
+            max_duration: fault_duration * 4 + Duration::from_secs(300),
+            ..StopConditions::default()
+        }
+    }
+}
+
 /// One drill, as the operator asked for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrillConfig {
