@@ -760,21 +760,11 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::FaultDescribed(plan) => {
-            let mut lines: Vec<String> = plan
-                .actions
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} {}{}",
-                        a.call,
-                        a.resource,
-                        if a.reversible { "" } else { " (not undone)" }
-                    )
-                })
-                .collect();
+            let mut lines: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
             lines.extend(plan.notes.iter().cloned());
             match state.gameday.config(&state.az_names()) {
                 Ok(config) => {
+                    lines.push(config.summary());
                     let title = format!(
                         "GameDay: {} in {} for {} s",
                         plan.fault.kind(),

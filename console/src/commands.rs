@@ -383,26 +383,24 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
         Err(e) => return fail(&e),
     };
     println!(
-        "GameDay on {}: {} in {}",
+        "GameDay on {}: {} in {} for {} s",
         stack.name,
         fault.kind(),
-        plan.az.as_deref().unwrap_or("?")
+        plan.az.as_deref().unwrap_or("?"),
+        args.duration.max(1)
     );
     for action in &plan.actions {
-        println!(
-            "  {} {}{}",
-            action.call,
-            action.resource,
-            if action.reversible {
-                ""
-            } else {
-                " (not undone by restore)"
-            }
-        );
+        println!("  {action}");
     }
     for note in &plan.notes {
         println!("  note: {note}");
     }
+    let mut config = DrillConfig::new(fault, Duration::from_secs(args.duration.max(1)));
+    config.probe_rate = args.rate;
+    config.signup_rate = args.signups;
+    config.force = args.force;
+    config.stop = StopConditions::for_drill(config.duration, args.max_error, args.min_healthy);
+    println!("  {}", config.summary());
     if args.dry_run {
         return Outcome::Done;
     }
@@ -420,11 +418,6 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
             return Outcome::Refused;
         }
     }
-    let mut config = DrillConfig::new(fault, Duration::from_secs(args.duration.max(1)));
-    config.probe_rate = args.rate;
-    config.signup_rate = args.signups;
-    config.force = args.force;
-    config.stop = StopConditions::for_drill(config.duration, args.max_error, args.min_healthy);
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     config.report_dir = Some(
         args.report

@@ -88,6 +88,31 @@ pub struct DrillConfig {
 }
 
 impl DrillConfig {
+    /// The probe and the stop conditions in a line, for the confirmation:
+    /// "probe 20 req/s, 2 signups/s; stops at 50 % errors over 5 s or after 540 s".
+    pub fn summary(&self) -> String {
+        let probe = if self.probe_rate == 0 {
+            "no probe".to_owned()
+        } else {
+            format!("probe {} req/s", self.probe_rate)
+        };
+        let signups = if self.signup_rate == 0 {
+            String::new()
+        } else {
+            format!(", {} signups/s", self.signup_rate)
+        };
+        let healthy = if self.stop.min_healthy_capacity == 0 {
+            String::new()
+        } else {
+            format!(", below {} healthy", self.stop.min_healthy_capacity)
+        };
+        format!(
+            "{probe}{signups}; stops at {:.0} % errors over {} s{healthy} or after {} s",
+            self.stop.max_error_rate * 100.0,
+            self.stop.window_seconds,
+            self.stop.max_duration.as_secs()
+        )
+    }
     pub fn new(fault: Fault, duration: Duration) -> Self {
         DrillConfig {
             fault,
@@ -381,10 +406,7 @@ pub async fn run(
             record: record.clone(),
         })
         .map_err(|e| format!("writing the journal: {e}"))?;
-    run.step(
-        "inject",
-        format!("{} change(s): {}", record.changes.len(), plan.actions.len()),
-    )?;
+    run.step("inject", plan.actions_summary(2))?;
 
     // Observe.
     let deadline = Instant::now() + config.duration;
@@ -592,6 +614,26 @@ mod tests {
                 let _ = cloud.tick(&stack);
             }
         })
+    }
+
+    #[test]
+    fn the_summary_names_the_probe_and_every_stop_condition() {
+        let mut config = DrillConfig::new(Fault::FailoverDb, Duration::from_secs(60));
+        config.probe_rate = 20;
+        config.signup_rate = 2;
+        config.stop = StopConditions::for_drill(config.duration, 25, 4);
+        assert_eq!(
+            config.summary(),
+            "probe 20 req/s, 2 signups/s; stops at 25 % errors over 5 s, below 4 healthy \
+             or after 540 s"
+        );
+        config.probe_rate = 0;
+        config.signup_rate = 0;
+        config.stop = StopConditions::for_drill(config.duration, 50, 0);
+        assert_eq!(
+            config.summary(),
+            "no probe; stops at 50 % errors over 5 s or after 540 s"
+        );
     }
 
     #[tokio::test(start_paused = true)]

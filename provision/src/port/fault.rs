@@ -246,6 +246,38 @@ pub struct PlannedAction {
     pub reversible: bool,
 }
 
+/// "SIGKILL instance i-0abc (pid 4242)", with " (not undone by restore)" when it is not.
+impl fmt::Display for PlannedAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.call, self.resource)?;
+        if !self.reversible {
+            f.write_str(" (not undone by restore)")?;
+        }
+        Ok(())
+    }
+}
+
+impl FaultPlan {
+    /// The first `most` actions, "; "-separated, and how many more there are.
+    pub fn actions_summary(&self, most: usize) -> String {
+        let mut text = self
+            .actions
+            .iter()
+            .take(most)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let more = self.actions.len().saturating_sub(most);
+        if more > 0 {
+            text.push_str(&format!("; and {more} more"));
+        }
+        if self.actions.is_empty() {
+            text.push_str("nothing to change");
+        }
+        text
+    }
+}
+
 /// What an injected fault changed: enough to restore it, serialisable into a journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRecord {
@@ -398,4 +430,36 @@ pub enum SandboxChange {
     ProcessesSuspended { processes: Vec<ScalingProcess> },
     /// The database primary moved (not reversible).
     DbFailedOver { from_az: String, to_az: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(resource: &str, reversible: bool) -> PlannedAction {
+        PlannedAction {
+            resource: resource.into(),
+            call: "SIGSTOP".into(),
+            reversible,
+        }
+    }
+
+    #[test]
+    fn a_plan_summarises_its_first_actions_and_counts_the_rest() {
+        let mut plan = FaultPlan {
+            stack: StackRef::new("demo").expect("name"),
+            fault: Fault::BlackholeAz { az: "a".into() },
+            az: Some("a".into()),
+            actions: vec![],
+            notes: vec![],
+        };
+        assert_eq!(plan.actions_summary(2), "nothing to change");
+        plan.actions = vec![action("instance i-1", true), action("instance i-2", false)];
+        assert_eq!(
+            plan.actions_summary(2),
+            "SIGSTOP instance i-1; SIGSTOP instance i-2 (not undone by restore)"
+        );
+        plan.actions.push(action("instance i-3", true));
+        assert_eq!(plan.actions_summary(1), "SIGSTOP instance i-1; and 2 more");
+    }
 }
