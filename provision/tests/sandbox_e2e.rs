@@ -589,10 +589,10 @@ async fn a_signup_sends_one_verification_email_and_a_bad_event_ends_in_the_dead_
     let user: serde_json::Value = serde_json::from_str(&body).expect("a user as JSON");
     let user_id = user["id"].as_str().expect("the user's id").to_owned();
     sandbox
-        .until("the mailer processed the signup's message", |s| {
-            s.events.iter().any(|e| {
-                e.message.starts_with("mailer: SNS message") && e.message.contains("processed")
-            })
+        .until("the mailer's event for the signup's e-mail", |s| {
+            s.events
+                .iter()
+                .any(|e| e.message == format!("verification e-mail sent to {email}"))
         })
         .await;
     let mail = mail_to(&moto_url, email).await;

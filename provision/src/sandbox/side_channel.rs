@@ -14,9 +14,10 @@
 //!   Lambda's dead-letter queues get them). The message leaves the queue either way.
 //!   A function process that exited is started again before the next invocation.
 //!
-//! What happens is recorded as events (`Stack` source, messages starting with "mailer:"), and
-//! for each address the function's answer ([`contract::MailerResponse`]) says it wrote to,
-//! "verification e-mail sent to <address>".
+//! What happens is recorded as events (`Stack` source): a success as "verification e-mail
+//! sent to <address>" for each address the function's answer ([`contract::MailerResponse`])
+//! says it wrote to (or, for a redelivery that sent nothing, a "mailer:" line saying so), and
+//! failures, retries and parking as lines starting with "mailer:".
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -523,21 +524,30 @@ async fn invoke_with_retries(
         };
         last = match answer {
             Ok(Answer::Response(answer)) => {
-                record(
-                    &bridge.events,
-                    format!(
-                        "mailer: SNS message {sns_id} processed \
-                         (request {request_id}, attempt {attempt} of {attempts})"
-                    ),
-                );
-                // The function says whom it wrote to (a redelivery it skipped sends nothing).
+                // One event per success, saying what it did: the e-mails sent (a signup
+                // stream would flood the events with a second, "processed", line each), or
+                // that a redelivery needed none. A retry that succeeded says so.
+                let retried = if attempt > 1 {
+                    format!(" (SNS message {sns_id}, attempt {attempt} of {attempts})")
+                } else {
+                    String::new()
+                };
                 let sent_to = serde_json::from_value::<contract::MailerResponse>(answer)
                     .map(|r| r.sent_to)
                     .unwrap_or_default();
+                if sent_to.is_empty() {
+                    record(
+                        &bridge.events,
+                        format!(
+                            "mailer: SNS message {sns_id} needed no e-mail, already sent \
+                             (request {request_id}, attempt {attempt} of {attempts})"
+                        ),
+                    );
+                }
                 for address in sent_to {
                     record(
                         &bridge.events,
-                        format!("verification e-mail sent to {address}"),
+                        format!("verification e-mail sent to {address}{retried}"),
                     );
                 }
                 return Ok(());
