@@ -26,7 +26,7 @@ use crate::backend;
 use crate::cli::{Cli, DeployArgs, GamedayArgs, ReleaseArgs};
 use crate::drill::engine::{self, DrillConfig, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
-use crate::drill::report::Verdict;
+use crate::drill::report::{self, Verdict};
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,20 +448,16 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
             let _ = stop_tx.send(true);
         }
     });
+    let report_dir = config.report_dir.clone();
     let result = engine::run(cloud, stack, config, &mut journal, tx, stop_rx).await;
     interrupt.abort();
     let _ = printer.await;
     match result {
         Ok(report) => {
-            println!(
-                "verdict {:?} · detect {} · recover {} · failed {} of {}",
-                report.verdict,
-                secs(report.time_to_detect_s),
-                secs(report.time_to_recover_s),
-                report.failed_requests,
-                report.requests_during
-            );
-            if let Some(dir) = &args.report {
+            for line in report::summary_lines(&report) {
+                println!("{line}");
+            }
+            if let Some(dir) = &report_dir {
                 println!("report: {}", dir.display());
             }
             match report.verdict {
@@ -474,10 +470,6 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
             Outcome::Bad
         }
     }
-}
-
-fn secs(v: Option<u64>) -> String {
-    v.map_or("—".into(), |s| format!("{s} s"))
 }
 
 /// `triad gameday restore`: undo what the journal says is still in place.

@@ -628,17 +628,33 @@ fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
         .collect();
     if let Some(report) = &drill.report {
         lines.push(Line::from(""));
-        lines.push(Line::from(format!("verdict: {:?}", report.verdict).bold()));
-        let secs = |v: Option<u64>| v.map_or("—".to_string(), |s| format!("{s} s"));
-        lines.push(Line::from(format!(
-            "detect {} · recover {} · failed {} of {}",
-            secs(report.time_to_detect_s),
-            secs(report.time_to_recover_s),
-            report.failed_requests,
-            report.requests_during
-        )));
-        for f in &drill.report_files {
-            lines.push(Line::from(f.clone()).dim());
+        let color = match report.verdict {
+            crate::drill::report::Verdict::Passed => Color::Green,
+            crate::drill::report::Verdict::Failed => Color::Red,
+        };
+        for (i, text) in crate::drill::report::summary_lines(report)
+            .into_iter()
+            .enumerate()
+        {
+            lines.push(if i == 0 {
+                Line::from(text).bold().fg(color)
+            } else {
+                Line::from(text)
+            });
+        }
+        // The directory once, then the files' names.
+        let paths: Vec<&std::path::Path> = drill
+            .report_files
+            .iter()
+            .map(std::path::Path::new)
+            .collect();
+        if let Some(dir) = paths.first().and_then(|p| p.parent()) {
+            let names: Vec<String> = paths
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
+            lines.push(Line::from(format!("in {}: {}", dir.display(), names.join(" "))).dim());
         }
     }
     frame.render_widget(
@@ -663,15 +679,7 @@ fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
                 .collect();
             let width = cap.width.saturating_sub(20) as usize;
             let skip = series.len().saturating_sub(width);
-            let bars: String = series[skip..]
-                .iter()
-                .map(|v| match v {
-                    0 => '▁',
-                    1 => '▃',
-                    2 => '▅',
-                    _ => '█',
-                })
-                .collect();
+            let bars = capacity_bars(&series[skip..]);
             cap_lines.push(Line::from(format!("{az:<14} {n:>2} {bars}")));
         }
     }
@@ -713,6 +721,25 @@ fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
             ))),
         p99,
     );
+}
+
+/// One character per sample, scaled to the highest value in the series: a full bar is the
+/// AZ at its most, "▁" is none.
+fn capacity_bars(series: &[u64]) -> String {
+    const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let top = series.iter().copied().max().unwrap_or(0).max(1);
+    series
+        .iter()
+        .map(|&v| {
+            if v == 0 {
+                LEVELS[0]
+            } else {
+                // 1..=top onto levels 1..=7.
+                let level = 1 + (v.min(top) * 7 - 1) / top;
+                LEVELS[usize::try_from(level).unwrap_or(7).min(7)]
+            }
+        })
+        .collect()
 }
 
 fn change_color(action: ChangeAction) -> Color {
@@ -1131,7 +1158,15 @@ fn draw_confirm(frame: &mut Frame, area: Rect, state: &State, confirm: &crate::a
 
 #[cfg(test)]
 mod tests {
-    use super::{elide, footer_hints, metric_value, wrap_words};
+    use super::{capacity_bars, elide, footer_hints, metric_value, wrap_words};
+
+    #[test]
+    fn capacity_bars_scale_to_the_highest_value() {
+        assert_eq!(capacity_bars(&[1, 0, 1]), "█▁█");
+        assert_eq!(capacity_bars(&[10, 5, 1, 0]), "█▅▂▁");
+        assert_eq!(capacity_bars(&[0, 0]), "▁▁");
+        assert_eq!(capacity_bars(&[]), "");
+    }
     use provision::port::MetricUnit;
 
     #[test]

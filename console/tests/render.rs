@@ -11,7 +11,8 @@ use provision::port::{
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use triad::app::{Action, DrillView, State, update};
-use triad::drill::report::{CapacitySample, StepRecord};
+use triad::drill::probe::Latency;
+use triad::drill::report::{CapacitySample, DrillRecord, StepRecord, WriteCheck, summarize};
 
 fn render(state: &State, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
@@ -134,14 +135,49 @@ fn drill_view(finished: bool) -> DrillView {
             .into(),
         })
         .collect();
-    DrillView {
+    let mut view = DrillView {
         title: "terminate-az mem-1a".into(),
         phase: if finished { "report" } else { "inject" }.into(),
         steps,
         capacity,
         running: !finished,
         ..DrillView::default()
+    };
+    if finished {
+        let latency = |p99| Latency {
+            p50_ms: Some(2.0),
+            p99_ms: Some(p99),
+            samples: 200,
+        };
+        let record = DrillRecord {
+            stack: "demo".into(),
+            backend: "sandbox".into(),
+            az: "mem-1a".into(),
+            fault: "terminate-az".into(),
+            started_at: time::OffsetDateTime::UNIX_EPOCH,
+            inject_at: Some(10),
+            restore_at: Some(20),
+            end_at: 40,
+            steps: view.steps.clone(),
+            probe: Vec::new(),
+            capacity: view.capacity.clone(),
+            latency_before: latency(8.5),
+            latency_during: latency(31.0),
+            latency_after: latency(9.0),
+            writes: Some(WriteCheck {
+                acknowledged: 60,
+                found: 60,
+                lost: Vec::new(),
+                unknown: 0,
+            }),
+            aborted: None,
+        };
+        view.report = Some(Box::new(summarize(record)));
+        view.report_files = ["report.json", "report.md", "report.svg"]
+            .map(|f| format!("/srv/triad/demo/reports/1700000000/{f}"))
+            .to_vec();
     }
+    view
 }
 
 #[tokio::test]
@@ -151,7 +187,16 @@ async fn drill_running_and_report() {
     state.drill = Some(drill_view(false));
     insta::assert_snapshot!("drill_running_80x24", render(&state, 80, 24));
     state.drill = Some(drill_view(true));
-    insta::assert_snapshot!("drill_report_160x48", render(&state, 160, 48));
+    let screen = render(&state, 160, 48);
+    for text in [
+        "verdict: Passed",
+        "p99 before 8.5 ms · during 31.0 ms · after 9.0 ms",
+        "healthy capacity mem-1a 2→0",
+        "in /srv/triad/demo/reports/1700000000: report.json report.md",
+    ] {
+        assert!(screen.contains(text), "{text}:\n{screen}");
+    }
+    insta::assert_snapshot!("drill_report_160x48", screen);
 }
 
 #[tokio::test]

@@ -192,6 +192,58 @@ fn fmt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |ms| format!("{ms:.1} ms"))
 }
 
+/// The report in a few lines, for the console's report view and the command line's last
+/// words: verdict (and why a drill aborted), times and failed requests, p99 by phase,
+/// capacity dip per AZ, and the acknowledged-write check.
+pub fn summary_lines(report: &DrillReport) -> Vec<String> {
+    let r = &report.record;
+    let mut lines = vec![match &r.aborted {
+        Some(reason) => format!("verdict: {:?} (aborted: {reason})", report.verdict),
+        None => format!("verdict: {:?}", report.verdict),
+    }];
+    let kinds = if report.failures_by_kind.is_empty() {
+        String::new()
+    } else {
+        let kinds: Vec<String> = report
+            .failures_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        format!(" ({})", kinds.join(", "))
+    };
+    lines.push(format!(
+        "detect {} · recover {} · failed {} of {}{kinds}",
+        fmt_secs(report.time_to_detect_s),
+        fmt_secs(report.time_to_recover_s),
+        report.failed_requests,
+        report.requests_during
+    ));
+    lines.push(format!(
+        "p99 before {} · during {} · after {}",
+        fmt_ms(r.latency_before.p99_ms),
+        fmt_ms(r.latency_during.p99_ms),
+        fmt_ms(r.latency_after.p99_ms)
+    ));
+    if !report.capacity_dip.is_empty() {
+        let dips: Vec<String> = report
+            .capacity_dip
+            .iter()
+            .map(|(az, dip)| format!("{az} {}→{}", dip.steady, dip.lowest))
+            .collect();
+        lines.push(format!("healthy capacity {}", dips.join(" · ")));
+    }
+    if let Some(w) = &r.writes {
+        lines.push(format!(
+            "acknowledged writes found {} of {} ({} lost, {} unknown)",
+            w.found,
+            w.acknowledged,
+            w.lost.len(),
+            w.unknown
+        ));
+    }
+    lines
+}
+
 /// The report for people.
 pub fn to_markdown(report: &DrillReport) -> String {
     let r = &report.record;
@@ -504,6 +556,29 @@ mod tests {
         let report = summarize(stuck);
         assert_eq!(report.time_to_recover_s, None);
         assert_eq!(report.verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn the_summary_says_every_measure_in_a_few_lines() {
+        let mut record = record();
+        record.latency_during.p99_ms = Some(41.25);
+        let lines = summary_lines(&summarize(record.clone()));
+        assert_eq!(
+            lines,
+            [
+                "verdict: Passed",
+                "detect 2 s · recover 3 s · failed 4 of 140 (4 status5xx)",
+                "p99 before — · during 41.2 ms · after —",
+                "healthy capacity az-a 2→0 · az-b 2→2 · az-c 2→2",
+                "acknowledged writes found 10 of 10 (0 lost, 0 unknown)",
+            ]
+        );
+        record.aborted = Some("probe error rate 60 % over 5 s".into());
+        let lines = summary_lines(&summarize(record));
+        assert_eq!(
+            lines[0],
+            "verdict: Failed (aborted: probe error rate 60 % over 5 s)"
+        );
     }
 
     #[test]
