@@ -264,6 +264,29 @@ fn metric_value(value: f64, unit: MetricUnit, period_seconds: u32) -> String {
     }
 }
 
+/// During a refresh, this AZ's part of it: in-service instances on the desired version out of
+/// the AZ's instances ("refresh 1/2 on v2").
+fn refresh_progress(snapshot: &Snapshot, az: &AzView) -> Option<Line<'static>> {
+    let refresh = snapshot.active_refresh()?;
+    let version = refresh.desired_version.as_deref()?;
+    let done = az
+        .instances
+        .iter()
+        .filter(|i| {
+            i.lifecycle == LifecycleState::InService && i.version.as_deref() == Some(version)
+        })
+        .count();
+    let color = if done == az.instances.len() {
+        Color::Green
+    } else {
+        Color::Cyan
+    };
+    Some(Line::from(Span::styled(
+        format!("refresh {done}/{} on {version}", az.instances.len()),
+        Style::new().fg(color),
+    )))
+}
+
 fn draw_dashboard(frame: &mut Frame, area: Rect, state: &State) {
     let Some(snapshot) = &state.snapshot else {
         let msg = state
@@ -335,6 +358,9 @@ fn draw_az(
     };
     lines.push(db);
     lines.push(Line::from(format!("targets {}", target_counts(az))));
+    if let Some(line) = refresh_progress(snapshot, az) {
+        lines.push(line);
+    }
     let instances: Vec<_> = az
         .instances
         .iter()

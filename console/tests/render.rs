@@ -108,7 +108,19 @@ async fn refresh_in_progress() {
     update(&mut state, Action::Snapshot(Box::new(snapshot)));
     let screen = render(&state, 80, 24);
     assert!(screen.contains("InProgress"), "{screen}");
+    assert_eq!(
+        screen.matches("refresh 0/2 on v2").count(),
+        3,
+        "each AZ's part of the refresh:\n{screen}"
+    );
     insta::assert_snapshot!("refresh_80x24", screen);
+
+    // One instance of the first AZ replaced: that column counts it.
+    let snapshot = state.snapshot.as_mut().expect("a snapshot");
+    snapshot.azs[0].instances[0].version = Some("v2".into());
+    let screen = render(&state, 80, 24);
+    assert_eq!(screen.matches("refresh 1/2 on v2").count(), 1, "{screen}");
+    assert_eq!(screen.matches("refresh 0/2 on v2").count(), 2, "{screen}");
 }
 
 fn drill_view(finished: bool) -> DrillView {
