@@ -709,6 +709,23 @@ fn draw_gameday(frame: &mut Frame, area: Rect, state: &State) {
             cap_lines.push(Line::from(format!("{az:<14} {n:>2} {bars}")));
         }
     }
+    // The database's roles as the watch sees them now: a failover shows here as it happens.
+    if let Some(snapshot) = &state.snapshot {
+        let role = |az: Option<&str>| az.unwrap_or("—").to_owned();
+        let status = snapshot
+            .azs
+            .iter()
+            .find_map(|az| az.database.as_ref())
+            .map_or(String::new(), |db| format!(" {}", db.status));
+        cap_lines.push(Line::from(format!(
+            "DB primary {}{status}",
+            role(snapshot.db_primary_az())
+        )));
+        cap_lines.push(Line::from(format!(
+            "DB standby {}",
+            role(snapshot.db_standby_az())
+        )));
+    }
     frame.render_widget(
         Paragraph::new(cap_lines).block(Block::bordered().title(" healthy capacity per AZ ")),
         cap,

@@ -197,7 +197,11 @@ async fn drill_running_and_report() {
     let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
     state.screen = triad::app::Screen::GameDay;
     state.drill = Some(drill_view(false));
-    insta::assert_snapshot!("drill_running_80x24", render(&state, 80, 24));
+    let screen = render(&state, 80, 24);
+    for text in ["DB primary mem-1a available", "DB standby mem-1b"] {
+        assert!(screen.contains(text), "the database's roles:\n{screen}");
+    }
+    insta::assert_snapshot!("drill_running_80x24", screen);
     state.drill = Some(drill_view(true));
     let screen = render(&state, 160, 48);
     for text in [
