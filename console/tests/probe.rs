@@ -1,11 +1,16 @@
 //! The GameDay probe against a real HTTP listener: it records who served each request, and
-//! counts refused connections as failures once the listener is gone.
+//! counts refused connections as failures once the listener is gone. And the check of
+//! acknowledged signups after a drill: found, lost or unknown, several looked up at once.
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use triad::drill::probe::{FailureKind, Probe, ProbeConfig};
+
+use triad::drill::engine::check_signups;
+use triad::drill::probe::{AckedSignup, FailureKind, Probe, ProbeConfig};
 
 /// A minimal HTTP/1.1 server answering every request like the webapp's `/version`.
 /// Connections live in a JoinSet owned by this task, so aborting it closes them all.
@@ -103,4 +108,112 @@ async fn records_who_served_and_refused_connections() {
     let latency = probe.latency_between(0, u64::MAX);
     assert!(latency.samples >= 20);
     assert!(latency.p50_ms.is_some() && latency.p99_ms >= latency.p50_ms);
+}
+
+/// Answers `GET /v1/user/self` by the request's Authorization header: `answers` maps a header
+/// value to a status; an unknown header gets its connection closed without an answer. The
+/// first answer waits until two requests are in flight at once (so lookups made one at a time
+/// never get it and time out as unknown).
+async fn serve_self(listener: TcpListener, answers: Vec<(String, u16)>) {
+    let answers = Arc::new(answers);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    // Becomes true, for good, once two requests have been in flight at once.
+    let (overlap_tx, overlap_rx) = tokio::sync::watch::channel(false);
+    let overlap_tx = Arc::new(overlap_tx);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let (answers, in_flight, overlap_tx, mut overlap_rx) = (
+            answers.clone(),
+            in_flight.clone(),
+            overlap_tx.clone(),
+            overlap_rx.clone(),
+        );
+        connections.spawn(async move {
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            loop {
+                let Ok(n) = socket.read(&mut buf).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                    seen.drain(..end + 4);
+                    if in_flight.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
+                        overlap_tx.send_replace(true);
+                    }
+                    if overlap_rx.wait_for(|seen| *seen).await.is_err() {
+                        return;
+                    }
+                    let status = answers
+                        .iter()
+                        .find(|(auth, _)| head.contains(&format!("authorization: {auth}")))
+                        .map(|(_, status)| *status);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let Some(status) = status else {
+                        return; // no answer at all
+                    };
+                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if socket.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_signups_are_found_lost_or_unknown() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let signup = |email: String| AckedSignup {
+        email,
+        password: "pw-1234567".into(),
+        second: 3,
+    };
+    // The header reqwest sends for a signup's credentials, lower-cased as the server reads it.
+    let authorization = |s: &AckedSignup| {
+        let request = reqwest::Client::new()
+            .get(&url)
+            .basic_auth(&s.email, Some(&s.password))
+            .build()
+            .expect("a request");
+        request.headers()["authorization"]
+            .to_str()
+            .expect("ASCII")
+            .to_lowercase()
+    };
+    let mut acked: Vec<AckedSignup> = (0..8)
+        .map(|i| signup(format!("ok-{i}@x.invalid")))
+        .collect();
+    acked.push(signup("pending@x.invalid".into()));
+    acked.push(signup("lost@x.invalid".into()));
+    acked.push(signup("gone@x.invalid".into()));
+    let answers = acked
+        .iter()
+        .filter(|s| s.email != "gone@x.invalid")
+        .map(|s| {
+            let status = match s.email.as_str() {
+                "pending@x.invalid" => 403,
+                "lost@x.invalid" => 401,
+                _ => 200,
+            };
+            (authorization(s), status)
+        })
+        .collect();
+    let server = tokio::spawn(serve_self(listener, answers));
+
+    let check = check_signups(acked, &url).await;
+    server.abort();
+    assert_eq!(check.acknowledged, 11);
+    assert_eq!(check.found, 9, "200 and 403 are found: {check:?}");
+    assert_eq!(check.lost, ["lost@x.invalid"], "{check:?}");
+    assert_eq!(check.unknown, 1, "no answer is unknown: {check:?}");
 }

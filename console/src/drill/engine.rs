@@ -14,12 +14,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use provision::port::{CapacityCheck, Cloud, Fault, Snapshot, StackRef};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::journal::{Entry, Journal};
-use super::probe::{Latency, Probe, ProbeConfig, ProbeSecond, signup_exists};
+use super::probe::{AckedSignup, Latency, Probe, ProbeConfig, ProbeSecond, signup_exists};
 use super::report::{self, CapacitySample, DrillRecord, DrillReport, StepRecord, WriteCheck};
 
 /// When the drill gives up and restores early.
@@ -560,7 +561,12 @@ pub async fn run(
 }
 
 async fn check_writes(probe: &Probe, endpoint: &str) -> WriteCheck {
-    let acked = probe.acked();
+    check_signups(probe.acked(), endpoint).await
+}
+
+/// Looks up every acknowledged signup at `endpoint` (a few at once): found (200, or 403 while
+/// verification is pending), lost (401), or unknown (no answer).
+pub async fn check_signups(acked: Vec<AckedSignup>, endpoint: &str) -> WriteCheck {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -578,15 +584,31 @@ async fn check_writes(probe: &Probe, endpoint: &str) -> WriteCheck {
         acknowledged: u32::try_from(acked.len()).unwrap_or(u32::MAX),
         ..WriteCheck::default()
     };
-    for signup in &acked {
-        match signup_exists(&client, endpoint, signup).await {
+    // Each lookup is a sign-in, so a password hash on the instance: a few at once spread them
+    // over the fleet without queueing any one lookup past its timeout. (Owned values: the
+    // stream lives in a spawned task.)
+    let mut lookups = futures::stream::iter(acked)
+        .map(|signup| {
+            let client = client.clone();
+            let endpoint = endpoint.to_owned();
+            async move {
+                let found = signup_exists(&client, &endpoint, &signup).await;
+                (signup, found)
+            }
+        })
+        .buffered(CHECKS_IN_FLIGHT);
+    while let Some((signup, found)) = lookups.next().await {
+        match found {
             Ok(true) => check.found += 1,
-            Ok(false) => check.lost.push(signup.email.clone()),
+            Ok(false) => check.lost.push(signup.email),
             Err(_) => check.unknown += 1,
         }
     }
     check
 }
+
+/// How many acknowledged signups are looked up at once after a drill.
+const CHECKS_IN_FLIGHT: usize = 6;
 
 #[cfg(test)]
 mod tests {
