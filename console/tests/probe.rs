@@ -2,24 +2,30 @@
 //! counts refused connections as failures once the listener is gone. And the check of
 //! acknowledged signups after a drill: found, lost or unknown, several looked up at once.
 
-use std::time::{Duration, Instant};
-
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
 use triad::drill::engine::check_signups;
 use triad::drill::probe::{AckedSignup, FailureKind, Probe, ProbeConfig};
 
-/// A minimal HTTP/1.1 server answering every request like the webapp's `/version`.
-/// Connections live in a JoinSet owned by this task, so aborting it closes them all.
-async fn serve_version(listener: TcpListener) {
+/// A minimal HTTP/1.1 server: `answer` gets each request's head (lower-cased) and returns the
+/// whole response, or `None` to close the connection without one. Connections live in a
+/// JoinSet owned by this task, so aborting it closes them all.
+async fn serve<F, A>(listener: TcpListener, answer: A)
+where
+    A: Fn(String) -> F + Clone + Send + 'static,
+    F: Future<Output = Option<String>> + Send,
+{
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             return;
         };
+        let answer = answer.clone();
         connections.spawn(async move {
             let mut buf = [0u8; 4096];
             let mut seen = Vec::new();
@@ -32,19 +38,30 @@ async fn serve_version(listener: TcpListener) {
                 }
                 seen.extend_from_slice(&buf[..n]);
                 while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
                     seen.drain(..end + 4);
-                    let body = r#"{"version":"v7","instance":"i-1","az":"az-b"}"#;
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if socket.write_all(resp.as_bytes()).await.is_err() {
+                    let Some(response) = answer(head).await else {
+                        return;
+                    };
+                    if socket.write_all(response.as_bytes()).await.is_err() {
                         return;
                     }
                 }
             }
         });
     }
+}
+
+/// Answers every request like the webapp's `/version`.
+async fn serve_version(listener: TcpListener) {
+    serve(listener, |_| async {
+        let body = r#"{"version":"v7","instance":"i-1","az":"az-b"}"#;
+        Some(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    })
+    .await;
 }
 
 fn poll_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -118,55 +135,24 @@ async fn serve_self(listener: TcpListener, answers: Vec<(String, u16)>) {
     let answers = Arc::new(answers);
     let in_flight = Arc::new(AtomicUsize::new(0));
     // Becomes true, for good, once two requests have been in flight at once.
-    let (overlap_tx, overlap_rx) = tokio::sync::watch::channel(false);
-    let overlap_tx = Arc::new(overlap_tx);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            return;
-        };
-        let (answers, in_flight, overlap_tx, mut overlap_rx) = (
-            answers.clone(),
-            in_flight.clone(),
-            overlap_tx.clone(),
-            overlap_rx.clone(),
-        );
-        connections.spawn(async move {
-            let mut buf = [0u8; 4096];
-            let mut seen = Vec::new();
-            loop {
-                let Ok(n) = socket.read(&mut buf).await else {
-                    return;
-                };
-                if n == 0 {
-                    return;
-                }
-                seen.extend_from_slice(&buf[..n]);
-                while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
-                    seen.drain(..end + 4);
-                    if in_flight.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
-                        overlap_tx.send_replace(true);
-                    }
-                    if overlap_rx.wait_for(|seen| *seen).await.is_err() {
-                        return;
-                    }
-                    let status = answers
-                        .iter()
-                        .find(|(auth, _)| head.contains(&format!("authorization: {auth}")))
-                        .map(|(_, status)| *status);
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    let Some(status) = status else {
-                        return; // no answer at all
-                    };
-                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                    if socket.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
+    let overlap = Arc::new(tokio::sync::watch::channel(false).0);
+    serve(listener, move |head| {
+        let (answers, in_flight, overlap) = (answers.clone(), in_flight.clone(), overlap.clone());
+        async move {
+            if in_flight.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
+                overlap.send_replace(true);
             }
-        });
-    }
+            let overlapped = overlap.subscribe().wait_for(|seen| *seen).await.is_ok();
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            let status = answers
+                .iter()
+                .find(|(auth, _)| head.contains(&format!("authorization: {auth}")))
+                .map(|(_, status)| *status)
+                .filter(|_| overlapped)?;
+            Some(format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n"))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
