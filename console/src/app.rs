@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use provision::port::{
-    BackendKind, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Fault, FaultPlan, LifecycleState,
-    Outputs, Plan, ProvisionEvent, RefreshId, RefreshPreferences, ResourceEvent,
-    ScaleInProtectedInstances, Snapshot, StackOperation, StackRef, StackStatus, StandbyInstances,
+    BackendKind, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Event, EventSource, Fault,
+    FaultPlan, LifecycleState, Outputs, Plan, ProvisionEvent, RefreshId, RefreshPreferences,
+    ResourceEvent, ScaleInProtectedInstances, Snapshot, StackOperation, StackRef, StackStatus,
+    StandbyInstances,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate, StopConditions};
@@ -569,7 +570,7 @@ pub struct State {
     pub screen: Screen,
     pub previous: Vec<Screen>,
     pub mode: Mode,
-    /// The instance filter (`/`), applied to instance lists.
+    /// The filter (`/`), applied to instance lists and to the events log.
     pub filter: String,
     /// The focused AZ column.
     pub az: usize,
@@ -580,10 +581,27 @@ pub struct State {
     pub drill: Option<DrillView>,
     pub provision: Option<ProvisionView>,
     pub notices: VecDeque<Notice>,
+    /// Every event the watch has seen, newest first: a snapshot carries only the cloud's
+    /// recent ones (100 in the sandbox, 20 scaling activities on AWS).
+    pub events: VecDeque<Event>,
     pub quit: bool,
 }
 
 const MAX_NOTICES: usize = 200;
+
+/// How many events the console keeps.
+pub const EVENT_LOG: usize = 2_000;
+
+/// An event source's short name in the events pane.
+pub fn source_label(source: EventSource) -> &'static str {
+    match source {
+        EventSource::Scaling => "asg",
+        EventSource::LoadBalancer => "lb",
+        EventSource::Database => "db",
+        EventSource::Fault => "fault",
+        EventSource::Stack => "stack",
+    }
+}
 
 impl State {
     pub fn new(stack: StackRef, backend: BackendKind, origin: String, read_only: bool) -> Self {
@@ -605,8 +623,53 @@ impl State {
             drill: None,
             provision: None,
             notices: VecDeque::new(),
+            events: VecDeque::new(),
             quit: false,
         }
+    }
+
+    /// Adds the events of a snapshot (newest first) that the log does not hold yet, keeping
+    /// the log newest first and at most [`EVENT_LOG`] long.
+    pub fn log_events(&mut self, incoming: &[Event]) {
+        let mut fresh: Vec<Event> = incoming
+            .iter()
+            .filter(|e| {
+                // Only logged events at least as new can be the same one.
+                !self
+                    .events
+                    .iter()
+                    .take_while(|logged| logged.at >= e.at)
+                    .any(|logged| logged == *e)
+            })
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        fresh.sort_by_key(|e| std::cmp::Reverse(e.at));
+        let newest = self.events.front().map(|e| e.at);
+        let in_order = fresh.iter().all(|e| newest.is_none_or(|at| e.at >= at));
+        for e in fresh.into_iter().rev() {
+            self.events.push_front(e);
+        }
+        if !in_order {
+            // Late arrivals (a service reporting an older event now) go to their place.
+            self.events
+                .make_contiguous()
+                .sort_by_key(|e| std::cmp::Reverse(e.at));
+        }
+        self.events.truncate(EVENT_LOG);
+    }
+
+    /// The logged events the filter lets through (its text in the message, source or AZ).
+    pub fn listed_events(&self) -> impl Iterator<Item = &Event> {
+        let filter = self.current_filter();
+        self.events.iter().filter(move |e| {
+            filter.is_empty()
+                || e.message.contains(filter)
+                || source_label(e.source).contains(filter)
+                || e.az.as_deref().is_some_and(|az| az.contains(filter))
+        })
     }
 
     /// Whether this session can hurt production: the AWS backend, or a stack tagged so.
@@ -669,11 +732,16 @@ impl State {
     }
 
     pub fn matches_filter(&self, id: &str, version: Option<&str>) -> bool {
-        let filter = match &self.mode {
+        let filter = self.current_filter();
+        filter.is_empty() || id.contains(filter) || version.is_some_and(|v| v.contains(filter))
+    }
+
+    /// The filter as typed so far while `/` is open, else the one in force.
+    fn current_filter(&self) -> &str {
+        match &self.mode {
             Mode::Filter(f) => f.as_str(),
             _ => self.filter.as_str(),
-        };
-        filter.is_empty() || id.contains(filter) || version.is_some_and(|v| v.contains(filter))
+        }
     }
 
     fn notice(&mut self, level: Level, text: impl Into<String>) {
@@ -739,6 +807,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.watch_error = None;
             let names: Vec<&str> = snapshot.azs.iter().map(|a| a.az.as_str()).collect();
             state.az = state.az.min(names.len().saturating_sub(1));
+            state.log_events(&snapshot.events);
             state.snapshot = Some(snapshot);
             Vec::new()
         }
@@ -1248,7 +1317,11 @@ fn active_refresh_id(state: &State) -> Option<RefreshId> {
 }
 
 fn move_row(state: &mut State, down: bool) {
-    let len = state.listed_instances().len();
+    let len = if state.screen == Screen::Events {
+        state.listed_events().count()
+    } else {
+        state.listed_instances().len()
+    };
     if down {
         if state.row + 1 < len {
             state.row += 1;
@@ -1319,6 +1392,19 @@ fn on_normal_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('C') => ask_cancel(state),
         KeyCode::Char('R') => ask_rollback(state),
         KeyCode::Char('s') => stop_drill(state),
+        KeyCode::Char('y') if state.screen == Screen::Events => {
+            // The selected event as a line of text, for an incident's notes.
+            let line = state.listed_events().nth(state.row).map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.at.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    source_label(e.source),
+                    e.message
+                )
+            });
+            line.map(Effect::Copy).into_iter().collect()
+        }
         KeyCode::Char('y') => {
             let ids = state.listed_instances();
             match ids.get(state.row) {
@@ -1719,6 +1805,74 @@ mod tests {
         assert_eq!(s.gameday.max_error_pct, "250");
         let error = s.gameday.config(&s.az_names()).expect_err("250 %");
         assert!(error.contains("stop at error %"), "{error}");
+    }
+
+    fn event(second: i64, message: &str) -> Event {
+        Event {
+            at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second),
+            source: EventSource::Scaling,
+            az: Some("eu-west-1a".into()),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn the_event_log_keeps_what_snapshots_no_longer_carry() {
+        let mut s = state(BackendKind::Aws, false);
+        // Snapshots carry the recent events, newest first, overlapping from tick to tick.
+        s.log_events(&[event(2, "b"), event(1, "a")]);
+        s.log_events(&[event(3, "c"), event(2, "b")]);
+        s.log_events(&[event(3, "c"), event(3, "c2")]);
+        let messages = |s: &State| {
+            s.events
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(messages(&s), ["c2", "c", "b", "a"]);
+        // A late arrival with an older time goes to its place.
+        s.log_events(&[event(3, "c"), event(0, "early")]);
+        assert_eq!(messages(&s), ["c2", "c", "b", "a", "early"]);
+        // The log is bounded; the newest stay.
+        let many: Vec<Event> = (0..EVENT_LOG as i64 + 10)
+            .rev()
+            .map(|i| event(100 + i, "flood"))
+            .collect();
+        s.log_events(&many);
+        assert_eq!(s.events.len(), EVENT_LOG);
+        assert_eq!(
+            s.events[0].at,
+            time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100 + EVENT_LOG as i64 + 9)
+        );
+    }
+
+    #[test]
+    fn the_events_screen_filters_and_scrolls_within_what_it_lists() {
+        let mut s = state(BackendKind::Sandbox, false);
+        s.log_events(&[
+            event(4, "Terminating EC2 instance: i-2"),
+            event(3, "Launching a new EC2 instance: i-2"),
+            event(2, "Launching a new EC2 instance: i-1"),
+        ]);
+        update(&mut s, key(KeyCode::Char('e')));
+        update(&mut s, key(KeyCode::Char('/')));
+        chars(&mut s, "i-2");
+        update(&mut s, key(KeyCode::Enter));
+        assert_eq!(s.listed_events().count(), 2);
+        for _ in 0..5 {
+            update(&mut s, key(KeyCode::Char('j')));
+        }
+        assert_eq!(s.row, 1, "j stops at the last listed event");
+        // y copies the selected event as a line.
+        assert_eq!(
+            update(&mut s, key(KeyCode::Char('y'))),
+            [Effect::Copy(
+                "1970-01-01T00:00:03Z asg Launching a new EC2 instance: i-2".into()
+            )]
+        );
+        // The source's short name matches too.
+        s.filter = "asg".into();
+        assert_eq!(s.listed_events().count(), 3);
     }
 
     #[test]

@@ -15,12 +15,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, List, ListItem, Paragraph, Sparkline, Wrap};
 
 use provision::port::{
-    AzView, ChangeAction, DbRole, EventSource, HealthStatus, Instance, LifecycleState, MetricKind,
+    AzView, ChangeAction, DbRole, Event, HealthStatus, Instance, LifecycleState, MetricKind,
     MetricUnit, RefreshStatus, ResourceStatus, Snapshot, Target, TargetState,
 };
 
 use crate::app::{
-    DeployForm, GamedayForm, Level, Mode, ProvisionPhase, ProvisionView, Screen, State,
+    DeployForm, GamedayForm, Level, Mode, Notice, ProvisionPhase, ProvisionView, Screen, State,
+    source_label,
 };
 
 /// Above this many instances in one AZ column, the column shows counts per state instead of
@@ -30,6 +31,12 @@ const LIST_LIMIT: usize = 12;
 pub fn draw(frame: &mut Frame, state: &State) {
     let area = frame.area();
     let events_height = if area.height >= 30 { 8 } else { 4 };
+    // The events screen takes the events pane's room too.
+    let events_height = if state.screen == Screen::Events {
+        0
+    } else {
+        events_height
+    };
     let [header, strip, body, events, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -43,7 +50,7 @@ pub fn draw(frame: &mut Frame, state: &State) {
     match state.screen {
         Screen::Dashboard => draw_dashboard(frame, body, state),
         Screen::Instances => draw_instances(frame, body, state),
-        Screen::Events => draw_events(frame, body, state, usize::MAX),
+        Screen::Events => draw_event_log(frame, body, state),
         Screen::Deploy => draw_deploy(frame, body, state),
         Screen::GameDay => draw_gameday(frame, body, state),
         Screen::Provision => draw_provision(frame, body, state),
@@ -494,43 +501,13 @@ fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
     frame.render_widget(List::new(items).block(Block::bordered().title(title)), area);
 }
 
+/// The events pane under every other screen: the console's own notices, then the newest
+/// events, then the sections the watch could not read.
 fn draw_events(frame: &mut Frame, area: Rect, state: &State, limit: usize) {
-    let mut lines: Vec<Line> = Vec::new();
-    for notice in state.notices.iter().take(limit) {
-        let color = match notice.level {
-            Level::Info => Color::Gray,
-            Level::Warn => Color::Yellow,
-            Level::Error => Color::Red,
-        };
-        lines.push(Line::from(Span::styled(
-            format!("triad  {}", notice.text),
-            Style::new().fg(color),
-        )));
-    }
+    let mut lines: Vec<Line> = state.notices.iter().take(limit).map(notice_line).collect();
+    let room = limit.saturating_sub(lines.len());
+    lines.extend(state.events.iter().take(room).map(event_line));
     if let Some(snapshot) = &state.snapshot {
-        for e in snapshot
-            .events
-            .iter()
-            .take(limit.saturating_sub(lines.len()))
-        {
-            let source = match e.source {
-                EventSource::Scaling => "asg",
-                EventSource::LoadBalancer => "lb",
-                EventSource::Database => "db",
-                EventSource::Fault => "fault",
-                EventSource::Stack => "stack",
-            };
-            let at =
-                e.at.format(time::macros::format_description!(
-                    "[hour]:[minute]:[second]"
-                ))
-                .unwrap_or_default();
-            lines.push(Line::from(vec![
-                Span::raw(format!("{at} ")).dim(),
-                Span::raw(format!("{source:<5} ")),
-                Span::raw(e.message.clone()),
-            ]));
-        }
         for err in &snapshot.errors {
             lines.push(Line::from(Span::styled(
                 format!("{} unavailable: {}", err.section, err.message),
@@ -547,6 +524,84 @@ fn draw_events(frame: &mut Frame, area: Rect, state: &State, limit: usize) {
         ),
         area,
     );
+}
+
+/// The events screen: the whole log the console has kept, filtered with `/`, scrolled to the
+/// selected row, with the console's own notices above it.
+fn draw_event_log(frame: &mut Frame, area: Rect, state: &State) {
+    let notices = state.notices.len().min(3);
+    let [notice_area, log_area] =
+        Layout::vertical([Constraint::Length(notices as u16), Constraint::Min(3)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(
+            state
+                .notices
+                .iter()
+                .take(notices)
+                .map(notice_line)
+                .collect::<Vec<_>>(),
+        ),
+        notice_area,
+    );
+    let listed: Vec<&Event> = state.listed_events().collect();
+    let room = usize::from(log_area.height.saturating_sub(2)).max(1);
+    let selected = state.row.min(listed.len().saturating_sub(1));
+    let first = scroll_start(selected, room);
+    let items: Vec<ListItem> = listed
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(room)
+        .map(|(row, e)| {
+            let line = event_line(e);
+            ListItem::new(if row == selected {
+                line.reversed()
+            } else {
+                line
+            })
+        })
+        .collect();
+    let mut title = format!(" events ({}", listed.len());
+    if listed.len() != state.events.len() {
+        title.push_str(&format!(" of {}", state.events.len()));
+    }
+    title.push_str(") ");
+    let filter = match &state.mode {
+        Mode::Filter(f) => f.as_str(),
+        _ => state.filter.as_str(),
+    };
+    if !filter.is_empty() {
+        title.push_str(&format!("/{filter} "));
+    }
+    frame.render_widget(
+        List::new(items).block(Block::bordered().title(title)),
+        log_area,
+    );
+}
+
+fn notice_line(notice: &Notice) -> Line<'static> {
+    let color = match notice.level {
+        Level::Info => Color::Gray,
+        Level::Warn => Color::Yellow,
+        Level::Error => Color::Red,
+    };
+    Line::from(Span::styled(
+        format!("triad  {}", notice.text),
+        Style::new().fg(color),
+    ))
+}
+
+fn event_line(e: &Event) -> Line<'static> {
+    let at =
+        e.at.format(time::macros::format_description!(
+            "[hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default();
+    Line::from(vec![
+        Span::raw(format!("{at} ")).dim(),
+        Span::raw(format!("{:<5} ", source_label(e.source))),
+        Span::raw(e.message.clone()),
+    ])
 }
 
 fn form_lines(labels: &[&str], values: &[String], focused: usize) -> Vec<Line<'static>> {
@@ -1053,14 +1108,17 @@ fn draw_help(frame: &mut Frame, area: Rect, state: &State) {
         ("j k ↑ ↓", "move in the list"),
         ("h l ← → Tab", "focus another AZ"),
         ("Enter i", "instances (all AZs, filterable)"),
-        ("e", "events"),
-        ("/", "filter instances by id or version (Esc clears)"),
+        ("e", "events: everything seen this session, newest first"),
+        (
+            "/",
+            "filter instances by id or version, events by text (Esc clears)",
+        ),
         (":", commands.as_str()),
         (
             "p",
             "provisioning: plan the stack spec (a applies, D destroys)",
         ),
-        ("y", "copy the selected instance id (OSC 52)"),
+        ("y", "copy the selected instance id, or event (OSC 52)"),
         ("Esc", "back"),
         ("q Ctrl-C", "quit"),
     ];

@@ -507,3 +507,36 @@ async fn the_gameday_dialog_shows_its_stop_conditions() {
     }
     insta::assert_snapshot!("gameday_dialog_80x24", screen);
 }
+
+/// The events screen lists the whole log the console kept, filtered with `/`, and takes the
+/// events pane's room.
+#[tokio::test]
+async fn the_events_screen_lists_the_log_filtered() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    let total = state.events.len();
+    assert!(
+        total >= 6,
+        "the seeded stack's launches are logged: {total}"
+    );
+    update(&mut state, Action::Key(crossterm_key('e')));
+    update(&mut state, Action::Key(crossterm_key('/')));
+    for c in "i-mem00002".chars() {
+        update(&mut state, Action::Key(crossterm_key(c)));
+    }
+    update(
+        &mut state,
+        Action::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Enter,
+            crossterm::event::KeyModifiers::NONE,
+        )),
+    );
+    let screen = render(&state, 80, 24);
+    let listed = state.listed_events().count();
+    assert!(listed >= 1 && listed < total, "{listed} of {total}");
+    assert!(
+        screen.contains(&format!("events ({listed} of {total}) /i-mem00002")),
+        "{screen}"
+    );
+    assert!(!screen.contains("i-mem00001"), "{screen}");
+    insta::assert_snapshot!("events_filtered_80x24", screen);
+}
