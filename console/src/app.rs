@@ -584,6 +584,8 @@ pub struct State {
     /// Every event the watch has seen, newest first: a snapshot carries only the cloud's
     /// recent ones (100 in the sandbox, 20 scaling activities on AWS).
     pub events: VecDeque<Event>,
+    /// The stack spec tags the stack as production (see `StackSpec::is_tagged_production`).
+    pub tagged_production: bool,
     pub quit: bool,
 }
 
@@ -624,6 +626,7 @@ impl State {
             provision: None,
             notices: VecDeque::new(),
             events: VecDeque::new(),
+            tagged_production: false,
             quit: false,
         }
     }
@@ -674,7 +677,7 @@ impl State {
 
     /// Whether this session can hurt production: the AWS backend, or a stack tagged so.
     pub fn is_production(&self) -> bool {
-        self.backend == BackendKind::Aws
+        self.backend == BackendKind::Aws || self.tagged_production
     }
 
     /// The versions in-service instances run, with how many run each ("1.0.0 ×3"), or
@@ -1873,6 +1876,17 @@ mod tests {
         // The source's short name matches too.
         s.filter = "asg".into();
         assert_eq!(s.listed_events().count(), 3);
+    }
+
+    #[test]
+    fn a_stack_tagged_production_wants_typed_names_on_the_sandbox_too() {
+        let mut s = state(BackendKind::Sandbox, false);
+        assert!(!s.is_production());
+        assert_eq!(s.confirmation_word(Some("eu-west-1a")), "y");
+        s.tagged_production = true;
+        assert!(s.is_production());
+        assert_eq!(s.confirmation_word(Some("eu-west-1a")), "eu-west-1a");
+        assert_eq!(s.confirmation_word(None), "demo");
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn load_stack(cli: &Cli) -> Result<StackRef, Outcome> {
 /// The stack of the spec file and its guarded backend: where every command that talks to a
 /// running stack starts. On the sandbox, a stack that is not running yet is brought up first,
 /// with its progress on standard error.
-pub async fn session(cli: &Cli) -> Result<(StackRef, BackendChoice, Arc<dyn Cloud>), Outcome> {
+pub async fn session(cli: &Cli) -> Result<(StackRef, bool, Arc<dyn Cloud>), Outcome> {
     let (spec, stack) = load_spec(cli)?;
     let (choice, cloud) = open(cli, &stack).await?;
     backend::ensure_running(&choice, &cloud, &spec, &stack, |event| {
@@ -94,7 +94,13 @@ pub async fn session(cli: &Cli) -> Result<(StackRef, BackendChoice, Arc<dyn Clou
     })
     .await
     .map_err(|e| fail_with_log(&e, &stack))?;
-    Ok((stack, choice, cloud))
+    Ok((stack, is_production(&choice, &spec), cloud))
+}
+
+/// Whether changes must be confirmed with a typed name: on AWS, and on a stack its spec tags
+/// as production whatever the backend.
+pub fn is_production(choice: &BackendChoice, spec: &StackSpec) -> bool {
+    choice.kind() == BackendKind::Aws || spec.is_tagged_production()
 }
 
 /// Reports `error`, and on the sandbox the end of the daemon's log when it says why.
@@ -374,7 +380,7 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
-    let (stack, choice, cloud) = match session(cli).await {
+    let (stack, production, cloud) = match session(cli).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -409,9 +415,10 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
         return Outcome::Refused;
     }
     if !args.yes {
-        let expected = match choice.kind() {
-            BackendKind::Aws => plan.az.clone().unwrap_or_else(|| stack.name.clone()),
-            _ => "y".to_string(),
+        let expected = if production {
+            plan.az.clone().unwrap_or_else(|| stack.name.clone())
+        } else {
+            "y".to_string()
         };
         if !confirm("This changes the stack.", &expected) {
             eprintln!("triad: not confirmed; nothing was changed");
@@ -641,8 +648,11 @@ pub async fn up(cli: &Cli, yes: bool, releases: &ReleaseArgs) -> Outcome {
         return Outcome::Refused;
     }
     if !yes
-        && provisioning.choice.kind() == BackendKind::Aws
-        && !confirm("This creates or changes AWS resources.", &stack.name)
+        && is_production(&provisioning.choice, &provisioning.spec)
+        && !confirm(
+            "This creates or changes the stack's resources.",
+            &stack.name,
+        )
     {
         eprintln!("triad: not confirmed; nothing was changed");
         return Outcome::Refused;

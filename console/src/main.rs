@@ -97,6 +97,7 @@ async fn console(cli: &Cli) -> Outcome {
         }
         Err(e) => (None, Some(e.to_string())),
     };
+    let tagged_production = spec.is_tagged_production();
     let provisioning = triad::backend::Provisioning {
         choice: choice.clone(),
         spec,
@@ -105,12 +106,13 @@ async fn console(cli: &Cli) -> Outcome {
         mailer_zip: None,
         read_only: cli.read_only,
     };
-    let state = triad::app::State::new(
+    let mut state = triad::app::State::new(
         stack,
         choice.kind(),
         triad::backend::origin(&choice),
         cli.read_only,
     );
+    state.tagged_production = tagged_production;
     match triad::run::run(state, cloud, provisioning, error).await {
         Ok(()) => Outcome::Done,
         Err(e) => {

@@ -540,3 +540,19 @@ async fn the_events_screen_lists_the_log_filtered() {
     assert!(!screen.contains("i-mem00001"), "{screen}");
     insta::assert_snapshot!("events_filtered_80x24", screen);
 }
+
+/// A sandbox stack its spec tags as production shows the production cue too.
+#[tokio::test]
+async fn a_production_tagged_sandbox_stack_shows_the_cue() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    let header = |state: &State| {
+        render(state, 80, 24)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(!header(&state).contains("PRODUCTION"), "{}", header(&state));
+    state.tagged_production = true;
+    assert!(header(&state).contains("PRODUCTION"), "{}", header(&state));
+}

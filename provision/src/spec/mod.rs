@@ -317,11 +317,53 @@ impl StackSpec {
         })
     }
 
+    /// Whether the spec tags the stack as production: an `environment`, `env` or `stage` tag
+    /// (any case) whose value is `production` or `prod` (any case). The console then shows
+    /// the production cue and asks for typed names, on every backend.
+    pub fn is_tagged_production(&self) -> bool {
+        self.tags.iter().any(|(key, value)| {
+            ["environment", "env", "stage"].contains(&key.to_ascii_lowercase().as_str())
+                && ["production", "prod"].contains(&value.to_ascii_lowercase().as_str())
+        })
+    }
+
     /// The letter that ends an AZ name, upper-cased: `eu-west-1b` → `B`. Used in logical ids.
     pub fn az_letter(az: &str) -> String {
         az.chars()
             .last()
             .map(|c| c.to_ascii_uppercase().to_string())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StackSpec;
+
+    fn spec_with_tags(tags: &str) -> StackSpec {
+        StackSpec::parse(&format!(
+            "name = \"shop\"\nregion = \"eu-west-1\"\ntags = {{ {tags} }}\n\
+             [app]\nversion = \"1.0.0\"\n[mailer]\nsender = \"no-reply@example.com\"\n"
+        ))
+        .expect("a valid spec")
+    }
+
+    #[test]
+    fn an_environment_tag_of_production_marks_the_stack() {
+        for tags in [
+            "environment = \"production\"",
+            "Environment = \"Prod\"",
+            "env = \"prod\"",
+            "stage = \"PRODUCTION\"",
+        ] {
+            assert!(spec_with_tags(tags).is_tagged_production(), "{tags}");
+        }
+        for tags in [
+            "environment = \"staging\"",
+            "team = \"production\"",
+            "environment = \"preprod\"",
+        ] {
+            assert!(!spec_with_tags(tags).is_tagged_production(), "{tags}");
+        }
     }
 }
