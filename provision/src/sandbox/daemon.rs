@@ -72,6 +72,8 @@ const DB_FALLBACK_PREFIX: &str = "triad-sandbox-";
 const BRING_UP_LIMIT: Duration = Duration::from_secs(180);
 /// Events a snapshot carries at most.
 const SNAPSHOT_EVENTS: usize = 100;
+/// Of those, the side channel's (the mailer's) at most.
+const SNAPSHOT_MAILER_EVENTS: usize = 30;
 /// Points the daemon's own per-second series keep (as long as the load balancer's metrics).
 const SAMPLES_KEPT: usize = 900;
 
@@ -971,19 +973,23 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
     snapshot.enabled_azs = stack.fleet.enabled_azs();
     snapshot.suspended_processes = stack.fleet.suspended();
     snapshot.refreshes = stack.fleet.refreshes();
-    let mut events = stack.fleet.events();
-    if let Some(side_channel) = &stack.side_channel {
-        events.extend(side_channel.events());
-    }
-    events.extend(db.events.iter().map(|e| Event {
-        at: e.at,
-        source: EventSource::Database,
-        az: None,
-        message: e.message.clone(),
-    }));
-    events.sort_by_key(|e| std::cmp::Reverse(e.at));
-    events.truncate(SNAPSHOT_EVENTS);
-    snapshot.events = events;
+    snapshot.events = snapshot_events(
+        stack.fleet.events(),
+        stack
+            .side_channel
+            .as_ref()
+            .map(|side_channel| side_channel.events())
+            .unwrap_or_default(),
+        db.events
+            .iter()
+            .map(|e| Event {
+                at: e.at,
+                source: EventSource::Database,
+                az: None,
+                message: e.message.clone(),
+            })
+            .collect(),
+    );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
     snapshot
 }
@@ -1251,9 +1257,54 @@ async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError
     Ok(())
 }
 
+/// A snapshot's events, newest first and at most [`SNAPSHOT_EVENTS`]: the fleet's and the
+/// database's, and only the side channel's newest [`SNAPSHOT_MAILER_EVENTS`] (one line per
+/// e-mail, so a signup stream would otherwise push the others out).
+fn snapshot_events(fleet: Vec<Event>, mut mailer: Vec<Event>, db: Vec<Event>) -> Vec<Event> {
+    mailer.sort_by_key(|e| std::cmp::Reverse(e.at));
+    mailer.truncate(SNAPSHOT_MAILER_EVENTS);
+    let mut events = fleet;
+    events.extend(mailer);
+    events.extend(db);
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
+    events.truncate(SNAPSHOT_EVENTS);
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(second: i64, source: EventSource, message: &str) -> Event {
+        Event {
+            at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second),
+            source,
+            az: None,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_signup_stream_does_not_push_the_fleet_and_database_out_of_a_snapshot() {
+        let fleet = vec![event(5, EventSource::Scaling, "Launching i-1")];
+        let db = vec![event(4, EventSource::Database, "failover to db2")];
+        let mailer: Vec<Event> = (0..500)
+            .map(|i| event(1_000 - i, EventSource::Stack, "verification e-mail sent"))
+            .collect();
+        let events = snapshot_events(fleet, mailer, db);
+        assert_eq!(events.len(), SNAPSHOT_MAILER_EVENTS + 2);
+        assert_eq!(
+            events[0].at.unix_timestamp(),
+            1_000,
+            "the newest mail first"
+        );
+        assert!(events.iter().any(|e| e.message == "Launching i-1"));
+        assert!(events.iter().any(|e| e.message == "failover to db2"));
+        assert!(
+            events.windows(2).all(|w| w[0].at >= w[1].at),
+            "newest first"
+        );
+    }
 
     #[test]
     fn down_removes_a_recorded_fallback_database_dir_and_nothing_else() {
