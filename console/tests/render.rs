@@ -198,20 +198,22 @@ async fn drill_running_and_report() {
     state.screen = triad::app::Screen::GameDay;
     state.drill = Some(drill_view(false));
     let screen = render(&state, 80, 24);
-    for text in ["DB primary mem-1a available", "DB standby mem-1b"] {
-        assert!(screen.contains(text), "the database's roles:\n{screen}");
-    }
+    assert_shows(
+        &screen,
+        &["DB primary mem-1a available", "DB standby mem-1b"],
+    );
     insta::assert_snapshot!("drill_running_80x24", screen);
     state.drill = Some(drill_view(true));
     let screen = render(&state, 160, 48);
-    for text in [
-        "verdict: Passed",
-        "p99 before 8.5 ms · during 31.0 ms · after 9.0 ms",
-        "healthy capacity mem-1a 2→0",
-        "in /srv/triad/demo/reports/1700000000: report.json report.md",
-    ] {
-        assert!(screen.contains(text), "{text}:\n{screen}");
-    }
+    assert_shows(
+        &screen,
+        &[
+            "verdict: Passed",
+            "p99 before 8.5 ms · during 31.0 ms · after 9.0 ms",
+            "healthy capacity mem-1a 2→0",
+            "in /srv/triad/demo/reports/1700000000: report.json report.md",
+        ],
+    );
     insta::assert_snapshot!("drill_report_160x48", screen);
 }
 
@@ -376,6 +378,13 @@ async fn provisioning_plan_then_progress_then_rollback() {
     insta::assert_snapshot!("provision_rolled_back_160x48", screen);
 }
 
+/// Asserts that the rendered screen shows every one of `texts`.
+fn assert_shows(screen: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(screen.contains(text), "{text:?} is not shown:\n{screen}");
+    }
+}
+
 fn crossterm_key(c: char) -> crossterm::event::KeyEvent {
     crossterm::event::KeyEvent::new(
         crossterm::event::KeyCode::Char(c),
@@ -434,14 +443,15 @@ async fn the_deploy_dialog_shows_every_preference_at_80x24() {
     let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
     update(&mut state, Action::Key(crossterm_key('d')));
     let screen = render(&state, 80, 24);
-    for label in [
-        "alarms",
-        "scale-in protected",
-        "standby instances",
-        "q quit",
-    ] {
-        assert!(screen.contains(label), "{label}:\n{screen}");
-    }
+    assert_shows(
+        &screen,
+        &[
+            "alarms",
+            "scale-in protected",
+            "standby instances",
+            "q quit",
+        ],
+    );
     insta::assert_snapshot!("deploy_dialog_80x24", screen);
 }
 
@@ -497,14 +507,15 @@ async fn the_gameday_dialog_shows_its_stop_conditions() {
     let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
     update(&mut state, Action::Key(crossterm_key('g')));
     let screen = render(&state, 80, 24);
-    for text in [
-        "signups /s",
-        "stop below healthy",
-        "the drill stops after 540 s at most",
-        "off",
-    ] {
-        assert!(screen.contains(text), "{text}:\n{screen}");
-    }
+    assert_shows(
+        &screen,
+        &[
+            "signups /s",
+            "stop below healthy",
+            "the drill stops after 540 s at most",
+            "off",
+        ],
+    );
     insta::assert_snapshot!("gameday_dialog_80x24", screen);
 }
 
