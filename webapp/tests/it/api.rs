@@ -165,13 +165,8 @@ async fn without_its_database_the_app_serves_503_until_the_migrations_are_applie
     assert_eq!(client.get("/version").dispatch().await.status(), Status::Ok);
     assert!(!app.schema.is_ready());
 
-    let sns = aws_sdk_sns::Client::new(&aws);
     let topic_name = topic.rsplit(':').next().expect("topic name");
-    sns.create_topic()
-        .name(topic_name)
-        .send()
-        .await
-        .expect("create the topic");
+    crate::common::create_topic(&aws, topic_name).await;
     let mut admin = admin_connection(&testkit::pg_admin_url()).await;
     sqlx::query(&format!("CREATE DATABASE \"{name}\""))
         .execute(&mut admin)

@@ -19,6 +19,18 @@ pub fn topic_arn(name: &str) -> String {
     format!("arn:aws:sns:us-east-1:{ACCOUNT}:{name}")
 }
 
+/// Creates the SNS topic `name` at `aws` and returns its ARN (what [`topic_arn`] predicts).
+pub async fn create_topic(aws: &aws_config::SdkConfig, name: &str) -> String {
+    aws_sdk_sns::Client::new(aws)
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("create the topic")
+        .topic_arn
+        .expect("a topic ARN")
+}
+
 /// Settings for a test on `database_url`, with a topic and a token table of unique names.
 pub fn settings(database_url: &str) -> Settings {
     Settings {

@@ -74,14 +74,7 @@ async fn events_written_while_sns_is_down_are_delivered_once_it_is_back() {
     let topic_name = testkit::unique_name("user-created");
     let sns = aws_sdk_sns::Client::new(&moto_aws);
     let sqs = aws_sdk_sqs::Client::new(&moto_aws);
-    let topic_arn = sns
-        .create_topic()
-        .name(&topic_name)
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn
-        .expect("topic arn");
+    let topic_arn = crate::common::create_topic(&moto_aws, &topic_name).await;
     assert_eq!(topic_arn, crate::common::topic_arn(&topic_name));
     let queue_url = sqs
         .create_queue()
@@ -274,14 +267,7 @@ async fn an_instance_that_cannot_reach_sns_leaves_its_events_to_one_that_can() {
     let url = testkit::fresh_database().await.expect("fresh database");
     let moto = testkit::aws_config().await;
     let topic_name = testkit::unique_name("user-created");
-    let topic_arn = aws_sdk_sns::Client::new(&moto)
-        .create_topic()
-        .name(&topic_name)
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn
-        .expect("topic arn");
+    let topic_arn = crate::common::create_topic(&moto, &topic_name).await;
 
     let closed = testkit::free_port().expect("free port");
     let mut broken = settings(&url);
