@@ -102,18 +102,12 @@ fn spawn_input(tx: mpsc::UnboundedSender<Action>) {
 }
 
 fn spawn_watch(cloud: Arc<dyn Cloud>, stack: StackRef, tx: mpsc::UnboundedSender<Action>) {
-    tokio::spawn(async move {
-        let mut snapshots = cloud.watch(&stack, WATCH_INTERVAL);
-        while let Some(item) = snapshots.next().await {
-            let action = match item {
-                Ok(snapshot) => Action::Snapshot(Box::new(snapshot)),
-                Err(e) => Action::WatchFailed(e.to_string()),
-            };
-            if tx.send(action).is_err() {
-                return;
-            }
-        }
-    });
+    tokio::spawn(forward(
+        cloud.watch(&stack, WATCH_INTERVAL),
+        |snapshot| Action::Snapshot(Box::new(snapshot)),
+        Action::WatchFailed,
+        tx,
+    ));
 }
 
 /// Carries out effects on tokio tasks; each sends its result back as an action.
@@ -207,7 +201,7 @@ impl Runner {
                         })
                         .await;
                     match prepared {
-                        Ok(plan) => forward(cloud.apply(&plan), tx).await,
+                        Ok(plan) => forward_provisioning(cloud.apply(&plan), tx).await,
                         Err(e) => {
                             let _ = tx.send(Action::ProvisionFailed(e.to_string()));
                         }
@@ -215,7 +209,7 @@ impl Runner {
                 });
             }
             Effect::Destroy => {
-                tokio::spawn(forward(cloud.destroy(&stack), tx));
+                tokio::spawn(forward_provisioning(cloud.destroy(&stack), tx));
             }
             Effect::StartDrill(config) => {
                 let (stop_tx, stop_rx) = watch::channel(false);
@@ -254,17 +248,37 @@ impl Runner {
     }
 }
 
-/// Forwards a provisioning stream's events to the console until it ends.
-async fn forward(mut events: CloudStream<ProvisionEvent>, tx: mpsc::UnboundedSender<Action>) {
-    while let Some(event) = events.next().await {
-        let action = match event {
-            Ok(event) => Action::Provision(Box::new(event)),
-            Err(e) => Action::ProvisionFailed(e.to_string()),
+/// Forwards a cloud stream's items to the console as actions (`ok` for an item, `failed` with
+/// the error's text) until the stream ends or the console is gone.
+async fn forward<T>(
+    mut items: CloudStream<T>,
+    ok: impl Fn(T) -> Action,
+    failed: impl Fn(String) -> Action,
+    tx: mpsc::UnboundedSender<Action>,
+) {
+    while let Some(item) = items.next().await {
+        let action = match item {
+            Ok(item) => ok(item),
+            Err(e) => failed(e.to_string()),
         };
         if tx.send(action).is_err() {
             return;
         }
     }
+}
+
+/// Forwards a provisioning stream's events to the console until it ends.
+async fn forward_provisioning(
+    events: CloudStream<ProvisionEvent>,
+    tx: mpsc::UnboundedSender<Action>,
+) {
+    forward(
+        events,
+        |event| Action::Provision(Box::new(event)),
+        Action::ProvisionFailed,
+        tx,
+    )
+    .await;
 }
 
 fn failed(what: &str, error: provision::port::CloudError) -> Action {
