@@ -243,23 +243,18 @@ impl DeployForm {
     }
 
     /// What an empty text field means, shown in its place.
-    pub fn placeholder(&self, field: usize) -> Option<&'static str> {
-        let empty = match field {
-            3 => self.warmup.is_empty(),
-            4 => self.checkpoints.is_empty(),
-            5 => self.checkpoint_delay.is_empty(),
-            7 => self.alarms.is_empty(),
-            _ => false,
-        };
-        if !empty {
+    pub fn placeholder(&self, field: usize) -> Option<String> {
+        if !self.value(field).is_empty() {
             return None;
         }
         match field {
-            3 => Some("the group's default warmup"),
-            4 => Some("none (e.g. 20,50)"),
-            5 if self.checkpoints.trim().is_empty() => Some("needs checkpoints"),
-            5 => Some("3600 (AWS's default)"),
-            7 => Some("none (alarm names, comma-separated)"),
+            3 => Some("the group's default warmup".into()),
+            4 => Some("none (e.g. 20,50)".into()),
+            5 if self.checkpoints.trim().is_empty() => Some("needs checkpoints".into()),
+            5 => Some(format!(
+                "{DEFAULT_CHECKPOINT_DELAY_SECONDS} (AWS's default)"
+            )),
+            7 => Some("none (alarm names, comma-separated)".into()),
             _ => None,
         }
     }
@@ -740,7 +735,7 @@ impl State {
     }
 
     /// The filter as typed so far while `/` is open, else the one in force.
-    fn current_filter(&self) -> &str {
+    pub fn current_filter(&self) -> &str {
         match &self.mode {
             Mode::Filter(f) => f.as_str(),
             _ => self.filter.as_str(),

@@ -493,10 +493,12 @@ fn draw_instances(frame: &mut Frame, area: Rect, state: &State) {
         }
         items.push(ListItem::new(line));
     }
-    let title = if state.filter.is_empty() {
+    // The count follows the filter as it is typed, so the title does too.
+    let filter = state.current_filter();
+    let title = if filter.is_empty() {
         format!(" instances ({total}) ")
     } else {
-        format!(" instances ({total}) /{} ", state.filter)
+        format!(" instances ({total}) /{filter} ")
     };
     frame.render_widget(List::new(items).block(Block::bordered().title(title)), area);
 }
@@ -566,10 +568,7 @@ fn draw_event_log(frame: &mut Frame, area: Rect, state: &State) {
         title.push_str(&format!(" of {}", state.events.len()));
     }
     title.push_str(") ");
-    let filter = match &state.mode {
-        Mode::Filter(f) => f.as_str(),
-        _ => state.filter.as_str(),
-    };
+    let filter = state.current_filter();
     if !filter.is_empty() {
         title.push_str(&format!("/{filter} "));
     }
@@ -652,7 +651,7 @@ fn draw_deploy(frame: &mut Frame, area: Rect, state: &State) {
     // version, AWS's behaviour beside an empty preference.
     add_hints(&mut lines, |i| match i {
         0 if form.version.is_empty() => Some(format!("running now: {}", state.running_versions())),
-        _ => form.placeholder(i).map(str::to_owned),
+        _ => form.placeholder(i),
     });
     lines.push(Line::from(""));
     lines.push(Line::from(
