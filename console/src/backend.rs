@@ -213,9 +213,25 @@ pub struct Provisioning {
     /// The mailer package named with `--mailer-zip`.
     pub mailer_zip: Option<PathBuf>,
     pub read_only: bool,
+    /// On AWS, the client artefact plans are made with: its SDK configuration is loaded
+    /// once, on the first plan, not again for each plan and apply.
+    aws: Arc<tokio::sync::OnceCell<AwsCloud>>,
 }
 
 impl Provisioning {
+    /// Provisioning of `spec` as `stack` on `choice`, with no release files named.
+    pub fn new(choice: BackendChoice, spec: StackSpec, stack: StackRef, read_only: bool) -> Self {
+        Provisioning {
+            choice,
+            spec,
+            stack,
+            webapp: None,
+            mailer_zip: None,
+            read_only,
+            aws: Arc::default(),
+        }
+    }
+
     fn releases(&self) -> Vec<Release> {
         let webapp = match &self.webapp {
             Some(path) => Some(ReleaseFile {
@@ -237,12 +253,12 @@ impl Provisioning {
     /// On AWS, the artefact plan (read-only) and the client it was made with.
     async fn artefacts(
         &self,
-    ) -> Result<Option<(AwsCloud, provision::aws::ArtefactPlan)>, CloudError> {
+    ) -> Result<Option<(&AwsCloud, provision::aws::ArtefactPlan)>, CloudError> {
         let BackendChoice::Aws(settings) = &self.choice else {
             return Ok(None);
         };
-        let aws = AwsCloud::new(settings).await;
-        let plan = plan_artefacts(&aws, &self.spec, &self.releases()).await?;
+        let aws = self.aws.get_or_init(|| AwsCloud::new(settings)).await;
+        let plan = plan_artefacts(aws, &self.spec, &self.releases()).await?;
         Ok(Some((aws, plan)))
     }
 
@@ -283,7 +299,7 @@ impl Provisioning {
             return Ok(plan);
         };
         let bucket = prepare_artefacts(
-            &aws,
+            aws,
             &self.spec,
             &artefacts,
             |event| on_line(crate::commands::progress_line(event)),

@@ -580,17 +580,10 @@ async fn provisioning(
     }
     let (spec, stack) = load_spec(cli)?;
     let (choice, cloud) = open(cli, &stack).await?;
-    Ok((
-        backend::Provisioning {
-            choice,
-            spec,
-            stack,
-            webapp: releases.webapp.clone(),
-            mailer_zip: releases.mailer_zip.clone(),
-            read_only: cli.read_only,
-        },
-        cloud,
-    ))
+    let mut provisioning = backend::Provisioning::new(choice, spec, stack, cli.read_only);
+    provisioning.webapp = releases.webapp.clone();
+    provisioning.mailer_zip = releases.mailer_zip.clone();
+    Ok((provisioning, cloud))
 }
 
 /// Follows a provisioning stream, printing each event; the outcome says how it ended.

@@ -98,14 +98,8 @@ async fn console(cli: &Cli) -> Outcome {
         Err(e) => (None, Some(e.to_string())),
     };
     let tagged_production = spec.is_tagged_production();
-    let provisioning = triad::backend::Provisioning {
-        choice: choice.clone(),
-        spec,
-        stack: stack.clone(),
-        webapp: None,
-        mailer_zip: None,
-        read_only: cli.read_only,
-    };
+    let provisioning =
+        triad::backend::Provisioning::new(choice.clone(), spec, stack.clone(), cli.read_only);
     let mut state = triad::app::State::new(
         stack,
         choice.kind(),
