@@ -397,11 +397,8 @@ impl GamedayForm {
         let zero = |text: &str| text.trim() == "0";
         match field {
             2 => self.duration.trim().parse::<u64>().ok().map(|secs| {
-                let ceiling = StopConditions::for_drill(Duration::from_secs(secs.max(1)), 0, 0);
-                format!(
-                    "the drill stops after {} s at most",
-                    ceiling.max_duration.as_secs()
-                )
+                let ceiling = StopConditions::ceiling(Duration::from_secs(secs.max(1)));
+                format!("the drill stops after {} s at most", ceiling.as_secs())
             }),
             4 if zero(&self.signups) => Some("none".into()),
             4 => Some("each acknowledged one is checked afterwards".into()),

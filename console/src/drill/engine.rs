@@ -47,6 +47,11 @@ impl Default for StopConditions {
 }
 
 impl StopConditions {
+    /// The longest a drill whose fault stays `fault_duration` may take.
+    pub fn ceiling(fault_duration: Duration) -> Duration {
+        fault_duration * 4 + Duration::from_secs(300)
+    }
+
     /// The stop conditions of a drill whose fault stays `fault_duration`: the probe's error
     /// rate above `max_error_pct` %, total healthy capacity below `min_healthy_capacity`
     /// (0: off), and a ceiling on the whole drill of four times the fault's duration plus
@@ -59,7 +64,7 @@ impl StopConditions {
         StopConditions {
             max_error_rate: f64::from(max_error_pct.min(100)) / 100.0,
             min_healthy_capacity,
-            max_duration: fault_duration * 4 + Duration::from_secs(300),
+            max_duration: Self::ceiling(fault_duration),
             ..StopConditions::default()
         }
     }
