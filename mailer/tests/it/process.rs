@@ -7,7 +7,6 @@
 //! retries with backoff, then gives up on), and moto's refusal of a sender whose identity is not
 //! verified (`MessageRejected`).
 
-mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +16,7 @@ use contract::tokens::{
 };
 use mailer::email::SendError;
 use mailer::handler::{Outcome, ProcessError, process_message};
-use support::{Scene, TTL, number, string};
+use crate::support::{Scene, TTL, number, string};
 
 fn epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs()

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
 
 /// One sandbox stack and one tmux server running the console against it. Dropping it closes
 /// the console and takes the stack down.
@@ -26,10 +25,10 @@ struct Console {
 impl Console {
     /// Brings the stack `name` up from the shell, then opens the console on it in tmux.
     fn open(name: &str) -> Console {
-        let tmp = support::open_tempdir();
+        let tmp = crate::support::open_tempdir();
         let home = tmp.path().join("home");
         let spec = tmp.path().join("stack.toml");
-        std::fs::write(&spec, support::spec_toml(name)).expect("write the spec");
+        std::fs::write(&spec, crate::support::spec_toml(name)).expect("write the spec");
         let console = Console {
             socket: format!("triad-test-{}-{name}", std::process::id()),
             stack: name.to_string(),
@@ -38,7 +37,7 @@ impl Console {
             spec,
         };
         let up = console.triad(&["up", "--yes"]);
-        assert!(up.status.success(), "triad up: {}", support::text(&up));
+        assert!(up.status.success(), "triad up: {}", crate::support::text(&up));
 
         let script = console.home.join("console.sh");
         std::fs::write(
@@ -61,7 +60,7 @@ impl Console {
         assert!(
             started.status.success(),
             "tmux: {}",
-            support::text(&started)
+            crate::support::text(&started)
         );
         console
     }
@@ -72,7 +71,7 @@ impl Console {
             ("TERM".to_string(), "xterm-256color".to_string()),
         ];
         pairs.extend(
-            support::sandbox_programs()
+            crate::support::sandbox_programs()
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v)),
         );
@@ -121,7 +120,7 @@ impl Console {
             assert!(
                 out.status.success(),
                 "send-keys {key}: {}",
-                support::text(&out)
+                crate::support::text(&out)
             );
         }
     }
@@ -178,7 +177,7 @@ fn three_healthy_azs(screen: &str) -> bool {
 /// The stack's snapshot, from the shell.
 fn status_json(console: &Console) -> serde_json::Value {
     let out = console.triad(&["status", "--json"]);
-    assert!(out.status.success(), "status: {}", support::text(&out));
+    assert!(out.status.success(), "status: {}", crate::support::text(&out));
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 

@@ -3,14 +3,13 @@
 //! event fixture; DynamoDB and SES are moto's. Also: a
 //! missing setting stops start-up with a message naming it.
 
-mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use contract::env;
 use provision::sandbox::lambda::{Answer, RuntimeApi};
-use support::Scene;
+use crate::support::Scene;
 
 const MAILER: &str = env!("CARGO_BIN_EXE_mailer");
 /// The function's timeout: how long each invocation waits for its answer.
@@ -62,12 +61,12 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
         .await
         .expect("start the Runtime API");
     let runtime_api = api.address();
-    let ttl = support::TTL.as_secs().to_string();
+    let ttl = crate::support::TTL.as_secs().to_string();
     let function = Function(
         mailer_command(&[
             (env::TOKEN_TABLE, &scene.table),
             (env::MAIL_SENDER, &scene.sender),
-            (env::VERIFY_BASE_URL, support::BASE_URL),
+            (env::VERIFY_BASE_URL, crate::support::BASE_URL),
             (env::TOKEN_TTL_SECONDS, &ttl),
             (env::AWS_ENDPOINT_URL, &scene.moto_url),
             (env::AWS_REGION, "us-east-1"),
@@ -101,7 +100,7 @@ async fn the_binary_answers_sns_events_through_the_runtime_api() {
     let items = scene.items().await;
     assert_eq!(items.tokens.len(), 1, "one token item");
     assert_eq!(
-        support::string(&items.tokens[0], contract::tokens::ATTR_TOKEN),
+        crate::support::string(&items.tokens[0], contract::tokens::ATTR_TOKEN),
         mail[0].link_token(),
         "the link carries the stored token"
     );

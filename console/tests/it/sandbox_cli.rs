@@ -8,13 +8,12 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
 
 fn triad(home: &Path, spec: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_triad"));
     command
         .env("TRIAD_HOME", home)
-        .envs(support::sandbox_programs())
+        .envs(crate::support::sandbox_programs())
         .arg("--stack")
         .arg(spec)
         .args(args);
@@ -45,7 +44,7 @@ fn wait_until_healthy(home: &Path, spec: &Path) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = run(&mut triad(home, spec, &["status", "--json"]));
-        assert!(status.status.success(), "{}", support::text(&status));
+        assert!(status.status.success(), "{}", crate::support::text(&status));
         let snapshot: serde_json::Value =
             serde_json::from_slice(&status.stdout).expect("status --json is JSON");
         let azs = snapshot["azs"].as_array().expect("azs").clone();
@@ -67,35 +66,35 @@ fn wait_until_healthy(home: &Path, spec: &Path) -> Vec<String> {
 
 #[test]
 fn up_status_down_from_the_shell() {
-    let tmp = support::open_tempdir();
+    let tmp = crate::support::open_tempdir();
     let home = tmp.path().join("home");
     let spec = tmp.path().join("stack.toml");
-    std::fs::write(&spec, support::spec_toml("cli-sbx")).expect("write the spec");
+    std::fs::write(&spec, crate::support::spec_toml("cli-sbx")).expect("write the spec");
     let _take_down = TakeDown {
         home: &home,
         spec: &spec,
     };
 
     let plan = run(&mut triad(&home, &spec, &["plan"]));
-    assert!(plan.status.success(), "{}", support::text(&plan));
+    assert!(plan.status.success(), "{}", crate::support::text(&plan));
     assert!(
         String::from_utf8_lossy(&plan.stdout).contains("LoadBalancer"),
         "{}",
-        support::text(&plan)
+        crate::support::text(&plan)
     );
 
     let up = run(&mut triad(&home, &spec, &["up", "--yes"]));
-    assert!(up.status.success(), "{}", support::text(&up));
+    assert!(up.status.success(), "{}", crate::support::text(&up));
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(
         stdout.contains("stack CREATE_COMPLETE"),
         "{}",
-        support::text(&up)
+        crate::support::text(&up)
     );
     assert!(
         stdout.contains("[8/8]"),
         "X of Y progress: {}",
-        support::text(&up)
+        crate::support::text(&up)
     );
 
     // Every instance becomes healthy behind the load balancer.
@@ -107,16 +106,16 @@ fn up_status_down_from_the_shell() {
         refused.status.code(),
         Some(3),
         "{}",
-        support::text(&refused)
+        crate::support::text(&refused)
     );
     assert!(home.join("cli-sbx").exists(), "the state is still there");
 
     let down = run(&mut triad(&home, &spec, &["down", "--yes"]));
-    assert!(down.status.success(), "{}", support::text(&down));
+    assert!(down.status.success(), "{}", crate::support::text(&down));
     assert!(
         String::from_utf8_lossy(&down.stdout).contains("stack DELETE_COMPLETE"),
         "{}",
-        support::text(&down)
+        crate::support::text(&down)
     );
     assert!(!home.join("cli-sbx").exists(), "down removes the state");
 }
@@ -127,16 +126,16 @@ fn up_status_down_from_the_shell() {
 /// stack's state when `--report` is not given), and the files are there.
 #[test]
 fn a_gameday_from_the_shell_says_where_its_report_is() {
-    let tmp = support::open_tempdir();
+    let tmp = crate::support::open_tempdir();
     let home = tmp.path().join("home");
     let spec = tmp.path().join("stack.toml");
-    std::fs::write(&spec, support::spec_toml("cli-drill")).expect("write the spec");
+    std::fs::write(&spec, crate::support::spec_toml("cli-drill")).expect("write the spec");
     let _take_down = TakeDown {
         home: &home,
         spec: &spec,
     };
     let up = run(&mut triad(&home, &spec, &["up", "--yes"]));
-    assert!(up.status.success(), "{}", support::text(&up));
+    assert!(up.status.success(), "{}", crate::support::text(&up));
     let azs = wait_until_healthy(&home, &spec);
     let az = azs[1].as_str();
     let drill = |extra: &[&str]| {
@@ -158,13 +157,13 @@ fn a_gameday_from_the_shell_says_where_its_report_is() {
     };
 
     let dry = drill(&["--dry-run"]);
-    assert!(dry.status.success(), "{}", support::text(&dry));
+    assert!(dry.status.success(), "{}", crate::support::text(&dry));
     let out = String::from_utf8_lossy(&dry.stdout);
-    assert!(out.contains("SIGKILL instance"), "{}", support::text(&dry));
+    assert!(out.contains("SIGKILL instance"), "{}", crate::support::text(&dry));
     assert!(
         out.contains("probe 10 req/s, 1 signups/s; stops at 50 % errors over 5 s or after 320 s"),
         "{}",
-        support::text(&dry)
+        crate::support::text(&dry)
     );
 
     let refused = drill(&[]);
@@ -172,23 +171,23 @@ fn a_gameday_from_the_shell_says_where_its_report_is() {
         refused.status.code(),
         Some(3),
         "{}",
-        support::text(&refused)
+        crate::support::text(&refused)
     );
     let reports = home.join("cli-drill").join("reports");
     assert!(
         !reports.exists(),
         "nothing ran: {}",
-        support::text(&refused)
+        crate::support::text(&refused)
     );
 
     let ran = drill(&["--yes"]);
-    assert!(ran.status.success(), "{}", support::text(&ran));
+    assert!(ran.status.success(), "{}", crate::support::text(&ran));
     let out = String::from_utf8_lossy(&ran.stdout);
-    assert!(out.contains("verdict: Passed"), "{}", support::text(&ran));
+    assert!(out.contains("verdict: Passed"), "{}", crate::support::text(&ran));
     let dir = out
         .lines()
         .find_map(|l| l.strip_prefix("report: "))
-        .unwrap_or_else(|| panic!("the report's place is printed: {}", support::text(&ran)));
+        .unwrap_or_else(|| panic!("the report's place is printed: {}", crate::support::text(&ran)));
     assert!(
         Path::new(dir).starts_with(&reports),
         "{dir} is under {}",
