@@ -40,8 +40,8 @@ pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
 pub use names::UnknownName;
 pub use refresh::{
     CheckpointInfo, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Refresh, RefreshId,
-    RefreshPreferences, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
-    StandbyInstances, parse_env_override,
+    RefreshPreferences, RefreshRefusal, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
+    StandbyInstances, no_active_refresh, parse_env_override,
 };
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,

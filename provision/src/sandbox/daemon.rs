@@ -50,11 +50,11 @@ use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::{
-    BackendKind, Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest,
-    Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, MetricKind,
-    MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId,
-    ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Snapshot, StackOperation,
-    StackRef, StackStatus, StepPlan, plan_fault,
+    BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
+    DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
+    MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent,
+    RefreshId, ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Snapshot,
+    StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
 };
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -622,9 +622,11 @@ async fn start_stack(
         .timing
         .clone()
         .unwrap_or_else(|| Timing::sandbox(&spec.app));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut lb_config = LbConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    lb_config.health_check = timing.health_check.clone();
-    lb_config.deregistration_delay = timing.deregistration_delay;
+    lb_config.health_check = timing.model.health_check.clone();
+    lb_config.deregistration_delay = timing.model.deregistration_delay;
+    lb_config.clock = clock.clone();
     lb_config.request_timeout = Duration::from_secs(30);
     let lb = Arc::new(
         LoadBalancer::start(lb_config)
@@ -720,6 +722,7 @@ async fn start_stack(
                 env,
             },
             timing,
+            clock,
             log_dir: logs.clone(),
             marker,
         },
