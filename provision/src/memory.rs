@@ -9,10 +9,10 @@
 //!   one health check (failing in a blackholed AZ), then the group model
 //!   ([`crate::model::Group`], the same one the sandbox fleet drives) takes one step at the
 //!   clock's time and its actions are carried out at once on fake instances. The model runs
-//!   on [`Timings::immediate`]: one check decides a target's state and nothing waits on the
-//!   clock but what a refresh's preferences ask for, so a launch is `Pending` for one tick and
-//!   an active refresh moves one batch per tick, or waits at a checkpoint / bakes until the
-//!   clock allows.
+//!   on [`Timings::immediate`] but for a 300 s health check grace period: one check decides a
+//!   target's state, so a launch is `Pending` for one tick and an active refresh moves one
+//!   batch per tick, or waits at a checkpoint / bakes until the clock allows; an instance whose
+//!   target fails is found unhealthy and replaced once the clock is past its grace period.
 //! - The clock is whatever [`Clock`] the test passes in, normally a [`ManualClock`].
 //! - [`MemoryCloud::fail_refresh`] makes the next step of the active refresh fail (rolling
 //!   back when it has AutoRollback); [`MemoryCloud::set_section_error`] makes a snapshot
@@ -49,6 +49,9 @@ use crate::port::{
     TargetState, plan_fault,
 };
 
+/// The group's health check grace period: AWS's default, so an unhealthy instance is
+/// replaced only once a test moves the clock past it.
+const MEMORY_GRACE_PERIOD: Duration = Duration::from_secs(300);
 /// The port instances listen on in the memory model.
 const TARGET_PORT: u16 = 8080;
 /// How many past refreshes and events a snapshot shows.
@@ -562,7 +565,10 @@ impl MemStack {
             azs: fleet.azs.clone(),
             capacity: fleet.capacity,
             launch_template: 1,
-            timings: Timings::immediate(),
+            timings: Timings {
+                grace_period: MEMORY_GRACE_PERIOD,
+                ..Timings::immediate()
+            },
             id_prefix: "i-mem".into(),
         });
         let mut mem = Self {

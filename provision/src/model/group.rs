@@ -92,8 +92,6 @@ pub enum EventKind {
     Terminate,
     /// An instance was found unhealthy.
     Unhealthy,
-    /// An instance entered service.
-    InService,
     /// A refresh changed status.
     Refresh,
     /// A rebalancing launch or termination.
@@ -490,7 +488,6 @@ impl Group {
     fn health(&mut self, now: OffsetDateTime, target: &dyn Fn(&str) -> TargetState) {
         let grace = self.timings.grace_period;
         let mut unhealthy = Vec::new();
-        let mut in_service = Vec::new();
         for member in self.members.iter_mut().filter(|m| m.is_live()) {
             let state = target(&member.id);
             let past_grace = now >= member.launched_at + grace;
@@ -498,7 +495,6 @@ impl Group {
                 && (state == TargetState::Healthy || past_grace)
             {
                 member.lifecycle = LifecycleState::InService;
-                in_service.push((member.id.clone(), member.az.clone()));
             }
             if past_grace
                 && state == TargetState::Unhealthy
@@ -507,14 +503,6 @@ impl Group {
                 member.health = HealthStatus::Unhealthy;
                 unhealthy.push((member.id.clone(), member.az.clone()));
             }
-        }
-        for (id, az) in in_service {
-            self.event(
-                EventKind::InService,
-                now,
-                Some(&az),
-                format!("Instance {id} is InService"),
-            );
         }
         for (id, az) in unhealthy {
             self.event(

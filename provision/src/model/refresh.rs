@@ -62,6 +62,8 @@ pub(crate) struct Run {
     passed: BTreeSet<u8>,
     resume_at: Option<OffsetDateTime>,
     bake_until: Option<OffsetDateTime>,
+    /// Instances left when a last checkpoint below 100 ended the refresh.
+    partial_end: Option<u32>,
 }
 
 /// `done` of `total` as a whole percentage (100 when there is nothing to do).
@@ -111,6 +113,7 @@ impl Run {
             passed: BTreeSet::new(),
             resume_at: None,
             bake_until: None,
+            partial_end: None,
         }
     }
 
@@ -375,6 +378,8 @@ impl Group {
         );
         let last = run.prefs.checkpoint_percentages.last().copied();
         if Some(checkpoint) == last && run.prefs.is_partial() {
+            // The refresh ends here; the instances left are reported as not updated.
+            run.partial_end = Some(count(run.todo.len()));
             run.todo.clear();
         } else if !run.todo.is_empty() {
             let delay = run.prefs.effective_checkpoint_delay_seconds().unwrap_or(0);
@@ -391,7 +396,7 @@ impl Group {
 
     fn finish(&mut self, now: OffsetDateTime, run: &mut Run) {
         run.refresh.percentage_complete = Some(100);
-        run.refresh.instances_to_update = Some(0);
+        run.refresh.instances_to_update = Some(run.partial_end.unwrap_or(0));
         if run.refresh.status == RefreshStatus::RollbackInProgress {
             run.refresh.status = RefreshStatus::RollbackSuccessful;
             run.refresh.status_reason = Some(format!(
