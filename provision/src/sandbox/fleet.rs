@@ -59,8 +59,8 @@ pub struct Timing {
 impl Timing {
     /// The spec's health check path and thresholds, with the sandbox's short clock: checks
     /// every second (half a second timeout), a deregistration delay of at most 2 s, a grace
-    /// period of at most 15 s, the spec's default instance warmup up to 15 s, and 60 s for a
-    /// refresh batch.
+    /// period of at most 15 s, the spec's default instance warmup up to 15 s (none when the
+    /// spec sets none), and 60 s for a refresh batch.
     pub fn sandbox(app: &SandboxApp) -> Timing {
         let capped = |seconds: u32, cap: u64| Duration::from_secs(u64::from(seconds).min(cap));
         Timing {
@@ -76,7 +76,7 @@ impl Timing {
                 },
                 deregistration_delay: capped(app.deregistration_delay_seconds, 2),
                 grace_period: capped(app.health_check_grace_period_seconds, 15),
-                default_warmup: capped(app.default_instance_warmup_seconds, 15),
+                default_warmup: capped(app.default_instance_warmup_seconds.unwrap_or(0), 15),
                 refresh_batch_timeout: Duration::from_secs(60),
             },
         }
@@ -95,7 +95,7 @@ pub struct SandboxApp {
     pub health_check_grace_period_seconds: u32,
     /// The group's default instance warmup (absent in specs written before it existed).
     #[serde(default)]
-    pub default_instance_warmup_seconds: u32,
+    pub default_instance_warmup_seconds: Option<u32>,
     pub health_check: SandboxHealthCheck,
 }
 
