@@ -39,6 +39,7 @@ use time::OffsetDateTime;
 
 use crate::model::target::TargetHealth;
 use crate::model::{Action, CheckResult, Group, GroupConfig, Member, Timings};
+use crate::port::check_fault_az;
 use crate::port::{
     AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, Clock, Cloud, CloudError,
     CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, EventSource, Fault,
@@ -795,17 +796,7 @@ impl MemStack {
     }
 
     fn check_az(&self, az: &str) -> Result<(), CloudError> {
-        if self.group.azs().iter().any(|known| known == az) {
-            Ok(())
-        } else {
-            Err(CloudError::invalid(
-                "az",
-                format!(
-                    "{az:?} is not one of the stack's AZs ({})",
-                    self.group.azs().join(", ")
-                ),
-            ))
-        }
+        check_fault_az(self.group.azs(), az)
     }
 
     fn instance_ids_in(&self, az: &str) -> Vec<String> {
@@ -884,16 +875,7 @@ impl MemStack {
     }
 
     fn block_launches(&mut self, az: &str, now: OffsetDateTime, changes: &mut Vec<FaultChange>) {
-        if self.group.disable_az(az) {
-            changes.push(FaultChange::Sandbox(SandboxChange::LaunchesBlocked {
-                az: az.to_owned(),
-            }));
-        }
-        if self.group.suspend(ScalingProcess::AzRebalance) {
-            changes.push(FaultChange::Sandbox(SandboxChange::ProcessesSuspended {
-                processes: vec![ScalingProcess::AzRebalance],
-            }));
-        }
+        changes.extend(self.group.block_launches(az));
         self.event(
             now,
             EventSource::Fault,
@@ -1035,14 +1017,8 @@ impl MemStack {
             .collect();
         *next_id += 1;
         let id = RefreshId(format!("refresh-{:05}", *next_id));
-        self.group.start_refresh(
-            now,
-            id,
-            version,
-            &request.version,
-            &matching,
-            request.preferences.clone(),
-        )
+        self.group
+            .start_refresh(now, id, version, request, &matching)
     }
 }
 

@@ -43,8 +43,9 @@ use time::OffsetDateTime;
 use super::refresh::Run;
 use super::timings::Timings;
 use crate::port::{
-    Capacity, CloudError, Event, EventSource, HealthStatus, LifecycleState, Refresh, RefreshId,
-    RefreshPreferences, RefreshRefusal, ScalingProcess, TargetState, no_active_refresh,
+    Capacity, CloudError, DeployRequest, Event, EventSource, FaultChange, HealthStatus,
+    LifecycleState, Refresh, RefreshId, RefreshPreferences, RefreshRefusal, SandboxChange,
+    ScalingProcess, TargetState, no_active_refresh,
 };
 
 /// How many events the group keeps.
@@ -352,6 +353,24 @@ impl Group {
         self.enabled.remove(az)
     }
 
+    /// The launch-block fault, as AWS's is made: the AZ's subnets out of the group and
+    /// AZRebalance suspended (so the group does not move its other instances out of the AZ).
+    /// Returns what changed, for the fault's record.
+    pub fn block_launches(&mut self, az: &str) -> Vec<FaultChange> {
+        let mut changes = Vec::new();
+        if self.disable_az(az) {
+            changes.push(FaultChange::Sandbox(SandboxChange::LaunchesBlocked {
+                az: az.to_owned(),
+            }));
+        }
+        if self.suspend(ScalingProcess::AzRebalance) {
+            changes.push(FaultChange::Sandbox(SandboxChange::ProcessesSuspended {
+                processes: vec![ScalingProcess::AzRebalance],
+            }));
+        }
+        changes
+    }
+
     /// Puts `az` back among the launch AZs; returns whether it was missing.
     pub fn enable_az(&mut self, az: &str) -> bool {
         self.azs.iter().any(|a| a == az) && self.enabled.insert(az.to_owned())
@@ -378,18 +397,18 @@ impl Group {
         }
     }
 
-    /// Starts refresh `id` to launch template version `desired` (running application
-    /// `version`); `matching` are the versions equal to it in content (for SkipMatching).
+    /// Starts refresh `id` of `request` to launch template version `desired`; `matching`
+    /// are the versions equal to it in content (for SkipMatching).
     pub fn start_refresh(
         &mut self,
         now: OffsetDateTime,
         id: RefreshId,
         desired: u32,
-        version: &str,
+        request: &DeployRequest,
         matching: &BTreeSet<u32>,
-        prefs: RefreshPreferences,
     ) -> Result<RefreshId, CloudError> {
         self.check_can_start_refresh()?;
+        let (version, prefs) = (request.version.as_str(), request.preferences.clone());
         let todo: BTreeSet<String> = self
             .live()
             .filter(|m| !(prefs.skip_matching && matching.contains(&m.template)))

@@ -628,14 +628,9 @@ impl Fleet {
             u64::from(rand_u32()) << 16 | u64::from(rand_u32() & 0xffff)
         ));
         let now = state.now();
-        state.group.start_refresh(
-            now,
-            id,
-            version,
-            &request.version,
-            &matching,
-            request.preferences.clone(),
-        )
+        state
+            .group
+            .start_refresh(now, id, version, request, &matching)
     }
 
     /// Cancels the active refresh.
@@ -733,9 +728,10 @@ impl Fleet {
         }
     }
 
-    /// Removes `az` from the launch AZs; returns whether it was there.
-    pub fn block_launches(&self, az: &str) -> bool {
-        self.lock().group.disable_az(az)
+    /// The launch-block fault on the group (see [`Group::block_launches`]); returns what
+    /// changed.
+    pub fn block_launches(&self, az: &str) -> Vec<crate::port::FaultChange> {
+        self.lock().group.block_launches(az)
     }
 
     /// Puts `az` back among the launch AZs.

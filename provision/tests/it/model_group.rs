@@ -10,14 +10,21 @@ use std::time::Duration;
 use provision::model::target::TargetHealth;
 use provision::model::{Action, CheckResult, Group, GroupConfig, HealthCheck, Timings, routable};
 use provision::port::{
-    Capacity, Clock, CloudError, HealthStatus, LifecycleState, ManualClock, RefreshId,
-    RefreshPreferences, RefreshStatus, ScalingProcess, TargetReason, TargetState,
+    Capacity, Clock, CloudError, DeployRequest, HealthStatus, LifecycleState, ManualClock,
+    RefreshId, RefreshPreferences, RefreshStatus, ScalingProcess, TargetReason, TargetState,
 };
 use rstest::rstest;
 use time::OffsetDateTime;
 
 const AZS: [&str; 3] = ["az-a", "az-b", "az-c"];
 const GRACE: Duration = Duration::from_secs(60);
+
+fn request(preferences: RefreshPreferences) -> DeployRequest {
+    DeployRequest {
+        preferences,
+        ..DeployRequest::new("v2")
+    }
+}
 
 struct World {
     clock: Arc<ManualClock>,
@@ -112,7 +119,13 @@ impl World {
         let desired = self.group.launch_template() + 1;
         let now = self.now();
         self.group
-            .start_refresh(now, id, desired, "v2", &BTreeSet::from([desired]), prefs)
+            .start_refresh(
+                now,
+                id,
+                desired,
+                &request(prefs),
+                &BTreeSet::from([desired]),
+            )
             .expect("start")
     }
 
@@ -284,9 +297,8 @@ fn skip_matching_leaves_instances_already_on_the_desired_configuration() {
             now,
             RefreshId("r".into()),
             2,
-            "v1",
+            &request(prefs),
             &BTreeSet::from([1, 2]),
-            prefs,
         )
         .expect("start");
     assert_eq!(w.group.refreshes()[0].instances_to_update, Some(0));
