@@ -488,6 +488,73 @@ impl Group {
         Ok(())
     }
 
+    // ----- one-instance actions (TerminateInstanceInAutoScalingGroup, SetInstanceHealth,
+    // EnterStandby / ExitStandby)
+
+    /// The live member `id`, or AWS's refusal of an instance that is not in the group.
+    fn instance_in_group(&self, id: &str) -> Result<&Member, CloudError> {
+        self.members
+            .iter()
+            .find(|m| m.id == id && m.lifecycle != LifecycleState::Terminating)
+            .ok_or_else(|| CloudError::not_found(format!("instance {id} in the group")))
+    }
+
+    /// Desired capacity one lower, refused below min as AWS refuses it ("Terminating instance
+    /// without replacement will violate group's min size constraint").
+    fn decrement_desired(&mut self, id: &str) -> Result<(), CloudError> {
+        if self.capacity.desired <= self.capacity.min {
+            return Err(CloudError::refused(format!(
+                "desired capacity {} equals min size {}: taking {id} out without a replacement \
+                 would violate the group's min size; keep desired capacity or lower min",
+                self.capacity.desired, self.capacity.min
+            )));
+        }
+        self.capacity.desired -= 1;
+        Ok(())
+    }
+
+    /// Terminates instance `id`, keeping desired capacity (the group launches a replacement)
+    /// or decrementing it
+    /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_TerminateInstanceInAutoScalingGroup.html>).
+    pub fn terminate_instance(
+        &mut self,
+        now: OffsetDateTime,
+        id: &str,
+        decrement: bool,
+    ) -> Result<(), CloudError> {
+        self.instance_in_group(id)?;
+        if decrement {
+            self.decrement_desired(id)?;
+        }
+        let why = if decrement {
+            "an instance was taken out of service in response to a user request, shrinking the \
+             capacity"
+        } else {
+            "an instance was taken out of service in response to a user request"
+        };
+        self.terminate(now, id, why);
+        Ok(())
+    }
+
+    /// Marks instance `id` unhealthy (SetInstanceHealth with ShouldRespectGracePeriod): the
+    /// group replaces it once its grace period is over
+    /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_SetInstanceHealth.html>).
+    pub fn set_unhealthy(&mut self, now: OffsetDateTime, id: &str) -> Result<(), CloudError> {
+        self.instance_in_group(id)?;
+        let Some(member) = self.members.iter_mut().find(|m| m.id == id) else {
+            return Err(CloudError::not_found(format!("instance {id} in the group")));
+        };
+        member.health = HealthStatus::Unhealthy;
+        let az = member.az.clone();
+        self.event(
+            EventKind::Unhealthy,
+            now,
+            Some(&az),
+            format!("Instance {id} was set to Unhealthy by a user request"),
+        );
+        Ok(())
+    }
+
     // ----- the step
 
     /// One step at `now`, with `target` giving each instance's target state.
@@ -532,9 +599,10 @@ impl Group {
             );
         }
         if !self.is_suspended(ScalingProcess::ReplaceUnhealthy) {
+            // An instance set unhealthy by hand within its grace period waits for its end.
             let replace: Vec<String> = self
                 .live()
-                .filter(|m| m.health == HealthStatus::Unhealthy)
+                .filter(|m| m.health == HealthStatus::Unhealthy && now >= m.launched_at + grace)
                 .map(|m| m.id.clone())
                 .collect();
             for id in replace {

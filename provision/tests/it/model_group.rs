@@ -557,3 +557,66 @@ fn routing_fails_open_when_no_target_is_healthy(
 ) {
     assert_eq!(routable(states, |s| *s).len(), routable_count);
 }
+
+/// Terminating one instance (TerminateInstanceInAutoScalingGroup): replaced when desired
+/// capacity is kept, gone for good when decremented, refused below min.
+#[rstest]
+#[case::replaced(3, 1, false, Ok(3))]
+#[case::decremented(3, 1, true, Ok(2))]
+#[case::refused_below_min(3, 3, true, Err("refused"))]
+fn terminating_one_instance(
+    #[case] desired: u32,
+    #[case] min: u32,
+    #[case] decrement: bool,
+    #[case] expected: Result<usize, &str>,
+) {
+    let mut w = World::new(desired, 6);
+    w.group
+        .set_capacity(Capacity {
+            desired,
+            min,
+            max: 6,
+        })
+        .expect("capacity");
+    let victim = w.group.members()[0].id.clone();
+    let now = w.now();
+    match (
+        w.group.terminate_instance(now, &victim, decrement),
+        expected,
+    ) {
+        (Ok(()), Ok(live)) => {
+            w.settle();
+            assert!(w.group.member(&victim).is_none());
+            assert_eq!(w.group.live_count(), live);
+            assert_eq!(w.group.capacity().desired as usize, live);
+        }
+        (Err(CloudError::Refused { reason }), Err("refused")) => {
+            assert!(reason.contains("min size"), "{reason}");
+            assert_eq!(w.group.live_count(), 3, "nothing changed");
+        }
+        (other, _) => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        w.group.terminate_instance(now, "i-nope", false),
+        Err(CloudError::NotFound { .. })
+    ));
+}
+
+/// SetInstanceHealth: an instance set unhealthy within its grace period is replaced once
+/// the grace period is over, not before.
+#[test]
+fn an_instance_set_unhealthy_is_replaced_after_its_grace_period() {
+    let mut w = World::new(3, 6);
+    let victim = w.group.members()[0].id.clone();
+    let now = w.now();
+    w.group.set_unhealthy(now, &victim).expect("set unhealthy");
+    w.step();
+    assert!(
+        w.group.member(&victim).is_some_and(|m| m.is_live()),
+        "within the grace period"
+    );
+    w.advance(60);
+    w.step();
+    assert!(w.group.member(&victim).is_none(), "replaced after it");
+    assert_eq!(w.group.live_count(), 3);
+}
