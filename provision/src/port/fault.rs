@@ -180,6 +180,18 @@ pub const NOTE_TERMINATE: &str = "terminated instances are not restored; the gro
 pub const NOTE_FAILOVER: &str =
     "a failover is not undone; the database stays on its new primary and gets a new standby";
 
+/// Checks that a fault's `az` is one of the stack's `azs`.
+pub fn check_fault_az(azs: &[String], az: &str) -> Result<(), CloudError> {
+    if azs.iter().any(|known| known == az) {
+        Ok(())
+    } else {
+        Err(CloudError::invalid(
+            "az",
+            format!("{az:?} is not one of the stack's AZs ({})", azs.join(", ")),
+        ))
+    }
+}
+
 /// The dry run of `fault` on `stack`, the same way on every backend: its steps in order
 /// ([`Fault::steps`]), each planned by the backend (`plan_step`), with the shared notes. The
 /// AZ it touches is the one it names, or `primary_az` for `FailoverDb`.
