@@ -2,7 +2,8 @@
 //! The binary (`main.rs`) only parses arguments and dispatches here.
 //!
 //! - [`app`]: the state and the one pure `update(state, action) -> effects`.
-//! - [`ui`]: drawing, a pure function of the state.
+//! - [`screen`]: each screen's state, keys and drawing, side by side.
+//! - [`ui`]: the frame around the screens (header, strip, events pane, footer, dialogs).
 //! - [`run`]: the terminal loop and the effect runner.
 //! - [`commands`]: the non-interactive commands (status, deploy, gameday).
 //! - [`drill`]: the GameDay engine, UI-free.
@@ -14,4 +15,5 @@ pub mod cli;
 pub mod commands;
 pub mod drill;
 pub mod run;
+pub mod screen;
 pub mod ui;
