@@ -20,6 +20,7 @@ use provision::port::{
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate};
+use crate::policy;
 use crate::screen::command::{on_command_key, on_filter_key};
 use crate::screen::dashboard::{ask_cancel, ask_rollback};
 use crate::screen::deploy::{on_deploy_key, open_deploy};
@@ -205,7 +206,7 @@ impl State {
 
     /// Whether this session can hurt production: the AWS backend, or a stack tagged so.
     pub fn is_production(&self) -> bool {
-        self.backend == BackendKind::Aws || self.tagged_production
+        policy::is_production(self.backend, self.tagged_production)
     }
 
     /// The versions in-service instances run, with how many run each ("1.0.0 ×3"), or
@@ -298,11 +299,7 @@ impl State {
 
     /// What must be typed to confirm a destructive action touching `az` (or the stack).
     pub(crate) fn confirmation_word(&self, az: Option<&str>) -> String {
-        if self.is_production() {
-            az.map_or_else(|| self.stack.name.clone(), str::to_string)
-        } else {
-            "y".into()
-        }
+        policy::confirmation_word(self.is_production(), &self.stack, az)
     }
 
     pub(crate) fn refuse_if_read_only(&mut self, what: &str) -> bool {

@@ -7,6 +7,8 @@
 //! - [`run`]: the terminal loop and the effect runner.
 //! - [`commands`]: the non-interactive commands (status, deploy, gameday).
 //! - [`drill`]: the GameDay engine, UI-free.
+//! - [`policy`]: what the command line and the console both decide (production, the word
+//!   to type, where reports go).
 //! - [`backend`]: connecting to the chosen backend; the working area.
 
 pub mod app;
@@ -14,6 +16,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod drill;
+pub mod policy;
 pub mod run;
 pub mod screen;
 pub mod ui;

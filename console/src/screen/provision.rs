@@ -226,7 +226,7 @@ pub(crate) fn ask_destroy(state: &mut State) -> Vec<Effect> {
         "Every instance, the load balancer and the database are deleted.".into(),
         "The database's data is lost unless a final snapshot is kept.".into(),
     ];
-    let expected = state.stack.name.clone();
+    let expected = crate::policy::destroy_word(&state.stack);
     state.ask_for(title, lines, expected, Effect::Destroy);
     Vec::new()
 }
