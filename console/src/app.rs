@@ -13,21 +13,25 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
     BackendKind, DeployRequest, Event, Fault, FaultPlan, LifecycleState, Plan, ProvisionEvent,
     RefreshId, Snapshot, StackRef,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate};
+use crate::keys::{self, Act, Binding, Context};
 use crate::policy;
-use crate::screen::command::{on_command_key, on_filter_key};
+use crate::screen::command::run_command;
 use crate::screen::dashboard::{ask_cancel, ask_rollback};
-use crate::screen::deploy::{on_deploy_key, open_deploy};
-use crate::screen::gameday::{ask_failover, on_drill, on_gameday_key, open_gameday, stop_drill};
-use crate::screen::provision::{on_planned, on_provision_event, on_provision_key, open_provision};
+use crate::screen::deploy::{self, open_deploy};
+use crate::screen::gameday::{self, ask_failover, on_drill, open_gameday, stop_drill};
+use crate::screen::help;
+use crate::screen::provision::{
+    ask_apply, ask_destroy, on_planned, on_provision_event, open_provision,
+};
 
-pub use crate::screen::command::{COMMANDS, command_matches, commands, complete};
+pub use crate::keys::{command_matches, commands, complete};
 pub use crate::screen::deploy::DeployForm;
 pub use crate::screen::events::{EVENT_LOG, source_label};
 pub use crate::screen::gameday::{DrillView, GamedayForm};
@@ -302,13 +306,6 @@ impl State {
         policy::confirmation_word(self.is_production(), &self.stack, az)
     }
 
-    pub(crate) fn refuse_if_read_only(&mut self, what: &str) -> bool {
-        if self.read_only {
-            self.notice(Level::Warn, format!("read-only session: {what} refused"));
-        }
-        self.read_only
-    }
-
     pub(crate) fn ask(
         &mut self,
         title: String,
@@ -433,67 +430,146 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     }
 }
 
-fn ctrl(key: &KeyEvent, c: char) -> bool {
-    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
-}
-
+/// A key: the binding the key table gives it where the operator is, if any.
 fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    if ctrl(&key, 'c') {
-        state.quit = true;
-        return vec![Effect::Quit];
-    }
-    match std::mem::replace(&mut state.mode, Mode::Normal) {
-        Mode::Confirm(confirm) => on_confirm_key(state, *confirm, key),
-        Mode::Command(input) => on_command_key(state, input, key),
-        Mode::Filter(input) => {
-            on_filter_key(state, input, key);
-            Vec::new()
-        }
-        Mode::Normal => match state.screen {
-            Screen::Deploy => on_deploy_key(state, key),
-            Screen::GameDay => on_gameday_key(state, key),
-            Screen::Provision => on_provision_key(state, key),
-            _ => on_normal_key(state, key),
-        },
+    match keys::lookup(Context::of(state), &key) {
+        Some(binding) => perform(state, binding, Some(&key)),
+        None => Vec::new(),
     }
 }
 
-fn on_confirm_key(state: &mut State, mut confirm: Confirm, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Esc => {
-            state.notice(Level::Info, format!("{}: cancelled", confirm.title));
-            Vec::new()
+/// Carries out a binding of the key table, from its key or from command mode. A binding that
+/// changes the stack is refused here, in a read-only session, whichever way it came.
+pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEvent>) -> Vec<Effect> {
+    if !keys::offered(binding, state.read_only) {
+        let what = binding.command.unwrap_or(binding.help);
+        state.notice(Level::Warn, format!("read-only session: {what} refused"));
+        return Vec::new();
+    }
+    let typed = key.and_then(|k| match k.code {
+        KeyCode::Char(c) => Some(c),
+        _ => None,
+    });
+    let context = Context::of(state);
+    match binding.act {
+        Act::Quit => {
+            state.quit = true;
+            return vec![Effect::Quit];
         }
-        KeyCode::Enter => {
-            if confirm.input == confirm.expected {
-                vec![confirm.effect]
-            } else {
-                state.notice(Level::Info, format!("{}: cancelled", confirm.title));
-                Vec::new()
+        Act::Help => state.go(Screen::Help),
+        Act::CommandMode => state.mode = Mode::Command(String::new()),
+        Act::FilterMode => state.mode = Mode::Filter(state.filter.clone()),
+        Act::Back if !state.filter.is_empty() => state.filter.clear(),
+        Act::Back | Act::Leave => state.back(),
+        Act::RowDown => move_row(state, true),
+        Act::RowUp => move_row(state, false),
+        Act::NextAz | Act::PreviousAz => {
+            let n = state.az_names().len().max(1);
+            let step = if binding.act == Act::NextAz { 1 } else { n - 1 };
+            state.az = (state.az + step) % n;
+            state.row = 0;
+        }
+        Act::Dashboard => state.go(Screen::Dashboard),
+        Act::Instances => state.go(Screen::Instances),
+        Act::Events => state.go(Screen::Events),
+        Act::Deploy => return open_deploy(state),
+        Act::GameDay => return open_gameday(state),
+        Act::Plan => return open_provision(state),
+        Act::Apply => return ask_apply(state),
+        Act::Destroy => return ask_destroy(state),
+        Act::Failover => return ask_failover(state),
+        Act::CancelRefresh => return ask_cancel(state),
+        Act::Rollback => return ask_rollback(state),
+        Act::StopDrill => return stop_drill(state),
+        Act::Copy => return copy_selected(state),
+        Act::NextField
+        | Act::PreviousField
+        | Act::ChooseNext
+        | Act::ChoosePrevious
+        | Act::Submit
+        | Act::Type
+        | Act::Erase
+            if context == Context::Deploy =>
+        {
+            return deploy::on_form(state, binding.act, typed);
+        }
+        Act::NextField
+        | Act::PreviousField
+        | Act::ChooseNext
+        | Act::ChoosePrevious
+        | Act::Submit
+        | Act::Type
+        | Act::Erase
+            if context == Context::GameDay =>
+        {
+            return gameday::on_form(state, binding.act, typed);
+        }
+        Act::Type | Act::Erase => edit_line(state, binding.act == Act::Erase, typed),
+        Act::NextField
+        | Act::PreviousField
+        | Act::ChooseNext
+        | Act::ChoosePrevious
+        | Act::Submit => {}
+        Act::Complete => {
+            if let Mode::Command(input) = &mut state.mode {
+                *input = keys::complete(input, state.read_only);
             }
         }
-        KeyCode::Backspace => {
-            confirm.input.pop();
-            state.mode = Mode::Confirm(Box::new(confirm));
-            Vec::new()
+        Act::Run => {
+            if let Mode::Command(input) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                let command = keys::complete(input.trim(), state.read_only);
+                return run_command(state, &command);
+            }
         }
-        KeyCode::Char(c) => {
-            confirm.input.push(c);
-            state.mode = Mode::Confirm(Box::new(confirm));
-            Vec::new()
+        Act::SetFilter => {
+            if let Mode::Filter(input) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                state.filter = input;
+            }
+            state.row = 0;
         }
-        _ => {
-            state.mode = Mode::Confirm(Box::new(confirm));
-            Vec::new()
+        Act::ClearFilter => {
+            state.mode = Mode::Normal;
+            state.filter.clear();
+            state.row = 0;
         }
+        Act::Confirm | Act::Cancel => {
+            if let Mode::Confirm(confirm) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                // Cancel is the default: anything but the word asked for cancels.
+                if binding.act == Act::Confirm && confirm.input == confirm.expected {
+                    return vec![confirm.effect];
+                }
+                state.notice(Level::Info, format!("{}: cancelled", confirm.title));
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Types into (or erases from) the line being edited: the command, the filter or the word a
+/// confirmation asks for.
+fn edit_line(state: &mut State, erase: bool, typed: Option<char>) {
+    let line = match &mut state.mode {
+        Mode::Command(input) | Mode::Filter(input) => input,
+        Mode::Confirm(confirm) => &mut confirm.input,
+        Mode::Normal => return,
+    };
+    match (erase, typed) {
+        (true, _) => {
+            line.pop();
+        }
+        (false, Some(c)) => line.push(c),
+        (false, None) => {}
+    }
+    if matches!(state.mode, Mode::Filter(_)) {
+        state.row = 0;
     }
 }
 
 fn move_row(state: &mut State, down: bool) {
-    let len = if state.screen == Screen::Events {
-        state.listed_events().count()
-    } else {
-        state.listed_instances().len()
+    let len = match state.screen {
+        Screen::Events => state.listed_events().count(),
+        Screen::Help => help::line_count(state),
+        _ => state.listed_instances().len(),
     };
     if down {
         if state.row + 1 < len {
@@ -504,103 +580,31 @@ fn move_row(state: &mut State, down: bool) {
     }
 }
 
-pub(crate) fn on_normal_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Char('q') => {
-            state.quit = true;
-            vec![Effect::Quit]
-        }
-        KeyCode::Char('?') => {
-            state.go(Screen::Help);
-            Vec::new()
-        }
-        KeyCode::Char(':') => {
-            state.mode = Mode::Command(String::new());
-            Vec::new()
-        }
-        KeyCode::Char('/') => {
-            state.mode = Mode::Filter(state.filter.clone());
-            Vec::new()
-        }
-        KeyCode::Esc => {
-            if !state.filter.is_empty() {
-                state.filter.clear();
-            } else {
-                state.back();
-            }
-            Vec::new()
-        }
-        KeyCode::Char('j') | KeyCode::Down => {
-            move_row(state, true);
-            Vec::new()
-        }
-        KeyCode::Char('k') | KeyCode::Up => {
-            move_row(state, false);
-            Vec::new()
-        }
-        KeyCode::Char('l') | KeyCode::Right | KeyCode::Tab => {
-            let n = state.az_names().len().max(1);
-            state.az = (state.az + 1) % n;
-            state.row = 0;
-            Vec::new()
-        }
-        KeyCode::Char('h') | KeyCode::Left | KeyCode::BackTab => {
-            let n = state.az_names().len().max(1);
-            state.az = (state.az + n - 1) % n;
-            state.row = 0;
-            Vec::new()
-        }
-        KeyCode::Enter | KeyCode::Char('i') => {
-            state.go(Screen::Instances);
-            Vec::new()
-        }
-        KeyCode::Char('e') => {
-            state.go(Screen::Events);
-            Vec::new()
-        }
-        KeyCode::Char('d') => open_deploy(state),
-        KeyCode::Char('g') => open_gameday(state),
-        KeyCode::Char('p') => open_provision(state),
-        KeyCode::Char('F') => ask_failover(state),
-        KeyCode::Char('C') => ask_cancel(state),
-        KeyCode::Char('R') => ask_rollback(state),
-        KeyCode::Char('s') => stop_drill(state),
-        KeyCode::Char('y') if state.screen == Screen::Events => {
-            // The selected event as a line of text, for an incident's notes.
-            let line = state.listed_events().nth(state.row).map(|e| {
-                format!(
-                    "{} {} {}",
-                    e.at.format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    source_label(e.source),
-                    e.message
-                )
-            });
-            line.map(Effect::Copy).into_iter().collect()
-        }
-        KeyCode::Char('y') => {
-            let ids = state.listed_instances();
-            match ids.get(state.row) {
-                Some(id) => vec![Effect::Copy(id.clone())],
-                None => Vec::new(),
-            }
-        }
-        _ => Vec::new(),
-    }
+/// The selected event as a line of text (for an incident's notes), or instance id.
+fn copy_selected(state: &mut State) -> Vec<Effect> {
+    let text = if state.screen == Screen::Events {
+        state.listed_events().nth(state.row).map(|e| {
+            format!(
+                "{} {} {}",
+                e.at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                source_label(e.source),
+                e.message
+            )
+        })
+    } else {
+        state.listed_instances().get(state.row).cloned()
+    };
+    text.map(Effect::Copy).into_iter().collect()
 }
 
+/// What the console's unit tests share: states, keys, snapshots and plans.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::drill::engine::StopConditions;
-    use crossterm::event::{KeyEventKind, KeyEventState};
-    use provision::port::{
-        EventSource, Outputs, ResourceEvent, ScaleInProtectedInstances, StandbyInstances,
-    };
-    use rstest::rstest;
-    use std::time::Duration;
+    use crossterm::event::{KeyEventKind, KeyEventState, KeyModifiers};
 
-    fn key(code: KeyCode) -> Action {
+    pub(crate) fn key(code: KeyCode) -> Action {
         Action::Key(KeyEvent {
             code,
             modifiers: KeyModifiers::NONE,
@@ -609,16 +613,82 @@ mod tests {
         })
     }
 
-    fn chars(state: &mut State, text: &str) -> Vec<Effect> {
+    pub(crate) fn chars(state: &mut State, text: &str) -> Vec<Effect> {
         text.chars()
             .flat_map(|c| update(state, key(KeyCode::Char(c))))
             .collect()
     }
 
-    fn state(backend: BackendKind, read_only: bool) -> State {
+    pub(crate) fn state(backend: BackendKind, read_only: bool) -> State {
         let stack = StackRef::new("demo").expect("stack name");
         State::new(stack, backend, "here".into(), read_only)
     }
+
+    /// A snapshot of `stack` with one in-service instance per version given (and one pending
+    /// that must not count).
+    pub(crate) fn with_versions(s: &mut State, versions: &[&str]) {
+        let mut snapshot = Snapshot::empty(s.stack.clone(), time::OffsetDateTime::UNIX_EPOCH);
+        let mut az = provision::port::AzView::new("eu-west-1a");
+        let instance = |i: usize, version: &str, lifecycle| provision::port::Instance {
+            id: format!("i-{i}"),
+            lifecycle,
+            health: provision::port::HealthStatus::Healthy,
+            version: Some(version.into()),
+            launch_template_version: None,
+            launch_time: None,
+            address: None,
+            protected_from_scale_in: false,
+        };
+        for (i, version) in versions.iter().enumerate() {
+            az.instances
+                .push(instance(i, version, LifecycleState::InService));
+        }
+        az.instances
+            .push(instance(99, "9.9.9", LifecycleState::Pending));
+        snapshot.azs.push(az);
+        s.snapshot = Some(Box::new(snapshot));
+    }
+
+    pub(crate) fn plan(stack: &StackRef, changes: usize) -> Plan {
+        let desired = provision::port::DesiredStack {
+            stack: stack.clone(),
+            template_body: "{}".into(),
+            parameters: Default::default(),
+            tags: Default::default(),
+            spec: serde_json::Value::Null,
+        };
+        Plan {
+            desired,
+            creates_stack: changes > 0,
+            change_set: None,
+            changes: (0..changes)
+                .map(|i| provision::port::ResourceChange {
+                    logical_id: format!("Resource{i}"),
+                    resource_type: "AWS::EC2::Subnet".into(),
+                    physical_id: None,
+                    action: provision::port::ChangeAction::Add,
+                    reasons: vec![],
+                })
+                .collect(),
+            prepare: Vec::new(),
+            blockers: Vec::new(),
+            planned_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::drill::engine::StopConditions;
+    use crate::screen::gameday::GamedayField;
+    use crossterm::event::KeyModifiers;
+    use provision::port::{
+        EventSource, Outputs, ResourceEvent, ScaleInProtectedInstances, StandbyInstances,
+    };
+    use rstest::rstest;
+    use std::time::Duration;
 
     #[rstest]
     #[case(KeyCode::Char('?'), Screen::Help)]
@@ -637,9 +707,9 @@ mod tests {
 
     #[rstest]
     #[case('d', "deploy")]
-    #[case('g', "GameDay")]
-    #[case('F', "database failover")]
-    #[case('C', "cancel refresh")]
+    #[case('g', "gameday")]
+    #[case('F', "failover")]
+    #[case('C', "cancel")]
     #[case('R', "rollback")]
     fn read_only_refuses_every_mutation(#[case] c: char, #[case] what: &str) {
         let mut s = state(BackendKind::Sandbox, true);
@@ -677,7 +747,10 @@ mod tests {
     #[test]
     fn a_read_only_session_is_not_offered_commands_that_change_things() {
         assert_eq!(complete("d", true), "dashboard");
-        assert_eq!(command_matches("", true).len(), COMMANDS.len() - 8);
+        assert_eq!(
+            command_matches("", true),
+            ["dashboard", "instances", "events", "plan", "help", "quit"]
+        );
         assert!(command_matches("", true).contains(&"plan"));
         assert_eq!(command_matches("d", false), ["dashboard", "deploy", "down"]);
         // Typed out in full it is still refused, with a reason.
@@ -721,31 +794,6 @@ mod tests {
         assert_eq!(request.version, "v2");
         assert!(request.preferences.auto_rollback);
         assert_eq!(request.preferences.min_healthy_percentage, 90);
-    }
-
-    /// A snapshot of `stack` with one in-service instance per version given (and one pending
-    /// that must not count).
-    fn with_versions(s: &mut State, versions: &[&str]) {
-        let mut snapshot = Snapshot::empty(s.stack.clone(), time::OffsetDateTime::UNIX_EPOCH);
-        let mut az = provision::port::AzView::new("eu-west-1a");
-        let instance = |i: usize, version: &str, lifecycle| provision::port::Instance {
-            id: format!("i-{i}"),
-            lifecycle,
-            health: provision::port::HealthStatus::Healthy,
-            version: Some(version.into()),
-            launch_template_version: None,
-            launch_time: None,
-            address: None,
-            protected_from_scale_in: false,
-        };
-        for (i, version) in versions.iter().enumerate() {
-            az.instances
-                .push(instance(i, version, LifecycleState::InService));
-        }
-        az.instances
-            .push(instance(99, "9.9.9", LifecycleState::Pending));
-        snapshot.azs.push(az);
-        s.snapshot = Some(Box::new(snapshot));
     }
 
     #[test]
@@ -827,7 +875,12 @@ mod tests {
         with_versions(&mut s, &["1.0.0"]);
         update(&mut s, key(KeyCode::Char('g')));
         // duration 10, rate 20, signups 0, error 25 %, below 2 healthy.
-        let fields = [(2, "10"), (4, "0"), (5, "25"), (6, "2")];
+        let fields = [
+            (GamedayField::Duration, "10"),
+            (GamedayField::Signups, "0"),
+            (GamedayField::MaxError, "25"),
+            (GamedayField::MinHealthy, "2"),
+        ];
         for (field, text) in fields {
             s.gameday.field = field;
             for _ in 0..4 {
@@ -843,9 +896,12 @@ mod tests {
             StopConditions::for_drill(Duration::from_secs(10), 25, 2)
         );
         assert_eq!(config.stop.max_duration, Duration::from_secs(340));
-        assert_eq!(s.gameday.hint(4).as_deref(), Some("none"));
+        assert_eq!(
+            s.gameday.hint(GamedayField::Signups).as_deref(),
+            Some("none")
+        );
         // Only digits are typed into a number; an error rate above 100 is named.
-        s.gameday.field = 5;
+        s.gameday.field = GamedayField::MaxError;
         chars(&mut s, "0x");
         assert_eq!(s.gameday.max_error_pct, "250");
         let error = s.gameday.config(&s.az_names()).expect_err("250 %");
@@ -988,33 +1044,6 @@ mod tests {
                 az: "eu-west-1a".into()
             }
         );
-    }
-
-    fn plan(stack: &StackRef, changes: usize) -> Plan {
-        let desired = provision::port::DesiredStack {
-            stack: stack.clone(),
-            template_body: "{}".into(),
-            parameters: Default::default(),
-            tags: Default::default(),
-            spec: serde_json::Value::Null,
-        };
-        Plan {
-            desired,
-            creates_stack: changes > 0,
-            change_set: None,
-            changes: (0..changes)
-                .map(|i| provision::port::ResourceChange {
-                    logical_id: format!("Resource{i}"),
-                    resource_type: "AWS::EC2::Subnet".into(),
-                    physical_id: None,
-                    action: provision::port::ChangeAction::Add,
-                    reasons: vec![],
-                })
-                .collect(),
-            prepare: Vec::new(),
-            blockers: Vec::new(),
-            planned_at: time::OffsetDateTime::UNIX_EPOCH,
-        }
     }
 
     #[test]

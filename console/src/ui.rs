@@ -17,6 +17,7 @@ use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Wrap};
 use provision::port::{HealthStatus, Instance, LifecycleState, RefreshStatus, Target, TargetState};
 
 use crate::app::{Mode, Screen, State};
+use crate::keys::{self, Context};
 use crate::screen;
 
 /// Above this many instances in one AZ column, the column shows counts per state instead of
@@ -226,23 +227,25 @@ pub(crate) fn scroll_start(selected: usize, room: usize) -> usize {
     (selected + 1).saturating_sub(room)
 }
 
-pub(crate) fn form_lines(labels: &[&str], values: &[String], focused: usize) -> Vec<Line<'static>> {
+pub(crate) fn form_lines(
+    labels: &[&str],
+    values: &[String],
+    focused: Option<usize>,
+) -> Vec<Line<'static>> {
     labels
         .iter()
         .zip(values)
         .enumerate()
         .map(|(i, (label, value))| {
-            let style = if i == focused {
+            let focused = focused == Some(i);
+            let style = if focused {
                 Style::new().fg(Color::Cyan).bold()
             } else {
                 Style::new()
             };
             Line::from(vec![
                 Span::styled(format!("{label:>20}  "), style),
-                Span::styled(
-                    format!("{value}{}", if i == focused { "▏" } else { "" }),
-                    style,
-                ),
+                Span::styled(format!("{value}{}", if focused { "▏" } else { "" }), style),
             ])
         })
         .collect()
@@ -268,7 +271,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &State) {
     let line = match &state.mode {
         Mode::Command(input) => {
             // What the typed word can still become, so completion is never a guess.
-            let matches = crate::app::command_matches(input, state.read_only);
+            let matches = keys::command_matches(input, state.read_only);
             let after = match matches.as_slice() {
                 [] => "  no such command".to_owned(),
                 [one] => format!(
@@ -285,37 +288,22 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &State) {
         }
         Mode::Filter(input) => Line::from(vec![Span::raw("/").bold(), Span::raw(input.clone())]),
         _ => {
-            // Most wanted first: what does not fit is dropped from the end (help lists all).
-            let hints: &[&str] = if state.read_only {
-                &[
-                    "? help",
-                    ": command",
-                    "/ filter",
-                    "Enter instances",
-                    "e events",
-                ]
-            } else {
-                &[
-                    "? help",
-                    ": command",
-                    "d deploy",
-                    "g gameday",
-                    "p provision",
-                    "F failover",
-                ]
-            };
-            Line::from(footer_hints(state.screen.title(), hints, area.width).dim())
+            // From the key table: most wanted first; what does not fit is dropped from the
+            // end (help lists all).
+            let context = Context::of(state);
+            let (hints, pinned) = keys::footer_hints(context, state.read_only);
+            let hints: Vec<&str> = hints.iter().map(String::as_str).collect();
+            Line::from(footer_hints(context.title(), &hints, pinned.as_deref(), area.width).dim())
         }
     };
     frame.render_widget(line, area);
 }
 
-/// " screen · hint  hint … q quit", with as many hints as fit in `width`; "q quit" always
-/// stays, and "? help" lists the rest.
-fn footer_hints(screen: &str, hints: &[&str], width: u16) -> String {
-    const QUIT: &str = "q quit";
+/// " screen · hint  hint … q quit", with as many hints as fit in `width`; the pinned hint
+/// ("q quit") always stays, and "? help" lists the rest.
+fn footer_hints(screen: &str, hints: &[&str], pinned: Option<&str>, width: u16) -> String {
     let mut text = format!(" {screen} · ");
-    let room = usize::from(width).saturating_sub(QUIT.len());
+    let room = usize::from(width).saturating_sub(pinned.map_or(0, str::len));
     for hint in hints {
         if text.chars().count() + hint.chars().count() + 2 > room {
             break;
@@ -323,7 +311,10 @@ fn footer_hints(screen: &str, hints: &[&str], width: u16) -> String {
         text.push_str(hint);
         text.push_str("  ");
     }
-    text.push_str(QUIT);
+    match pinned {
+        Some(pinned) => text.push_str(pinned),
+        None => text.truncate(text.trim_end().len()),
+    }
     text
 }
 
@@ -398,13 +389,20 @@ mod tests {
     fn footer_hints_drop_from_the_end_and_quit_stays() {
         let hints = ["? help", "d deploy", "g gameday"];
         assert_eq!(
-            footer_hints("dashboard", &hints, 80),
+            footer_hints("dashboard", &hints, Some("q quit"), 80),
             " dashboard · ? help  d deploy  g gameday  q quit"
         );
-        let narrow = footer_hints("dashboard", &hints, 40);
+        let narrow = footer_hints("dashboard", &hints, Some("q quit"), 40);
         assert_eq!(narrow, " dashboard · ? help  d deploy  q quit");
         assert!(narrow.chars().count() <= 40);
-        assert_eq!(footer_hints("dashboard", &hints, 10), " dashboard · q quit");
+        assert_eq!(
+            footer_hints("dashboard", &hints, Some("q quit"), 10),
+            " dashboard · q quit"
+        );
+        assert_eq!(
+            footer_hints("gameday", &["s stop", "Esc back"], None, 80),
+            " gameday · s stop  Esc back"
+        );
     }
 
     #[test]

@@ -14,9 +14,6 @@ use crate::app::{Effect, Level, State};
 use crate::ui::{LIST_LIMIT, instance_glyph, scroll_start};
 
 pub(crate) fn ask_cancel(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("cancel refresh") {
-        return Vec::new();
-    }
     match active_refresh_id(state) {
         Some(id) => state.ask(
             format!("Cancel instance refresh {id}?"),
@@ -30,9 +27,6 @@ pub(crate) fn ask_cancel(state: &mut State) -> Vec<Effect> {
 }
 
 pub(crate) fn ask_rollback(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("rollback") {
-        return Vec::new();
-    }
     match active_refresh_id(state) {
         Some(id) => state.ask(
             format!("Roll back instance refresh {id}?"),

@@ -1,23 +1,98 @@
 //! The deploy dialog: every refresh preference AWS offers, its keys, its review and drawing.
 
-use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
     DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, RefreshPreferences, ScaleInProtectedInstances,
     StandbyInstances,
 };
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::Stylize;
-use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 
 use crate::app::{Effect, Level, Screen, State};
+use crate::keys::Act;
 use crate::ui::{add_hints, form_lines};
+
+/// A field of the deploy dialog, in the order the dialog shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployField {
+    Version,
+    MinHealthy,
+    MaxHealthy,
+    Warmup,
+    Checkpoints,
+    CheckpointDelay,
+    BakeTime,
+    Alarms,
+    SkipMatching,
+    AutoRollback,
+    ScaleInProtected,
+    Standby,
+}
+
+impl DeployField {
+    pub const ALL: [DeployField; 12] = [
+        DeployField::Version,
+        DeployField::MinHealthy,
+        DeployField::MaxHealthy,
+        DeployField::Warmup,
+        DeployField::Checkpoints,
+        DeployField::CheckpointDelay,
+        DeployField::BakeTime,
+        DeployField::Alarms,
+        DeployField::SkipMatching,
+        DeployField::AutoRollback,
+        DeployField::ScaleInProtected,
+        DeployField::Standby,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DeployField::Version => "version",
+            DeployField::MinHealthy => "min healthy %",
+            DeployField::MaxHealthy => "max healthy %",
+            DeployField::Warmup => "instance warmup s",
+            DeployField::Checkpoints => "checkpoints %",
+            DeployField::CheckpointDelay => "checkpoint delay s",
+            DeployField::BakeTime => "bake time s",
+            DeployField::Alarms => "alarms",
+            DeployField::SkipMatching => "skip matching",
+            DeployField::AutoRollback => "auto rollback",
+            DeployField::ScaleInProtected => "scale-in protected",
+            DeployField::Standby => "standby instances",
+        }
+    }
+
+    /// What an empty field means, when the field may be left empty.
+    pub fn empty_hint(self) -> Option<&'static str> {
+        match self {
+            DeployField::Warmup => Some("the group's default warmup"),
+            DeployField::Checkpoints => Some("none (e.g. 20,50)"),
+            DeployField::Alarms => Some("none (alarm names, comma-separated)"),
+            _ => None,
+        }
+    }
+
+    /// Chosen (yes/no or one of a list) rather than typed.
+    pub fn is_choice(self) -> bool {
+        matches!(
+            self,
+            DeployField::SkipMatching
+                | DeployField::AutoRollback
+                | DeployField::ScaleInProtected
+                | DeployField::Standby
+        )
+    }
+
+    /// The next field (`forward`) or the previous one, wrapping.
+    pub fn step(self, forward: bool) -> DeployField {
+        cycle(&Self::ALL, self, forward)
+    }
+}
 
 /// The deploy dialog's fields: every refresh preference AWS offers, with AWS's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployForm {
-    pub field: usize,
+    pub field: DeployField,
     pub version: String,
     pub min_healthy: String,
     pub max_healthy: String,
@@ -36,7 +111,7 @@ impl Default for DeployForm {
     fn default() -> Self {
         let d = RefreshPreferences::default();
         DeployForm {
-            field: 0,
+            field: DeployField::Version,
             version: String::new(),
             min_healthy: d.min_healthy_percentage.to_string(),
             max_healthy: d.max_healthy_percentage.to_string(),
@@ -66,68 +141,57 @@ pub(crate) fn cycle<T: Copy + PartialEq>(all: &[T], current: T, forward: bool) -
 }
 
 impl DeployForm {
-    pub const LABELS: [&'static str; 12] = [
-        "version",
-        "min healthy %",
-        "max healthy %",
-        "instance warmup s",
-        "checkpoints %",
-        "checkpoint delay s",
-        "bake time s",
-        "alarms",
-        "skip matching",
-        "auto rollback",
-        "scale-in protected",
-        "standby instances",
-    ];
-    /// The first field that is chosen rather than typed; the ones before it are text.
-    pub const FIRST_CHOICE: usize = 8;
-
-    pub fn value(&self, field: usize) -> String {
+    pub fn value(&self, field: DeployField) -> String {
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
         match field {
-            0 => self.version.clone(),
-            1 => self.min_healthy.clone(),
-            2 => self.max_healthy.clone(),
-            3 => self.warmup.clone(),
-            4 => self.checkpoints.clone(),
-            5 => self.checkpoint_delay.clone(),
-            6 => self.bake_time.clone(),
-            7 => self.alarms.clone(),
-            8 => yes_no(self.skip_matching),
-            9 => yes_no(self.auto_rollback),
-            10 => format!("‹ {} ›", self.scale_in_protected),
-            _ => format!("‹ {} ›", self.standby),
+            DeployField::SkipMatching => yes_no(self.skip_matching),
+            DeployField::AutoRollback => yes_no(self.auto_rollback),
+            DeployField::ScaleInProtected => format!("‹ {} ›", self.scale_in_protected),
+            DeployField::Standby => format!("‹ {} ›", self.standby),
+            text => self.text(text).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn text(&self, field: DeployField) -> Option<&String> {
+        match field {
+            DeployField::Version => Some(&self.version),
+            DeployField::MinHealthy => Some(&self.min_healthy),
+            DeployField::MaxHealthy => Some(&self.max_healthy),
+            DeployField::Warmup => Some(&self.warmup),
+            DeployField::Checkpoints => Some(&self.checkpoints),
+            DeployField::CheckpointDelay => Some(&self.checkpoint_delay),
+            DeployField::BakeTime => Some(&self.bake_time),
+            DeployField::Alarms => Some(&self.alarms),
+            _ => None,
         }
     }
 
     /// What an empty text field means, shown in its place.
-    pub fn placeholder(&self, field: usize) -> Option<String> {
+    pub fn placeholder(&self, field: DeployField) -> Option<String> {
         if !self.value(field).is_empty() {
             return None;
         }
         match field {
-            3 => Some("the group's default warmup".into()),
-            4 => Some("none (e.g. 20,50)".into()),
-            5 if self.checkpoints.trim().is_empty() => Some("needs checkpoints".into()),
-            5 => Some(format!(
+            DeployField::CheckpointDelay if self.checkpoints.trim().is_empty() => {
+                Some("needs checkpoints".into())
+            }
+            DeployField::CheckpointDelay => Some(format!(
                 "{DEFAULT_CHECKPOINT_DELAY_SECONDS} (AWS's default)"
             )),
-            7 => Some("none (alarm names, comma-separated)".into()),
-            _ => None,
+            other => other.empty_hint().map(str::to_owned),
         }
     }
 
     fn text_mut(&mut self) -> Option<&mut String> {
         match self.field {
-            0 => Some(&mut self.version),
-            1 => Some(&mut self.min_healthy),
-            2 => Some(&mut self.max_healthy),
-            3 => Some(&mut self.warmup),
-            4 => Some(&mut self.checkpoints),
-            5 => Some(&mut self.checkpoint_delay),
-            6 => Some(&mut self.bake_time),
-            7 => Some(&mut self.alarms),
+            DeployField::Version => Some(&mut self.version),
+            DeployField::MinHealthy => Some(&mut self.min_healthy),
+            DeployField::MaxHealthy => Some(&mut self.max_healthy),
+            DeployField::Warmup => Some(&mut self.warmup),
+            DeployField::Checkpoints => Some(&mut self.checkpoints),
+            DeployField::CheckpointDelay => Some(&mut self.checkpoint_delay),
+            DeployField::BakeTime => Some(&mut self.bake_time),
+            DeployField::Alarms => Some(&mut self.alarms),
             _ => None,
         }
     }
@@ -135,16 +199,18 @@ impl DeployForm {
     /// Flips a yes/no field or steps a choice; `forward` is false for ←.
     fn choose(&mut self, forward: bool) {
         match self.field {
-            8 => self.skip_matching = !self.skip_matching,
-            9 => self.auto_rollback = !self.auto_rollback,
-            10 => {
+            DeployField::SkipMatching => self.skip_matching = !self.skip_matching,
+            DeployField::AutoRollback => self.auto_rollback = !self.auto_rollback,
+            DeployField::ScaleInProtected => {
                 self.scale_in_protected = cycle(
                     ScaleInProtectedInstances::ALL,
                     self.scale_in_protected,
                     forward,
                 )
             }
-            11 => self.standby = cycle(StandbyInstances::ALL, self.standby, forward),
+            DeployField::Standby => {
+                self.standby = cycle(StandbyInstances::ALL, self.standby, forward)
+            }
             _ => {}
         }
     }
@@ -193,33 +259,30 @@ impl DeployForm {
 }
 
 pub(crate) fn open_deploy(state: &mut State) -> Vec<Effect> {
-    if !state.refuse_if_read_only("deploy") {
-        state.go(Screen::Deploy);
-    }
+    state.go(Screen::Deploy);
     Vec::new()
 }
 
-pub(crate) fn on_deploy_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+/// A key-table action on the deploy dialog (`typed` is the character of a typing key).
+pub(crate) fn on_form(state: &mut State, act: Act, typed: Option<char>) -> Vec<Effect> {
     let form = &mut state.deploy;
-    let n = DeployForm::LABELS.len();
-    let choosing = form.field >= DeployForm::FIRST_CHOICE;
-    match key.code {
-        KeyCode::Esc => state.back(),
-        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
-        KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
-        KeyCode::Left if choosing => form.choose(false),
-        KeyCode::Right | KeyCode::Char(' ') if choosing => form.choose(true),
-        KeyCode::Backspace => {
+    match act {
+        Act::NextField => form.field = form.field.step(true),
+        Act::PreviousField => form.field = form.field.step(false),
+        Act::ChooseNext => form.choose(true),
+        Act::ChoosePrevious => form.choose(false),
+        Act::Type => match (form.text_mut(), typed) {
+            (Some(text), Some(c)) => text.push(c),
+            // Space flips or steps a choice; other characters do nothing there.
+            (None, Some(' ')) => form.choose(true),
+            _ => {}
+        },
+        Act::Erase => {
             if let Some(text) = form.text_mut() {
                 text.pop();
             }
         }
-        KeyCode::Char(c) => {
-            if let Some(text) = form.text_mut() {
-                text.push(c);
-            }
-        }
-        KeyCode::Enter => match form.request() {
+        Act::Submit => match form.request() {
             Ok(request) => {
                 let lines = deploy_review(&request, &state.running_versions());
                 let title = format!("Deploy {} to {}?", request.version, state.stack.name);
@@ -280,20 +343,18 @@ pub(crate) fn deploy_review(request: &DeployRequest, running: &str) -> Vec<Strin
 
 pub(crate) fn draw(frame: &mut Frame, area: Rect, state: &State) {
     let form = &state.deploy;
-    let values: Vec<String> = (0..DeployForm::LABELS.len())
-        .map(|i| form.value(i))
-        .collect();
-    let mut lines = form_lines(&DeployForm::LABELS, &values, form.field);
+    let labels = DeployField::ALL.map(DeployField::label);
+    let values = DeployField::ALL.map(|f| form.value(f));
+    let focused = DeployField::ALL.iter().position(|f| *f == form.field);
+    let mut lines = form_lines(&labels, &values, focused);
     // What an empty field means, dim in its place: the running versions beside an empty
-    // version, AWS's behaviour beside an empty preference.
-    add_hints(&mut lines, |i| match i {
-        0 if form.version.is_empty() => Some(format!("running now: {}", state.running_versions())),
-        _ => form.placeholder(i),
+    // version, AWS's behaviour beside an empty preference. The keys are in the footer.
+    add_hints(&mut lines, |i| match DeployField::ALL[i] {
+        DeployField::Version if form.version.is_empty() => {
+            Some(format!("running now: {}", state.running_versions()))
+        }
+        field => form.placeholder(field),
     });
-    lines.push(Line::from(""));
-    lines.push(Line::from(
-        "Tab/↑↓ field · type to edit · ←→ space choose · Enter review · Esc back".dim(),
-    ));
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" deploy: instance refresh ")),
         area,

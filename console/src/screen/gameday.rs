@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::Fault;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,12 +14,57 @@ use crate::app::{Effect, Level, Screen, State};
 use crate::drill::engine::{DrillConfig, DrillUpdate, StopConditions};
 use crate::drill::probe::ProbeSecond;
 use crate::drill::report::{CapacitySample, DrillReport, StepRecord};
+use crate::keys::Act;
 use crate::ui::{add_hints, form_lines};
+
+/// A field of the GameDay dialog, in the order the dialog shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GamedayField {
+    Az,
+    Fault,
+    Duration,
+    Rate,
+    Signups,
+    MaxError,
+    MinHealthy,
+    Force,
+}
+
+impl GamedayField {
+    pub const ALL: [GamedayField; 8] = [
+        GamedayField::Az,
+        GamedayField::Fault,
+        GamedayField::Duration,
+        GamedayField::Rate,
+        GamedayField::Signups,
+        GamedayField::MaxError,
+        GamedayField::MinHealthy,
+        GamedayField::Force,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            GamedayField::Az => "AZ",
+            GamedayField::Fault => "fault",
+            GamedayField::Duration => "duration s",
+            GamedayField::Rate => "probe rate /s",
+            GamedayField::Signups => "signups /s",
+            GamedayField::MaxError => "stop at error %",
+            GamedayField::MinHealthy => "stop below healthy",
+            GamedayField::Force => "force",
+        }
+    }
+
+    /// The next field (`forward`) or the previous one, wrapping.
+    pub fn step(self, forward: bool) -> GamedayField {
+        crate::screen::deploy::cycle(&Self::ALL, self, forward)
+    }
+}
 
 /// The GameDay dialog's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GamedayForm {
-    pub field: usize,
+    pub field: GamedayField,
     pub az_index: usize,
     pub fault_index: usize,
     pub duration: String,
@@ -35,7 +79,7 @@ impl Default for GamedayForm {
     fn default() -> Self {
         // The command line's defaults (`triad gameday --help`).
         GamedayForm {
-            field: 0,
+            field: GamedayField::Az,
             az_index: 0,
             fault_index: 0,
             duration: "60".into(),
@@ -49,46 +93,37 @@ impl Default for GamedayForm {
 }
 
 impl GamedayForm {
-    pub const LABELS: [&'static str; 8] = [
-        "AZ",
-        "fault",
-        "duration s",
-        "probe rate /s",
-        "signups /s",
-        "stop at error %",
-        "stop below healthy",
-        "force",
-    ];
-
     pub fn fault_kind(&self) -> &'static str {
         Fault::KINDS[self.fault_index % Fault::KINDS.len()]
     }
 
     fn text_mut(&mut self) -> Option<&mut String> {
         match self.field {
-            2 => Some(&mut self.duration),
-            3 => Some(&mut self.rate),
-            4 => Some(&mut self.signups),
-            5 => Some(&mut self.max_error_pct),
-            6 => Some(&mut self.min_healthy),
+            GamedayField::Duration => Some(&mut self.duration),
+            GamedayField::Rate => Some(&mut self.rate),
+            GamedayField::Signups => Some(&mut self.signups),
+            GamedayField::MaxError => Some(&mut self.max_error_pct),
+            GamedayField::MinHealthy => Some(&mut self.min_healthy),
             _ => None,
         }
     }
 
     /// What a field's value means when that is not plain: the drill's ceiling beside the
     /// duration, "off"/"none" beside a zero.
-    pub fn hint(&self, field: usize) -> Option<String> {
+    pub fn hint(&self, field: GamedayField) -> Option<String> {
         let zero = |text: &str| text.trim() == "0";
         match field {
-            2 => self.duration.trim().parse::<u64>().ok().map(|secs| {
+            GamedayField::Duration => self.duration.trim().parse::<u64>().ok().map(|secs| {
                 let ceiling = StopConditions::ceiling(Duration::from_secs(secs.max(1)));
                 format!("the drill stops after {} s at most", ceiling.as_secs())
             }),
-            4 if zero(&self.signups) => Some("none".into()),
-            4 => Some("each acknowledged one is checked afterwards".into()),
-            6 if zero(&self.min_healthy) => Some("off".into()),
-            6 => Some("instances in service across the AZs".into()),
-            7 if self.force => Some("even when the other AZs have no healthy capacity".into()),
+            GamedayField::Signups if zero(&self.signups) => Some("none".into()),
+            GamedayField::Signups => Some("each acknowledged one is checked afterwards".into()),
+            GamedayField::MinHealthy if zero(&self.min_healthy) => Some("off".into()),
+            GamedayField::MinHealthy => Some("instances in service across the AZs".into()),
+            GamedayField::Force if self.force => {
+                Some("even when the other AZs have no healthy capacity".into())
+            }
             _ => None,
         }
     }
@@ -187,17 +222,12 @@ pub(crate) fn open_gameday(state: &mut State) -> Vec<Effect> {
         state.go(Screen::GameDay);
         return Vec::new();
     }
-    if !state.refuse_if_read_only("GameDay") {
-        state.drill = None;
-        state.go(Screen::GameDay);
-    }
+    state.drill = None;
+    state.go(Screen::GameDay);
     Vec::new()
 }
 
 pub(crate) fn ask_failover(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("database failover") {
-        return Vec::new();
-    }
     state.go(Screen::GameDay);
     state.gameday.fault_index = Fault::KINDS
         .iter()
@@ -216,52 +246,43 @@ pub(crate) fn stop_drill(state: &mut State) -> Vec<Effect> {
     }
 }
 
-pub(crate) fn on_gameday_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    if state.drill.is_some() {
-        return match key.code {
-            KeyCode::Char('s') => stop_drill(state),
-            KeyCode::Esc | KeyCode::Char('q') => {
-                state.back();
-                Vec::new()
-            }
-            _ => Vec::new(),
-        };
-    }
+/// A key-table action on the GameDay dialog (`typed` is the digit of a typing key).
+pub(crate) fn on_form(state: &mut State, act: Act, typed: Option<char>) -> Vec<Effect> {
     let azs = state.az_names();
     let form = &mut state.gameday;
-    let n = GamedayForm::LABELS.len();
-    match key.code {
-        KeyCode::Esc => state.back(),
-        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
-        KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
-        KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') => {
-            let forward = key.code != KeyCode::Left;
-            let step = |i: usize, len: usize| {
-                let len = len.max(1);
-                if forward {
-                    (i + 1) % len
-                } else {
-                    (i + len - 1) % len
-                }
-            };
+    let step = |i: usize, len: usize, forward: bool| {
+        let len = len.max(1);
+        if forward {
+            (i + 1) % len
+        } else {
+            (i + len - 1) % len
+        }
+    };
+    match act {
+        Act::NextField => form.field = form.field.step(true),
+        Act::PreviousField => form.field = form.field.step(false),
+        Act::ChooseNext | Act::ChoosePrevious => {
+            let forward = act == Act::ChooseNext;
             match form.field {
-                0 => form.az_index = step(form.az_index, azs.len()),
-                1 => form.fault_index = step(form.fault_index, Fault::KINDS.len()),
-                7 => form.force = !form.force,
+                GamedayField::Az => form.az_index = step(form.az_index, azs.len(), forward),
+                GamedayField::Fault => {
+                    form.fault_index = step(form.fault_index, Fault::KINDS.len(), forward)
+                }
+                GamedayField::Force => form.force = !form.force,
                 _ => {}
             }
         }
-        KeyCode::Backspace => {
+        Act::Type => {
+            if let (Some(text), Some(c)) = (form.text_mut(), typed) {
+                text.push(c);
+            }
+        }
+        Act::Erase => {
             if let Some(text) = form.text_mut() {
                 text.pop();
             }
         }
-        KeyCode::Char(c) if c.is_ascii_digit() => {
-            if let Some(text) = form.text_mut() {
-                text.push(c);
-            }
-        }
-        KeyCode::Enter => match form.config(&azs) {
+        Act::Submit => match form.config(&azs) {
             Ok(config) => return vec![Effect::DescribeFault(config.fault)],
             Err(reason) => state.notice(Level::Error, reason),
         },
@@ -294,12 +315,11 @@ pub(crate) fn draw(frame: &mut Frame, area: Rect, state: &State) {
     let Some(drill) = &state.drill else {
         let form = &state.gameday;
         let values = gameday_values(form, &state.az_names());
-        let mut lines = form_lines(&GamedayForm::LABELS, &values, form.field);
-        add_hints(&mut lines, |i| form.hint(i));
-        lines.push(Line::from(""));
-        lines.push(Line::from(
-            "Tab/↑↓ field · ←→ choose · digits edit · Enter dry run · Esc back".dim(),
-        ));
+        let labels = GamedayField::ALL.map(GamedayField::label);
+        let focused = GamedayField::ALL.iter().position(|f| *f == form.field);
+        let mut lines = form_lines(&labels, &values, focused);
+        // The keys are in the footer.
+        add_hints(&mut lines, |i| form.hint(GamedayField::ALL[i]));
         frame.render_widget(
             Paragraph::new(lines).block(Block::bordered().title(" GameDay ")),
             area,

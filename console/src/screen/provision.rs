@@ -1,7 +1,6 @@
 //! The provisioning screen: the plan's diff, then an apply or destroy's live "X of Y"
 //! progress with each resource's latest status and reason, then how it ended.
 
-use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
     ChangeAction, Outputs, Plan, ProvisionEvent, ResourceEvent, ResourceStatus, StackOperation,
     StackStatus,
@@ -12,7 +11,6 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Gauge, Paragraph};
 
-use crate::app::on_normal_key;
 use crate::app::{Effect, Level, Screen, State};
 
 /// Where the provisioning screen is.
@@ -163,9 +161,6 @@ pub(crate) fn open_provision(state: &mut State) -> Vec<Effect> {
 
 /// Asks to carry out the current plan (planning first when there is none).
 pub(crate) fn ask_apply(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("apply") {
-        return Vec::new();
-    }
     let plan = match &state.provision {
         Some(view) if view.phase == ProvisionPhase::Planned => view.plan.clone(),
         Some(view) if view.is_busy() => {
@@ -212,9 +207,6 @@ pub(crate) fn ask_apply(state: &mut State) -> Vec<Effect> {
 
 /// Asks to delete the stack: the stack's name must be typed, on every backend.
 pub(crate) fn ask_destroy(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("destroy") {
-        return Vec::new();
-    }
     if state.provision.as_ref().is_some_and(ProvisionView::is_busy) {
         state.go(Screen::Provision);
         state.notice(Level::Info, "an operation is already under way");
@@ -229,15 +221,6 @@ pub(crate) fn ask_destroy(state: &mut State) -> Vec<Effect> {
     let expected = crate::policy::destroy_word(&state.stack);
     state.ask_for(title, lines, expected, Effect::Destroy);
     Vec::new()
-}
-
-pub(crate) fn on_provision_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Char('p') => open_provision(state),
-        KeyCode::Char('a') => ask_apply(state),
-        KeyCode::Char('D') => ask_destroy(state),
-        _ => on_normal_key(state, key),
-    }
 }
 
 pub(crate) fn change_color(action: ChangeAction) -> Color {
