@@ -482,34 +482,21 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         Act::Rollback => return ask_rollback(state),
         Act::StopDrill => return stop_drill(state),
         Act::Copy => return copy_selected(state),
+        // A form's keys: the dialog on screen takes them; elsewhere typing edits the line.
         Act::NextField
         | Act::PreviousField
         | Act::ChooseNext
         | Act::ChoosePrevious
         | Act::Submit
         | Act::Type
-        | Act::Erase
-            if context == Context::Deploy =>
-        {
-            return deploy::on_form(state, binding.act, typed);
-        }
-        Act::NextField
-        | Act::PreviousField
-        | Act::ChooseNext
-        | Act::ChoosePrevious
-        | Act::Submit
-        | Act::Type
-        | Act::Erase
-            if context == Context::GameDay =>
-        {
-            return gameday::on_form(state, binding.act, typed);
-        }
-        Act::Type | Act::Erase => edit_line(state, binding.act == Act::Erase, typed),
-        Act::NextField
-        | Act::PreviousField
-        | Act::ChooseNext
-        | Act::ChoosePrevious
-        | Act::Submit => {}
+        | Act::Erase => match context {
+            Context::Deploy => return deploy::on_form(state, binding.act, typed),
+            Context::GameDay => return gameday::on_form(state, binding.act, typed),
+            _ if matches!(binding.act, Act::Type | Act::Erase) => {
+                edit_line(state, binding.act == Act::Erase, typed)
+            }
+            _ => {}
+        },
         Act::Complete => {
             if let Mode::Command(input) = &mut state.mode {
                 *input = keys::complete(input, state.read_only);
