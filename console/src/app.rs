@@ -895,6 +895,28 @@ mod tests {
         assert!(error.contains("stop at error %"), "{error}");
     }
 
+    #[test]
+    fn the_gameday_form_carries_the_port_s_fault_kind_to_the_drill() {
+        use provision::port::FaultKind;
+        let mut s = state(BackendKind::Sandbox, false);
+        with_versions(&mut s, &["1.0.0"]);
+        update(&mut s, key(KeyCode::Char('g')));
+        update(&mut s, key(KeyCode::Tab));
+        assert_eq!(s.gameday.field, GamedayField::Fault);
+        for expected in FaultKind::ALL
+            .iter()
+            .cycle()
+            .skip(1)
+            .take(FaultKind::ALL.len())
+        {
+            update(&mut s, key(KeyCode::Right));
+            assert_eq!(s.gameday.fault, *expected);
+            let config = s.gameday.config(&s.az_names()).expect("a valid form");
+            assert_eq!(config.fault.fault_kind(), *expected);
+            assert_eq!(config.fault.az().is_some(), expected.needs_az());
+        }
+    }
+
     fn event(second: i64, message: &str) -> Event {
         Event {
             at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second),

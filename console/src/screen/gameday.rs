@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use provision::port::Fault;
+use provision::port::{Fault, FaultKind};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
@@ -66,7 +66,8 @@ impl GamedayField {
 pub struct GamedayForm {
     pub field: GamedayField,
     pub az_index: usize,
-    pub fault_index: usize,
+    /// The port's fault kind, carried as such to the drill's `Fault`.
+    pub fault: FaultKind,
     pub duration: String,
     pub rate: String,
     pub signups: String,
@@ -81,7 +82,7 @@ impl Default for GamedayForm {
         GamedayForm {
             field: GamedayField::Az,
             az_index: 0,
-            fault_index: 0,
+            fault: FaultKind::TerminateAz,
             duration: "60".into(),
             rate: "20".into(),
             signups: "2".into(),
@@ -93,10 +94,6 @@ impl Default for GamedayForm {
 }
 
 impl GamedayForm {
-    pub fn fault_kind(&self) -> &'static str {
-        Fault::KINDS[self.fault_index % Fault::KINDS.len()]
-    }
-
     fn text_mut(&mut self) -> Option<&mut String> {
         match self.field {
             GamedayField::Duration => Some(&mut self.duration),
@@ -130,14 +127,14 @@ impl GamedayForm {
 
     /// The drill this form describes.
     pub fn config(&self, azs: &[String]) -> Result<DrillConfig, String> {
-        let kind = self.fault_kind();
-        let az = azs.get(self.az_index % azs.len().max(1)).cloned();
-        let fault = if kind == "failover-db" {
-            Fault::FailoverDb
-        } else {
-            let az = az.ok_or("AZ: no AZ is known yet")?;
-            Fault::parse(kind, Some(&az)).map_err(|e| e.to_string())?
-        };
+        let az = azs.get(self.az_index % azs.len().max(1));
+        if self.fault.needs_az() && az.is_none() {
+            return Err("AZ: no AZ is known yet".into());
+        }
+        let fault = self
+            .fault
+            .in_az(az.map(String::as_str))
+            .map_err(|e| e.to_string())?;
         fn num<T: std::str::FromStr>(label: &str, text: &str) -> Result<T, String> {
             text.trim()
                 .parse()
@@ -229,10 +226,7 @@ pub(crate) fn open_gameday(state: &mut State) -> Vec<Effect> {
 
 pub(crate) fn ask_failover(state: &mut State) -> Vec<Effect> {
     state.go(Screen::GameDay);
-    state.gameday.fault_index = Fault::KINDS
-        .iter()
-        .position(|k| *k == "failover-db")
-        .unwrap_or(0);
+    state.gameday.fault = FaultKind::FailoverDb;
     vec![Effect::DescribeFault(Fault::FailoverDb)]
 }
 
@@ -266,7 +260,7 @@ pub(crate) fn on_form(state: &mut State, act: Act, typed: Option<char>) -> Vec<E
             match form.field {
                 GamedayField::Az => form.az_index = step(form.az_index, azs.len(), forward),
                 GamedayField::Fault => {
-                    form.fault_index = step(form.fault_index, Fault::KINDS.len(), forward)
+                    form.fault = crate::screen::deploy::cycle(&FaultKind::ALL, form.fault, forward)
                 }
                 GamedayField::Force => form.force = !form.force,
                 _ => {}
@@ -294,14 +288,14 @@ pub(crate) fn on_form(state: &mut State, act: Act, typed: Option<char>) -> Vec<E
 pub(crate) fn gameday_values(form: &GamedayForm, azs: &[String]) -> Vec<String> {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     vec![
-        if form.fault_kind() == "failover-db" {
+        if !form.fault.needs_az() {
             "(the primary's AZ)".to_string()
         } else {
             azs.get(form.az_index % azs.len().max(1))
                 .cloned()
                 .map_or("—".into(), |a| format!("‹ {a} ›"))
         },
-        format!("‹ {} ›", form.fault_kind()),
+        format!("‹ {} ›", form.fault),
         form.duration.clone(),
         form.rate.clone(),
         form.signups.clone(),
