@@ -3,8 +3,9 @@
 //! drives everything that knows about keys:
 //!
 //! - the key handler (`app::update` looks the key up here and performs the binding's [`Act`]);
-//! - the `?` help screen and the forms' hint lines (drawn from the bindings of a context);
-//! - the footer (the bindings with a footer rank, most wanted first);
+//! - the `?` help screen (every binding, grouped by where it works);
+//! - the footer (the bindings of where the operator is that have a footer rank, most wanted
+//!   first: a dialog's footer shows the dialog's keys);
 //! - command mode (`:`) and its completion (the bindings that name a command);
 //! - read-only refusals: a binding that changes the stack is refused, from here, in a
 //!   read-only session, and not offered by help, footer or completion.
@@ -607,7 +608,14 @@ pub const TABLE: &[Binding] = &[
         "back",
     ),
     // Command mode, the filter line, confirmations.
-    row(&[Key::Text], "type", None, Act::Type, "type", TYPING),
+    row(
+        &[Key::Text],
+        "type",
+        None,
+        Act::Type,
+        "type the command, the filter or the word asked for",
+        TYPING,
+    ),
     footer(
         row(
             &[Key::Code(K::Tab)],
