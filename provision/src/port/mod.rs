@@ -33,8 +33,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cloud::{BackendKind, Cloud, CloudStream, failed_stream, refresh_outcome};
 pub use error::CloudError;
 pub use fault::{
-    AwsChange, CapacityCheck, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, PlannedAction,
-    SandboxChange, StepPlan, check_fault_az, plan_fault,
+    AwsChange, CapacityCheck, Fault, FaultChange, FaultKind, FaultPlan, FaultRecord, FaultStep,
+    PlannedAction, SandboxChange, StepPlan, check_fault_az, plan_fault,
 };
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
 pub use names::UnknownName;
