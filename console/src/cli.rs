@@ -56,6 +56,17 @@ pub struct BackendArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a documented stack spec (to --stack, default ./stack.toml) to start from; never
+    /// overwrites a file.
+    Init {
+        /// The stack's name (1-24 lowercase letters, digits and hyphens).
+        #[arg(long, default_value = "demo")]
+        name: String,
+        /// The AWS region the stack is for (its AZs become the region's a, b and c). Not
+        /// `--region`, which picks the region `--aws` talks to.
+        #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+        stack_region: String,
+    },
     /// Show what `up` would change (a change set on AWS; the processes to start on the sandbox).
     Plan(ReleaseArgs),
     /// Create or update the stack, with live "X of Y" progress.

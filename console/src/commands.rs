@@ -97,6 +97,10 @@ fn fail(error: &CloudError) -> Outcome {
 
 /// The spec file, and the stack it names.
 pub fn load_spec(cli: &Cli) -> Result<(StackSpec, StackRef), Outcome> {
+    if let Some(hint) = crate::init::missing_spec_hint(&cli.stack) {
+        eprintln!("triad: {hint}");
+        return Err(Outcome::Invalid);
+    }
     let spec = StackSpec::load(&cli.stack).map_err(|e| {
         eprintln!("triad: {}: {e}", cli.stack.display());
         Outcome::Invalid

@@ -16,6 +16,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod drill;
+pub mod init;
 pub mod keys;
 pub mod policy;
 pub mod run;

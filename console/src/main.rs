@@ -11,6 +11,31 @@ use triad::commands::{self, Outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Init { name, stack_region }) = &cli.command {
+        return match triad::init::write(&cli.stack, name, stack_region) {
+            Ok(()) => {
+                println!(
+                    "wrote {}; `triad --stack {} template` shows the stack it describes, `triad --stack {}` opens the console on the local sandbox",
+                    cli.stack.display(),
+                    cli.stack.display(),
+                    cli.stack.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error @ triad::init::InitError::Exists(_)) => {
+                eprintln!("triad: {error}");
+                ExitCode::from(Outcome::Refused.code())
+            }
+            Err(error @ triad::init::InitError::Invalid(_)) => {
+                eprintln!("triad: {error}");
+                ExitCode::from(Outcome::Invalid.code())
+            }
+            Err(error) => {
+                eprintln!("triad: {error}");
+                ExitCode::from(Outcome::Bad.code())
+            }
+        };
+    }
     if let Some(Command::Template { format }) = &cli.command {
         return match print_template(&cli.stack, *format) {
             Ok(()) => ExitCode::SUCCESS,
@@ -52,7 +77,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
             moto,
             mailer,
         })) => commands::sandbox_serve(dir, webapp.clone(), moto.clone(), mailer.clone()).await,
-        Some(Command::Template { .. }) => Outcome::Done,
+        Some(Command::Template { .. } | Command::Init { .. }) => Outcome::Done,
     }
 }
 
@@ -118,6 +143,9 @@ async fn console(cli: &Cli) -> Outcome {
 
 /// `triad template`: the main stack's CloudFormation template, generated from the spec.
 fn print_template(stack: &std::path::Path, format: cli::TemplateFormat) -> anyhow::Result<()> {
+    if let Some(hint) = triad::init::missing_spec_hint(stack) {
+        anyhow::bail!(hint);
+    }
     let spec = StackSpec::load(stack)
         .with_context(|| format!("{} is not a valid stack spec", stack.display()))?;
     let template = provision::template::render(&spec);
