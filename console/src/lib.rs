@@ -5,6 +5,7 @@
 //! - [`ui`]: drawing, a pure function of the state.
 //! - [`run`]: the terminal loop and the effect runner.
 //! - [`commands`]: the non-interactive commands (status, deploy, gameday).
+//! - [`logs`]: `triad logs`.
 //! - [`drill`]: the GameDay engine, UI-free.
 //! - [`backend`]: connecting to the chosen backend; the working area.
 
@@ -13,5 +14,6 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod drill;
+pub mod logs;
 pub mod run;
 pub mod ui;

@@ -14,6 +14,8 @@
 //!   back when it has AutoRollback); [`MemoryCloud::set_section_error`] makes a snapshot
 //!   section unreadable; [`MemoryCloud::set_target_state`] forces one target's state.
 //! - [`MemoryCloud::record_metric`] scripts metric series.
+//! - [`MemoryCloud::log`] appends a line to an instance's log, as the webapp would write it;
+//!   `logs` reads them with the port's filters and cursor.
 //! - [`MemoryCloud::calls`] lists every call the backend received, to check that a guard
 //!   stopped a call before it arrived.
 //!
@@ -35,15 +37,16 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
+use crate::port::logs;
 use crate::port::{
     AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, CheckpointInfo, Clock, Cloud,
     CloudError, CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, Event,
     EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, HealthStatus, Instance,
-    LifecycleState, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, Plan, PlannedAction,
-    ProvisionEvent, Refresh, RefreshId, RefreshStatus, ResourceChange, ResourceEvent,
-    ResourceStatus, RollbackDetails, SandboxChange, ScalingProcess, Section, SectionError,
-    Snapshot, StackOperation, StackRef, StackStatus, StepPlan, Target, TargetReason, TargetState,
-    plan_fault,
+    LifecycleState, LogCursor, LogLine, LogPage, LogQuery, MetricKind, MetricPoint, MetricSeries,
+    Metrics, Outputs, Plan, PlannedAction, ProvisionEvent, Refresh, RefreshId, RefreshStatus,
+    ResourceChange, ResourceEvent, ResourceStatus, RollbackDetails, SandboxChange, ScalingProcess,
+    Section, SectionError, Snapshot, StackOperation, StackRef, StackStatus, StepPlan, Target,
+    TargetReason, TargetState, plan_fault,
 };
 
 /// The port instances listen on in the memory model.
@@ -125,6 +128,8 @@ struct MemStack {
     /// Series recorded by tests, oldest point first.
     recorded_metrics: Vec<MetricSeries>,
     next_launch_template_version: u32,
+    /// Every log line, oldest first; line `n` (from 0) has sequence number `n + 1`.
+    logs: Vec<LogLine>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,6 +301,22 @@ impl MemoryCloud {
 
     fn now(&self) -> OffsetDateTime {
         self.shared.clock.now()
+    }
+
+    /// Appends `raw` (normally one of the webapp's JSON lines) to the log of `instance_id`,
+    /// read at the clock's current time (`NotFound` unless the instance is in the group).
+    pub fn log(&self, stack: &StackRef, instance_id: &str, raw: &str) -> Result<(), CloudError> {
+        let now = self.now();
+        self.with_stack(stack, |mem, _| {
+            let az = mem
+                .instances
+                .iter()
+                .find(|i| i.id == instance_id)
+                .map(|i| i.az.clone())
+                .ok_or_else(|| CloudError::not_found(format!("instance {instance_id}")))?;
+            mem.logs.push(LogLine::parse(raw, instance_id, &az, now));
+            Ok(())
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -613,6 +634,7 @@ impl MemStack {
             target_overrides: BTreeMap::new(),
             recorded_metrics: Vec::new(),
             next_launch_template_version: 2,
+            logs: Vec::new(),
         };
         for _ in 0..fleet.capacity.desired {
             let lt = mem.launch_template.clone();
@@ -1601,5 +1623,25 @@ impl Cloud for MemoryCloud {
         self.record_call(format!("restore {} {}", record.stack.name, record.fault));
         let now = self.now();
         self.with_stack(&record.stack, |mem, _| mem.restore(record, now))
+    }
+
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError> {
+        self.record_call(format!("logs {}", stack.name));
+        let state = self.lock();
+        let mem = state
+            .stacks
+            .get(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        let numbered = mem
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(i, line)| (i as u64 + 1, line));
+        logs::page(numbered, mem.logs.len() as u64, query, cursor)
     }
 }
