@@ -1,5 +1,5 @@
 //! Reading the webapp's log lines from CloudWatch Logs: the log group `/triad/<name>/webapp`
-//! ([`log_group_name`]), one stream per instance named `<az>/<instance-id>` (so a stream
+//! ([`log_group_name`], created by the template), one stream per instance named `<az>/<instance-id>` (so a stream
 //! names the line's AZ and instance), read with `FilterLogEvents`
 //! (<https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_FilterLogEvents.html>).
 //!
@@ -32,10 +32,7 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
 /// a read that stops there says `more`.
 pub const MAX_PAGES: usize = 20;
 
-/// The webapp's log group for stack `name` (the name the instance role grants).
-pub fn log_group_name(name: &str) -> String {
-    format!("/triad/{name}/webapp")
-}
+pub use crate::template::webapp_log_group as log_group_name;
 
 /// An instance's stream in the group.
 pub fn stream_name(az: &str, instance: &str) -> String {

@@ -410,8 +410,10 @@ mod tests {
         assert!(!q(|q| q.since = Some(datetime!(2026-03-04 05:06:08 UTC))));
         assert!(!q(|q| q.until = Some(datetime!(2026-03-04 05:06:07 UTC))));
         let plain = line("i-1", "az-a", "panicked");
-        let mut by_level = LogQuery::default();
-        by_level.level = Some(LogLevel::Trace);
+        let by_level = LogQuery {
+            level: Some(LogLevel::Trace),
+            ..LogQuery::default()
+        };
         assert!(!by_level.matches(&plain));
     }
 
