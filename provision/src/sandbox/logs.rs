@@ -7,7 +7,9 @@
 //! `<az>/<instance-id>` on AWS. The daemon's [`LogStore`] reads what was appended since its
 //! last look (every [`SCAN_INTERVAL`] and before every read), numbers the lines in the
 //! order it read them (the follow cursor), and keeps at most [`KEPT_BYTES`] of lines per
-//! instance in memory.
+//! instance in memory, and [`TOTAL_KEPT_BYTES`] in all (the oldest lines go first, so a stack
+//! that replaced many instances forgets its oldest terminated ones in memory; their files stay
+//! until `down`).
 //!
 //! Size is bounded by rotation: once a file is past [`ROTATE_BYTES`] after a read, it is
 //! copied to `<instance-id>.log.1` (replacing the previous one) and truncated. The program
@@ -34,6 +36,8 @@ pub const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 pub const ROTATE_BYTES: u64 = 1024 * 1024;
 /// The most bytes of lines kept in memory per instance (about the current and rotated files).
 pub const KEPT_BYTES: usize = 2 * 1024 * 1024;
+/// The most bytes of lines kept in memory for all instances together.
+pub const TOTAL_KEPT_BYTES: usize = 32 * 1024 * 1024;
 /// The longest line kept whole; longer ones are cut there.
 const LINE_LIMIT: usize = 64 * 1024;
 
@@ -112,6 +116,7 @@ impl LogStore {
             });
             log.read_new(&id, now, latest);
         }
+        inner.trim(TOTAL_KEPT_BYTES);
     }
 
     /// A page of the lines `query` selects (see [`crate::port::logs::page`]).
@@ -134,6 +139,27 @@ impl LogStore {
             .collect();
         lines.sort_by_key(|(seq, _)| *seq);
         page(lines.into_iter(), inner.latest, query, cursor)
+    }
+}
+
+impl Inner {
+    /// Drops the oldest lines, whichever instance's, until at most `limit` bytes are kept.
+    fn trim(&mut self, limit: usize) {
+        let mut total: usize = self.instances.values().map(|log| log.bytes).sum();
+        while total > limit {
+            let oldest = self
+                .instances
+                .values_mut()
+                .filter_map(|log| Some((log.lines.front()?.0, log)))
+                .min_by_key(|(seq, _)| *seq);
+            let Some((_, log)) = oldest else {
+                break;
+            };
+            if let Some((_, len, _)) = log.lines.pop_front() {
+                log.bytes = log.bytes.saturating_sub(len);
+                total = total.saturating_sub(len);
+            }
+        }
     }
 }
 
@@ -349,4 +375,27 @@ mod tests {
     }
 
     const MAX_TAIL: usize = 10_000;
+
+    #[test]
+    fn the_oldest_lines_go_first_when_all_instances_together_keep_too_much() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LogStore::new(dir.path());
+        // Read in this order: i-old's lines are the oldest.
+        for (az, id) in [("az-a", "i-old"), ("az-b", "i-new")] {
+            let path = instance_log(dir.path(), az, id).expect("path");
+            append(
+                &path,
+                &format!("{{\"message\":\"{id} 1\"}}\n{{\"message\":\"{id} 2\"}}\n"),
+            );
+            store.scan();
+        }
+        let mut inner = store.lock();
+        let kept: usize = inner.instances.values().map(|l| l.bytes).sum();
+        let one_line = inner.instances["i-old"].lines[0].1;
+        inner.trim(kept - one_line);
+        drop(inner);
+        let left: Vec<String> = messages(&store.page(&LogQuery::default(), None).expect("page"));
+        assert_eq!(left.len(), 3);
+        assert!(!left.contains(&"i-old 1".to_owned()), "{left:?}");
+    }
 }
