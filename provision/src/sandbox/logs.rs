@@ -56,7 +56,7 @@ pub struct LogStore {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Instance id → its log.
     instances: BTreeMap<String, InstanceLog>,
@@ -82,7 +82,14 @@ impl LogStore {
     pub fn new(logs: &Path) -> LogStore {
         LogStore {
             root: logs.join("instances"),
-            inner: Mutex::new(Inner::default()),
+            // Numbering starts at the microseconds since the epoch, so that a daemon started
+            // again numbers after its predecessor and a follower's cursor stays behind the new
+            // lines (it then sees what the files still hold once more, rather than nothing).
+            inner: Mutex::new(Inner {
+                instances: BTreeMap::new(),
+                latest: u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000)
+                    .unwrap_or(0),
+            }),
         }
     }
 
