@@ -1387,3 +1387,72 @@ async fn a_signups_log_line_appears_under_its_instance_and_the_filters_select_it
     sandbox.down().await;
     assert!(!logs.exists(), "down removes the logs");
 }
+
+/// Live (neither terminating nor terminated) instances in `az`.
+fn live_in(snapshot: &Snapshot, az: &str) -> usize {
+    snapshot.az(az).map_or(0, |view| {
+        view.instances
+            .iter()
+            .filter(|i| {
+                !matches!(
+                    i.lifecycle,
+                    LifecycleState::Terminating | LifecycleState::Terminated
+                )
+            })
+            .count()
+    })
+}
+
+/// After an AZ outage long enough for the group to replace the AZ's instances in the other
+/// AZs (3/3/0), and its restore, AZRebalance brings the group back to 2/2/2 by itself: the
+/// same group model the memory backend runs, here with real processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_an_az_outage_and_its_restore_the_group_rebalances_by_itself() {
+    let sandbox = Sandbox::up(2).await;
+    let snapshot = sandbox
+        .until("six healthy targets", |s| all_targets_healthy(s, 6))
+        .await;
+    // The last AZ: not the database primary's, so no failover is involved.
+    let az = snapshot.azs.last().expect("three AZs").az.clone();
+    let outage = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::AzOutage { az: az.clone() },
+            CapacityCheck::Force,
+        )
+        .await
+        .expect("inject the AZ outage");
+    let others: Vec<String> = snapshot
+        .azs
+        .iter()
+        .map(|v| v.az.clone())
+        .filter(|a| *a != az)
+        .collect();
+    sandbox
+        .until("the AZ's instances replaced in the other AZs", |s| {
+            live_in(s, &az) == 0 && others.iter().all(|a| live_in(s, a) == 3)
+        })
+        .await;
+    sandbox
+        .cloud
+        .restore(&outage)
+        .await
+        .expect("restore the outage");
+    let balanced = sandbox
+        .until("a balanced group, every target healthy", |s| {
+            s.azs
+                .iter()
+                .all(|v| live_in(s, &v.az) == 2 && v.healthy_capacity() == 2)
+        })
+        .await;
+    assert!(
+        balanced
+            .events
+            .iter()
+            .any(|e| e.message.contains("to aid in balancing the group's zones")),
+        "{:#?}",
+        balanced.events
+    );
+    sandbox.down().await;
+}
