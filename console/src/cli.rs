@@ -94,6 +94,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the webapp's log lines per instance and AZ (`--follow` to keep reading).
+    Logs(crate::logs::LogsArgs),
     /// Roll a new version out with an instance refresh.
     Deploy(DeployArgs),
     /// Run an AZ-failure GameDay, or restore one from its journal.

@@ -6,6 +6,7 @@
 //! - [`ui`]: the frame around the screens (header, strip, events pane, footer, dialogs).
 //! - [`run`]: the terminal loop and the effect runner.
 //! - [`commands`]: the non-interactive commands (status, deploy, gameday).
+//! - [`logs`]: `triad logs`.
 //! - [`drill`]: the GameDay engine, UI-free.
 //! - [`policy`]: what the command line and the console both decide (production, the word
 //!   to type, where reports go).
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod drill;
 pub mod init;
 pub mod keys;
+pub mod logs;
 pub mod policy;
 pub mod run;
 pub mod screen;

@@ -63,6 +63,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
     match &cli.command {
         None => console(cli).await,
         Some(Command::Status { json }) => commands::status(cli, *json).await,
+        Some(Command::Logs(args)) => triad::logs::logs(cli, args).await,
         Some(Command::Deploy(args)) => commands::deploy(cli, args).await,
         Some(Command::Gameday(args)) => match &args.restore {
             Some(GamedayCommand::Restore) => commands::gameday_restore(cli).await,

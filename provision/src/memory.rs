@@ -18,6 +18,8 @@
 //!   back when it has AutoRollback); [`MemoryCloud::set_section_error`] makes a snapshot
 //!   section unreadable; [`MemoryCloud::set_target_state`] forces one target's state.
 //! - [`MemoryCloud::record_metric`] scripts metric series.
+//! - [`MemoryCloud::log`] appends a line to an instance's log, as the webapp would write it;
+//!   `logs` reads them with the port's filters and cursor.
 //! - [`MemoryCloud::calls`] lists every call the backend received, to check that a guard
 //!   stopped a call before it arrived.
 //!
@@ -40,14 +42,15 @@ use time::OffsetDateTime;
 use crate::model::target::TargetHealth;
 use crate::model::{Action, CheckResult, Group, GroupConfig, Member, Timings};
 use crate::port::check_fault_az;
+use crate::port::logs;
 use crate::port::{
     AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, Clock, Cloud, CloudError,
     CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, EventSource, Fault,
-    FaultChange, FaultPlan, FaultRecord, FaultStep, Instance, MetricKind, MetricPoint,
-    MetricSeries, Metrics, Outputs, Plan, PlannedAction, ProvisionEvent, Refresh, RefreshId,
-    ResourceChange, ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Section,
-    SectionError, Snapshot, StackOperation, StackRef, StackStatus, StepPlan, Target, TargetReason,
-    TargetState, plan_fault,
+    FaultChange, FaultPlan, FaultRecord, FaultStep, Instance, LogCursor, LogLine, LogPage,
+    LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, Plan, PlannedAction,
+    ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent, ResourceStatus,
+    SandboxChange, ScalingProcess, Section, SectionError, Snapshot, StackOperation, StackRef,
+    StackStatus, StepPlan, Target, TargetReason, TargetState, plan_fault,
 };
 
 /// The group's health check grace period: AWS's default, so an unhealthy instance is
@@ -128,6 +131,8 @@ struct MemStack {
     refresh_failure: Option<String>,
     /// Series recorded by tests, oldest point first.
     recorded_metrics: Vec<MetricSeries>,
+    /// Every log line, oldest first; line `n` (from 0) has sequence number `n + 1`.
+    logs: Vec<LogLine>,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +275,21 @@ impl MemoryCloud {
 
     fn now(&self) -> OffsetDateTime {
         self.shared.clock.now()
+    }
+
+    /// Appends `raw` (normally one of the webapp's JSON lines) to the log of `instance_id`,
+    /// read at the clock's current time (`NotFound` unless the instance is in the group).
+    pub fn log(&self, stack: &StackRef, instance_id: &str, raw: &str) -> Result<(), CloudError> {
+        let now = self.now();
+        self.with_stack(stack, |mem, _| {
+            let az = mem
+                .group
+                .member(instance_id)
+                .map(|m| m.az.clone())
+                .ok_or_else(|| CloudError::not_found(format!("instance {instance_id}")))?;
+            mem.logs.push(LogLine::parse(raw, instance_id, &az, now));
+            Ok(())
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -587,6 +607,7 @@ impl MemStack {
             target_overrides: BTreeMap::new(),
             refresh_failure: None,
             recorded_metrics: Vec::new(),
+            logs: Vec::new(),
         };
         // The fleet starts in service: launch, then one round of health checks.
         mem.step(now);
@@ -1248,5 +1269,25 @@ impl Cloud for MemoryCloud {
         self.record_call(format!("restore {} {}", record.stack.name, record.fault));
         let now = self.now();
         self.with_stack(&record.stack, |mem, _| mem.restore(record, now))
+    }
+
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError> {
+        self.record_call(format!("logs {}", stack.name));
+        let state = self.lock();
+        let mem = state
+            .stacks
+            .get(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        let numbered = mem
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(i, line)| (i as u64 + 1, line));
+        logs::page(numbered, mem.logs.len() as u64, query, cursor)
     }
 }

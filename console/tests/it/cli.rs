@@ -17,6 +17,7 @@ fn help_lists_commands_and_backend_flags() {
         "down",
         "template",
         "status",
+        "logs",
         "deploy",
         "gameday",
         "--aws",

@@ -97,7 +97,9 @@ fn up_status_down_from_the_shell() {
     );
 
     // Every instance becomes healthy behind the load balancer.
-    wait_until_healthy(&home, &spec);
+    let azs = wait_until_healthy(&home, &spec);
+
+    logs_from_the_shell(&home, &spec, &azs);
 
     // `down` without --yes wants the stack's name: an empty answer changes nothing.
     let refused = run(&mut triad(&home, &spec, &["down"]));
@@ -117,6 +119,117 @@ fn up_status_down_from_the_shell() {
         crate::support::text(&down)
     );
     assert!(!home.join("cli-sbx").exists(), "down removes the state");
+}
+
+/// `triad logs`: each instance's start line, under its AZ, as JSON; a bad level is exit 2;
+/// `--follow` prints a request's line once it is served.
+fn logs_from_the_shell(home: &Path, spec: &Path, azs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let starts = loop {
+        let out = run(&mut triad(
+            home,
+            spec,
+            &["logs", "--json", "--grep", "starting"],
+        ));
+        assert!(out.status.success(), "{}", crate::support::text(&out));
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON line per log line"))
+            .filter(|l: &serde_json::Value| l["message"] == "starting")
+            .collect();
+        if lines.len() >= 3 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no start lines: {}",
+            crate::support::text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for az in azs {
+        assert!(
+            starts
+                .iter()
+                .any(|l| l["az"] == az.as_str() && l["fields"]["az"] == az.as_str()),
+            "a start line in {az}: {starts:#?}"
+        );
+    }
+    let only_a = run(&mut triad(
+        home,
+        spec,
+        &["logs", "--json", "--grep", "starting", "--az", &azs[0]],
+    ));
+    assert!(only_a.status.success());
+    assert!(
+        String::from_utf8_lossy(&only_a.stdout)
+            .lines()
+            .all(|l| l.contains(&format!("\"az\":\"{}\"", azs[0]))),
+        "{}",
+        crate::support::text(&only_a)
+    );
+    let bad = run(&mut triad(home, spec, &["logs", "--level", "loud"]));
+    assert_eq!(bad.status.code(), Some(2), "{}", crate::support::text(&bad));
+
+    // Follow: a request served after it started shows up.
+    let status = run(&mut triad(home, spec, &["status", "--json"]));
+    let snapshot: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let endpoint = snapshot["endpoint"]
+        .as_str()
+        .expect("an endpoint")
+        .to_owned();
+    let mut follower = triad(home, spec, &["logs", "--follow", "--grep", "cli-follow-7"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start triad logs --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let address = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        request_version(&address, "cli-follow-7");
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "the follower printed nothing");
+    };
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        seen.contains("cli-follow-7") && seen.contains("request"),
+        "{seen}"
+    );
+}
+
+/// `GET /version` with `X-Request-Id: id`, over a plain TCP connection.
+fn request_version(address: &str, id: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        stream,
+        "GET /version HTTP/1.1\r\nHost: {address}\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
 }
 
 /// `triad gameday` from a shell: the dry run lists what it would touch and the drill's stop

@@ -18,6 +18,7 @@ pub mod config;
 mod deploy;
 mod error;
 mod faults;
+pub mod logs;
 mod observe;
 mod render;
 mod resources;
@@ -42,8 +43,8 @@ pub use render::render_plan;
 
 use crate::port::{
     Attachment, AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream,
-    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, Plan, ProvisionEvent, Refresh,
-    RefreshId, Snapshot, StackRef,
+    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, LogCursor, LogPage, LogQuery, Plan,
+    ProvisionEvent, Refresh, RefreshId, Snapshot, StackRef,
 };
 
 /// The clients of the services a running stack is made of.
@@ -54,6 +55,7 @@ pub struct OpsClients {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub rds: aws_sdk_rds::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl OpsClients {
@@ -65,6 +67,7 @@ impl OpsClients {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
         }
     }
 
@@ -87,6 +90,7 @@ impl OpsClients {
             elb: counted!(aws_sdk_elasticloadbalancingv2, self.elb),
             rds: counted!(aws_sdk_rds, self.rds),
             cloudwatch: counted!(aws_sdk_cloudwatch, self.cloudwatch),
+            logs: counted!(aws_sdk_cloudwatchlogs, self.logs),
         }
     }
 
@@ -115,6 +119,7 @@ impl OpsClients {
             elb: moved!(aws_sdk_elasticloadbalancingv2, self.elb),
             rds: moved!(aws_sdk_rds, self.rds),
             cloudwatch: moved!(aws_sdk_cloudwatch, self.cloudwatch),
+            logs: moved!(aws_sdk_cloudwatchlogs, self.logs),
         }
     }
 }
@@ -212,7 +217,8 @@ impl AwsCloud {
         }
     }
 
-    /// The same backend with these Auto Scaling, EC2, ELB, RDS and CloudWatch clients.
+    /// The same backend with these Auto Scaling, EC2, ELB, RDS, CloudWatch and CloudWatch
+    /// Logs clients.
     pub fn with_ops_clients(mut self, ops: OpsClients) -> Self {
         self.ops = ops.counted(&self.calls);
         self
@@ -363,5 +369,22 @@ impl Cloud for AwsCloud {
 
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
         faults::restore(self, record).await
+    }
+
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError> {
+        let ops = self.ops_for(stack);
+        logs::read(
+            &ops.logs,
+            stack,
+            query,
+            cursor,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
     }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CloudError;
 use super::fault::{CapacityCheck, Fault, FaultPlan, FaultRecord};
+use super::logs::{LogCursor, LogPage, LogQuery};
 use super::refresh::{DeployRequest, Refresh, RefreshId};
 use super::snapshot::Snapshot;
 use super::stack::{DesiredStack, Plan, ProvisionEvent, StackRef};
@@ -106,6 +107,16 @@ pub trait Cloud: Send + Sync {
 
     /// Undoes the reversible changes of `record`, newest first. Restoring twice is harmless.
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError>;
+
+    /// A page of the webapp's log lines that `query` selects: without `cursor` the newest
+    /// ones, with the cursor of an earlier page the ones that arrived after it (see
+    /// [`super::logs`]). Following is calling again with each page's cursor.
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError>;
 }
 
 #[async_trait]
@@ -161,6 +172,14 @@ impl<C: Cloud + ?Sized> Cloud for Arc<C> {
     }
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
         (**self).restore(record).await
+    }
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError> {
+        (**self).logs(stack, query, cursor).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! ([`check_mutation`], [`check_fault`]) so they are tested without a backend.
 //!
 //! - A read-only session refuses every mutation: apply, destroy, deploy, cancel, rollback,
-//!   inject and restore. Plan, snapshot, watch, wait and describe are allowed.
+//!   inject and restore. Plan, snapshot, watch, wait, describe and reading logs are allowed.
 //! - A fault touches one AZ at a time: while a fault is active in one AZ, a fault that
 //!   touches another is refused (no override).
 //! - A fault that takes capacity out of an AZ is refused when the other AZs have no healthy
@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use super::cloud::{BackendKind, Cloud, CloudStream, failed_stream};
 use super::error::CloudError;
 use super::fault::{CapacityCheck, Fault, FaultPlan, FaultRecord};
+use super::logs::{LogCursor, LogPage, LogQuery};
 use super::names::join;
 use super::refresh::{DeployRequest, Refresh, RefreshId};
 use super::snapshot::{Section, Snapshot};
@@ -257,5 +258,15 @@ impl<C: Cloud> Cloud for Guarded<C> {
         self.inner.restore(record).await?;
         active.retain(|r| r.id != record.id);
         Ok(())
+    }
+
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError> {
+        query.validate()?;
+        self.inner.logs(stack, query, cursor).await
     }
 }

@@ -11,6 +11,7 @@
 //! - [`snapshot`]: the stack now, per Availability Zone, with per-section errors.
 //! - [`refresh`]: deploy requests, instance refresh preferences and status.
 //! - [`fault`]: faults, their dry runs, and records of what they changed.
+//! - [`logs`]: the webapp's log lines, their filters and follow cursor.
 //! - [`cloud`]: the [`Cloud`] trait.
 //! - [`guard`]: the safety rules.
 //! - [`backend`]: `--aws` or the sandbox.
@@ -24,6 +25,7 @@ pub mod cloud;
 pub mod error;
 pub mod fault;
 pub mod guard;
+pub mod logs;
 pub mod refresh;
 pub mod snapshot;
 pub mod stack;
@@ -37,6 +39,7 @@ pub use fault::{
     PlannedAction, SandboxChange, StepPlan, check_fault_az, plan_fault,
 };
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
+pub use logs::{LogCursor, LogLevel, LogLine, LogPage, LogQuery};
 pub use names::UnknownName;
 pub use refresh::{
     CheckpointInfo, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Refresh, RefreshId,

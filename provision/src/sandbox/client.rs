@@ -25,11 +25,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::daemon::{ADDRESS_FILE, InjectRequest, SPEC_FILE, SandboxSpec, live_daemon_pid};
+use super::daemon::{
+    ADDRESS_FILE, InjectRequest, LogsRequest, SPEC_FILE, SandboxSpec, live_daemon_pid,
+};
 use crate::port::{
     BackendKind, CapacityCheck, ChangeAction, Cloud, CloudError, CloudStream, DeployRequest,
-    DesiredStack, Fault, FaultPlan, FaultRecord, Outputs, Plan, ProvisionEvent, Refresh, RefreshId,
-    ResourceChange, ResourceEvent, ResourceStatus, Snapshot, StackOperation, StackRef, StackStatus,
+    DesiredStack, Fault, FaultPlan, FaultRecord, LogCursor, LogPage, LogQuery, Outputs, Plan,
+    ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent, ResourceStatus, Snapshot,
+    StackOperation, StackRef, StackStatus,
 };
 
 /// How long `apply` waits for a spawned daemon to publish its address.
@@ -446,6 +449,21 @@ impl Cloud for SandboxCloud {
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
         self.check_stack(&record.stack)?;
         self.post("/fault/restore", record).await
+    }
+
+    async fn logs(
+        &self,
+        stack: &StackRef,
+        query: &LogQuery,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, CloudError> {
+        self.check_stack(stack)?;
+        query.validate()?;
+        let request = LogsRequest {
+            query: query.clone(),
+            cursor: cursor.cloned(),
+        };
+        self.post("/logs", &request).await
     }
 }
 

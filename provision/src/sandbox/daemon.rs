@@ -24,7 +24,7 @@
 //! `POST /refresh/cancel`, `POST /refresh/rollback`, `GET /refresh/{id}`,
 //! `POST /fault/describe` ([`Fault`] → [`FaultPlan`]), `POST /fault/inject`
 //! ([`InjectRequest`] → [`FaultRecord`]), `POST /fault/restore` ([`FaultRecord`]),
-//! `POST /shutdown`.
+//! `POST /logs` ([`LogsRequest`] → [`LogPage`], see [`super::logs`]), `POST /shutdown`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -46,6 +46,7 @@ use tokio::sync::watch;
 use super::db::{self, DbCluster, DbConfig, NodeSignal};
 use super::fleet::{Fleet, FleetConfig, LaunchTemplate, SANDBOX_MARKER, SandboxApp, Timing};
 use super::lb::{LbConfig, LoadBalancer};
+use super::logs::{LogStore, SCAN_INTERVAL};
 use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
@@ -53,9 +54,9 @@ use crate::port::check_fault_az;
 use crate::port::{
     BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
     DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
-    MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent,
-    RefreshId, ResourceEvent, ResourceStatus, SandboxChange, Snapshot, StackOperation, StackRef,
-    StackStatus, StepPlan, SystemClock, plan_fault,
+    LogCursor, LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction,
+    ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus, SandboxChange, Snapshot,
+    StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
 };
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -225,6 +226,15 @@ pub struct InjectRequest {
     pub check: CapacityCheck,
 }
 
+/// The body of `POST /logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    #[serde(default)]
+    pub query: LogQuery,
+    #[serde(default)]
+    pub cursor: Option<LogCursor>,
+}
+
 /// The running parts of the stack.
 struct Stack {
     moto: ProcessGroup,
@@ -242,6 +252,7 @@ struct Daemon {
     status: Mutex<StackStatus>,
     faults: Mutex<Vec<FaultRecord>>,
     samples: Mutex<Samples>,
+    logs: LogStore,
     shutdown: watch::Sender<bool>,
 }
 
@@ -418,6 +429,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         status: Mutex::new(StackStatus::CreateInProgress),
         faults: Mutex::new(Vec::new()),
         samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
+        logs: LogStore::new(&dir.join("logs")),
         shutdown,
     });
     let server = tokio::spawn(serve_control(listener, daemon.clone()));
@@ -431,6 +443,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         tokio::spawn(async move { bring_up(&daemon, &config).await })
     };
     let sampler = tokio::spawn(sample_metrics(daemon.clone()));
+    let log_reader = tokio::spawn(read_logs(daemon.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io_error("handling SIGTERM"))?;
     tokio::select! {
@@ -442,6 +455,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let _ = bring_up.await;
     sampler.abort();
     let _ = sampler.await;
+    log_reader.abort();
+    let _ = log_reader.await;
     *lock(&daemon.status) = StackStatus::DeleteInProgress;
     if let Some(stack) = daemon.stack.write().await.take() {
         stack.fleet.shutdown().await;
@@ -548,6 +563,17 @@ async fn sample_metrics(daemon: Arc<Daemon>) {
         let now = OffsetDateTime::now_utc();
         let at = now.replace_nanosecond(0).unwrap_or(now);
         lock(&daemon.samples).sample(at, Instant::now(), &healthy, &instances, cpu_ticks);
+    }
+}
+
+/// Reads the instances' new log lines every [`SCAN_INTERVAL`] (and rotates big logs).
+async fn read_logs(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(SCAN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let reader = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || reader.logs.scan()).await;
     }
 }
 
@@ -903,6 +929,18 @@ async fn handle(daemon: Arc<Daemon>, request: Request<hyper::body::Incoming>) ->
         },
         (Method::POST, "/fault/inject") => match body_of::<InjectRequest>(request).await {
             Ok(req) => reply(inject(&daemon, &req.fault, req.check).await),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/logs") => match body_of::<LogsRequest>(request).await {
+            Ok(req) => {
+                let reader = daemon.clone();
+                let page = tokio::task::spawn_blocking(move || {
+                    reader.logs.page(&req.query, req.cursor.as_ref())
+                })
+                .await
+                .unwrap_or_else(|e| Err(CloudError::backend("sandbox", "logs", e.to_string())));
+                reply(page)
+            }
             Err(e) => reply::<()>(Err(e)),
         },
         (Method::POST, "/fault/restore") => match body_of::<FaultRecord>(request).await {

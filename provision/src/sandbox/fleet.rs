@@ -138,7 +138,7 @@ pub struct FleetConfig {
     pub timing: Timing,
     /// Where the model reads the time.
     pub clock: Arc<dyn Clock>,
-    /// Where instance logs go (`<id>.log`).
+    /// Where instance logs go (`instances/<az>/<id>.log`, see [`super::logs`]).
     pub log_dir: PathBuf,
     /// The value of [`SANDBOX_MARKER`] on every instance.
     pub marker: String,
@@ -212,7 +212,8 @@ impl State {
         az: &str,
         address: SocketAddr,
     ) -> Result<ProcessGroup, String> {
-        let log = self.config.log_dir.join(format!("{id}.log"));
+        let log = super::logs::instance_log(&self.config.log_dir, az, id)
+            .map_err(|e| format!("preparing the log of {id}: {e}"))?;
         let mut cmd = command(&lt.binary, None, &self.config.log_dir, &log)
             .map_err(|e| format!("preparing {}: {e}", lt.binary.display()))?;
         cmd.env_clear();

@@ -9,6 +9,7 @@
 //! - [`fleet`]: the Auto Scaling group of webapp instances and its instance refreshes;
 //! - [`side_channel`]: SNS → queue → the mailer binary under a [`lambda`] Runtime API, with
 //!   Lambda's retries and a dead-letter queue;
+//! - [`logs`]: each instance's log, rotated, read and numbered for the port's `logs`;
 //! - [`metrics`]: per-second samples of healthy hosts and of the instances' CPU;
 //! - [`daemon`]: the per-stack daemon that runs all of the above and serves the control API;
 //! - [`client`]: [`client::SandboxCloud`], the Cloud port over that control API.
@@ -19,6 +20,7 @@ pub mod db;
 pub mod fleet;
 pub mod lambda;
 pub mod lb;
+pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod side_channel;

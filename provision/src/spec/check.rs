@@ -3,7 +3,7 @@
 
 use super::file::{AppFile, MailerFile, NetworkFile, StackFile};
 use super::subnets::{carve_subnets, check_given, invalid, parse_cidr};
-use super::{Ami, App, HealthCheck, Mailer, Network, SpecError, StackSpec};
+use super::{Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, SpecError, StackSpec};
 
 /// Longest stack name: it prefixes bucket names, which AWS caps at 63 characters.
 pub const MAX_NAME_LEN: usize = 24;
@@ -108,6 +108,26 @@ impl StackSpec {
                 "must be at least 1 (days the trail's log files are kept)",
             ));
         }
+        if !RETENTION_DAYS.contains(&file.logs.retention_days) {
+            return Err(invalid(
+                "logs.retention_days",
+                format!(
+                    "{} is not a retention CloudWatch Logs accepts; choose one of {}",
+                    file.logs.retention_days,
+                    RETENTION_DAYS
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if file.logs.error_alarm_threshold == Some(0) {
+            return Err(invalid(
+                "logs.error_alarm_threshold",
+                "must be at least 1 (ERROR lines in 5 minutes); leave it out for no alarm",
+            ));
+        }
         Ok(StackSpec {
             name: file.name,
             region: file.region,
@@ -123,6 +143,7 @@ impl StackSpec {
             cloudtrail: file.cloudtrail,
             dns: file.dns,
             alarms: file.alarms,
+            logs: file.logs,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Nat, SpecError, Waf};
+use super::{Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, SpecError, Waf};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +30,8 @@ pub(super) struct StackFile {
     pub dns: Option<Dns>,
     #[serde(default)]
     pub alarms: Alarms,
+    #[serde(default)]
+    pub logs: Logs,
 }
 
 #[derive(Debug, Deserialize)]

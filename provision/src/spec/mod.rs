@@ -51,6 +51,7 @@ pub struct StackSpec {
     pub cloudtrail: Option<CloudTrail>,
     pub dns: Option<Dns>,
     pub alarms: Alarms,
+    pub logs: Logs,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,6 +225,34 @@ pub struct Dns {
     pub hosted_zone_id: String,
     pub record_name: String,
 }
+
+/// The webapp's log group on AWS (`/triad/<name>/webapp`): how long CloudWatch Logs keeps
+/// its lines (`retention_days`, default 30; one of the values CloudWatch Logs accepts, see
+/// [`RETENTION_DAYS`]) and, with `error_alarm_threshold`, an alarm when more than that many
+/// `ERROR` lines are logged in 5 minutes (counted by the group's metric filter either way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logs {
+    pub retention_days: u32,
+    pub error_alarm_threshold: Option<u32>,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            retention_days: 30,
+            error_alarm_threshold: None,
+        }
+    }
+}
+
+/// The retention periods (days) CloudWatch Logs accepts, from the `RetentionInDays` property
+/// of `AWS::Logs::LogGroup`
+/// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-logs-loggroup.html>).
+pub const RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
 
 /// Alarms, all sent to the stack's alarm topic. Defaults: CPU above 80 %, ALB 5xx above 5 % of
 /// requests, database free storage below 2 GB; no e-mail subscription.

@@ -18,6 +18,8 @@ pub(super) const LAUNCH_TEMPLATE: &str = "LaunchTemplate";
 pub(super) const AUTO_SCALING_GROUP: &str = "AutoScalingGroup";
 const INSTANCE_ROLE: &str = "InstanceRole";
 const INSTANCE_PROFILE: &str = "InstanceProfile";
+pub(super) const WEBAPP_LOG_GROUP: &str = "WebappLogGroup";
+const WEBAPP_ERROR_FILTER: &str = "WebappErrorMetricFilter";
 /// PostgreSQL's port, used by RDS and the security groups.
 pub(super) const DB_PORT: u16 = 5432;
 
@@ -265,9 +267,52 @@ fn attribute(key: &str, value: impl ToString) -> Value {
     json!({ "Key": key, "Value": value.to_string() })
 }
 
+/// The webapp's log group (retention from `[logs]`) and the metric filter counting its
+/// `ERROR` lines (the webapp writes JSON lines, so the filter is a JSON pattern on `level`:
+/// <https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html>).
+fn webapp_logs(stack: &mut Stack, log_group: &str) {
+    let spec = stack.spec;
+    let tags = stack.tags("webapp-logs", None);
+    stack
+        .add(
+            WEBAPP_LOG_GROUP,
+            "AWS::Logs::LogGroup",
+            json!({
+                "LogGroupName": log_group,
+                "RetentionInDays": spec.logs.retention_days,
+                "Tags": tags,
+            }),
+        )
+        .skip_check(
+            "CKV_AWS_158",
+            "CloudWatch Logs encrypts every group at rest; a customer managed key is not needed \
+             for application request logs",
+        )
+        .skip_check(
+            "CKV_AWS_338",
+            "Retention is the spec's [logs] retention_days (30 days by default)",
+        );
+    stack.add(
+        WEBAPP_ERROR_FILTER,
+        "AWS::Logs::MetricFilter",
+        json!({
+            "LogGroupName": ref_(WEBAPP_LOG_GROUP),
+            "FilterPattern": "{ $.level = \"ERROR\" }",
+            "MetricTransformations": [{
+                "MetricNamespace": format!("{}/{}", super::WEBAPP_ERRORS_NAMESPACE, spec.name),
+                "MetricName": super::WEBAPP_ERRORS_METRIC,
+                "MetricValue": "1",
+                "DefaultValue": 0,
+                "Unit": "Count",
+            }],
+        }),
+    );
+}
+
 fn instances(stack: &mut Stack) {
     let spec = stack.spec;
-    let log_group = format!("/triad/{}/webapp", spec.name);
+    let log_group = super::webapp_log_group(&spec.name);
+    webapp_logs(stack, &log_group);
     let tags = stack.tags("instance-role", None);
     stack.add(
         INSTANCE_ROLE,
@@ -292,7 +337,11 @@ fn instances(stack: &mut Stack) {
                         json!([get_att(data::TOKEN_TABLE, "Arn")]),
                     ),
                     (
-                        vec!["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                        vec![
+                            "logs:CreateLogStream",
+                            "logs:DescribeLogStreams",
+                            "logs:PutLogEvents",
+                        ],
                         json!([sub(&format!(
                             "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{log_group}:*"
                         ))]),

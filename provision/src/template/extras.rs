@@ -82,6 +82,28 @@ fn alarms(stack: &mut Stack) {
             "OKActions": actions,
         }),
     );
+    if let Some(threshold) = spec.logs.error_alarm_threshold {
+        stack.add(
+            "WebappErrorLinesAlarm",
+            "AWS::CloudWatch::Alarm",
+            json!({
+                "AlarmDescription": format!(
+                    "{}: more than {threshold} ERROR lines in the webapp's log in 5 minutes",
+                    spec.name
+                ),
+                "Namespace": format!("{}/{}", super::WEBAPP_ERRORS_NAMESPACE, spec.name),
+                "MetricName": super::WEBAPP_ERRORS_METRIC,
+                "Statistic": "Sum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": threshold,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": actions,
+                "OKActions": actions,
+            }),
+        );
+    }
     let metric = |id: &str, name: &str| {
         json!({
             "Id": id,

@@ -41,6 +41,17 @@ pub mod params {
     pub const ARTEFACT_BUCKET: &str = "ArtefactBucket";
 }
 
+/// The webapp's CloudWatch Logs group for stack `name`: the template creates it, the instances'
+/// CloudWatch agent writes one stream per instance into it (`<az>/<instance-id>`), the
+/// instance role may write only there, and `triad logs --aws` reads it.
+pub fn webapp_log_group(name: &str) -> String {
+    format!("/triad/{name}/webapp")
+}
+
+/// The CloudWatch namespace and metric of the webapp log group's `ERROR` line count.
+pub const WEBAPP_ERRORS_NAMESPACE: &str = "triad";
+pub const WEBAPP_ERRORS_METRIC: &str = "WebappErrorLines";
+
 /// The instance tag naming the webapp version an instance was launched to run: the launch
 /// template puts it on every instance (`AppVersion` on a triad stack, the deploy's version on
 /// an attached group's new launch template version), and snapshots read it back.

@@ -129,6 +129,11 @@ impl Rules {
             ),
             rds: mock_client!(aws_sdk_rds, RuleMode::MatchAny, &rds),
             cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &cloudwatch),
+            logs: mock_client!(
+                aws_sdk_cloudwatchlogs,
+                RuleMode::MatchAny,
+                &Vec::<Rule>::new()
+            ),
         };
         let cloud = AwsCloud::from_clients(cfn, s3)
             .with_ops_clients(ops)

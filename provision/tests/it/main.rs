@@ -3,6 +3,7 @@
 
 mod aws_cfn;
 mod aws_cfn_mocks;
+mod aws_logs;
 mod aws_ops;
 mod aws_ops_mocks;
 mod model_group;

@@ -29,6 +29,7 @@ fn mutating_calls(cloud: &MemoryCloud) -> Vec<String> {
         "watch",
         "wait_refresh",
         "describe_fault",
+        "logs",
     ];
     cloud
         .calls()
@@ -247,6 +248,76 @@ async fn unverifiable_capacity_is_refused_unless_forced() {
         .inject(&stack(), &fault, CapacityCheck::Force)
         .await
         .expect("forced");
+}
+
+/// Reading logs is allowed in a read-only session, filtered and followed through the guard;
+/// a bad query is refused before the backend.
+#[tokio::test]
+async fn a_read_only_session_reads_and_follows_logs() {
+    let backend = memory();
+    let guarded = Guarded::new(backend.clone(), SessionMode::ReadOnly);
+    let snapshot = backend.snapshot(&stack()).await.expect("snapshot");
+    let first = &snapshot.azs[0].instances[0];
+    let second = &snapshot.azs[1].instances[0];
+    backend
+        .log(
+            &stack(),
+            &first.id,
+            r#"{"level":"INFO","message":"request","status":201}"#,
+        )
+        .expect("log");
+    backend
+        .log(
+            &stack(),
+            &second.id,
+            r#"{"level":"ERROR","message":"database unreachable"}"#,
+        )
+        .expect("log");
+    let errors = LogQuery {
+        level: Some(LogLevel::Error),
+        ..LogQuery::default()
+    };
+    let page = guarded.logs(&stack(), &errors, None).await.expect("logs");
+    assert_eq!(page.lines.len(), 1);
+    assert_eq!(page.lines[0].instance, second.id);
+    assert_eq!(page.lines[0].az, snapshot.azs[1].az);
+
+    let by_az = LogQuery {
+        az: Some(snapshot.azs[0].az.clone()),
+        ..LogQuery::default()
+    };
+    let page = guarded.logs(&stack(), &by_az, None).await.expect("logs");
+    assert_eq!(page.lines.len(), 1);
+    assert_eq!(
+        page.lines[0].fields.get("status"),
+        Some(&serde_json::json!(201))
+    );
+    backend
+        .log(&stack(), &first.id, r#"{"level":"WARN","message":"slow"}"#)
+        .expect("log");
+    let next = guarded
+        .logs(&stack(), &by_az, Some(&page.cursor))
+        .await
+        .expect("follow");
+    assert_eq!(next.lines.len(), 1);
+    assert_eq!(next.lines[0].message, "slow");
+    let again = guarded
+        .logs(&stack(), &by_az, Some(&next.cursor))
+        .await
+        .expect("follow");
+    assert!(again.lines.is_empty());
+
+    let bad = LogQuery {
+        limit: Some(0),
+        ..LogQuery::default()
+    };
+    let calls = backend.calls().len();
+    assert!(matches!(
+        guarded.logs(&stack(), &bad, None).await,
+        Err(CloudError::Invalid { .. })
+    ));
+    assert_eq!(backend.calls().len(), calls, "refused before the backend");
+    assert!(mutating_calls(&backend).is_empty());
 }
 
 #[tokio::test]

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use provision::port::{
     CapacityCheck, Cloud, DeployRequest, DesiredStack, Fault, FaultChange, LifecycleState,
-    MetricKind, Outputs, ProvisionEvent, RefreshStatus, SandboxChange, Snapshot, StackRef,
-    StackStatus, TargetReason, TargetState, refresh_outcome,
+    LogLevel, LogLine, LogQuery, MetricKind, Outputs, ProvisionEvent, RefreshStatus, SandboxChange,
+    Snapshot, StackRef, StackStatus, TargetReason, TargetState, refresh_outcome,
 };
 use provision::sandbox::client::SandboxCloud;
 use provision::sandbox::daemon::{self, DaemonConfig, SandboxSpec, marked_processes, marker_of};
@@ -1202,6 +1202,190 @@ async fn an_outage_of_the_primary_az_fails_over_and_keeps_every_acknowledged_sig
         assert_eq!(response.status().as_u16(), 200, "{email} is lost");
     }
     sandbox.down().await;
+}
+
+/// Polls the sandbox's logs with `query` until a line satisfies `found`.
+async fn log_line(
+    sandbox: &Sandbox,
+    query: &LogQuery,
+    found: impl Fn(&LogLine) -> bool,
+) -> LogLine {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let page = sandbox
+            .cloud
+            .logs(&sandbox.stack, query, None)
+            .await
+            .expect("logs");
+        if let Some(line) = page.lines.into_iter().find(|l| found(l)) {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no such log line for {query:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A signup's request line appears under the instance that served it, and the AZ, instance,
+/// level and text filters each select it (and the opposite filters leave it out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signups_log_line_appears_under_its_instance_and_the_filters_select_it() {
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+
+    // Every instance's start line is attributed to that instance and its AZ.
+    for az in &snapshot.azs {
+        for instance in &az.instances {
+            let query = LogQuery {
+                instance: Some(instance.id.clone()),
+                ..LogQuery::default()
+            };
+            let start = log_line(&sandbox, &query, |l| l.message == "starting").await;
+            assert_eq!(start.az, az.az);
+            assert_eq!(
+                start.fields.get("instance").and_then(|v| v.as_str()),
+                Some(instance.id.as_str()),
+                "the line's own instance field names the instance it is filed under"
+            );
+            assert_eq!(start.level, Some(LogLevel::Info));
+        }
+    }
+
+    let request_id = "e2e-logs-signup-1";
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/v1/user"))
+        .header("X-Request-Id", request_id)
+        .json(&serde_json::json!({
+            "email": "grace@example.com",
+            "password": "correct-horse-7",
+            "first_name": "Grace",
+            "last_name": "Hopper",
+        }))
+        .send()
+        .await
+        .expect("a response through the load balancer");
+    assert_eq!(response.status().as_u16(), 201);
+
+    let by_text = LogQuery {
+        text: Some(request_id.to_owned()),
+        ..LogQuery::default()
+    };
+    let is_signup = |l: &LogLine| {
+        l.message == "request"
+            && l.fields.get("request_id").and_then(|v| v.as_str()) == Some(request_id)
+    };
+    let signup = log_line(&sandbox, &by_text, is_signup).await;
+    assert_eq!(signup.level, Some(LogLevel::Info));
+    assert_eq!(signup.fields.get("status"), Some(&serde_json::json!(201)));
+    assert_eq!(
+        signup.fields.get("path").and_then(|v| v.as_str()),
+        Some("/v1/user")
+    );
+    let served_by = snapshot
+        .azs
+        .iter()
+        .find(|az| az.instances.iter().any(|i| i.id == signup.instance))
+        .expect("the line names one of the stack's instances");
+    assert_eq!(served_by.az, signup.az, "the instance's AZ");
+
+    let other_az = snapshot
+        .azs
+        .iter()
+        .find(|az| az.az != signup.az)
+        .expect("another AZ");
+    let other_instance = other_az.instances[0].id.clone();
+    let page = |query: LogQuery| {
+        let cloud = sandbox.cloud.clone();
+        let stack = sandbox.stack.clone();
+        async move {
+            cloud
+                .logs(&stack, &query, None)
+                .await
+                .expect("logs")
+                .lines
+                .into_iter()
+                .any(|l| is_signup(&l))
+        }
+    };
+    let with = |f: fn(&mut LogQuery, &LogLine, &str)| {
+        let mut query = LogQuery {
+            limit: Some(provision::port::logs::MAX_PAGE_LINES),
+            ..LogQuery::default()
+        };
+        f(&mut query, &signup, &other_instance);
+        query
+    };
+    assert!(page(with(|q, l, _| q.instance = Some(l.instance.clone()))).await);
+    assert!(page(with(|q, l, _| q.az = Some(l.az.clone()))).await);
+    assert!(page(with(|q, _, _| q.level = Some(LogLevel::Info))).await);
+    assert!(page(with(|q, _, _| q.text = Some("/v1/user".into()))).await);
+    assert!(
+        page(with(|q, l, _| {
+            q.az = Some(l.az.clone());
+            q.instance = Some(l.instance.clone());
+            q.level = Some(LogLevel::Info);
+            q.text = Some("e2e-logs-signup".into());
+        }))
+        .await
+    );
+    assert!(!page(with(|q, _, other| q.instance = Some(other.to_owned()))).await);
+    assert!(!page(with(|q, _, _| q.level = Some(LogLevel::Warn))).await);
+    assert!(!page(with(|q, _, _| q.text = Some("no-such-request".into()))).await);
+    let mut elsewhere = with(|_, _, _| {});
+    elsewhere.az = Some(other_az.az.clone());
+    assert!(!page(elsewhere).await);
+
+    // Following from the tail returns the next request's line once.
+    let tail = sandbox
+        .cloud
+        .logs(&sandbox.stack, &by_text, None)
+        .await
+        .expect("logs");
+    let follow = LogQuery {
+        text: Some("e2e-logs-".into()),
+        ..LogQuery::default()
+    };
+    let response = reqwest::Client::new()
+        .get(format!("{endpoint}/version"))
+        .header("X-Request-Id", "e2e-logs-version-2")
+        .send()
+        .await
+        .expect("a response");
+    assert!(response.status().is_success());
+    let mut cursor = tail.cursor;
+    let mut followed = Vec::new();
+    let deadline = Instant::now() + LIMIT;
+    while !followed.iter().any(|l: &LogLine| {
+        l.fields.get("request_id") == Some(&serde_json::json!("e2e-logs-version-2"))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never saw the request"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let next = sandbox
+            .cloud
+            .logs(&sandbox.stack, &follow, Some(&cursor))
+            .await
+            .expect("logs");
+        followed.extend(next.lines);
+        cursor = next.cursor;
+    }
+    assert!(
+        followed.iter().all(|l| !is_signup(l)),
+        "following starts after the tail it was given: {followed:?}"
+    );
+
+    let logs = sandbox.dir.join("logs").join("instances");
+    assert!(
+        logs.join(&signup.az)
+            .join(format!("{}.log", signup.instance))
+            .exists()
+    );
+    sandbox.down().await;
+    assert!(!logs.exists(), "down removes the logs");
 }
 
 /// Live (neither terminating nor terminated) instances in `az`.

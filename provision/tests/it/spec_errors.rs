@@ -333,6 +333,14 @@ fn a_missing_file_names_the_path() {
     &with("[cloudtrail]\nlog_retention_days = 0"),
     "line 12, field cloudtrail.log_retention_days: must be at least 1"
 )]
+#[case::log_retention(
+    &with("[logs]\nretention_days = 45"),
+    "line 12, field logs.retention_days: 45 is not a retention CloudWatch Logs accepts"
+)]
+#[case::log_alarm(
+    &with("[logs]\nerror_alarm_threshold = 0"),
+    "line 12, field logs.error_alarm_threshold: must be at least 1"
+)]
 fn refuses_with_a_message_naming_the_field(#[case] text: &str, #[case] expected: &str) {
     let message = error_of(text).to_string();
     assert!(

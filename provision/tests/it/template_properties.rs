@@ -394,6 +394,67 @@ fn optional_parts_follow_the_spec() {
     );
 }
 
+/// The webapp's log group: the spec's retention, the ERROR metric filter, the alarm only when
+/// asked for; the instances may write only there, and their agent writes one stream per
+/// instance named `<az>/<instance-id>` from the file the unit appends to.
+#[test]
+fn the_webapp_log_group_follows_the_spec_and_the_instances_ship_into_it() {
+    let full = main_template(&example("stack.toml"));
+    let lean = main_template(&example("lean.toml"));
+    let group = &full["Resources"]["WebappLogGroup"];
+    assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(
+        group["Properties"]["LogGroupName"],
+        "/triad/shop-prod/webapp"
+    );
+    assert_eq!(group["Properties"]["RetentionInDays"], 90);
+    assert_eq!(
+        lean["Resources"]["WebappLogGroup"]["Properties"]["RetentionInDays"],
+        30
+    );
+    let filter = &full["Resources"]["WebappErrorMetricFilter"]["Properties"];
+    assert_eq!(filter["FilterPattern"], "{ $.level = \"ERROR\" }");
+    assert_eq!(filter["LogGroupName"]["Ref"], "WebappLogGroup");
+    let alarm = &full["Resources"]["WebappErrorLinesAlarm"]["Properties"];
+    assert_eq!(alarm["Threshold"], 10);
+    assert_eq!(
+        alarm["MetricName"],
+        filter["MetricTransformations"][0]["MetricName"]
+    );
+    assert_eq!(
+        alarm["Namespace"],
+        filter["MetricTransformations"][0]["MetricNamespace"]
+    );
+    assert!(lean["Resources"].get("WebappErrorLinesAlarm").is_none());
+
+    let statements = full["Resources"]["InstanceRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements");
+    let logs = statements
+        .iter()
+        .find(|s| s["Action"].to_string().contains("logs:PutLogEvents"))
+        .expect("a logs statement");
+    assert_eq!(
+        logs["Resource"].to_string(),
+        serde_json::json!([{ "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/triad/shop-prod/webapp:*" }]).to_string()
+    );
+
+    let mut texts = Vec::new();
+    strings(&full["Resources"]["LaunchTemplate"], &mut texts);
+    let user_data = texts.join("\n");
+    for needle in [
+        "LogsDirectory=triad-webapp",
+        "StandardOutput=append:/var/log/triad-webapp/webapp.log",
+        "dnf install -y amazon-cloudwatch-agent",
+        "\"file_path\": \"/var/log/triad-webapp/webapp.log\"",
+        "\"log_group_name\": \"/triad/shop-prod/webapp\"",
+        "\"log_stream_name\": \"$az/$instance_id\"",
+    ] {
+        assert!(user_data.contains(needle), "user data lacks {needle:?}");
+    }
+}
+
 #[test]
 fn outputs_name_what_the_backend_reads() {
     let template = main_template(&example("stack.toml"));
