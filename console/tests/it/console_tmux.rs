@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// One sandbox stack and one tmux server running the console against it. Dropping it closes
 /// the console and takes the stack down.
 struct Console {
@@ -37,7 +36,11 @@ impl Console {
             spec,
         };
         let up = console.triad(&["up", "--yes"]);
-        assert!(up.status.success(), "triad up: {}", crate::support::text(&up));
+        assert!(
+            up.status.success(),
+            "triad up: {}",
+            crate::support::text(&up)
+        );
 
         let script = console.home.join("console.sh");
         std::fs::write(
@@ -177,7 +180,11 @@ fn three_healthy_azs(screen: &str) -> bool {
 /// The stack's snapshot, from the shell.
 fn status_json(console: &Console) -> serde_json::Value {
     let out = console.triad(&["status", "--json"]);
-    assert!(out.status.success(), "status: {}", crate::support::text(&out));
+    assert!(
+        out.status.success(),
+        "status: {}",
+        crate::support::text(&out)
+    );
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 

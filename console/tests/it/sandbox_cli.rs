@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-
 fn triad(home: &Path, spec: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_triad"));
     command
@@ -159,7 +158,11 @@ fn a_gameday_from_the_shell_says_where_its_report_is() {
     let dry = drill(&["--dry-run"]);
     assert!(dry.status.success(), "{}", crate::support::text(&dry));
     let out = String::from_utf8_lossy(&dry.stdout);
-    assert!(out.contains("SIGKILL instance"), "{}", crate::support::text(&dry));
+    assert!(
+        out.contains("SIGKILL instance"),
+        "{}",
+        crate::support::text(&dry)
+    );
     assert!(
         out.contains("probe 10 req/s, 1 signups/s; stops at 50 % errors over 5 s or after 320 s"),
         "{}",
@@ -183,11 +186,20 @@ fn a_gameday_from_the_shell_says_where_its_report_is() {
     let ran = drill(&["--yes"]);
     assert!(ran.status.success(), "{}", crate::support::text(&ran));
     let out = String::from_utf8_lossy(&ran.stdout);
-    assert!(out.contains("verdict: Passed"), "{}", crate::support::text(&ran));
+    assert!(
+        out.contains("verdict: Passed"),
+        "{}",
+        crate::support::text(&ran)
+    );
     let dir = out
         .lines()
         .find_map(|l| l.strip_prefix("report: "))
-        .unwrap_or_else(|| panic!("the report's place is printed: {}", crate::support::text(&ran)));
+        .unwrap_or_else(|| {
+            panic!(
+                "the report's place is printed: {}",
+                crate::support::text(&ran)
+            )
+        });
     assert!(
         Path::new(dir).starts_with(&reports),
         "{dir} is under {}",

@@ -3,13 +3,12 @@
 //! event fixture; DynamoDB and SES are moto's. Also: a
 //! missing setting stops start-up with a message naming it.
 
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::Scene;
 use contract::env;
 use provision::sandbox::lambda::{Answer, RuntimeApi};
-use crate::support::Scene;
 
 const MAILER: &str = env!("CARGO_BIN_EXE_mailer");
 /// The function's timeout: how long each invocation waits for its answer.

@@ -7,16 +7,15 @@
 //! retries with backoff, then gives up on), and moto's refusal of a sender whose identity is not
 //! verified (`MessageRejected`).
 
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::{Scene, TTL, number, string};
 use contract::tokens::{
     ATTR_EMAIL, ATTR_EMAIL_SENT, ATTR_EVENT_ID, ATTR_EXPIRES_AT, ATTR_TOKEN, ATTR_TOKEN_REF,
     ATTR_USER_ID, idempotency_key,
 };
 use mailer::email::SendError;
 use mailer::handler::{Outcome, ProcessError, process_message};
-use crate::support::{Scene, TTL, number, string};
 
 fn epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
