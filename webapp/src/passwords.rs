@@ -15,6 +15,19 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
+/// Which compression code the argon2 crate runs on this CPU: it picks its AVX2 build at run
+/// time when the CPU has AVX2 (the same CPUID test as here), else its portable one. Logged at
+/// start-up.
+pub fn implementation() -> &'static str {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "argon2 (RustCrypto), AVX2";
+        }
+    }
+    "argon2 (RustCrypto), portable"
+}
+
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
