@@ -12,19 +12,30 @@
 //! (or stack) name; in a read-only session the action is refused before any dialog opens.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
-    BackendKind, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Event, EventSource, Fault,
-    FaultPlan, LifecycleState, Outputs, Plan, ProvisionEvent, RefreshId, RefreshPreferences,
-    ResourceEvent, ScaleInProtectedInstances, Snapshot, StackOperation, StackRef, StackStatus,
-    StandbyInstances,
+    BackendKind, DeployRequest, Event, Fault, FaultPlan, LifecycleState, Plan, ProvisionEvent,
+    RefreshId, Snapshot, StackRef,
 };
 
-use crate::drill::engine::{DrillConfig, DrillUpdate, StopConditions};
-use crate::drill::probe::ProbeSecond;
-use crate::drill::report::{CapacitySample, DrillReport, StepRecord};
+use crate::drill::engine::{DrillConfig, DrillUpdate};
+use crate::keys::{self, Act, Binding, Context};
+use crate::policy;
+use crate::screen::command::run_command;
+use crate::screen::dashboard::{ask_cancel, ask_rollback};
+use crate::screen::deploy::{self, open_deploy};
+use crate::screen::gameday::{self, ask_failover, on_drill, open_gameday, stop_drill};
+use crate::screen::help;
+use crate::screen::provision::{
+    ask_apply, ask_destroy, on_planned, on_provision_event, open_provision,
+};
+
+pub use crate::keys::{command_matches, commands, complete};
+pub use crate::screen::deploy::DeployForm;
+pub use crate::screen::events::{EVENT_LOG, source_label};
+pub use crate::screen::gameday::{DrillView, GamedayForm};
+pub use crate::screen::provision::{ProvisionPhase, ProvisionView};
 
 /// The screens, reachable by key or by `:name` in command mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,24 +62,6 @@ impl Screen {
         }
     }
 }
-
-/// Commands accepted in command mode (`:`), completed with Tab.
-pub const COMMANDS: &[&str] = &[
-    "dashboard",
-    "instances",
-    "events",
-    "deploy",
-    "gameday",
-    "plan",
-    "up",
-    "down",
-    "failover",
-    "cancel",
-    "rollback",
-    "stop",
-    "help",
-    "quit",
-];
 
 /// What the console asks the effect runner to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,400 +148,6 @@ pub enum Level {
     Error,
 }
 
-/// The deploy dialog's fields: every refresh preference AWS offers, with AWS's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployForm {
-    pub field: usize,
-    pub version: String,
-    pub min_healthy: String,
-    pub max_healthy: String,
-    pub warmup: String,
-    pub checkpoints: String,
-    pub checkpoint_delay: String,
-    pub bake_time: String,
-    pub alarms: String,
-    pub skip_matching: bool,
-    pub auto_rollback: bool,
-    pub scale_in_protected: ScaleInProtectedInstances,
-    pub standby: StandbyInstances,
-}
-
-impl Default for DeployForm {
-    fn default() -> Self {
-        let d = RefreshPreferences::default();
-        DeployForm {
-            field: 0,
-            version: String::new(),
-            min_healthy: d.min_healthy_percentage.to_string(),
-            max_healthy: d.max_healthy_percentage.to_string(),
-            warmup: String::new(),
-            checkpoints: String::new(),
-            checkpoint_delay: String::new(),
-            bake_time: d.bake_time_seconds.to_string(),
-            alarms: String::new(),
-            skip_matching: d.skip_matching,
-            // Unlike AWS's default: a failed deploy should put the old version back.
-            auto_rollback: true,
-            scale_in_protected: d.scale_in_protected_instances,
-            standby: d.standby_instances,
-        }
-    }
-}
-
-/// Steps through `all` from `current`, forward or back, wrapping.
-fn cycle<T: Copy + PartialEq>(all: &[T], current: T, forward: bool) -> T {
-    let n = all.len();
-    let i = all.iter().position(|v| *v == current).unwrap_or(0);
-    all[if forward {
-        (i + 1) % n
-    } else {
-        (i + n - 1) % n
-    }]
-}
-
-impl DeployForm {
-    pub const LABELS: [&'static str; 12] = [
-        "version",
-        "min healthy %",
-        "max healthy %",
-        "instance warmup s",
-        "checkpoints %",
-        "checkpoint delay s",
-        "bake time s",
-        "alarms",
-        "skip matching",
-        "auto rollback",
-        "scale-in protected",
-        "standby instances",
-    ];
-    /// The first field that is chosen rather than typed; the ones before it are text.
-    pub const FIRST_CHOICE: usize = 8;
-
-    pub fn value(&self, field: usize) -> String {
-        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
-        match field {
-            0 => self.version.clone(),
-            1 => self.min_healthy.clone(),
-            2 => self.max_healthy.clone(),
-            3 => self.warmup.clone(),
-            4 => self.checkpoints.clone(),
-            5 => self.checkpoint_delay.clone(),
-            6 => self.bake_time.clone(),
-            7 => self.alarms.clone(),
-            8 => yes_no(self.skip_matching),
-            9 => yes_no(self.auto_rollback),
-            10 => format!("‹ {} ›", self.scale_in_protected),
-            _ => format!("‹ {} ›", self.standby),
-        }
-    }
-
-    /// What an empty text field means, shown in its place.
-    pub fn placeholder(&self, field: usize) -> Option<String> {
-        if !self.value(field).is_empty() {
-            return None;
-        }
-        match field {
-            3 => Some("the group's default warmup".into()),
-            4 => Some("none (e.g. 20,50)".into()),
-            5 if self.checkpoints.trim().is_empty() => Some("needs checkpoints".into()),
-            5 => Some(format!(
-                "{DEFAULT_CHECKPOINT_DELAY_SECONDS} (AWS's default)"
-            )),
-            7 => Some("none (alarm names, comma-separated)".into()),
-            _ => None,
-        }
-    }
-
-    fn text_mut(&mut self) -> Option<&mut String> {
-        match self.field {
-            0 => Some(&mut self.version),
-            1 => Some(&mut self.min_healthy),
-            2 => Some(&mut self.max_healthy),
-            3 => Some(&mut self.warmup),
-            4 => Some(&mut self.checkpoints),
-            5 => Some(&mut self.checkpoint_delay),
-            6 => Some(&mut self.bake_time),
-            7 => Some(&mut self.alarms),
-            _ => None,
-        }
-    }
-
-    /// Flips a yes/no field or steps a choice; `forward` is false for ←.
-    fn choose(&mut self, forward: bool) {
-        match self.field {
-            8 => self.skip_matching = !self.skip_matching,
-            9 => self.auto_rollback = !self.auto_rollback,
-            10 => {
-                self.scale_in_protected = cycle(
-                    ScaleInProtectedInstances::ALL,
-                    self.scale_in_protected,
-                    forward,
-                )
-            }
-            11 => self.standby = cycle(StandbyInstances::ALL, self.standby, forward),
-            _ => {}
-        }
-    }
-
-    /// The request this form describes, or the field that is wrong and why.
-    pub fn request(&self) -> Result<DeployRequest, String> {
-        fn num<T: std::str::FromStr>(label: &str, text: &str) -> Result<T, String> {
-            text.trim()
-                .parse()
-                .map_err(|_| format!("{label}: {text:?} is not a number"))
-        }
-        fn opt<T: std::str::FromStr>(label: &str, text: &str) -> Result<Option<T>, String> {
-            if text.trim().is_empty() {
-                Ok(None)
-            } else {
-                num(label, text).map(Some)
-            }
-        }
-        fn list(text: &str) -> impl Iterator<Item = &str> {
-            text.split(',').map(str::trim).filter(|s| !s.is_empty())
-        }
-        if self.version.trim().is_empty() {
-            return Err("version: type the version to deploy".into());
-        }
-        let checkpoints = list(&self.checkpoints)
-            .map(|s| num::<u8>("checkpoints %", s))
-            .collect::<Result<Vec<u8>, String>>()?;
-        let preferences = RefreshPreferences {
-            min_healthy_percentage: num("min healthy %", &self.min_healthy)?,
-            max_healthy_percentage: num("max healthy %", &self.max_healthy)?,
-            instance_warmup_seconds: opt("instance warmup s", &self.warmup)?,
-            checkpoint_percentages: checkpoints,
-            checkpoint_delay_seconds: opt("checkpoint delay s", &self.checkpoint_delay)?,
-            skip_matching: self.skip_matching,
-            auto_rollback: self.auto_rollback,
-            alarms: list(&self.alarms).map(str::to_owned).collect(),
-            bake_time_seconds: num("bake time s", &self.bake_time)?,
-            scale_in_protected_instances: self.scale_in_protected,
-            standby_instances: self.standby,
-        };
-        let mut request = DeployRequest::new(self.version.trim());
-        request.preferences = preferences;
-        request.validate().map_err(|e| e.to_string())?;
-        Ok(request)
-    }
-}
-
-/// The GameDay dialog's fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GamedayForm {
-    pub field: usize,
-    pub az_index: usize,
-    pub fault_index: usize,
-    pub duration: String,
-    pub rate: String,
-    pub signups: String,
-    pub max_error_pct: String,
-    pub min_healthy: String,
-    pub force: bool,
-}
-
-impl Default for GamedayForm {
-    fn default() -> Self {
-        // The command line's defaults (`triad gameday --help`).
-        GamedayForm {
-            field: 0,
-            az_index: 0,
-            fault_index: 0,
-            duration: "60".into(),
-            rate: "20".into(),
-            signups: "2".into(),
-            max_error_pct: "50".into(),
-            min_healthy: "0".into(),
-            force: false,
-        }
-    }
-}
-
-impl GamedayForm {
-    pub const LABELS: [&'static str; 8] = [
-        "AZ",
-        "fault",
-        "duration s",
-        "probe rate /s",
-        "signups /s",
-        "stop at error %",
-        "stop below healthy",
-        "force",
-    ];
-
-    pub fn fault_kind(&self) -> &'static str {
-        Fault::KINDS[self.fault_index % Fault::KINDS.len()]
-    }
-
-    fn text_mut(&mut self) -> Option<&mut String> {
-        match self.field {
-            2 => Some(&mut self.duration),
-            3 => Some(&mut self.rate),
-            4 => Some(&mut self.signups),
-            5 => Some(&mut self.max_error_pct),
-            6 => Some(&mut self.min_healthy),
-            _ => None,
-        }
-    }
-
-    /// What a field's value means when that is not plain: the drill's ceiling beside the
-    /// duration, "off"/"none" beside a zero.
-    pub fn hint(&self, field: usize) -> Option<String> {
-        let zero = |text: &str| text.trim() == "0";
-        match field {
-            2 => self.duration.trim().parse::<u64>().ok().map(|secs| {
-                let ceiling = StopConditions::ceiling(Duration::from_secs(secs.max(1)));
-                format!("the drill stops after {} s at most", ceiling.as_secs())
-            }),
-            4 if zero(&self.signups) => Some("none".into()),
-            4 => Some("each acknowledged one is checked afterwards".into()),
-            6 if zero(&self.min_healthy) => Some("off".into()),
-            6 => Some("instances in service across the AZs".into()),
-            7 if self.force => Some("even when the other AZs have no healthy capacity".into()),
-            _ => None,
-        }
-    }
-
-    /// The drill this form describes.
-    pub fn config(&self, azs: &[String]) -> Result<DrillConfig, String> {
-        let kind = self.fault_kind();
-        let az = azs.get(self.az_index % azs.len().max(1)).cloned();
-        let fault = if kind == "failover-db" {
-            Fault::FailoverDb
-        } else {
-            let az = az.ok_or("AZ: no AZ is known yet")?;
-            Fault::parse(kind, Some(&az)).map_err(|e| e.to_string())?
-        };
-        fn num<T: std::str::FromStr>(label: &str, text: &str) -> Result<T, String> {
-            text.trim()
-                .parse()
-                .map_err(|_| format!("{label}: {text:?} is not a number in range"))
-        }
-        let duration = Duration::from_secs(num::<u64>("duration s", &self.duration)?.max(1));
-        let max_error = num::<u8>("stop at error %", &self.max_error_pct)?;
-        if max_error > 100 {
-            return Err(format!("stop at error %: {max_error} is above 100"));
-        }
-        let mut config = DrillConfig::new(fault, duration);
-        config.probe_rate = num("probe rate /s", &self.rate)?;
-        config.signup_rate = num("signups /s", &self.signups)?;
-        config.force = self.force;
-        config.stop = StopConditions::for_drill(
-            duration,
-            max_error,
-            num("stop below healthy", &self.min_healthy)?,
-        );
-        Ok(config)
-    }
-}
-
-/// What the console shows of a running (or finished) drill.
-#[derive(Debug, Clone, Default)]
-pub struct DrillView {
-    pub title: String,
-    pub phase: String,
-    pub steps: Vec<StepRecord>,
-    pub probe: Vec<ProbeSecond>,
-    pub capacity: Vec<CapacitySample>,
-    pub report: Option<Box<DrillReport>>,
-    pub report_files: Vec<String>,
-    pub running: bool,
-}
-
-/// Where the provisioning screen is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProvisionPhase {
-    Planning,
-    Planned,
-    /// Doing what the plan says comes first (the artefact bucket and uploads on AWS).
-    Preparing,
-    Running(StackOperation),
-    Finished,
-    Failed,
-}
-
-/// What the provisioning screen shows: the plan's diff, then the live "X of Y" progress of
-/// an apply or destroy with each resource's latest status and reason, then how it ended.
-#[derive(Debug, Clone)]
-pub struct ProvisionView {
-    pub phase: ProvisionPhase,
-    pub plan: Option<Box<Plan>>,
-    /// Resources finished so far and in all (the "X of Y").
-    pub done: u32,
-    pub total: u32,
-    /// Each resource's latest event, in the order they first appeared.
-    pub resources: Vec<ResourceEvent>,
-    /// The stack's status when the operation ended.
-    pub status: Option<StackStatus>,
-    /// What was and was not changed, when it did not go as asked.
-    pub summary: Option<String>,
-    pub outputs: Outputs,
-    pub error: Option<String>,
-    /// What was done before the stack's own changes, one line each.
-    pub notes: Vec<String>,
-}
-
-impl ProvisionView {
-    fn new(phase: ProvisionPhase) -> Self {
-        ProvisionView {
-            phase,
-            plan: None,
-            done: 0,
-            total: 0,
-            resources: Vec::new(),
-            status: None,
-            summary: None,
-            outputs: Outputs::default(),
-            error: None,
-            notes: Vec::new(),
-        }
-    }
-
-    /// Whether an apply or destroy is under way (its stream still open).
-    pub fn is_busy(&self) -> bool {
-        matches!(
-            self.phase,
-            ProvisionPhase::Planning | ProvisionPhase::Preparing | ProvisionPhase::Running(_)
-        )
-    }
-
-    fn record(&mut self, event: ProvisionEvent) {
-        match event {
-            ProvisionEvent::Started {
-                operation, total, ..
-            } => {
-                self.phase = ProvisionPhase::Running(operation);
-                self.total = total;
-                self.done = 0;
-                self.resources.clear();
-            }
-            ProvisionEvent::Resource(resource) => {
-                self.done = resource.done;
-                self.total = resource.total;
-                match self
-                    .resources
-                    .iter_mut()
-                    .find(|r| r.logical_id == resource.logical_id)
-                {
-                    Some(slot) => *slot = resource,
-                    None => self.resources.push(resource),
-                }
-            }
-            ProvisionEvent::Finished {
-                stack_status,
-                outputs,
-                summary,
-                ..
-            } => {
-                self.phase = ProvisionPhase::Finished;
-                self.status = Some(stack_status);
-                self.summary = summary;
-                self.outputs = outputs;
-            }
-        }
-    }
-}
-
 /// The whole console state.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -581,21 +180,7 @@ pub struct State {
     pub quit: bool,
 }
 
-const MAX_NOTICES: usize = 200;
-
-/// How many events the console keeps.
-pub const EVENT_LOG: usize = 2_000;
-
-/// An event source's short name in the events pane.
-pub fn source_label(source: EventSource) -> &'static str {
-    match source {
-        EventSource::Scaling => "asg",
-        EventSource::LoadBalancer => "lb",
-        EventSource::Database => "db",
-        EventSource::Fault => "fault",
-        EventSource::Stack => "stack",
-    }
-}
+pub(crate) const MAX_NOTICES: usize = 200;
 
 impl State {
     pub fn new(stack: StackRef, backend: BackendKind, origin: String, read_only: bool) -> Self {
@@ -623,53 +208,9 @@ impl State {
         }
     }
 
-    /// Adds the events of a snapshot (newest first) that the log does not hold yet, keeping
-    /// the log newest first and at most [`EVENT_LOG`] long.
-    pub fn log_events(&mut self, incoming: &[Event]) {
-        let mut fresh: Vec<Event> = incoming
-            .iter()
-            .filter(|e| {
-                // Only logged events at least as new can be the same one.
-                !self
-                    .events
-                    .iter()
-                    .take_while(|logged| logged.at >= e.at)
-                    .any(|logged| logged == *e)
-            })
-            .cloned()
-            .collect();
-        if fresh.is_empty() {
-            return;
-        }
-        fresh.sort_by_key(|e| std::cmp::Reverse(e.at));
-        let newest = self.events.front().map(|e| e.at);
-        let in_order = fresh.iter().all(|e| newest.is_none_or(|at| e.at >= at));
-        for e in fresh.into_iter().rev() {
-            self.events.push_front(e);
-        }
-        if !in_order {
-            // Late arrivals (a service reporting an older event now) go to their place.
-            self.events
-                .make_contiguous()
-                .sort_by_key(|e| std::cmp::Reverse(e.at));
-        }
-        self.events.truncate(EVENT_LOG);
-    }
-
-    /// The logged events the filter lets through (its text in the message, source or AZ).
-    pub fn listed_events(&self) -> impl Iterator<Item = &Event> {
-        let filter = self.current_filter();
-        self.events.iter().filter(move |e| {
-            filter.is_empty()
-                || e.message.contains(filter)
-                || source_label(e.source).contains(filter)
-                || e.az.as_deref().is_some_and(|az| az.contains(filter))
-        })
-    }
-
     /// Whether this session can hurt production: the AWS backend, or a stack tagged so.
     pub fn is_production(&self) -> bool {
-        self.backend == BackendKind::Aws || self.tagged_production
+        policy::is_production(self.backend, self.tagged_production)
     }
 
     /// The versions in-service instances run, with how many run each ("1.0.0 ×3"), or
@@ -739,7 +280,7 @@ impl State {
         }
     }
 
-    fn notice(&mut self, level: Level, text: impl Into<String>) {
+    pub(crate) fn notice(&mut self, level: Level, text: impl Into<String>) {
         self.notices.push_front(Notice {
             level,
             text: text.into(),
@@ -747,7 +288,7 @@ impl State {
         self.notices.truncate(MAX_NOTICES);
     }
 
-    fn go(&mut self, screen: Screen) {
+    pub(crate) fn go(&mut self, screen: Screen) {
         if self.screen != screen {
             self.previous.push(self.screen);
             self.screen = screen;
@@ -755,34 +296,35 @@ impl State {
         }
     }
 
-    fn back(&mut self) {
+    pub(crate) fn back(&mut self) {
         self.screen = self.previous.pop().unwrap_or(Screen::Dashboard);
         self.row = 0;
     }
 
     /// What must be typed to confirm a destructive action touching `az` (or the stack).
-    fn confirmation_word(&self, az: Option<&str>) -> String {
-        if self.is_production() {
-            az.map_or_else(|| self.stack.name.clone(), str::to_string)
-        } else {
-            "y".into()
-        }
+    pub(crate) fn confirmation_word(&self, az: Option<&str>) -> String {
+        policy::confirmation_word(self.is_production(), &self.stack, az)
     }
 
-    fn refuse_if_read_only(&mut self, what: &str) -> bool {
-        if self.read_only {
-            self.notice(Level::Warn, format!("read-only session: {what} refused"));
-        }
-        self.read_only
-    }
-
-    fn ask(&mut self, title: String, lines: Vec<String>, az: Option<&str>, effect: Effect) {
+    pub(crate) fn ask(
+        &mut self,
+        title: String,
+        lines: Vec<String>,
+        az: Option<&str>,
+        effect: Effect,
+    ) {
         let expected = self.confirmation_word(az);
         self.ask_for(title, lines, expected, effect);
     }
 
     /// Opens a confirmation that goes ahead only when `expected` is typed.
-    fn ask_for(&mut self, title: String, lines: Vec<String>, expected: String, effect: Effect) {
+    pub(crate) fn ask_for(
+        &mut self,
+        title: String,
+        lines: Vec<String>,
+        expected: String,
+        effect: Effect,
+    ) {
         self.mode = Mode::Confirm(Box::new(Confirm {
             title,
             lines,
@@ -888,434 +430,133 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     }
 }
 
-fn on_drill(state: &mut State, update: DrillUpdate) {
-    let view = state.drill.get_or_insert_with(DrillView::default);
-    match update {
-        DrillUpdate::Started { title } => {
-            *view = DrillView {
-                title,
-                running: true,
-                phase: "steady state".into(),
-                ..DrillView::default()
-            };
-        }
-        DrillUpdate::Step(step) => {
-            view.phase = step.step.clone();
-            view.steps.push(step);
-        }
-        DrillUpdate::Probe(second) => {
-            view.probe.push(second);
-            if view.probe.len() > 3600 {
-                view.probe.remove(0);
-            }
-        }
-        DrillUpdate::Capacity(sample) => {
-            view.capacity.push(sample);
-            if view.capacity.len() > 3600 {
-                view.capacity.remove(0);
-            }
-        }
-        DrillUpdate::Finished { report, files } => {
-            view.running = false;
-            view.phase = "report".into();
-            view.report = Some(report);
-            view.report_files = files;
-            let files = view.report_files.join(", ");
-            state.notice(Level::Info, format!("GameDay report written: {files}"));
-        }
-        DrillUpdate::Failed(error) => {
-            view.running = false;
-            view.phase = "failed".into();
-            state.notice(Level::Error, format!("GameDay failed: {error}"));
-        }
-    }
-}
-
-fn on_planned(state: &mut State, plan: Box<Plan>) {
-    let summary = if plan.is_empty() {
-        "no changes".to_string()
-    } else if plan.creates_stack {
-        format!("creates the stack: {}", plan.summary())
-    } else {
-        plan.summary().to_string()
-    };
-    state.notice(Level::Info, format!("plan for {}: {summary}", state.stack));
-    let mut view = ProvisionView::new(ProvisionPhase::Planned);
-    view.plan = Some(plan);
-    state.provision = Some(view);
-}
-
-fn on_provision_event(state: &mut State, event: ProvisionEvent) {
-    let ended = match &event {
-        ProvisionEvent::Finished {
-            stack_status,
-            summary,
-            ..
-        } => Some((*stack_status, summary.clone())),
-        _ => None,
-    };
-    state
-        .provision
-        .get_or_insert_with(|| ProvisionView::new(ProvisionPhase::Planned))
-        .record(event);
-    if let Some((status, summary)) = ended {
-        let level = if status.is_success() {
-            Level::Info
-        } else {
-            Level::Error
-        };
-        let mut text = format!("stack {}: {status}", state.stack);
-        if let Some(summary) = summary {
-            text.push_str(&format!(" — {summary}"));
-        }
-        state.notice(level, text);
-    }
-}
-
-fn ctrl(key: &KeyEvent, c: char) -> bool {
-    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
-}
-
+/// A key: the binding the key table gives it where the operator is, if any.
 fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    if ctrl(&key, 'c') {
-        state.quit = true;
-        return vec![Effect::Quit];
-    }
-    match std::mem::replace(&mut state.mode, Mode::Normal) {
-        Mode::Confirm(confirm) => on_confirm_key(state, *confirm, key),
-        Mode::Command(input) => on_command_key(state, input, key),
-        Mode::Filter(input) => {
-            on_filter_key(state, input, key);
-            Vec::new()
-        }
-        Mode::Normal => match state.screen {
-            Screen::Deploy => on_deploy_key(state, key),
-            Screen::GameDay => on_gameday_key(state, key),
-            Screen::Provision => on_provision_key(state, key),
-            _ => on_normal_key(state, key),
-        },
+    match keys::lookup(Context::of(state), &key) {
+        Some(binding) => perform(state, binding, Some(&key)),
+        None => Vec::new(),
     }
 }
 
-fn on_confirm_key(state: &mut State, mut confirm: Confirm, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Esc => {
-            state.notice(Level::Info, format!("{}: cancelled", confirm.title));
-            Vec::new()
-        }
-        KeyCode::Enter => {
-            if confirm.input == confirm.expected {
-                vec![confirm.effect]
-            } else {
-                state.notice(Level::Info, format!("{}: cancelled", confirm.title));
-                Vec::new()
-            }
-        }
-        KeyCode::Backspace => {
-            confirm.input.pop();
-            state.mode = Mode::Confirm(Box::new(confirm));
-            Vec::new()
-        }
-        KeyCode::Char(c) => {
-            confirm.input.push(c);
-            state.mode = Mode::Confirm(Box::new(confirm));
-            Vec::new()
-        }
-        _ => {
-            state.mode = Mode::Confirm(Box::new(confirm));
-            Vec::new()
-        }
+/// Carries out a binding of the key table, from its key or from command mode. A binding that
+/// changes the stack is refused here, in a read-only session, whichever way it came.
+pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEvent>) -> Vec<Effect> {
+    if !keys::offered(binding, state.read_only) {
+        let what = binding.command.unwrap_or(binding.help);
+        state.notice(Level::Warn, format!("read-only session: {what} refused"));
+        return Vec::new();
     }
-}
-
-/// Commands that change something: not offered (and refused) in a read-only session.
-const MUTATING_COMMANDS: &[&str] = &[
-    "deploy", "gameday", "up", "down", "failover", "cancel", "rollback", "stop",
-];
-
-/// The commands this session offers, in [`COMMANDS`] order.
-pub fn commands(read_only: bool) -> impl Iterator<Item = &'static str> {
-    COMMANDS
-        .iter()
-        .copied()
-        .filter(move |c| !(read_only && MUTATING_COMMANDS.contains(c)))
-}
-
-/// The offered commands that start with `input`.
-pub fn command_matches(input: &str, read_only: bool) -> Vec<&'static str> {
-    commands(read_only)
-        .filter(|c| c.starts_with(input.trim()))
-        .collect()
-}
-
-/// Completes a command-mode word: the one command it starts, or the longest common prefix.
-pub fn complete(input: &str, read_only: bool) -> String {
-    match command_matches(input, read_only).as_slice() {
-        [] => input.to_string(),
-        [one] => (*one).to_string(),
-        many => {
-            let first = many[0];
-            let mut len = first.len();
-            for other in &many[1..] {
-                len = len.min(
-                    first
-                        .chars()
-                        .zip(other.chars())
-                        .take_while(|(a, b)| a == b)
-                        .count(),
-                );
-            }
-            first[..len].to_string()
-        }
-    }
-}
-
-fn on_command_key(state: &mut State, mut input: String, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Esc => Vec::new(),
-        KeyCode::Tab => {
-            state.mode = Mode::Command(complete(&input, state.read_only));
-            Vec::new()
-        }
-        KeyCode::Backspace => {
-            input.pop();
-            state.mode = Mode::Command(input);
-            Vec::new()
-        }
-        KeyCode::Char(c) => {
-            input.push(c);
-            state.mode = Mode::Command(input);
-            Vec::new()
-        }
-        KeyCode::Enter => {
-            let command = complete(input.trim(), state.read_only);
-            run_command(state, &command)
-        }
-        _ => {
-            state.mode = Mode::Command(input);
-            Vec::new()
-        }
-    }
-}
-
-fn run_command(state: &mut State, command: &str) -> Vec<Effect> {
-    match command {
-        "dashboard" => state.go(Screen::Dashboard),
-        "instances" => state.go(Screen::Instances),
-        "events" => state.go(Screen::Events),
-        "help" => state.go(Screen::Help),
-        "deploy" => return open_deploy(state),
-        "gameday" => return open_gameday(state),
-        "plan" => return open_provision(state),
-        "up" => return ask_apply(state),
-        "down" => return ask_destroy(state),
-        "failover" => return ask_failover(state),
-        "cancel" => return ask_cancel(state),
-        "rollback" => return ask_rollback(state),
-        "stop" => return stop_drill(state),
-        "quit" | "q" => {
+    let typed = key.and_then(|k| match k.code {
+        KeyCode::Char(c) => Some(c),
+        _ => None,
+    });
+    let context = Context::of(state);
+    match binding.act {
+        Act::Quit => {
             state.quit = true;
             return vec![Effect::Quit];
         }
-        "" => {}
-        other => state.notice(Level::Warn, format!("unknown command :{other}")),
-    }
-    Vec::new()
-}
-
-fn on_filter_key(state: &mut State, mut input: String, key: KeyEvent) {
-    match key.code {
-        KeyCode::Esc => state.filter.clear(),
-        KeyCode::Enter => state.filter = input,
-        KeyCode::Backspace => {
-            input.pop();
-            state.mode = Mode::Filter(input);
+        Act::Help => state.go(Screen::Help),
+        Act::CommandMode => state.mode = Mode::Command(String::new()),
+        Act::FilterMode => state.mode = Mode::Filter(state.filter.clone()),
+        Act::Back if !state.filter.is_empty() => state.filter.clear(),
+        Act::Back | Act::Leave => state.back(),
+        Act::RowDown => move_row(state, true),
+        Act::RowUp => move_row(state, false),
+        Act::NextAz | Act::PreviousAz => {
+            let n = state.az_names().len().max(1);
+            let step = if binding.act == Act::NextAz { 1 } else { n - 1 };
+            state.az = (state.az + step) % n;
+            state.row = 0;
         }
-        KeyCode::Char(c) => {
-            input.push(c);
-            state.mode = Mode::Filter(input);
-        }
-        _ => state.mode = Mode::Filter(input),
-    }
-    state.row = 0;
-}
-
-fn open_deploy(state: &mut State) -> Vec<Effect> {
-    if !state.refuse_if_read_only("deploy") {
-        state.go(Screen::Deploy);
-    }
-    Vec::new()
-}
-
-fn open_gameday(state: &mut State) -> Vec<Effect> {
-    if state.drill.as_ref().is_some_and(|d| d.running) {
-        state.go(Screen::GameDay);
-        return Vec::new();
-    }
-    if !state.refuse_if_read_only("GameDay") {
-        state.drill = None;
-        state.go(Screen::GameDay);
-    }
-    Vec::new()
-}
-
-/// Opens the provisioning screen and plans, unless an operation is already under way (then
-/// it only shows its progress).
-fn open_provision(state: &mut State) -> Vec<Effect> {
-    state.go(Screen::Provision);
-    if state.provision.as_ref().is_some_and(ProvisionView::is_busy) {
-        return Vec::new();
-    }
-    state.provision = Some(ProvisionView::new(ProvisionPhase::Planning));
-    vec![Effect::Plan]
-}
-
-/// Asks to carry out the current plan (planning first when there is none).
-fn ask_apply(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("apply") {
-        return Vec::new();
-    }
-    let plan = match &state.provision {
-        Some(view) if view.phase == ProvisionPhase::Planned => view.plan.clone(),
-        Some(view) if view.is_busy() => {
-            state.go(Screen::Provision);
-            state.notice(Level::Info, "an operation is already under way");
-            return Vec::new();
-        }
-        _ => None,
-    };
-    let Some(plan) = plan else {
-        state.notice(
-            Level::Info,
-            "planning first: press a again to apply the plan",
-        );
-        return open_provision(state);
-    };
-    state.go(Screen::Provision);
-    if plan.is_empty() {
-        state.notice(Level::Info, "the plan has no changes: nothing to apply");
-        return Vec::new();
-    }
-    if let Some(blocker) = plan.blockers.first() {
-        state.notice(Level::Error, format!("cannot apply: {blocker}"));
-        return Vec::new();
-    }
-    let summary = plan.summary();
-    let mut lines: Vec<String> = plan
-        .prepare
-        .iter()
-        .map(|l| format!("First: {l}."))
-        .collect();
-    lines.extend([
-        if plan.creates_stack {
-            format!("Creates the stack: {summary}.")
-        } else {
-            format!("Changes the stack: {summary}.")
+        Act::Dashboard => state.go(Screen::Dashboard),
+        Act::Instances => state.go(Screen::Instances),
+        Act::Events => state.go(Screen::Events),
+        Act::Deploy => return open_deploy(state),
+        Act::GameDay => return open_gameday(state),
+        Act::Plan => return open_provision(state),
+        Act::Apply => return ask_apply(state),
+        Act::Destroy => return ask_destroy(state),
+        Act::Failover => return ask_failover(state),
+        Act::CancelRefresh => return ask_cancel(state),
+        Act::Rollback => return ask_rollback(state),
+        Act::StopDrill => return stop_drill(state),
+        Act::Copy => return copy_selected(state),
+        // A form's keys: the dialog on screen takes them; elsewhere typing edits the line.
+        Act::NextField
+        | Act::PreviousField
+        | Act::ChooseNext
+        | Act::ChoosePrevious
+        | Act::Submit
+        | Act::Type
+        | Act::Erase => match context {
+            Context::Deploy => return deploy::on_form(state, binding.act, typed),
+            Context::GameDay => return gameday::on_form(state, binding.act, typed),
+            _ if matches!(binding.act, Act::Type | Act::Erase) => {
+                edit_line(state, binding.act == Act::Erase, typed)
+            }
+            _ => {}
         },
-        "Resources marked -/+ are replaced: the old one is deleted.".into(),
-    ]);
-    let title = format!("Apply the plan to {}?", state.stack.name);
-    state.ask(title, lines, None, Effect::Apply(plan));
-    Vec::new()
-}
-
-/// Asks to delete the stack: the stack's name must be typed, on every backend.
-fn ask_destroy(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("destroy") {
-        return Vec::new();
-    }
-    if state.provision.as_ref().is_some_and(ProvisionView::is_busy) {
-        state.go(Screen::Provision);
-        state.notice(Level::Info, "an operation is already under way");
-        return Vec::new();
-    }
-    state.go(Screen::Provision);
-    let title = format!("Delete stack {} and everything in it?", state.stack.name);
-    let lines = vec![
-        "Every instance, the load balancer and the database are deleted.".into(),
-        "The database's data is lost unless a final snapshot is kept.".into(),
-    ];
-    let expected = state.stack.name.clone();
-    state.ask_for(title, lines, expected, Effect::Destroy);
-    Vec::new()
-}
-
-fn on_provision_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Char('p') => open_provision(state),
-        KeyCode::Char('a') => ask_apply(state),
-        KeyCode::Char('D') => ask_destroy(state),
-        _ => on_normal_key(state, key),
-    }
-}
-
-fn ask_failover(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("database failover") {
-        return Vec::new();
-    }
-    state.go(Screen::GameDay);
-    state.gameday.fault_index = Fault::KINDS
-        .iter()
-        .position(|k| *k == "failover-db")
-        .unwrap_or(0);
-    vec![Effect::DescribeFault(Fault::FailoverDb)]
-}
-
-fn ask_cancel(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("cancel refresh") {
-        return Vec::new();
-    }
-    match active_refresh_id(state) {
-        Some(id) => state.ask(
-            format!("Cancel instance refresh {id}?"),
-            vec!["Instances already replaced stay replaced.".into()],
-            None,
-            Effect::CancelRefresh,
-        ),
-        None => state.notice(Level::Info, "no instance refresh is active"),
+        Act::Complete => {
+            if let Mode::Command(input) = &mut state.mode {
+                *input = keys::complete(input, state.read_only);
+            }
+        }
+        Act::Run => {
+            if let Mode::Command(input) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                let command = keys::complete(input.trim(), state.read_only);
+                return run_command(state, &command);
+            }
+        }
+        Act::SetFilter => {
+            if let Mode::Filter(input) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                state.filter = input;
+            }
+            state.row = 0;
+        }
+        Act::ClearFilter => {
+            state.mode = Mode::Normal;
+            state.filter.clear();
+            state.row = 0;
+        }
+        Act::Confirm | Act::Cancel => {
+            if let Mode::Confirm(confirm) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                // Cancel is the default: anything but the word asked for cancels.
+                if binding.act == Act::Confirm && confirm.input == confirm.expected {
+                    return vec![confirm.effect];
+                }
+                state.notice(Level::Info, format!("{}: cancelled", confirm.title));
+            }
+        }
     }
     Vec::new()
 }
 
-fn ask_rollback(state: &mut State) -> Vec<Effect> {
-    if state.refuse_if_read_only("rollback") {
-        return Vec::new();
+/// Types into (or erases from) the line being edited: the command, the filter or the word a
+/// confirmation asks for.
+fn edit_line(state: &mut State, erase: bool, typed: Option<char>) {
+    let line = match &mut state.mode {
+        Mode::Command(input) | Mode::Filter(input) => input,
+        Mode::Confirm(confirm) => &mut confirm.input,
+        Mode::Normal => return,
+    };
+    match (erase, typed) {
+        (true, _) => {
+            line.pop();
+        }
+        (false, Some(c)) => line.push(c),
+        (false, None) => {}
     }
-    match active_refresh_id(state) {
-        Some(id) => state.ask(
-            format!("Roll back instance refresh {id}?"),
-            vec!["Replaced instances go back to the previous launch template version.".into()],
-            None,
-            Effect::RollbackRefresh,
-        ),
-        None => state.notice(Level::Info, "no instance refresh is active"),
+    if matches!(state.mode, Mode::Filter(_)) {
+        state.row = 0;
     }
-    Vec::new()
-}
-
-fn stop_drill(state: &mut State) -> Vec<Effect> {
-    if state.drill.as_ref().is_some_and(|d| d.running) {
-        state.notice(Level::Warn, "stopping the GameDay: restoring now");
-        vec![Effect::StopDrill]
-    } else {
-        state.notice(Level::Info, "no GameDay is running");
-        Vec::new()
-    }
-}
-
-fn active_refresh_id(state: &State) -> Option<RefreshId> {
-    state
-        .snapshot
-        .as_ref()
-        .and_then(|s| s.active_refresh())
-        .map(|r| r.id.clone())
 }
 
 fn move_row(state: &mut State, down: bool) {
-    let len = if state.screen == Screen::Events {
-        state.listed_events().count()
-    } else {
-        state.listed_instances().len()
+    let len = match state.screen {
+        Screen::Events => state.listed_events().count(),
+        Screen::Help => help::line_count(state),
+        _ => state.listed_instances().len(),
     };
     if down {
         if state.row + 1 < len {
@@ -1326,231 +567,31 @@ fn move_row(state: &mut State, down: bool) {
     }
 }
 
-fn on_normal_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    match key.code {
-        KeyCode::Char('q') => {
-            state.quit = true;
-            vec![Effect::Quit]
-        }
-        KeyCode::Char('?') => {
-            state.go(Screen::Help);
-            Vec::new()
-        }
-        KeyCode::Char(':') => {
-            state.mode = Mode::Command(String::new());
-            Vec::new()
-        }
-        KeyCode::Char('/') => {
-            state.mode = Mode::Filter(state.filter.clone());
-            Vec::new()
-        }
-        KeyCode::Esc => {
-            if !state.filter.is_empty() {
-                state.filter.clear();
-            } else {
-                state.back();
-            }
-            Vec::new()
-        }
-        KeyCode::Char('j') | KeyCode::Down => {
-            move_row(state, true);
-            Vec::new()
-        }
-        KeyCode::Char('k') | KeyCode::Up => {
-            move_row(state, false);
-            Vec::new()
-        }
-        KeyCode::Char('l') | KeyCode::Right | KeyCode::Tab => {
-            let n = state.az_names().len().max(1);
-            state.az = (state.az + 1) % n;
-            state.row = 0;
-            Vec::new()
-        }
-        KeyCode::Char('h') | KeyCode::Left | KeyCode::BackTab => {
-            let n = state.az_names().len().max(1);
-            state.az = (state.az + n - 1) % n;
-            state.row = 0;
-            Vec::new()
-        }
-        KeyCode::Enter | KeyCode::Char('i') => {
-            state.go(Screen::Instances);
-            Vec::new()
-        }
-        KeyCode::Char('e') => {
-            state.go(Screen::Events);
-            Vec::new()
-        }
-        KeyCode::Char('d') => open_deploy(state),
-        KeyCode::Char('g') => open_gameday(state),
-        KeyCode::Char('p') => open_provision(state),
-        KeyCode::Char('F') => ask_failover(state),
-        KeyCode::Char('C') => ask_cancel(state),
-        KeyCode::Char('R') => ask_rollback(state),
-        KeyCode::Char('s') => stop_drill(state),
-        KeyCode::Char('y') if state.screen == Screen::Events => {
-            // The selected event as a line of text, for an incident's notes.
-            let line = state.listed_events().nth(state.row).map(|e| {
-                format!(
-                    "{} {} {}",
-                    e.at.format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    source_label(e.source),
-                    e.message
-                )
-            });
-            line.map(Effect::Copy).into_iter().collect()
-        }
-        KeyCode::Char('y') => {
-            let ids = state.listed_instances();
-            match ids.get(state.row) {
-                Some(id) => vec![Effect::Copy(id.clone())],
-                None => Vec::new(),
-            }
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn on_deploy_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    let form = &mut state.deploy;
-    let n = DeployForm::LABELS.len();
-    let choosing = form.field >= DeployForm::FIRST_CHOICE;
-    match key.code {
-        KeyCode::Esc => state.back(),
-        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
-        KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
-        KeyCode::Left if choosing => form.choose(false),
-        KeyCode::Right | KeyCode::Char(' ') if choosing => form.choose(true),
-        KeyCode::Backspace => {
-            if let Some(text) = form.text_mut() {
-                text.pop();
-            }
-        }
-        KeyCode::Char(c) => {
-            if let Some(text) = form.text_mut() {
-                text.push(c);
-            }
-        }
-        KeyCode::Enter => match form.request() {
-            Ok(request) => {
-                let lines = deploy_review(&request, &state.running_versions());
-                let title = format!("Deploy {} to {}?", request.version, state.stack.name);
-                state.ask(title, lines, None, Effect::Deploy(Box::new(request)));
-            }
-            Err(reason) => state.notice(Level::Error, reason),
-        },
-        _ => {}
-    }
-    Vec::new()
-}
-
-/// What the deploy confirmation says: what runs now, every preference, what is replaced.
-fn deploy_review(request: &DeployRequest, running: &str) -> Vec<String> {
-    let p = &request.preferences;
-    let or_none = |items: Vec<String>| {
-        if items.is_empty() {
-            "none".to_owned()
-        } else {
-            items.join(", ")
-        }
-    };
-    let checkpoints = if p.checkpoint_percentages.is_empty() {
-        "no checkpoints".to_owned()
+/// The selected event as a line of text (for an incident's notes), or instance id.
+fn copy_selected(state: &mut State) -> Vec<Effect> {
+    let text = if state.screen == Screen::Events {
+        state.listed_events().nth(state.row).map(|e| {
+            format!(
+                "{} {} {}",
+                e.at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                source_label(e.source),
+                e.message
+            )
+        })
     } else {
-        format!(
-            "checkpoints at {} % (wait {} s at each)",
-            or_none(p.checkpoint_percentages.iter().map(u8::to_string).collect()),
-            p.checkpoint_delay_seconds
-                .unwrap_or(DEFAULT_CHECKPOINT_DELAY_SECONDS)
-        )
+        state.listed_instances().get(state.row).cloned()
     };
-    vec![
-        format!("running now: {running}"),
-        format!(
-            "healthy {}–{} %, warmup {}, {checkpoints}, bake {} s",
-            p.min_healthy_percentage,
-            p.max_healthy_percentage,
-            p.instance_warmup_seconds
-                .map_or("the group's default".into(), |s| format!("{s} s")),
-            p.bake_time_seconds,
-        ),
-        format!(
-            "auto rollback {}, alarms {}, scale-in protected {}, standby {}",
-            if p.auto_rollback { "yes" } else { "no" },
-            or_none(p.alarms.clone()),
-            p.scale_in_protected_instances,
-            p.standby_instances,
-        ),
-        if p.skip_matching {
-            "Instances already on the new configuration are kept; the others are replaced."
-        } else {
-            "Every instance is replaced by an instance refresh."
-        }
-        .into(),
-    ]
+    text.map(Effect::Copy).into_iter().collect()
 }
 
-fn on_gameday_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
-    if state.drill.is_some() {
-        return match key.code {
-            KeyCode::Char('s') => stop_drill(state),
-            KeyCode::Esc | KeyCode::Char('q') => {
-                state.back();
-                Vec::new()
-            }
-            _ => Vec::new(),
-        };
-    }
-    let azs = state.az_names();
-    let form = &mut state.gameday;
-    let n = GamedayForm::LABELS.len();
-    match key.code {
-        KeyCode::Esc => state.back(),
-        KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
-        KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
-        KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') => {
-            let forward = key.code != KeyCode::Left;
-            let step = |i: usize, len: usize| {
-                let len = len.max(1);
-                if forward {
-                    (i + 1) % len
-                } else {
-                    (i + len - 1) % len
-                }
-            };
-            match form.field {
-                0 => form.az_index = step(form.az_index, azs.len()),
-                1 => form.fault_index = step(form.fault_index, Fault::KINDS.len()),
-                7 => form.force = !form.force,
-                _ => {}
-            }
-        }
-        KeyCode::Backspace => {
-            if let Some(text) = form.text_mut() {
-                text.pop();
-            }
-        }
-        KeyCode::Char(c) if c.is_ascii_digit() => {
-            if let Some(text) = form.text_mut() {
-                text.push(c);
-            }
-        }
-        KeyCode::Enter => match form.config(&azs) {
-            Ok(config) => return vec![Effect::DescribeFault(config.fault)],
-            Err(reason) => state.notice(Level::Error, reason),
-        },
-        _ => {}
-    }
-    Vec::new()
-}
-
+/// What the console's unit tests share: states, keys, snapshots and plans.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crossterm::event::{KeyEventKind, KeyEventState};
-    use rstest::rstest;
+    use crossterm::event::{KeyEventKind, KeyEventState, KeyModifiers};
 
-    fn key(code: KeyCode) -> Action {
+    pub(crate) fn key(code: KeyCode) -> Action {
         Action::Key(KeyEvent {
             code,
             modifiers: KeyModifiers::NONE,
@@ -1559,16 +600,82 @@ mod tests {
         })
     }
 
-    fn chars(state: &mut State, text: &str) -> Vec<Effect> {
+    pub(crate) fn chars(state: &mut State, text: &str) -> Vec<Effect> {
         text.chars()
             .flat_map(|c| update(state, key(KeyCode::Char(c))))
             .collect()
     }
 
-    fn state(backend: BackendKind, read_only: bool) -> State {
+    pub(crate) fn state(backend: BackendKind, read_only: bool) -> State {
         let stack = StackRef::new("demo").expect("stack name");
         State::new(stack, backend, "here".into(), read_only)
     }
+
+    /// A snapshot of `stack` with one in-service instance per version given (and one pending
+    /// that must not count).
+    pub(crate) fn with_versions(s: &mut State, versions: &[&str]) {
+        let mut snapshot = Snapshot::empty(s.stack.clone(), time::OffsetDateTime::UNIX_EPOCH);
+        let mut az = provision::port::AzView::new("eu-west-1a");
+        let instance = |i: usize, version: &str, lifecycle| provision::port::Instance {
+            id: format!("i-{i}"),
+            lifecycle,
+            health: provision::port::HealthStatus::Healthy,
+            version: Some(version.into()),
+            launch_template_version: None,
+            launch_time: None,
+            address: None,
+            protected_from_scale_in: false,
+        };
+        for (i, version) in versions.iter().enumerate() {
+            az.instances
+                .push(instance(i, version, LifecycleState::InService));
+        }
+        az.instances
+            .push(instance(99, "9.9.9", LifecycleState::Pending));
+        snapshot.azs.push(az);
+        s.snapshot = Some(Box::new(snapshot));
+    }
+
+    pub(crate) fn plan(stack: &StackRef, changes: usize) -> Plan {
+        let desired = provision::port::DesiredStack {
+            stack: stack.clone(),
+            template_body: "{}".into(),
+            parameters: Default::default(),
+            tags: Default::default(),
+            spec: serde_json::Value::Null,
+        };
+        Plan {
+            desired,
+            creates_stack: changes > 0,
+            change_set: None,
+            changes: (0..changes)
+                .map(|i| provision::port::ResourceChange {
+                    logical_id: format!("Resource{i}"),
+                    resource_type: "AWS::EC2::Subnet".into(),
+                    physical_id: None,
+                    action: provision::port::ChangeAction::Add,
+                    reasons: vec![],
+                })
+                .collect(),
+            prepare: Vec::new(),
+            blockers: Vec::new(),
+            planned_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::drill::engine::StopConditions;
+    use crate::screen::gameday::GamedayField;
+    use crossterm::event::KeyModifiers;
+    use provision::port::{
+        EventSource, Outputs, ResourceEvent, ScaleInProtectedInstances, StandbyInstances,
+    };
+    use rstest::rstest;
+    use std::time::Duration;
 
     #[rstest]
     #[case(KeyCode::Char('?'), Screen::Help)]
@@ -1587,9 +694,9 @@ mod tests {
 
     #[rstest]
     #[case('d', "deploy")]
-    #[case('g', "GameDay")]
-    #[case('F', "database failover")]
-    #[case('C', "cancel refresh")]
+    #[case('g', "gameday")]
+    #[case('F', "failover")]
+    #[case('C', "cancel")]
     #[case('R', "rollback")]
     fn read_only_refuses_every_mutation(#[case] c: char, #[case] what: &str) {
         let mut s = state(BackendKind::Sandbox, true);
@@ -1627,7 +734,10 @@ mod tests {
     #[test]
     fn a_read_only_session_is_not_offered_commands_that_change_things() {
         assert_eq!(complete("d", true), "dashboard");
-        assert_eq!(command_matches("", true).len(), COMMANDS.len() - 8);
+        assert_eq!(
+            command_matches("", true),
+            ["dashboard", "instances", "events", "plan", "help", "quit"]
+        );
         assert!(command_matches("", true).contains(&"plan"));
         assert_eq!(command_matches("d", false), ["dashboard", "deploy", "down"]);
         // Typed out in full it is still refused, with a reason.
@@ -1671,31 +781,6 @@ mod tests {
         assert_eq!(request.version, "v2");
         assert!(request.preferences.auto_rollback);
         assert_eq!(request.preferences.min_healthy_percentage, 90);
-    }
-
-    /// A snapshot of `stack` with one in-service instance per version given (and one pending
-    /// that must not count).
-    fn with_versions(s: &mut State, versions: &[&str]) {
-        let mut snapshot = Snapshot::empty(s.stack.clone(), time::OffsetDateTime::UNIX_EPOCH);
-        let mut az = provision::port::AzView::new("eu-west-1a");
-        let instance = |i: usize, version: &str, lifecycle| provision::port::Instance {
-            id: format!("i-{i}"),
-            lifecycle,
-            health: provision::port::HealthStatus::Healthy,
-            version: Some(version.into()),
-            launch_template_version: None,
-            launch_time: None,
-            address: None,
-            protected_from_scale_in: false,
-        };
-        for (i, version) in versions.iter().enumerate() {
-            az.instances
-                .push(instance(i, version, LifecycleState::InService));
-        }
-        az.instances
-            .push(instance(99, "9.9.9", LifecycleState::Pending));
-        snapshot.azs.push(az);
-        s.snapshot = Some(Box::new(snapshot));
     }
 
     #[test]
@@ -1777,7 +862,12 @@ mod tests {
         with_versions(&mut s, &["1.0.0"]);
         update(&mut s, key(KeyCode::Char('g')));
         // duration 10, rate 20, signups 0, error 25 %, below 2 healthy.
-        let fields = [(2, "10"), (4, "0"), (5, "25"), (6, "2")];
+        let fields = [
+            (GamedayField::Duration, "10"),
+            (GamedayField::Signups, "0"),
+            (GamedayField::MaxError, "25"),
+            (GamedayField::MinHealthy, "2"),
+        ];
         for (field, text) in fields {
             s.gameday.field = field;
             for _ in 0..4 {
@@ -1793,13 +883,38 @@ mod tests {
             StopConditions::for_drill(Duration::from_secs(10), 25, 2)
         );
         assert_eq!(config.stop.max_duration, Duration::from_secs(340));
-        assert_eq!(s.gameday.hint(4).as_deref(), Some("none"));
+        assert_eq!(
+            s.gameday.hint(GamedayField::Signups).as_deref(),
+            Some("none")
+        );
         // Only digits are typed into a number; an error rate above 100 is named.
-        s.gameday.field = 5;
+        s.gameday.field = GamedayField::MaxError;
         chars(&mut s, "0x");
         assert_eq!(s.gameday.max_error_pct, "250");
         let error = s.gameday.config(&s.az_names()).expect_err("250 %");
         assert!(error.contains("stop at error %"), "{error}");
+    }
+
+    #[test]
+    fn the_gameday_form_carries_the_port_s_fault_kind_to_the_drill() {
+        use provision::port::FaultKind;
+        let mut s = state(BackendKind::Sandbox, false);
+        with_versions(&mut s, &["1.0.0"]);
+        update(&mut s, key(KeyCode::Char('g')));
+        update(&mut s, key(KeyCode::Tab));
+        assert_eq!(s.gameday.field, GamedayField::Fault);
+        for expected in FaultKind::ALL
+            .iter()
+            .cycle()
+            .skip(1)
+            .take(FaultKind::ALL.len())
+        {
+            update(&mut s, key(KeyCode::Right));
+            assert_eq!(s.gameday.fault, *expected);
+            let config = s.gameday.config(&s.az_names()).expect("a valid form");
+            assert_eq!(config.fault.fault_kind(), *expected);
+            assert_eq!(config.fault.az().is_some(), expected.needs_az());
+        }
     }
 
     fn event(second: i64, message: &str) -> Event {
@@ -1938,33 +1053,6 @@ mod tests {
                 az: "eu-west-1a".into()
             }
         );
-    }
-
-    fn plan(stack: &StackRef, changes: usize) -> Plan {
-        let desired = provision::port::DesiredStack {
-            stack: stack.clone(),
-            template_body: "{}".into(),
-            parameters: Default::default(),
-            tags: Default::default(),
-            spec: serde_json::Value::Null,
-        };
-        Plan {
-            desired,
-            creates_stack: changes > 0,
-            change_set: None,
-            changes: (0..changes)
-                .map(|i| provision::port::ResourceChange {
-                    logical_id: format!("Resource{i}"),
-                    resource_type: "AWS::EC2::Subnet".into(),
-                    physical_id: None,
-                    action: provision::port::ChangeAction::Add,
-                    reasons: vec![],
-                })
-                .collect(),
-            prepare: Vec::new(),
-            blockers: Vec::new(),
-            planned_at: time::OffsetDateTime::UNIX_EPOCH,
-        }
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! | 2 | bad input (spec, flags) — nothing was changed |
 //! | 3 | refused (read-only, safety rule, not confirmed) or not available on this backend |
 //! | 4 | the backend could not be reached or answered with an error |
+//!
+//! A GameDay whose steady state is not met (an AZ without healthy capacity, probe errors before
+//! the fault) exits 1: it ran, found the stack unfit for a drill, and injected nothing. Errors
+//! reach the exit code through [`Outcome::of`] only, so a cloud's refusal deep inside the drill
+//! engine (a safety rule at inject) still exits 3.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -15,18 +20,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    BackendChoice, BackendKind, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent,
-    RefreshStatus, ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances,
-    parse_env_override,
+    BackendChoice, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent, RefreshStatus,
+    ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances, parse_env_override,
 };
 use provision::spec::StackSpec;
 use tokio::sync::{mpsc, watch};
 
 use crate::backend;
 use crate::cli::{Cli, DeployArgs, GamedayArgs, ReleaseArgs};
-use crate::drill::engine::{self, DrillConfig, DrillUpdate, StopConditions};
+use crate::drill::engine::{self, DrillConfig, DrillError, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
 use crate::drill::report::{self, Verdict};
+use crate::policy;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +54,38 @@ impl Outcome {
         }
     }
 
-    /// The outcome a cloud error means.
-    pub fn of(error: &CloudError) -> Outcome {
-        match error {
+    /// The outcome an error means: every command maps its errors to an exit code here.
+    pub fn of(error: &impl ExitCause) -> Outcome {
+        error.outcome()
+    }
+}
+
+/// An error that knows which [`Outcome`] it means.
+pub trait ExitCause {
+    fn outcome(&self) -> Outcome;
+}
+
+impl ExitCause for CloudError {
+    fn outcome(&self) -> Outcome {
+        match self {
             CloudError::Invalid { .. } => Outcome::Invalid,
             CloudError::Refused { .. }
             | CloudError::ReadOnly { .. }
             | CloudError::Unsupported { .. } => Outcome::Refused,
             _ => Outcome::BackendError,
+        }
+    }
+}
+
+impl ExitCause for DrillError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            // It ran, and the stack was not fit for a drill: a bad outcome, nothing injected.
+            DrillError::SteadyState(_) => Outcome::Bad,
+            DrillError::Cloud { source, .. } => source.outcome(),
+            DrillError::NoSnapshot | DrillError::Probe(_) | DrillError::Io { .. } => {
+                Outcome::BackendError
+            }
         }
     }
 }
@@ -97,10 +126,9 @@ pub async fn session(cli: &Cli) -> Result<(StackRef, bool, Arc<dyn Cloud>), Outc
     Ok((stack, is_production(&choice, &spec), cloud))
 }
 
-/// Whether changes must be confirmed with a typed name: on AWS, and on a stack its spec tags
-/// as production whatever the backend.
-pub fn is_production(choice: &BackendChoice, spec: &StackSpec) -> bool {
-    choice.kind() == BackendKind::Aws || spec.is_tagged_production()
+/// Whether changes must be confirmed with a typed name ([`policy::is_production`]).
+fn is_production(choice: &BackendChoice, spec: &StackSpec) -> bool {
+    policy::is_production(choice.kind(), spec.is_tagged_production())
 }
 
 /// Reports `error`, and on the sandbox the end of the daemon's log when it says why.
@@ -366,115 +394,155 @@ pub async fn deploy(cli: &Cli, args: &DeployArgs) -> Outcome {
 
 /// `triad gameday …`.
 pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
-    let kind = match &args.fault {
-        Some(k) => k.as_str(),
-        None => {
-            eprintln!(
-                "triad: --fault is required: one of {}",
-                Fault::KINDS.join(", ")
-            );
-            return Outcome::Invalid;
-        }
-    };
-    let fault = match Fault::parse(kind, args.az.as_deref()) {
+    let fault = match gameday_fault(args) {
         Ok(f) => f,
-        Err(e) => return fail(&e),
+        Err(o) => return o,
     };
     let (stack, production, cloud) = match session(cli).await {
         Ok(s) => s,
         Err(o) => return o,
     };
-    let plan = match cloud.describe_fault(&stack, &fault).await {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
+    let drill = Gameday {
+        cloud,
+        production,
+        read_only: cli.read_only,
+        journal: backend::journal_path(&stack),
+        report_dir: policy::report_dir(
+            &stack,
+            args.report.as_deref(),
+            time::OffsetDateTime::now_utc(),
+        ),
+        stack,
     };
-    println!(
-        "GameDay on {}: {} in {} for {} s",
-        stack.name,
-        fault.kind(),
-        plan.az.as_deref().unwrap_or("?"),
-        args.duration.max(1)
-    );
-    for action in &plan.actions {
-        println!("  {action}");
-    }
-    for note in &plan.notes {
-        println!("  note: {note}");
-    }
-    let mut config = DrillConfig::new(fault, Duration::from_secs(args.duration.max(1)));
-    config.probe_rate = args.rate;
-    config.signup_rate = args.signups;
-    config.force = args.force;
-    config.stop = StopConditions::for_drill(config.duration, args.max_error, args.min_healthy);
-    println!("  {}", config.summary());
-    if args.dry_run {
-        return Outcome::Done;
-    }
-    if cli.read_only {
-        eprintln!("triad: read-only session: GameDay refused");
-        return Outcome::Refused;
-    }
-    if !args.yes {
-        let expected = if production {
-            plan.az.clone().unwrap_or_else(|| stack.name.clone())
-        } else {
-            "y".to_string()
-        };
-        if !confirm("This changes the stack.", &expected) {
-            eprintln!("triad: not confirmed; nothing was changed");
-            return Outcome::Refused;
-        }
-    }
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    config.report_dir = Some(
-        args.report
-            .clone()
-            .unwrap_or_else(|| backend::stack_dir(&stack).join(format!("reports/{stamp}"))),
-    );
-    let mut journal = match Journal::open(&backend::journal_path(&stack)) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("triad: cannot open the GameDay journal: {e}");
-            return Outcome::BackendError;
-        }
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let printer = tokio::spawn(async move {
-        while let Some(update) = rx.recv().await {
-            match update {
-                DrillUpdate::Step(s) => println!("t+{:>3}s {:<13} {}", s.second, s.step, s.detail),
-                DrillUpdate::Failed(e) => eprintln!("GameDay failed: {e}"),
-                _ => {}
-            }
-        }
-    });
     let interrupt = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("\ninterrupted: restoring the fault and writing the report before exit");
             let _ = stop_tx.send(true);
         }
     });
-    let report_dir = config.report_dir.clone();
-    let result = engine::run(cloud, stack, config, &mut journal, tx, stop_rx).await;
+    let outcome = drill.run(fault, args, confirm, stop_rx).await;
     interrupt.abort();
-    let _ = printer.await;
-    match result {
-        Ok(report) => {
-            for line in report::summary_lines(&report) {
-                println!("{line}");
-            }
-            if let Some(dir) = &report_dir {
-                println!("report: {}", dir.display());
-            }
-            match report.verdict {
-                Verdict::Passed => Outcome::Done,
-                Verdict::Failed => Outcome::Bad,
+    outcome
+}
+
+/// The fault `--fault` and `--az` name; bad input is exit 2 before anything is opened.
+fn gameday_fault(args: &GamedayArgs) -> Result<Fault, Outcome> {
+    let Some(kind) = &args.fault else {
+        eprintln!(
+            "triad: --fault is required: one of {}",
+            Fault::KINDS.join(", ")
+        );
+        return Err(Outcome::Invalid);
+    };
+    Fault::parse(kind, args.az.as_deref()).map_err(|e| fail(&e))
+}
+
+/// A GameDay from the command line once its stack is open: the dry run, the refusals
+/// (read-only, not confirmed), the drill with its progress on standard output, and the exit
+/// code of how it ended.
+pub struct Gameday {
+    /// The guarded cloud: its safety rules refuse a fault at inject.
+    pub cloud: Arc<dyn Cloud>,
+    pub stack: StackRef,
+    pub production: bool,
+    pub read_only: bool,
+    pub journal: std::path::PathBuf,
+    pub report_dir: std::path::PathBuf,
+}
+
+impl Gameday {
+    /// Runs `fault` as `args` say; `confirm(prompt, word)` asks the operator (unless `--yes`)
+    /// and `stop` ends the drill early (restored, reported).
+    pub async fn run(
+        self,
+        fault: Fault,
+        args: &GamedayArgs,
+        confirm: impl FnOnce(&str, &str) -> bool,
+        stop: watch::Receiver<bool>,
+    ) -> Outcome {
+        let Gameday {
+            cloud,
+            stack,
+            production,
+            read_only,
+            journal,
+            report_dir,
+        } = self;
+        let plan = match cloud.describe_fault(&stack, &fault).await {
+            Ok(p) => p,
+            Err(e) => return fail(&e),
+        };
+        println!(
+            "GameDay on {}: {} in {} for {} s",
+            stack.name,
+            fault.kind(),
+            plan.az.as_deref().unwrap_or("?"),
+            args.duration.max(1)
+        );
+        for action in &plan.actions {
+            println!("  {action}");
+        }
+        for note in &plan.notes {
+            println!("  note: {note}");
+        }
+        let mut config = DrillConfig::new(fault, Duration::from_secs(args.duration.max(1)));
+        config.probe_rate = args.rate;
+        config.signup_rate = args.signups;
+        config.force = args.force;
+        config.stop = StopConditions::for_drill(config.duration, args.max_error, args.min_healthy);
+        println!("  {}", config.summary());
+        if args.dry_run {
+            return Outcome::Done;
+        }
+        if read_only {
+            eprintln!("triad: read-only session: GameDay refused");
+            return Outcome::Refused;
+        }
+        if !args.yes {
+            let expected = policy::confirmation_word(production, &stack, plan.az.as_deref());
+            if !confirm("This changes the stack.", &expected) {
+                eprintln!("triad: not confirmed; nothing was changed");
+                return Outcome::Refused;
             }
         }
-        Err(e) => {
-            eprintln!("triad: {e}");
-            Outcome::Bad
+        config.report_dir = Some(report_dir.clone());
+        let mut journal = match Journal::open(&journal) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("triad: cannot open the GameDay journal: {e}");
+                return Outcome::BackendError;
+            }
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let printer = tokio::spawn(async move {
+            while let Some(update) = rx.recv().await {
+                match update {
+                    DrillUpdate::Step(s) => {
+                        println!("t+{:>3}s {:<13} {}", s.second, s.step, s.detail)
+                    }
+                    DrillUpdate::Failed(e) => eprintln!("GameDay failed: {e}"),
+                    _ => {}
+                }
+            }
+        });
+        let result = engine::run(cloud, stack, config, &mut journal, tx, stop).await;
+        let _ = printer.await;
+        match result {
+            Ok(report) => {
+                for line in report::summary_lines(&report) {
+                    println!("{line}");
+                }
+                println!("report: {}", report_dir.display());
+                match report.verdict {
+                    Verdict::Passed => Outcome::Done,
+                    Verdict::Failed => Outcome::Bad,
+                }
+            }
+            Err(e) => {
+                eprintln!("triad: GameDay: {e}");
+                Outcome::of(&e)
+            }
         }
     }
 }
@@ -644,7 +712,7 @@ pub async fn up(cli: &Cli, yes: bool, releases: &ReleaseArgs) -> Outcome {
         && is_production(&provisioning.choice, &provisioning.spec)
         && !confirm(
             "This creates or changes the stack's resources.",
-            &stack.name,
+            &policy::confirmation_word(true, &stack, None),
         )
     {
         eprintln!("triad: not confirmed; nothing was changed");
@@ -681,7 +749,7 @@ pub async fn down(cli: &Cli, yes: bool) -> Outcome {
     if !yes
         && !confirm(
             &format!("This deletes stack {stack} and everything in it."),
-            &stack.name,
+            &policy::destroy_word(&stack),
         )
     {
         eprintln!("triad: not confirmed; nothing was changed");
@@ -732,5 +800,246 @@ pub async fn sandbox_serve(
             eprintln!("triad sandbox: {e}");
             Outcome::BackendError
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exit codes of `triad gameday`, from the command line's arguments to the code, on
+    //! the in-memory cloud behind the same guard the real commands use (tokio's clock paused,
+    //! so a drill takes no wall time).
+
+    use super::*;
+    use clap::Parser;
+    use provision::memory::MemoryCloud;
+    use provision::port::{CapacityCheck, Guarded, ManualClock, SessionMode};
+
+    fn args(line: &str) -> GamedayArgs {
+        let words = ["triad", "gameday"]
+            .into_iter()
+            .chain(line.split_whitespace());
+        match Cli::parse_from(words).command {
+            Some(crate::cli::Command::Gameday(args)) => args,
+            other => panic!("not a gameday: {other:?}"),
+        }
+    }
+
+    /// What is true of the stack before the command runs.
+    #[derive(Debug, Clone, Copy)]
+    enum Before {
+        Healthy,
+        /// No stack at all: the backend answers every call with an error.
+        Missing,
+        /// A fault is active in mem-1a, injected through the guard (one AZ at a time).
+        LaunchesBlockedIn1a,
+        /// mem-1a has no healthy capacity (blackholed behind the guard's back).
+        Down1a,
+    }
+
+    async fn outcome(before: Before, line: &str, read_only: bool, answer: bool) -> Outcome {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let memory = MemoryCloud::new(clock);
+        let stack = StackRef::new("demo").expect("name");
+        let mut active = Vec::new();
+        if !matches!(before, Before::Missing) {
+            memory.seed_stack(&stack);
+        }
+        let raw_inject = |fault: Fault| {
+            let memory = memory.clone();
+            let stack = stack.clone();
+            async move {
+                memory
+                    .inject(&stack, &fault, CapacityCheck::Force)
+                    .await
+                    .expect("inject")
+            }
+        };
+        match before {
+            Before::LaunchesBlockedIn1a => active.push(
+                raw_inject(Fault::BlockLaunchesInAz {
+                    az: "mem-1a".into(),
+                })
+                .await,
+            ),
+            Before::Down1a => {
+                raw_inject(Fault::BlackholeAz {
+                    az: "mem-1a".into(),
+                })
+                .await;
+            }
+            Before::Healthy | Before::Missing => {}
+        }
+        let mode = if read_only {
+            SessionMode::ReadOnly
+        } else {
+            SessionMode::ReadWrite
+        };
+        let guarded = Guarded::new(memory.clone(), mode).with_active_faults(active);
+        // The fleet moves every three (virtual) seconds, as a real one does between samples.
+        let driver = {
+            let (memory, stack) = (memory.clone(), stack.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3));
+                loop {
+                    tick.tick().await;
+                    let _ = memory.tick(&stack);
+                }
+            })
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = args(line);
+        let result = match gameday_fault(&args) {
+            Err(outcome) => outcome,
+            Ok(fault) => {
+                let drill = Gameday {
+                    cloud: Arc::new(guarded),
+                    stack,
+                    production: false,
+                    read_only,
+                    journal: dir.path().join("gameday.jsonl"),
+                    report_dir: dir.path().join("report"),
+                };
+                let (_stop_tx, stop_rx) = watch::channel(false);
+                drill.run(fault, &args, |_, _| answer, stop_rx).await
+            }
+        };
+        driver.abort();
+        result
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_way_a_gameday_ends_has_its_exit_code() {
+        let drill = "--fault terminate-az --az mem-1b --duration 20 --rate 0 --signups 0";
+        let table: &[(&str, Before, String, bool, bool, Outcome)] = &[
+            (
+                "a passing drill",
+                Before::Healthy,
+                format!("{drill} --yes"),
+                false,
+                true,
+                Outcome::Done,
+            ),
+            (
+                "a dry run",
+                Before::Healthy,
+                format!("{drill} --dry-run"),
+                false,
+                false,
+                Outcome::Done,
+            ),
+            (
+                "no --fault",
+                Before::Healthy,
+                "--az mem-1b".into(),
+                false,
+                true,
+                Outcome::Invalid,
+            ),
+            (
+                "an unknown fault",
+                Before::Healthy,
+                "--fault melt --az mem-1b".into(),
+                false,
+                true,
+                Outcome::Invalid,
+            ),
+            (
+                "an AZ the stack does not have",
+                Before::Healthy,
+                "--fault terminate-az --az mars-1a --yes".into(),
+                false,
+                true,
+                Outcome::Invalid,
+            ),
+            (
+                "read-only",
+                Before::Healthy,
+                drill.into(),
+                true,
+                true,
+                Outcome::Refused,
+            ),
+            (
+                "read-only with --yes",
+                Before::Healthy,
+                format!("{drill} --yes"),
+                true,
+                true,
+                Outcome::Refused,
+            ),
+            (
+                "not confirmed",
+                Before::Healthy,
+                drill.into(),
+                false,
+                false,
+                Outcome::Refused,
+            ),
+            (
+                "a safety rule at inject",
+                Before::LaunchesBlockedIn1a,
+                format!("{drill} --yes"),
+                false,
+                true,
+                Outcome::Refused,
+            ),
+            (
+                "steady state not met",
+                Before::Down1a,
+                format!("{drill} --yes"),
+                false,
+                true,
+                Outcome::Bad,
+            ),
+            (
+                "the backend answers with an error",
+                Before::Missing,
+                format!("{drill} --yes"),
+                false,
+                true,
+                Outcome::BackendError,
+            ),
+        ];
+        for (name, before, line, read_only, answer, expected) in table {
+            let got = outcome(*before, line, *read_only, *answer).await;
+            assert_eq!(
+                (got, got.code()),
+                (*expected, expected.code()),
+                "{name}: triad gameday {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_map_to_the_readme_s_exit_codes() {
+        let table = [
+            (CloudError::invalid("az", "no such AZ"), 2),
+            (CloudError::refused("no healthy capacity outside mem-1a"), 3),
+            (
+                CloudError::ReadOnly {
+                    operation: "inject".into(),
+                },
+                3,
+            ),
+            (
+                CloudError::Unavailable {
+                    message: "connection refused".into(),
+                },
+                4,
+            ),
+        ];
+        for (error, code) in table {
+            assert_eq!(Outcome::of(&error).code(), code, "{error}");
+            let drill = DrillError::Cloud {
+                what: "inject failed",
+                source: error,
+            };
+            assert_eq!(Outcome::of(&drill).code(), code, "{drill}");
+        }
+        assert_eq!(
+            Outcome::of(&DrillError::SteadyState("mem-1a down".into())).code(),
+            1
+        );
+        assert_eq!(Outcome::of(&DrillError::NoSnapshot).code(), 4);
     }
 }

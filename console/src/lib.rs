@@ -2,10 +2,13 @@
 //! The binary (`main.rs`) only parses arguments and dispatches here.
 //!
 //! - [`app`]: the state and the one pure `update(state, action) -> effects`.
-//! - [`ui`]: drawing, a pure function of the state.
+//! - [`screen`]: each screen's state, keys and drawing, side by side.
+//! - [`ui`]: the frame around the screens (header, strip, events pane, footer, dialogs).
 //! - [`run`]: the terminal loop and the effect runner.
 //! - [`commands`]: the non-interactive commands (status, deploy, gameday).
 //! - [`drill`]: the GameDay engine, UI-free.
+//! - [`policy`]: what the command line and the console both decide (production, the word
+//!   to type, where reports go).
 //! - [`backend`]: connecting to the chosen backend; the working area.
 
 pub mod app;
@@ -13,5 +16,8 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod drill;
+pub mod keys;
+pub mod policy;
 pub mod run;
+pub mod screen;
 pub mod ui;

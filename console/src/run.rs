@@ -21,6 +21,7 @@ use crate::app::{self, Action, Effect, State};
 use crate::backend;
 use crate::drill::engine::{self, DrillUpdate};
 use crate::drill::journal::Journal;
+use crate::policy;
 use crate::ui;
 
 const FRAME: Duration = Duration::from_millis(33);
@@ -216,9 +217,11 @@ impl Runner {
                 self.drill_stop = Some(stop_tx);
                 tokio::spawn(async move {
                     let mut config = *config;
-                    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-                    config.report_dir =
-                        Some(backend::stack_dir(&stack).join(format!("reports/{stamp}")));
+                    config.report_dir = Some(policy::report_dir(
+                        &stack,
+                        None,
+                        time::OffsetDateTime::now_utc(),
+                    ));
                     let mut journal = match Journal::open(&backend::journal_path(&stack)) {
                         Ok(j) => j,
                         Err(e) => {
@@ -239,7 +242,7 @@ impl Runner {
                         engine::run(cloud, stack, config, &mut journal, updates_tx, stop_rx).await;
                     let _ = forward.await;
                     if let Err(e) = result {
-                        let _ = tx.send(Action::Drill(DrillUpdate::Failed(e)));
+                        let _ = tx.send(Action::Drill(DrillUpdate::Failed(e.to_string())));
                     }
                 });
             }

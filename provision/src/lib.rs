@@ -4,6 +4,7 @@
 pub mod aws;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod model;
 pub mod port;
 pub mod sandbox;
 pub mod spec;

@@ -5,10 +5,14 @@
 //! balancer's view of it, a Multi-AZ database, instance refreshes with AWS's preferences and
 //! status names, and the sandbox's faults. Time and progress move only when the test says so:
 //!
-//! - [`MemoryCloud::tick`] advances the simulation one step: pending instances come into
-//!   service, lost capacity is relaunched (balanced across enabled AZs), and an active
-//!   refresh moves one batch (`desired × (max − min healthy) / 100`, at least 1) or
-//!   waits at a checkpoint / bakes until the clock allows.
+//! - [`MemoryCloud::tick`] advances the simulation one step: every registered target gets
+//!   one health check (failing in a blackholed AZ), then the group model
+//!   ([`crate::model::Group`], the same one the sandbox fleet drives) takes one step at the
+//!   clock's time and its actions are carried out at once on fake instances. The model runs
+//!   on [`Timings::immediate`] but for a 300 s health check grace period: one check decides a
+//!   target's state, so a launch is `Pending` for one tick and an active refresh moves one
+//!   batch per tick, or waits at a checkpoint / bakes until the clock allows; an instance whose
+//!   target fails is found unhealthy and replaced once the clock is past its grace period.
 //! - The clock is whatever [`Clock`] the test passes in, normally a [`ManualClock`].
 //! - [`MemoryCloud::fail_refresh`] makes the next step of the active refresh fail (rolling
 //!   back when it has AutoRollback); [`MemoryCloud::set_section_error`] makes a snapshot
@@ -20,10 +24,8 @@
 //! Streams are driven by state changes, not timers: `watch` yields a snapshot at once and
 //! then after every change; `wait_refresh` yields the refresh on each change until it ends.
 //!
-//! Simplifications, on purpose: a blackholed AZ's targets turn `unhealthy` at once and its
-//! instances `Unhealthy` on the next tick, but the group does not replace them; an AZ whose
-//! launches were unblocked is not rebalanced; refresh replacements come into service in the
-//! same tick.
+//! Every Auto Scaling rule (placement, replacement, refresh, rebalancing, refusals) is the
+//! model's; this file only keeps fake instances and a fake load balancer in step with it.
 //!
 //! [`ManualClock`]: crate::port::ManualClock
 
@@ -35,17 +37,22 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
+use crate::model::target::TargetHealth;
+use crate::model::{Action, CheckResult, Group, GroupConfig, Member, Timings};
+use crate::port::check_fault_az;
 use crate::port::{
-    AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, CheckpointInfo, Clock, Cloud,
-    CloudError, CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, Event,
-    EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, HealthStatus, Instance,
-    LifecycleState, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, Plan, PlannedAction,
-    ProvisionEvent, Refresh, RefreshId, RefreshStatus, ResourceChange, ResourceEvent,
-    ResourceStatus, RollbackDetails, SandboxChange, ScalingProcess, Section, SectionError,
-    Snapshot, StackOperation, StackRef, StackStatus, StepPlan, Target, TargetReason, TargetState,
-    plan_fault,
+    AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, Clock, Cloud, CloudError,
+    CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, EventSource, Fault,
+    FaultChange, FaultPlan, FaultRecord, FaultStep, Instance, MetricKind, MetricPoint,
+    MetricSeries, Metrics, Outputs, Plan, PlannedAction, ProvisionEvent, Refresh, RefreshId,
+    ResourceChange, ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Section,
+    SectionError, Snapshot, StackOperation, StackRef, StackStatus, StepPlan, Target, TargetReason,
+    TargetState, plan_fault,
 };
 
+/// The group's health check grace period: AWS's default, so an unhealthy instance is
+/// replaced only once a test moves the clock past it.
+const MEMORY_GRACE_PERIOD: Duration = Duration::from_secs(300);
 /// The port instances listen on in the memory model.
 const TARGET_PORT: u16 = 8080;
 /// How many past refreshes and events a snapshot shows.
@@ -107,40 +114,20 @@ struct MemStack {
     resources: BTreeMap<String, serde_json::Value>,
     parameters: BTreeMap<String, String>,
     outputs: Outputs,
-    azs: Vec<String>,
-    enabled: BTreeSet<String>,
-    suspended: BTreeSet<ScalingProcess>,
-    capacity: Capacity,
-    /// The group's launch template version and the app version it runs.
-    launch_template: LaunchTemplate,
-    instances: Vec<MemInstance>,
-    /// Newest first.
-    refreshes: Vec<MemRefresh>,
-    /// Oldest first.
-    events: Vec<Event>,
+    /// The Auto Scaling group; its members are the fake instances.
+    group: Group,
+    /// Launch template version → the application version it runs.
+    templates: BTreeMap<u32, String>,
+    /// The fake load balancer: registered targets and their health.
+    targets: BTreeMap<String, TargetHealth>,
     db: Option<MemDb>,
     silenced: BTreeSet<String>,
     section_errors: BTreeMap<Section, String>,
     target_overrides: BTreeMap<String, TargetState>,
+    /// A failure the next tick gives the active refresh.
+    refresh_failure: Option<String>,
     /// Series recorded by tests, oldest point first.
     recorded_metrics: Vec<MetricSeries>,
-    next_launch_template_version: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LaunchTemplate {
-    version: u32,
-    app_version: String,
-}
-
-#[derive(Debug, Clone)]
-struct MemInstance {
-    id: String,
-    az: String,
-    launch_template: LaunchTemplate,
-    launched_at: OffsetDateTime,
-    lifecycle: LifecycleState,
-    health: HealthStatus,
 }
 
 #[derive(Debug, Clone)]
@@ -149,19 +136,6 @@ struct MemDb {
     primary: String,
     standby: Option<String>,
     status: DbStatus,
-}
-
-#[derive(Debug, Clone)]
-struct MemRefresh {
-    refresh: Refresh,
-    desired: LaunchTemplate,
-    previous: LaunchTemplate,
-    /// Checkpoints already passed.
-    passed_checkpoints: BTreeSet<u8>,
-    bake_until: Option<OffsetDateTime>,
-    failure: Option<String>,
-    /// Instances to replace when the refresh started.
-    total: u32,
 }
 
 impl MemoryCloud {
@@ -187,7 +161,7 @@ impl MemoryCloud {
     pub fn seed_stack(&self, stack: &StackRef) {
         let now = self.now();
         let mut state = self.lock();
-        let mut mem = MemStack::new(stack.clone(), &self.shared.fleet, &mut state, now);
+        let mut mem = MemStack::new(stack.clone(), &self.shared.fleet, now);
         mem.status = StackStatus::CreateComplete;
         mem.outputs = endpoint_outputs(stack);
         state.stacks.insert(stack.name.clone(), mem);
@@ -199,13 +173,11 @@ impl MemoryCloud {
     pub fn tick(&self, stack: &StackRef) -> Result<(), CloudError> {
         let now = self.now();
         let mut state = self.lock();
-        let State {
-            stacks, next_id, ..
-        } = &mut *state;
-        let mem = stacks
+        let mem = state
+            .stacks
             .get_mut(&stack.name)
             .ok_or_else(|| stack_not_found(stack))?;
-        mem.step(now, next_id);
+        mem.step(now);
         drop(state);
         self.notify();
         Ok(())
@@ -214,10 +186,12 @@ impl MemoryCloud {
     /// Makes the next step of `stack`'s active refresh fail with `reason`.
     pub fn fail_refresh(&self, stack: &StackRef, reason: &str) -> Result<(), CloudError> {
         self.with_stack(stack, |mem, _| {
-            let refresh = mem
-                .active_refresh_mut()
-                .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
-            refresh.failure = Some(reason.to_owned());
+            mem.group
+                .refreshes()
+                .iter()
+                .find(|r| !r.status.is_terminal())
+                .ok_or_else(crate::port::no_active_refresh)?;
+            mem.refresh_failure = Some(reason.to_owned());
             Ok(())
         })
     }
@@ -503,7 +477,7 @@ impl MemoryCloud {
         };
         if !exists {
             let fleet = self.shared.fleet.clone();
-            let mem = MemStack::new(stack.clone(), &fleet, &mut state, now);
+            let mem = MemStack::new(stack.clone(), &fleet, now);
             state.stacks.insert(stack.name.clone(), mem);
         }
         if let Some(mem) = state.stacks.get_mut(&stack.name) {
@@ -573,25 +547,30 @@ impl MemoryCloud {
             .stacks
             .get(&stack.name)
             .ok_or_else(|| stack_not_found(stack))?;
-        mem.refreshes
-            .iter()
-            .find(|r| &r.refresh.id == id)
-            .map(|r| r.refresh.clone())
+        mem.group
+            .refresh(id)
+            .cloned()
             .ok_or_else(|| CloudError::not_found(format!("instance refresh {id}")))
     }
 }
 
 impl MemStack {
-    fn new(stack: StackRef, fleet: &Fleet, state: &mut State, now: OffsetDateTime) -> Self {
-        let launch_template = LaunchTemplate {
-            version: 1,
-            app_version: fleet.version.clone(),
-        };
+    fn new(stack: StackRef, fleet: &Fleet, now: OffsetDateTime) -> Self {
         let db = fleet.azs.first().map(|primary| MemDb {
             id: format!("{}-db", stack.name),
             primary: primary.clone(),
             standby: fleet.azs.get(1).filter(|_| fleet.multi_az_db).cloned(),
             status: DbStatus::Available,
+        });
+        let group = Group::new(GroupConfig {
+            azs: fleet.azs.clone(),
+            capacity: fleet.capacity,
+            launch_template: 1,
+            timings: Timings {
+                grace_period: MEMORY_GRACE_PERIOD,
+                ..Timings::immediate()
+            },
+            id_prefix: "i-mem".into(),
         });
         let mut mem = Self {
             stack,
@@ -599,29 +578,19 @@ impl MemStack {
             resources: BTreeMap::new(),
             parameters: BTreeMap::new(),
             outputs: Outputs::default(),
-            azs: fleet.azs.clone(),
-            enabled: fleet.azs.iter().cloned().collect(),
-            suspended: BTreeSet::new(),
-            capacity: fleet.capacity,
-            launch_template,
-            instances: Vec::new(),
-            refreshes: Vec::new(),
-            events: Vec::new(),
+            group,
+            templates: BTreeMap::from([(1, fleet.version.clone())]),
+            targets: BTreeMap::new(),
             db,
             silenced: BTreeSet::new(),
             section_errors: BTreeMap::new(),
             target_overrides: BTreeMap::new(),
+            refresh_failure: None,
             recorded_metrics: Vec::new(),
-            next_launch_template_version: 2,
         };
-        for _ in 0..fleet.capacity.desired {
-            let lt = mem.launch_template.clone();
-            if let Some(id) = mem.launch(&lt, now, &mut state.next_id)
-                && let Some(instance) = mem.instances.iter_mut().find(|i| i.id == id)
-            {
-                instance.lifecycle = LifecycleState::InService;
-            }
-        }
+        // The fleet starts in service: launch, then one round of health checks.
+        mem.step(now);
+        mem.step(now);
         mem
     }
 
@@ -632,296 +601,82 @@ impl MemStack {
         az: Option<&str>,
         message: String,
     ) {
-        self.events.push(Event {
-            at,
-            source,
-            az: az.map(str::to_owned),
-            message,
-        });
+        self.group.record(at, source, az, message);
     }
 
-    fn active_refresh_mut(&mut self) -> Option<&mut MemRefresh> {
-        self.refreshes
-            .iter_mut()
-            .find(|r| !r.refresh.status.is_terminal())
+    /// The target state the group sees for `id`.
+    fn target_state(&self, id: &str) -> TargetState {
+        self.target_overrides
+            .get(id)
+            .copied()
+            .or_else(|| self.targets.get(id).map(|t| t.state))
+            .unwrap_or(TargetState::Unused)
     }
 
-    /// Launches one instance from `lt` into the enabled AZ with the fewest instances.
-    fn launch(
-        &mut self,
-        lt: &LaunchTemplate,
-        now: OffsetDateTime,
-        next_id: &mut u64,
-    ) -> Option<String> {
-        let az = self
-            .azs
-            .iter()
-            .filter(|az| self.enabled.contains(*az))
-            .min_by_key(|az| self.instances.iter().filter(|i| &i.az == *az).count())?
-            .clone();
-        *next_id += 1;
-        let id = format!("i-mem{:05}", *next_id);
-        self.instances.push(MemInstance {
-            id: id.clone(),
-            az: az.clone(),
-            launch_template: lt.clone(),
-            launched_at: now,
-            lifecycle: LifecycleState::Pending,
-            health: HealthStatus::Healthy,
-        });
-        self.event(
-            now,
-            EventSource::Scaling,
-            Some(&az),
-            format!("Launching a new EC2 instance: {id}"),
-        );
-        Some(id)
-    }
-
-    fn step(&mut self, now: OffsetDateTime, next_id: &mut u64) {
-        for instance in &mut self.instances {
-            if instance.lifecycle == LifecycleState::Pending {
-                instance.lifecycle = LifecycleState::InService;
-            }
-            if self.silenced.contains(&instance.az) {
-                instance.health = HealthStatus::Unhealthy;
-            }
-        }
-        let launches_allowed = !self.suspended.contains(&ScalingProcess::Launch);
-        let missing = usize::try_from(self.capacity.desired)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(self.instances.len());
-        if launches_allowed {
-            let lt = self.launch_template.clone();
-            for _ in 0..missing {
-                if self.launch(&lt, now, next_id).is_none() {
-                    break;
+    /// One round of health checks, then one step of the group, carried out at once.
+    fn step(&mut self, now: OffsetDateTime) {
+        let check = self.group.timings().health_check.clone();
+        for (id, target) in &mut self.targets {
+            let az = self.group.member(id).map(|m| m.az.as_str());
+            let result = if az.is_some_and(|az| self.silenced.contains(az)) {
+                CheckResult::Fail {
+                    reason: TargetReason::Timeout,
+                    detail: None,
                 }
-            }
+            } else {
+                CheckResult::Pass
+            };
+            target.record(&check, result);
         }
-        self.step_refresh(now, next_id);
-    }
-
-    fn step_refresh(&mut self, now: OffsetDateTime, next_id: &mut u64) {
-        let desired_capacity = self.capacity.desired;
-        let Some(index) = self
-            .refreshes
+        if let Some(reason) = self.refresh_failure.take() {
+            let _ = self.group.fail_refresh(now, &reason);
+        }
+        let states: BTreeMap<String, TargetState> = self
+            .group
+            .members()
             .iter()
-            .position(|r| !r.refresh.status.is_terminal())
-        else {
-            return;
-        };
-        let mut run = self.refreshes[index].clone();
-        let prefs = run.refresh.preferences.clone().unwrap_or_default();
-        let batch = usize::try_from(
-            (desired_capacity
-                * u32::from(
-                    prefs.max_healthy_percentage - u16::from(prefs.min_healthy_percentage),
-                ))
-                / 100,
-        )
-        .unwrap_or(1)
-        .max(1);
-        match run.refresh.status {
-            RefreshStatus::Pending => {
-                run.refresh.status = RefreshStatus::InProgress;
-                run.refresh.status_reason = None;
-            }
-            RefreshStatus::Cancelling => {
-                run.refresh.status = RefreshStatus::Cancelled;
-                run.refresh.status_reason = Some("Instance refresh was cancelled.".into());
-                run.refresh.ended_at = Some(now);
-            }
-            RefreshStatus::Baking if run.bake_until.is_none_or(|until| now >= until) => {
-                run.refresh.status = RefreshStatus::Successful;
-                run.refresh.ended_at = Some(now);
-                self.launch_template = run.desired.clone();
-            }
-            RefreshStatus::InProgress => {
-                if let Some(reason) = run.failure.take() {
-                    let on_desired = self.count_on(&run.desired);
-                    if prefs.auto_rollback {
-                        run.refresh.status = RefreshStatus::RollbackInProgress;
-                        run.refresh.status_reason = Some(reason.clone());
-                        run.refresh.rollback = Some(RollbackDetails {
-                            reason: Some(reason),
-                            started_at: Some(now),
-                            percentage_complete_on_rollback: run.refresh.percentage_complete,
-                            instances_to_update_on_rollback: Some(on_desired),
-                        });
-                    } else {
-                        run.refresh.status = RefreshStatus::Failed;
-                        run.refresh.status_reason = Some(reason);
-                        run.refresh.ended_at = Some(now);
-                    }
-                } else if run
-                    .refresh
-                    .checkpoint
-                    .as_ref()
-                    .is_some_and(|c| c.resumes_at.is_some_and(|at| now < at))
-                {
-                    // Waiting at a checkpoint until the clock reaches its delay.
-                } else {
-                    run.refresh.checkpoint = None;
-                    run.refresh.status_reason = None;
-                    self.replace_batch(&run.desired, batch, now, next_id, |lt| lt != &run.desired);
-                    let left = self.count_not_on(&run.desired);
-                    let done = run.total.saturating_sub(left);
-                    let pct = percentage(done, run.total);
-                    run.refresh.percentage_complete = Some(pct);
-                    run.refresh.instances_to_update = Some(left);
-                    let reached = prefs
-                        .checkpoint_percentages
-                        .iter()
-                        .copied()
-                        .filter(|c| *c <= pct && !run.passed_checkpoints.contains(c))
-                        .max();
-                    let last_checkpoint = prefs.checkpoint_percentages.last().copied();
-                    let finished = left == 0 || (reached.is_some() && reached == last_checkpoint);
-                    if let Some(checkpoint) = reached {
-                        run.passed_checkpoints
-                            .extend(prefs.checkpoint_percentages.iter().filter(|c| **c <= pct));
-                        if !finished {
-                            let delay = prefs.effective_checkpoint_delay_seconds().unwrap_or(0);
-                            run.refresh.checkpoint = Some(CheckpointInfo {
-                                percentage: checkpoint,
-                                reached_at: now,
-                                resumes_at: Some(now + time::Duration::seconds(delay.into())),
-                            });
-                            run.refresh.status_reason =
-                                Some(format!("Waiting at checkpoint {checkpoint}%"));
-                        }
-                    }
-                    if finished {
-                        if prefs.bake_time_seconds > 0 {
-                            run.refresh.status = RefreshStatus::Baking;
-                            run.bake_until =
-                                Some(now + time::Duration::seconds(prefs.bake_time_seconds.into()));
-                        } else {
-                            run.refresh.status = RefreshStatus::Successful;
-                            run.refresh.ended_at = Some(now);
-                            self.launch_template = run.desired.clone();
-                        }
-                    }
-                }
-            }
-            RefreshStatus::RollbackInProgress => {
-                let previous = run.previous.clone();
-                self.replace_batch(&previous, batch, now, next_id, |lt| lt != &previous);
-                let left = self.count_not_on(&previous);
-                let total = run
-                    .refresh
-                    .rollback
-                    .as_ref()
-                    .and_then(|r| r.instances_to_update_on_rollback)
-                    .unwrap_or(0);
-                run.refresh.percentage_complete =
-                    Some(percentage(total.saturating_sub(left), total));
-                run.refresh.instances_to_update = Some(left);
-                if left == 0 {
-                    run.refresh.status = RefreshStatus::RollbackSuccessful;
-                    run.refresh.ended_at = Some(now);
-                }
-            }
-            _ => {}
-        }
-        let event = format!(
-            "Instance refresh {} is {}",
-            run.refresh.id, run.refresh.status
-        );
-        let changed_status = self.refreshes[index].refresh.status != run.refresh.status;
-        self.refreshes[index] = run;
-        if changed_status {
-            self.event(now, EventSource::Scaling, None, event);
-        }
-    }
-
-    /// Replaces up to `batch` instances matching `stale` with instances on `to`.
-    fn replace_batch(
-        &mut self,
-        to: &LaunchTemplate,
-        batch: usize,
-        now: OffsetDateTime,
-        next_id: &mut u64,
-        stale: impl Fn(&LaunchTemplate) -> bool,
-    ) {
-        let victims: Vec<(String, String)> = self
-            .instances
-            .iter()
-            .filter(|i| stale(&i.launch_template))
-            .take(batch)
-            .map(|i| (i.id.clone(), i.az.clone()))
+            .map(|m| (m.id.clone(), self.target_state(&m.id)))
             .collect();
-        for (id, az) in victims {
-            self.instances.retain(|i| i.id != id);
-            self.event(
-                now,
-                EventSource::Scaling,
-                Some(&az),
-                format!("Terminating EC2 instance: {id} (instance refresh)"),
-            );
-            *next_id += 1;
-            let new_id = format!("i-mem{:05}", *next_id);
-            self.instances.push(MemInstance {
-                id: new_id.clone(),
-                az: az.clone(),
-                launch_template: to.clone(),
-                launched_at: now,
-                lifecycle: LifecycleState::InService,
-                health: HealthStatus::Healthy,
-            });
-            self.event(
-                now,
-                EventSource::Scaling,
-                Some(&az),
-                format!("Launching a new EC2 instance: {new_id} (instance refresh)"),
-            );
+        let actions = self.group.step(now, &|id| {
+            states.get(id).copied().unwrap_or(TargetState::Unused)
+        });
+        self.carry_out(now, actions);
+    }
+
+    fn carry_out(&mut self, now: OffsetDateTime, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Launch { .. } => {}
+                Action::Register { id, .. } => {
+                    self.targets.insert(id, TargetHealth::registered(true));
+                }
+                Action::Deregister { id } => {
+                    self.targets.remove(&id);
+                    self.target_overrides.remove(&id);
+                }
+                Action::Terminate { id } => self.group.gone(now, &id, None),
+            }
         }
     }
 
-    fn count_on(&self, lt: &LaunchTemplate) -> u32 {
-        let n = self
-            .instances
-            .iter()
-            .filter(|i| &i.launch_template == lt)
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+    /// The application version of launch template `version`.
+    fn app_version(&self, version: u32) -> String {
+        self.templates.get(&version).cloned().unwrap_or_default()
     }
 
-    fn count_not_on(&self, lt: &LaunchTemplate) -> u32 {
-        let n = self
-            .instances
-            .iter()
-            .filter(|i| &i.launch_template != lt)
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
-    }
-
-    fn target_of(&self, instance: &MemInstance) -> Target {
-        let (state, reason) = if let Some(state) = self.target_overrides.get(&instance.id) {
-            (*state, None)
-        } else if instance.lifecycle == LifecycleState::Pending {
-            (
-                TargetState::Initial,
-                Some(TargetReason::InitialHealthChecking),
-            )
-        } else if self.silenced.contains(&instance.az) {
-            (TargetState::Unhealthy, Some(TargetReason::Timeout))
-        } else if instance.health == HealthStatus::Unhealthy {
-            (
-                TargetState::Unhealthy,
-                Some(TargetReason::FailedHealthChecks),
-            )
-        } else {
-            (TargetState::Healthy, None)
+    fn target_of(&self, instance: &Member) -> Option<Target> {
+        let health = self.targets.get(&instance.id)?;
+        let (state, reason, description) = match self.target_overrides.get(&instance.id) {
+            Some(state) => (*state, None, None),
+            None => (health.state, health.reason, health.description.clone()),
         };
-        Target {
+        Some(Target {
             id: instance.id.clone(),
             port: TARGET_PORT,
             state,
             reason,
-            description: None,
-        }
+            description,
+        })
     }
 
     fn snapshot(&self, now: OffsetDateTime) -> Snapshot {
@@ -930,11 +685,12 @@ impl MemStack {
         snapshot.stack_status = Some(self.status);
         snapshot.endpoint = self.outputs.get("EndpointUrl").map(str::to_owned);
         snapshot.azs = self
-            .azs
+            .group
+            .azs()
             .iter()
             .map(|az| {
                 let mut view = AzView::new(az.clone());
-                let here = self.instances.iter().filter(|i| &i.az == az);
+                let here = self.group.members().iter().filter(|i| &i.az == az);
                 if readable(Section::Instances) {
                     view.instances = here
                         .clone()
@@ -942,8 +698,8 @@ impl MemStack {
                             id: i.id.clone(),
                             lifecycle: i.lifecycle,
                             health: i.health,
-                            version: Some(i.launch_template.app_version.clone()),
-                            launch_template_version: Some(i.launch_template.version.to_string()),
+                            version: Some(self.app_version(i.template)),
+                            launch_template_version: Some(i.template.to_string()),
                             launch_time: Some(i.launched_at),
                             address: None,
                             protected_from_scale_in: false,
@@ -951,7 +707,7 @@ impl MemStack {
                         .collect();
                 }
                 if readable(Section::Targets) {
-                    view.targets = here.map(|i| self.target_of(i)).collect();
+                    view.targets = here.filter_map(|i| self.target_of(i)).collect();
                 }
                 if readable(Section::Database) {
                     view.database = self.db.as_ref().and_then(|db| {
@@ -974,30 +730,24 @@ impl MemStack {
             })
             .collect();
         if readable(Section::Capacity) {
-            snapshot.capacity = Some(self.capacity);
-            snapshot.enabled_azs = self
-                .azs
-                .iter()
-                .filter(|az| self.enabled.contains(*az))
-                .cloned()
-                .collect();
-            snapshot.suspended_processes = self.suspended.iter().copied().collect();
+            snapshot.capacity = Some(self.group.capacity());
+            snapshot.enabled_azs = self.group.enabled_azs();
+            snapshot.suspended_processes = self.group.suspended();
         }
         if readable(Section::Refreshes) {
             snapshot.refreshes = self
-                .refreshes
-                .iter()
+                .group
+                .refreshes()
+                .into_iter()
                 .take(RECENT_REFRESHES)
-                .map(|r| r.refresh.clone())
                 .collect();
         }
         if readable(Section::Events) {
             snapshot.events = self
-                .events
-                .iter()
-                .rev()
+                .group
+                .events()
                 .take(RECENT_EVENTS)
-                .cloned()
+                .map(|e| e.event.clone())
                 .collect();
         }
         if readable(Section::Metrics) {
@@ -1034,31 +784,26 @@ impl MemStack {
     }
 
     fn healthy_in(&self, az: &str) -> usize {
-        self.instances
+        self.group
+            .members()
             .iter()
             .filter(|i| i.az == az)
-            .filter(|i| self.target_of(i).state == TargetState::Healthy)
+            .filter(|i| {
+                self.target_of(i)
+                    .is_some_and(|t| t.state == TargetState::Healthy)
+            })
             .count()
     }
 
     fn check_az(&self, az: &str) -> Result<(), CloudError> {
-        if self.azs.iter().any(|known| known == az) {
-            Ok(())
-        } else {
-            Err(CloudError::invalid(
-                "az",
-                format!(
-                    "{az:?} is not one of the stack's AZs ({})",
-                    self.azs.join(", ")
-                ),
-            ))
-        }
+        check_fault_az(self.group.azs(), az)
     }
 
     fn instance_ids_in(&self, az: &str) -> Vec<String> {
-        self.instances
+        self.group
+            .members()
             .iter()
-            .filter(|i| i.az == az)
+            .filter(|i| i.az == az && i.is_live())
             .map(|i| i.id.clone())
             .collect()
     }
@@ -1093,7 +838,7 @@ impl MemStack {
                         "remove from launch AZs",
                         true,
                     )];
-                    if !self.suspended.contains(&ScalingProcess::AzRebalance) {
+                    if !self.group.is_suspended(ScalingProcess::AzRebalance) {
                         actions.push(PlannedAction::new("process AZRebalance", "suspend", true));
                     }
                     actions
@@ -1130,16 +875,7 @@ impl MemStack {
     }
 
     fn block_launches(&mut self, az: &str, now: OffsetDateTime, changes: &mut Vec<FaultChange>) {
-        if self.enabled.remove(az) {
-            changes.push(FaultChange::Sandbox(SandboxChange::LaunchesBlocked {
-                az: az.to_owned(),
-            }));
-        }
-        if self.suspended.insert(ScalingProcess::AzRebalance) {
-            changes.push(FaultChange::Sandbox(SandboxChange::ProcessesSuspended {
-                processes: vec![ScalingProcess::AzRebalance],
-            }));
-        }
+        changes.extend(self.group.block_launches(az));
         self.event(
             now,
             EventSource::Fault,
@@ -1183,7 +919,11 @@ impl MemStack {
         let az = match fault {
             Fault::TerminateAz { az } => {
                 let instance_ids = self.instance_ids_in(az);
-                self.instances.retain(|i| &i.az != az);
+                for id in &instance_ids {
+                    self.group
+                        .gone(now, id, Some("the instance was terminated"));
+                    self.targets.remove(id);
+                }
                 self.event(
                     now,
                     EventSource::Fault,
@@ -1238,16 +978,13 @@ impl MemStack {
             match change {
                 FaultChange::Sandbox(SandboxChange::AzSilenced { az, .. }) => {
                     self.silenced.remove(az);
-                    for instance in self.instances.iter_mut().filter(|i| &i.az == az) {
-                        instance.health = HealthStatus::Healthy;
-                    }
                 }
                 FaultChange::Sandbox(SandboxChange::LaunchesBlocked { az }) => {
-                    self.enabled.insert(az.clone());
+                    self.group.enable_az(az);
                 }
                 FaultChange::Sandbox(SandboxChange::ProcessesSuspended { processes }) => {
                     for process in processes {
-                        self.suspended.remove(process);
+                        self.group.resume(*process);
                     }
                 }
                 _ => {}
@@ -1269,67 +1006,20 @@ impl MemStack {
         next_id: &mut u64,
     ) -> Result<RefreshId, CloudError> {
         request.validate()?;
-        if let Some(active) = self
-            .refreshes
+        self.group.check_can_start_refresh()?;
+        let version = self.templates.keys().max().copied().unwrap_or(0) + 1;
+        self.templates.insert(version, request.version.clone());
+        let matching: BTreeSet<u32> = self
+            .templates
             .iter()
-            .find(|r| !r.refresh.status.is_terminal())
-        {
-            return Err(CloudError::conflict(format!(
-                "instance refresh {} is already {}",
-                active.refresh.id, active.refresh.status
-            )));
-        }
-        let desired = LaunchTemplate {
-            version: self.next_launch_template_version,
-            app_version: request.version.clone(),
-        };
-        self.next_launch_template_version += 1;
+            .filter(|(_, app)| **app == request.version)
+            .map(|(v, _)| *v)
+            .collect();
         *next_id += 1;
         let id = RefreshId(format!("refresh-{:05}", *next_id));
-        let total = self.count_not_on(&desired);
-        self.refreshes.insert(
-            0,
-            MemRefresh {
-                refresh: Refresh {
-                    id: id.clone(),
-                    status: RefreshStatus::Pending,
-                    status_reason: None,
-                    started_at: Some(now),
-                    ended_at: None,
-                    percentage_complete: Some(0),
-                    instances_to_update: Some(total),
-                    desired_version: Some(request.version.clone()),
-                    desired_launch_template_version: Some(desired.version.to_string()),
-                    preferences: Some(request.preferences.clone()),
-                    checkpoint: None,
-                    rollback: None,
-                },
-                desired,
-                previous: self.launch_template.clone(),
-                passed_checkpoints: BTreeSet::new(),
-                bake_until: None,
-                failure: None,
-                total,
-            },
-        );
-        self.event(
-            now,
-            EventSource::Scaling,
-            None,
-            format!(
-                "Instance refresh {id} started for version {}",
-                request.version
-            ),
-        );
-        Ok(id)
+        self.group
+            .start_refresh(now, id, version, request, &matching)
     }
-}
-
-fn percentage(done: u32, total: u32) -> u8 {
-    if total == 0 {
-        return 100;
-    }
-    u8::try_from(u64::from(done) * 100 / u64::from(total)).unwrap_or(100)
 }
 
 fn stack_not_found(stack: &StackRef) -> CloudError {
@@ -1477,56 +1167,13 @@ impl Cloud for MemoryCloud {
     async fn cancel_refresh(&self, stack: &StackRef) -> Result<RefreshId, CloudError> {
         self.record_call(format!("cancel_refresh {}", stack.name));
         let now = self.now();
-        self.with_stack(stack, |mem, _| {
-            let run = mem
-                .active_refresh_mut()
-                .filter(|r| r.refresh.status.can_cancel())
-                .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
-            run.refresh.status = RefreshStatus::Cancelling;
-            let id = run.refresh.id.clone();
-            mem.event(now, EventSource::Scaling, None, format!("Cancelling {id}"));
-            Ok(id)
-        })
+        self.with_stack(stack, |mem, _| mem.group.cancel_refresh(now))
     }
 
     async fn rollback_refresh(&self, stack: &StackRef) -> Result<RefreshId, CloudError> {
         self.record_call(format!("rollback_refresh {}", stack.name));
         let now = self.now();
-        self.with_stack(stack, |mem, _| {
-            let on_desired = match mem
-                .refreshes
-                .iter()
-                .find(|r| !r.refresh.status.is_terminal())
-            {
-                Some(run) => mem.count_on(&run.desired),
-                None => return Err(CloudError::not_found("active instance refresh")),
-            };
-            let run = mem
-                .active_refresh_mut()
-                .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
-            if !run.refresh.status.can_roll_back() {
-                return Err(CloudError::refused(format!(
-                    "instance refresh {} is {}; only a running refresh can be rolled back",
-                    run.refresh.id, run.refresh.status
-                )));
-            }
-            run.refresh.status = RefreshStatus::RollbackInProgress;
-            run.refresh.checkpoint = None;
-            run.refresh.rollback = Some(RollbackDetails {
-                reason: Some("rollback requested".into()),
-                started_at: Some(now),
-                percentage_complete_on_rollback: run.refresh.percentage_complete,
-                instances_to_update_on_rollback: Some(on_desired),
-            });
-            let id = run.refresh.id.clone();
-            mem.event(
-                now,
-                EventSource::Scaling,
-                None,
-                format!("Rolling back {id}"),
-            );
-            Ok(id)
-        })
+        self.with_stack(stack, |mem, _| mem.group.rollback_refresh(now))
     }
 
     fn wait_refresh(&self, stack: &StackRef, id: &RefreshId) -> CloudStream<Refresh> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use provision::port::{CapacityCheck, Cloud, Fault, Snapshot, StackRef};
+use provision::port::{CapacityCheck, Cloud, CloudError, Fault, Snapshot, StackRef};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -135,6 +135,50 @@ impl DrillConfig {
     }
 }
 
+/// Why a drill ended without a report. Every variant says whether the stack was touched: only
+/// errors after injection can leave a fault in place, and those are restored before returning.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// The stack was not healthy before the drill (an AZ without healthy capacity, probe
+    /// errors): nothing was injected. The command line exits 1 for it, as for a failed drill.
+    #[error("steady state not met: {0}")]
+    SteadyState(String),
+    /// A cloud call the drill needs was refused or failed; `source` keeps what the cloud said
+    /// (a safety rule refusing the fault at inject is `CloudError::Refused`).
+    #[error("{what}: {source}")]
+    Cloud {
+        what: &'static str,
+        #[source]
+        source: CloudError,
+    },
+    /// No snapshot could be read during the steady state.
+    #[error("no snapshot during steady state: the backend did not answer")]
+    NoSnapshot,
+    /// The probe could not start.
+    #[error("starting the probe: {0}")]
+    Probe(String),
+    /// The journal or the report could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DrillError {
+    fn cloud(what: &'static str) -> impl FnOnce(CloudError) -> DrillError {
+        move |source| DrillError::Cloud { what, source }
+    }
+
+    fn journal(source: std::io::Error) -> DrillError {
+        DrillError::Io {
+            what: "writing the journal".into(),
+            source,
+        }
+    }
+}
+
 /// What the engine publishes while it runs.
 #[derive(Debug, Clone)]
 pub enum DrillUpdate {
@@ -187,7 +231,7 @@ impl Run<'_> {
         self.started.elapsed().as_secs()
     }
 
-    fn step(&mut self, step: &str, detail: impl Into<String>) -> Result<(), String> {
+    fn step(&mut self, step: &str, detail: impl Into<String>) -> Result<(), DrillError> {
         let record = StepRecord {
             second: self.second(),
             step: step.to_string(),
@@ -199,7 +243,7 @@ impl Run<'_> {
                 step: record.step.clone(),
                 detail: record.detail.clone(),
             })
-            .map_err(|e| format!("writing the journal: {e}"))?;
+            .map_err(DrillError::journal)?;
         let _ = self.updates.send(DrillUpdate::Step(record.clone()));
         self.steps.push(record);
         Ok(())
@@ -283,7 +327,7 @@ pub async fn run(
     journal: &mut Journal,
     updates: mpsc::UnboundedSender<DrillUpdate>,
     stop: watch::Receiver<bool>,
-) -> Result<DrillReport, String> {
+) -> Result<DrillReport, DrillError> {
     let started_at = time::OffsetDateTime::now_utc();
     let title = format!(
         "{} {}",
@@ -299,12 +343,15 @@ pub async fn run(
             drill: title,
             stack: stack.clone(),
         })
-        .map_err(|e| format!("writing the journal {}: {e}", journal.path().display()))?;
+        .map_err(|source| DrillError::Io {
+            what: format!("writing the journal {}", journal.path().display()),
+            source,
+        })?;
 
     let first = cloud
         .snapshot(&stack)
         .await
-        .map_err(|e| format!("reading the stack: {e}"))?;
+        .map_err(DrillError::cloud("reading the stack"))?;
     let endpoint = config.endpoint.clone().or_else(|| first.endpoint.clone());
     let probe = match (&endpoint, config.probe_rate) {
         (Some(url), rate) if rate > 0 => Some(
@@ -314,7 +361,7 @@ pub async fn run(
                 timeout: Duration::from_secs(2),
                 signup_rate: config.signup_rate,
             })
-            .map_err(|e| format!("starting the probe: {e}"))?,
+            .map_err(|e| DrillError::Probe(e.to_string()))?,
         ),
         _ => None,
     };
@@ -353,7 +400,7 @@ pub async fn run(
     for _ in 0..config.steady_seconds.max(1) {
         steady = run.sample().await.or(steady);
     }
-    let steady = steady.ok_or("no snapshot during steady state")?;
+    let steady = steady.ok_or(DrillError::NoSnapshot)?;
     let empty: Vec<&String> = steady
         .healthy
         .iter()
@@ -375,21 +422,21 @@ pub async fn run(
         if let Some(mut probe) = run.probe.take() {
             probe.halt().await;
         }
-        return Err(format!("steady state not met: {problem}"));
+        return Err(DrillError::SteadyState(problem));
     }
 
     // Inject.
     let plan = cloud
         .describe_fault(&stack, &config.fault)
         .await
-        .map_err(|e| format!("describing the fault: {e}"))?;
+        .map_err(DrillError::cloud("describing the fault"))?;
     run.journal
         .append(&Entry::InjectIntent {
             at: time::OffsetDateTime::now_utc(),
             fault: config.fault.clone(),
             plan: plan.actions.clone(),
         })
-        .map_err(|e| format!("writing the journal: {e}"))?;
+        .map_err(DrillError::journal)?;
     let check = if config.force {
         CapacityCheck::Force
     } else {
@@ -403,7 +450,10 @@ pub async fn run(
             if let Some(mut probe) = run.probe.take() {
                 probe.halt().await;
             }
-            return Err(format!("inject failed: {e}"));
+            return Err(DrillError::Cloud {
+                what: "inject failed",
+                source: e,
+            });
         }
     };
     run.journal
@@ -411,7 +461,7 @@ pub async fn run(
             at: time::OffsetDateTime::now_utc(),
             record: record.clone(),
         })
-        .map_err(|e| format!("writing the journal: {e}"))?;
+        .map_err(DrillError::journal)?;
     run.step("inject", plan.actions_summary(2))?;
 
     // Observe.
@@ -434,7 +484,7 @@ pub async fn run(
             at: time::OffsetDateTime::now_utc(),
             record_id: record.id.clone(),
         })
-        .map_err(|e| format!("writing the journal: {e}"))?;
+        .map_err(DrillError::journal)?;
     let restore_at = run.second();
     let restored = cloud.restore(&record).await;
     match &restored {
@@ -444,7 +494,7 @@ pub async fn run(
                     at: time::OffsetDateTime::now_utc(),
                     record_id: record.id.clone(),
                 })
-                .map_err(|e| format!("writing the journal: {e}"))?;
+                .map_err(DrillError::journal)?;
             run.step("restore", "fault undone")?;
         }
         Err(e) => {
@@ -546,7 +596,10 @@ pub async fn run(
     let report = report::summarize(record);
     let files = match &config.report_dir {
         Some(dir) => report::write(dir, &report)
-            .map_err(|e| format!("writing the report to {}: {e}", dir.display()))?
+            .map_err(|source| DrillError::Io {
+                what: format!("writing the report to {}", dir.display()),
+                source,
+            })?
             .into_iter()
             .map(|p| p.display().to_string())
             .collect(),
@@ -557,7 +610,7 @@ pub async fn run(
             at: time::OffsetDateTime::now_utc(),
             outcome: format!("{:?}", report.verdict),
         })
-        .map_err(|e| format!("writing the journal: {e}"))?;
+        .map_err(DrillError::journal)?;
     let _ = updates.send(DrillUpdate::Finished {
         report: Box::new(report.clone()),
         files,

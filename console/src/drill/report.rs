@@ -1,5 +1,6 @@
 //! The GameDay report: what the drill measured, as JSON (for machines), Markdown (for people)
-//! and an SVG chart (healthy capacity per AZ, probe success and p99 over time).
+//! and an SVG chart (healthy capacity per AZ, probe success and p99 over time, each on its own
+//! axis, with the fault window shaded).
 //!
 //! Definitions, all in seconds from the start of the drill's probe:
 //! - **time to detect**: from injection to the first second the faulted AZ's healthy capacity
@@ -328,16 +329,28 @@ pub fn to_markdown(report: &DrillReport) -> String {
     md
 }
 
-/// The chart: healthy capacity per AZ (top), probe success rate and p99 (bottom).
+/// The chart, three panels on one time axis (seconds of the drill): healthy capacity per AZ,
+/// probe success in %, and probe p99 in ms — each on an axis of its own unit. The fault window
+/// (inject to restore, or to the end when the drill never restored) is shaded and labelled in
+/// every panel.
 pub fn to_svg(report: &DrillReport) -> Result<String, String> {
     use plotters::prelude::*;
     let r = &report.record;
+    let end = r.end_at.max(1);
+    let window = r.inject_at.map(|at| (at, r.restore_at.unwrap_or(end)));
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 640)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (960, 760)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, bottom) = root.split_vertically(320);
-        let end = r.end_at.max(1);
+        let title = format!("{} in {} — {} ({})", r.fault, r.az, r.stack, r.backend);
+        let root = root
+            .titled(&title, ("sans-serif", 20))
+            .map_err(|e| e.to_string())?;
+        let panels = root.split_evenly((3, 1));
+        let shade = RGBColor(255, 140, 0).mix(0.15);
+        let edge = RGBColor(200, 90, 0);
+
+        // Healthy capacity per AZ.
         let max_cap = r
             .capacity
             .iter()
@@ -345,18 +358,37 @@ pub fn to_svg(report: &DrillReport) -> Result<String, String> {
             .max()
             .unwrap_or(1)
             .max(1);
-        let mut chart = ChartBuilder::on(&top)
-            .caption("healthy capacity per AZ", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(24)
-            .y_label_area_size(36)
+        let mut chart = ChartBuilder::on(&panels[0])
+            .caption("healthy capacity per AZ (instances)", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(22)
+            .y_label_area_size(44)
             .build_cartesian_2d(0u64..end, 0u32..max_cap + 1)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
-            .x_desc("s")
+            .y_desc("instances")
             .draw()
             .map_err(|e| e.to_string())?;
+        if let Some((from, to)) = window {
+            let top = max_cap + 1;
+            chart
+                .draw_series([Rectangle::new([(from, 0), (to, top)], shade.filled())])
+                .map_err(|e| e.to_string())?;
+            for (at, label) in [(Some(from), "inject"), (r.restore_at, "restore")] {
+                let Some(at) = at else { continue };
+                chart
+                    .draw_series([PathElement::new(vec![(at, 0), (at, top)], edge)])
+                    .map_err(|e| e.to_string())?;
+                chart
+                    .draw_series([Text::new(
+                        format!("{label} {at} s"),
+                        (at, top),
+                        ("sans-serif", 13).into_font().color(&edge),
+                    )])
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         let azs: Vec<String> = report.capacity_dip.keys().cloned().collect();
         for (i, az) in azs.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
@@ -371,40 +403,31 @@ pub fn to_svg(report: &DrillReport) -> Result<String, String> {
                 .label(az.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
         }
-        for at in [r.inject_at, r.restore_at].into_iter().flatten() {
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(at, 0), (at, max_cap + 1)],
-                    BLACK.mix(0.4),
-                ))
-                .map_err(|e| e.to_string())?;
-        }
         chart
             .configure_series_labels()
             .border_style(BLACK.mix(0.3))
+            .background_style(WHITE.mix(0.8))
             .draw()
             .map_err(|e| e.to_string())?;
 
-        let max_p99 = r
-            .probe
-            .iter()
-            .filter_map(|p| p.p99_ms)
-            .fold(1.0f64, f64::max);
-        let mut chart = ChartBuilder::on(&bottom)
-            .caption(
-                "probe: success % (green), p99 ms (blue)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(24)
-            .y_label_area_size(48)
+        // Probe success, in percent.
+        let mut chart = ChartBuilder::on(&panels[1])
+            .caption("probe success (%)", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(22)
+            .y_label_area_size(44)
             .build_cartesian_2d(0u64..end, 0f64..100.0)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
-            .x_desc("s")
+            .y_desc("%")
             .draw()
             .map_err(|e| e.to_string())?;
+        if let Some((from, to)) = window {
+            chart
+                .draw_series([Rectangle::new([(from, 0.0), (to, 100.0)], shade.filled())])
+                .map_err(|e| e.to_string())?;
+        }
         chart
             .draw_series(LineSeries::new(
                 r.probe
@@ -414,12 +437,38 @@ pub fn to_svg(report: &DrillReport) -> Result<String, String> {
                 GREEN.stroke_width(2),
             ))
             .map_err(|e| e.to_string())?;
+
+        // Probe p99, in milliseconds, on an axis that fits the worst second.
+        let max_p99 = r
+            .probe
+            .iter()
+            .filter_map(|p| p.p99_ms)
+            .fold(1.0f64, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&panels[2])
+            .caption("probe p99 (ms)", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0u64..end, 0f64..max_p99)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the probe started")
+            .y_desc("ms")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        if let Some((from, to)) = window {
+            chart
+                .draw_series([Rectangle::new([(from, 0.0), (to, max_p99)], shade.filled())])
+                .map_err(|e| e.to_string())?;
+        }
         chart
             .draw_series(LineSeries::new(
                 r.probe
                     .iter()
-                    .filter_map(|p| p.p99_ms.map(|v| (p.second, 100.0 * v / max_p99))),
-                BLUE.stroke_width(1),
+                    .filter_map(|p| p.p99_ms.map(|v| (p.second, v))),
+                BLUE.stroke_width(2),
             ))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -579,6 +628,43 @@ mod tests {
             lines[0],
             "verdict: Failed (aborted: probe error rate 60 % over 5 s)"
         );
+    }
+
+    #[test]
+    fn the_chart_gives_each_measure_its_own_axis_and_labels_the_fault_window() {
+        let report = summarize(record());
+        let svg = to_svg(&report).expect("svg");
+        for text in [
+            "healthy capacity per AZ (instances)",
+            "probe success (%)",
+            "probe p99 (ms)",
+            "inject 3 s",
+            "restore 8 s",
+        ] {
+            assert!(svg.contains(text), "the chart lacks {text:?}");
+        }
+        // p99 has an axis of its own, in milliseconds: a 250 ms second is labelled on a scale
+        // that reaches it (a 0-100 axis shared with the success rate never shows 200).
+        let mut slow = record();
+        slow.probe[5].p99_ms = Some(250.0);
+        let slow_svg = to_svg(&summarize(slow)).expect("svg");
+        let ticks: Vec<f64> = slow_svg
+            .split('>')
+            .filter_map(|t| t.split('<').next())
+            .filter_map(|t| t.trim().parse::<f64>().ok())
+            .collect();
+        assert!(
+            ticks.contains(&250.0) || ticks.contains(&200.0),
+            "{ticks:?}"
+        );
+        // One shaded window per panel.
+        assert_eq!(svg.matches("fill=\"#FF8C00\"").count(), 3, "{svg}");
+
+        // A drill that never restored shades to its end and labels only the injection.
+        let mut open = record();
+        open.restore_at = None;
+        let svg = to_svg(&summarize(open)).expect("svg");
+        assert!(svg.contains("inject 3 s") && !svg.contains("restore"));
     }
 
     #[test]

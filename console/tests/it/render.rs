@@ -223,6 +223,7 @@ async fn read_only_help_hides_changes() {
     state.screen = triad::app::Screen::Help;
     let screen = render(&state, 80, 24);
     assert!(!screen.contains("deploy a version"), "{screen}");
+    assert!(screen.contains("p          provisioning"), "{screen}");
     insta::assert_snapshot!("help_read_only_80x24", screen);
 }
 
@@ -437,7 +438,8 @@ async fn a_long_origin_gives_way_in_the_header() {
 }
 
 /// The deploy dialog fits 80×24 with every preference, says what an empty field means (the
-/// running version beside an empty version), and the footer keeps "q quit" in view.
+/// running version beside an empty version), and the footer names the dialog's own keys from
+/// the key table (there `q` types a letter: it does not quit).
 #[tokio::test]
 async fn the_deploy_dialog_shows_every_preference_at_80x24() {
     let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
@@ -449,7 +451,8 @@ async fn the_deploy_dialog_shows_every_preference_at_80x24() {
             "alarms",
             "scale-in protected",
             "standby instances",
-            "q quit",
+            "Enter review",
+            "Esc back",
         ],
     );
     insta::assert_snapshot!("deploy_dialog_80x24", screen);

@@ -468,16 +468,7 @@ async fn start_refresh(
         .preferences(sdk_preferences(preferences))
         .send()
         .await
-        .map_err(
-            |e| match from_sdk("autoscaling", "StartInstanceRefresh", e) {
-                CloudError::Backend { code, message, .. }
-                    if code == "InstanceRefreshInProgress" =>
-                {
-                    CloudError::conflict(message)
-                }
-                other => other,
-            },
-        )?;
+        .map_err(|e| from_sdk("autoscaling", "StartInstanceRefresh", e))?;
     started
         .instance_refresh_id()
         .map(|id| RefreshId(id.to_owned()))
@@ -525,7 +516,7 @@ pub(crate) async fn rollback(cloud: &AwsCloud, stack: &StackRef) -> Result<Refre
 }
 
 /// The refresh id a cancel or rollback answered with; Auto Scaling's "no active refresh"
-/// is `NotFound`.
+/// (mapped in [`from_sdk`]) names the group.
 fn refresh_id(
     answer: Result<Option<String>, CloudError>,
     operation: &str,
@@ -538,9 +529,9 @@ fn refresh_id(
             operation,
             "no refresh id returned",
         )),
-        Err(CloudError::Backend { code, .. }) if code == "ActiveInstanceRefreshNotFound" => Err(
-            CloudError::not_found(format!("an active instance refresh of group {asg}")),
-        ),
+        Err(CloudError::NotFound { .. }) => Err(CloudError::not_found(format!(
+            "an active instance refresh of group {asg}"
+        ))),
         Err(error) => Err(error),
     }
 }

@@ -1,6 +1,8 @@
 //! SDK errors and times, mapped into the port's terms. Throttling becomes
 //! [`CloudError::Throttled`], a request that never got an answer [`CloudError::Unavailable`],
-//! and any other service error [`CloudError::Backend`] with the service's error code.
+//! Auto Scaling's refusals of a refresh operation ([`RefreshRefusal`]'s codes) the port's
+//! errors for them, and any other service error [`CloudError::Backend`] with the service's
+//! error code.
 
 use std::error::Error;
 
@@ -9,7 +11,7 @@ use aws_sdk_cloudformation::primitives::DateTime;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use time::OffsetDateTime;
 
-use crate::port::CloudError;
+use crate::port::{CloudError, RefreshRefusal};
 
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -49,6 +51,14 @@ where
                         ),
                         None => DisplayErrorContext(&err).to_string(),
                     });
+            // Auto Scaling's refusals of a refresh operation are the port's own errors, the
+            // same every backend gives.
+            if let Some(refusal) = RefreshRefusal::from_aws_code(&code) {
+                return match refusal {
+                    RefreshRefusal::NoActiveRefresh => crate::port::no_active_refresh(),
+                    _ => refusal.error(format!("{operation}: {message}")),
+                };
+            }
             CloudError::backend(service, code, format!("{operation}: {message}"))
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -116,6 +126,28 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("doctype"), "{text}");
+    }
+
+    #[test]
+    fn refresh_refusals_are_the_ports_errors() {
+        for (code, expected) in [
+            ("InstanceRefreshInProgress", "conflict"),
+            ("ActiveInstanceRefreshNotFound", "not_found"),
+            ("IrreversibleInstanceRefresh", "refused"),
+        ] {
+            let meta = ErrorMetadata::builder()
+                .code(code)
+                .message("refused by Auto Scaling")
+                .build();
+            let err = service_error(meta, 400, "");
+            let kind = match err {
+                CloudError::Conflict { .. } => "conflict",
+                CloudError::NotFound { .. } => "not_found",
+                CloudError::Refused { .. } => "refused",
+                _ => "other",
+            };
+            assert_eq!(kind, expected, "{code}");
+        }
     }
 
     #[test]

@@ -71,12 +71,17 @@ impl Fault {
 
     /// The command-line name of this fault's kind.
     pub fn kind(&self) -> &'static str {
+        self.fault_kind().name()
+    }
+
+    /// This fault's kind.
+    pub fn fault_kind(&self) -> FaultKind {
         match self {
-            Self::TerminateAz { .. } => "terminate-az",
-            Self::BlackholeAz { .. } => "blackhole-az",
-            Self::BlockLaunchesInAz { .. } => "block-launches",
-            Self::FailoverDb => "failover-db",
-            Self::AzOutage { .. } => "az-outage",
+            Self::TerminateAz { .. } => FaultKind::TerminateAz,
+            Self::BlackholeAz { .. } => FaultKind::BlackholeAz,
+            Self::BlockLaunchesInAz { .. } => FaultKind::BlockLaunches,
+            Self::FailoverDb => FaultKind::FailoverDb,
+            Self::AzOutage { .. } => FaultKind::AzOutage,
         }
     }
 
@@ -119,6 +124,54 @@ impl Fault {
             self,
             Self::TerminateAz { .. } | Self::BlackholeAz { .. } | Self::AzOutage { .. }
         )
+    }
+}
+
+/// A kind of [`Fault`], chosen before its AZ (the console's GameDay form, `--fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    TerminateAz,
+    BlackholeAz,
+    BlockLaunches,
+    FailoverDb,
+    AzOutage,
+}
+
+impl FaultKind {
+    /// Every kind, in [`Fault::KINDS`] order.
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::TerminateAz,
+        FaultKind::BlackholeAz,
+        FaultKind::BlockLaunches,
+        FaultKind::FailoverDb,
+        FaultKind::AzOutage,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::TerminateAz => "terminate-az",
+            FaultKind::BlackholeAz => "blackhole-az",
+            FaultKind::BlockLaunches => "block-launches",
+            FaultKind::FailoverDb => "failover-db",
+            FaultKind::AzOutage => "az-outage",
+        }
+    }
+
+    /// Whether the fault names its AZ (`FailoverDb` touches the primary's).
+    pub fn needs_az(self) -> bool {
+        self != FaultKind::FailoverDb
+    }
+
+    /// The fault of this kind in `az` (none for `FailoverDb`).
+    pub fn in_az(self, az: Option<&str>) -> Result<Fault, CloudError> {
+        Fault::parse(self.name(), if self.needs_az() { az } else { None })
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -179,6 +232,18 @@ pub const NOTE_TERMINATE: &str = "terminated instances are not restored; the gro
 /// The note every backend gives for a database failover.
 pub const NOTE_FAILOVER: &str =
     "a failover is not undone; the database stays on its new primary and gets a new standby";
+
+/// Checks that a fault's `az` is one of the stack's `azs`.
+pub fn check_fault_az(azs: &[String], az: &str) -> Result<(), CloudError> {
+    if azs.iter().any(|known| known == az) {
+        Ok(())
+    } else {
+        Err(CloudError::invalid(
+            "az",
+            format!("{az:?} is not one of the stack's AZs ({})", azs.join(", ")),
+        ))
+    }
+}
 
 /// The dry run of `fault` on `stack`, the same way on every backend: its steps in order
 /// ([`Fault::steps`]), each planned by the backend (`plan_step`), with the shared notes. The

@@ -33,15 +33,15 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cloud::{BackendKind, Cloud, CloudStream, failed_stream, refresh_outcome};
 pub use error::CloudError;
 pub use fault::{
-    AwsChange, CapacityCheck, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, PlannedAction,
-    SandboxChange, StepPlan, plan_fault,
+    AwsChange, CapacityCheck, Fault, FaultChange, FaultKind, FaultPlan, FaultRecord, FaultStep,
+    PlannedAction, SandboxChange, StepPlan, check_fault_az, plan_fault,
 };
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
 pub use names::UnknownName;
 pub use refresh::{
     CheckpointInfo, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Refresh, RefreshId,
-    RefreshPreferences, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
-    StandbyInstances, parse_env_override,
+    RefreshPreferences, RefreshRefusal, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
+    StandbyInstances, no_active_refresh, parse_env_override,
 };
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,

@@ -66,6 +66,62 @@ impl RefreshStatus {
     }
 }
 
+/// Why Auto Scaling refuses an instance refresh operation: one error per refusal, beside the
+/// status rules above, so every backend answers the same situation with the same
+/// [`CloudError`] (and the console with the same exit code). The model raises them; the AWS
+/// backend maps AWS's error codes to them ([`RefreshRefusal::from_aws_code`]).
+///
+/// - StartInstanceRefresh while one is active: `InstanceRefreshInProgress`
+///   (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_StartInstanceRefresh.html>)
+///   → [`CloudError::Conflict`].
+/// - CancelInstanceRefresh or RollbackInstanceRefresh with no refresh in progress (or none
+///   in a status that allows it): `ActiveInstanceRefreshNotFound`
+///   (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CancelInstanceRefresh.html>)
+///   → [`CloudError::NotFound`].
+/// - RollbackInstanceRefresh of a refresh that cannot be rolled back (already cancelling or
+///   rolling back, or no previous configuration): `IrreversibleInstanceRefresh`
+///   (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RollbackInstanceRefresh.html>)
+///   → [`CloudError::Refused`]: Auto Scaling refused it and nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshRefusal {
+    InProgress,
+    NoActiveRefresh,
+    Irreversible,
+}
+
+impl RefreshRefusal {
+    /// Auto Scaling's error code for this refusal.
+    pub fn aws_code(self) -> &'static str {
+        match self {
+            Self::InProgress => "InstanceRefreshInProgress",
+            Self::NoActiveRefresh => "ActiveInstanceRefreshNotFound",
+            Self::Irreversible => "IrreversibleInstanceRefresh",
+        }
+    }
+
+    /// The refusal an Auto Scaling error code means, if it is one.
+    pub fn from_aws_code(code: &str) -> Option<Self> {
+        [Self::InProgress, Self::NoActiveRefresh, Self::Irreversible]
+            .into_iter()
+            .find(|r| r.aws_code() == code)
+    }
+
+    /// The port's error for this refusal, with `detail` saying what was refused.
+    pub fn error(self, detail: impl Into<String>) -> CloudError {
+        let detail = detail.into();
+        match self {
+            Self::InProgress => CloudError::conflict(detail),
+            Self::NoActiveRefresh => CloudError::not_found(detail),
+            Self::Irreversible => CloudError::refused(detail),
+        }
+    }
+}
+
+/// The refusal of a cancel or rollback when nothing is in progress.
+pub fn no_active_refresh() -> CloudError {
+    RefreshRefusal::NoActiveRefresh.error("active instance refresh")
+}
+
 /// One instance refresh, as DescribeInstanceRefreshes reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refresh {

@@ -49,12 +49,13 @@ use super::lb::{LbConfig, LoadBalancer};
 use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
+use crate::port::check_fault_az;
 use crate::port::{
-    BackendKind, Capacity, CapacityCheck, CloudError, Database, DbRole, DbStatus, DeployRequest,
-    Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep, MetricKind,
-    MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent, RefreshId,
-    ResourceEvent, ResourceStatus, SandboxChange, ScalingProcess, Snapshot, StackOperation,
-    StackRef, StackStatus, StepPlan, plan_fault,
+    BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
+    DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
+    MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction, ProvisionEvent,
+    RefreshId, ResourceEvent, ResourceStatus, SandboxChange, Snapshot, StackOperation, StackRef,
+    StackStatus, StepPlan, SystemClock, plan_fault,
 };
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -622,9 +623,11 @@ async fn start_stack(
         .timing
         .clone()
         .unwrap_or_else(|| Timing::sandbox(&spec.app));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut lb_config = LbConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    lb_config.health_check = timing.health_check.clone();
-    lb_config.deregistration_delay = timing.deregistration_delay;
+    lb_config.health_check = timing.model.health_check.clone();
+    lb_config.deregistration_delay = timing.model.deregistration_delay;
+    lb_config.clock = clock.clone();
     lb_config.request_timeout = Duration::from_secs(30);
     let lb = Arc::new(
         LoadBalancer::start(lb_config)
@@ -720,6 +723,7 @@ async fn start_stack(
                 env,
             },
             timing,
+            clock,
             log_dir: logs.clone(),
             marker,
         },
@@ -1049,17 +1053,7 @@ fn metrics(lb: &LoadBalancer, samples: &Samples) -> Metrics {
 }
 
 fn check_az(daemon: &Daemon, az: &str) -> Result<(), CloudError> {
-    if daemon.spec.azs.iter().any(|a| a == az) {
-        Ok(())
-    } else {
-        Err(CloudError::invalid(
-            "az",
-            format!(
-                "{az:?} is not one of the stack's AZs ({})",
-                daemon.spec.azs.join(", ")
-            ),
-        ))
-    }
+    check_fault_az(&daemon.spec.azs, az)
 }
 
 async fn describe_fault(daemon: &Daemon, fault: &Fault) -> Result<FaultPlan, CloudError> {
@@ -1156,16 +1150,7 @@ async fn inject(
         }
     };
     let block = |az: &str, changes: &mut Vec<FaultChange>| {
-        if stack.fleet.block_launches(az) {
-            changes.push(FaultChange::Sandbox(SandboxChange::LaunchesBlocked {
-                az: az.to_owned(),
-            }));
-        }
-        if stack.fleet.suspend(ScalingProcess::AzRebalance) {
-            changes.push(FaultChange::Sandbox(SandboxChange::ProcessesSuspended {
-                processes: vec![ScalingProcess::AzRebalance],
-            }));
-        }
+        changes.extend(stack.fleet.block_launches(az));
     };
     let az = match fault {
         Fault::TerminateAz { az } => {

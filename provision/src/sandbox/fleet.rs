@@ -1,27 +1,25 @@
-//! The sandbox's Auto Scaling group: webapp processes as instances, registered with the
-//! sandbox load balancer, kept at the desired capacity and rolled by instance refreshes.
+//! The sandbox's Auto Scaling group: the group model ([`crate::model::Group`]) driven with
+//! webapp processes as instances, registered with the sandbox load balancer.
 //!
-//! An instance is one webapp process started from a [`LaunchTemplate`] version (binary and
-//! environment), in Availability Zone `k` on `127.0.k+1.x` with a free port. A reconcile loop
-//! ([`Fleet::start`] spawns it) runs every [`Timing::tick`]:
-//! - an instance whose process exited is terminated and deregistered;
-//! - `Pending` becomes `InService` when its target turns healthy, or when the health check
-//!   grace period ends; after the grace period an `unhealthy` target makes the instance
-//!   `Unhealthy` and it is replaced (ELB health check type);
-//! - missing capacity is launched into the enabled AZ with the fewest instances;
-//! - the active instance refresh moves: batches of `desired × (max − min healthy) / 100`
-//!   (at least one); with MaxHealthyPercentage above 100 the replacements start before the old
-//!   instances stop, otherwise the old ones stop first. A batch is done when every replacement's
-//!   target is healthy and InstanceWarmup has passed; a replacement that exits, or a batch
-//!   not healthy within [`Timing::refresh_batch_timeout`], fails the refresh (and rolls it back
-//!   with AutoRollback). Checkpoints, bake time, SkipMatching, cancel and rollback follow AWS.
+//! Every Auto Scaling rule — placement, lifecycle, ELB health with the grace period,
+//! replacement, scaling processes, AZ rebalancing, instance refresh and its refusals — is the
+//! model's. This driver reads the time from its injected [`Clock`], steps the model at least
+//! every [`Timing::tick`] (and by its [`Group::next_deadline`]), gives it the load balancer's
+//! target states, and carries out its actions:
+//! - launch: one webapp process from a [`LaunchTemplate`] version (binary and environment), in
+//!   Availability Zone `k` on `127.0.k+1.x` with a free port (a process that cannot start is
+//!   reported with [`Group::launch_failed`]);
+//! - register / deregister: the load balancer's targets;
+//! - terminate: wait for the load balancer to finish draining the target (at most the
+//!   deregistration delay), then SIGTERM so the webapp drains its own in-flight requests,
+//!   SIGKILL after a grace period, and [`Group::gone`].
 //!
-//! Terminating an instance deregisters its target, waits for the load balancer to finish
-//! draining it (at most the deregistration delay), then sends SIGTERM so the webapp drains its
-//! own in-flight requests, and SIGKILL after a grace period. Activities are recorded as port
-//! [`Event`]s with Auto Scaling's wording.
+//! What is the instance's and not the group's stays here: a webapp that exits on its own is
+//! restarted as its systemd unit says (the instance stays; its target fails its checks
+//! meanwhile); a killed instance (a fault) is reported gone. Faults silence an AZ with
+//! SIGSTOP/SIGCONT.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,19 +31,15 @@ use tokio::task::JoinHandle;
 
 use super::lb::{self, LoadBalancer};
 use super::process::{ProcessGroup, az_address, command, free_port};
+use crate::model::{self, Action, Group, GroupConfig, Timings};
 use crate::port::{
-    AzView, Capacity, CheckpointInfo, CloudError, DeployRequest, Event, EventSource, HealthStatus,
-    Instance, LifecycleState, Refresh, RefreshId, RefreshPreferences, RefreshStatus,
-    RollbackDetails, ScalingProcess, Target, TargetReason, TargetState,
+    AzView, Capacity, Clock, CloudError, DeployRequest, Event, EventSource, Instance,
+    LifecycleState, Refresh, RefreshId, ScalingProcess, Target, TargetState,
 };
 
 /// Environment variable put on every process the sandbox starts, naming its state directory,
 /// so a later start can find and kill what a crashed daemon left running.
 pub const SANDBOX_MARKER: &str = "TRIAD_SANDBOX_DIR";
-/// How many events the group keeps.
-const EVENTS_KEPT: usize = 200;
-/// How many finished refreshes a snapshot shows.
-const REFRESHES_KEPT: usize = 5;
 /// How long a terminated webapp gets after SIGTERM before SIGKILL.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// The webapp unit's `RestartSec`.
@@ -53,46 +47,38 @@ const RESTART_DELAY: Duration = Duration::from_secs(2);
 /// The webapp unit's `RestartPreventExitStatus` (a configuration error).
 const PREVENT_RESTART_STATUS: i32 = 2;
 
-/// The sandbox's clock settings: ALB and Auto Scaling semantics, at demo speed.
+/// The sandbox's clock settings: the model's durations, and how often the driver steps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timing {
-    /// How often the group reconciles.
+    /// How often the group is stepped at least (target states change between deadlines).
     pub tick: Duration,
-    /// The target group's health check.
-    pub health_check: lb::HealthCheck,
-    /// The target group's deregistration delay.
-    pub deregistration_delay: Duration,
-    /// The group's health check grace period.
-    pub grace_period: Duration,
-    /// InstanceWarmup when a refresh does not set one (the group's default warmup).
-    pub default_warmup: Duration,
-    /// How long one refresh batch may take to become healthy before the refresh fails.
-    pub refresh_batch_timeout: Duration,
+    /// Every duration the model schedules.
+    pub model: Timings,
 }
 
 impl Timing {
     /// The spec's health check path and thresholds, with the sandbox's short clock: checks
     /// every second (half a second timeout), a deregistration delay of at most 2 s, a grace
-    /// period of at most 15 s, no default warmup, and 60 s for a refresh batch.
+    /// period of at most 15 s, the spec's default instance warmup up to 15 s (none when the
+    /// spec sets none), and 60 s for a refresh batch.
     pub fn sandbox(app: &SandboxApp) -> Timing {
+        let capped = |seconds: u32, cap: u64| Duration::from_secs(u64::from(seconds).min(cap));
         Timing {
             tick: Duration::from_millis(250),
-            health_check: lb::HealthCheck {
-                path: app.health_check.path.clone(),
-                interval: Duration::from_secs(1),
-                timeout: Duration::from_millis(500),
-                healthy_threshold: app.health_check.healthy_threshold.clamp(1, 10),
-                unhealthy_threshold: app.health_check.unhealthy_threshold.clamp(1, 10),
-                success_codes: 200..=200,
+            model: Timings {
+                health_check: lb::HealthCheck {
+                    path: app.health_check.path.clone(),
+                    interval: Duration::from_secs(1),
+                    timeout: Duration::from_millis(500),
+                    healthy_threshold: app.health_check.healthy_threshold.clamp(1, 10),
+                    unhealthy_threshold: app.health_check.unhealthy_threshold.clamp(1, 10),
+                    success_codes: 200..=200,
+                },
+                deregistration_delay: capped(app.deregistration_delay_seconds, 2),
+                grace_period: capped(app.health_check_grace_period_seconds, 15),
+                default_warmup: capped(app.default_instance_warmup_seconds.unwrap_or(0), 15),
+                refresh_batch_timeout: Duration::from_secs(60),
             },
-            deregistration_delay: Duration::from_secs(
-                u64::from(app.deregistration_delay_seconds).min(2),
-            ),
-            grace_period: Duration::from_secs(
-                u64::from(app.health_check_grace_period_seconds).min(15),
-            ),
-            default_warmup: Duration::ZERO,
-            refresh_batch_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +93,9 @@ pub struct SandboxApp {
     pub version: String,
     pub deregistration_delay_seconds: u32,
     pub health_check_grace_period_seconds: u32,
+    /// The group's default instance warmup (absent in specs written before it existed).
+    #[serde(default)]
+    pub default_instance_warmup_seconds: Option<u32>,
     pub health_check: SandboxHealthCheck,
 }
 
@@ -130,6 +119,15 @@ pub struct LaunchTemplate {
     pub env: BTreeMap<String, String>,
 }
 
+impl LaunchTemplate {
+    /// Whether `other` launches the same thing (SkipMatching compares this).
+    fn same_content(&self, other: &LaunchTemplate) -> bool {
+        self.app_version == other.app_version
+            && self.binary == other.binary
+            && self.env == other.env
+    }
+}
+
 /// How the group is set up.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -138,22 +136,19 @@ pub struct FleetConfig {
     pub capacity: Capacity,
     pub first_template: LaunchTemplate,
     pub timing: Timing,
+    /// Where the model reads the time.
+    pub clock: Arc<dyn Clock>,
     /// Where instance logs go (`<id>.log`).
     pub log_dir: PathBuf,
     /// The value of [`SANDBOX_MARKER`] on every instance.
     pub marker: String,
 }
 
-struct Inst {
-    id: String,
+/// One instance's machine: its address and its program.
+struct Machine {
     az: String,
     address: SocketAddr,
     template: u32,
-    app_version: String,
-    launched_at: OffsetDateTime,
-    started: Instant,
-    lifecycle: LifecycleState,
-    health: HealthStatus,
     process: Option<ProcessGroup>,
     pid: u32,
     stopper: Option<JoinHandle<()>>,
@@ -163,39 +158,12 @@ struct Inst {
     restart_at: Option<Instant>,
 }
 
-struct Batch {
-    new_ids: Vec<String>,
-    old_ids: Vec<String>,
-    started: Instant,
-    healthy_since: Option<Instant>,
-}
-
-struct Run {
-    refresh: Refresh,
-    desired: u32,
-    previous: u32,
-    prefs: RefreshPreferences,
-    /// Instances that were there when the refresh (or its rollback) started and still need
-    /// replacing.
-    todo: BTreeSet<String>,
-    total: u32,
-    batch: Option<Batch>,
-    passed: BTreeSet<u8>,
-    resume_at: Option<Instant>,
-    bake_until: Option<Instant>,
-}
-
 struct State {
     config: FleetConfig,
+    group: Group,
     templates: BTreeMap<u32, LaunchTemplate>,
-    current: u32,
-    capacity: Capacity,
-    instances: Vec<Inst>,
-    enabled: Vec<String>,
+    machines: BTreeMap<String, Machine>,
     silenced: BTreeSet<String>,
-    suspended: BTreeSet<ScalingProcess>,
-    runs: VecDeque<Run>,
-    events: VecDeque<Event>,
     next_host: BTreeMap<String, u8>,
 }
 
@@ -212,14 +180,8 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
-fn new_instance_id() -> String {
-    let bytes: [u8; 8] = rand_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("i-{}", &hex[..17.min(hex.len())])
-}
-
 fn rand_bytes() -> [u8; 8] {
-    // Unique enough for instance ids: time and a process-wide counter, mixed.
+    // Unique enough for ids: time and a process-wide counter, mixed.
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
@@ -231,115 +193,14 @@ fn rand_bytes() -> [u8; 8] {
     x.to_be_bytes()
 }
 
-fn percentage(done: u32, total: u32) -> u8 {
-    if total == 0 {
-        return 100;
-    }
-    u8::try_from((u64::from(done) * 100 / u64::from(total)).min(100)).unwrap_or(100)
+fn rand_u32() -> u32 {
+    let bytes = rand_bytes();
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 impl State {
-    fn event(&mut self, az: Option<&str>, message: String) {
-        self.events.push_front(Event {
-            at: OffsetDateTime::now_utc(),
-            source: EventSource::Scaling,
-            az: az.map(str::to_owned),
-            message,
-        });
-        self.events.truncate(EVENTS_KEPT);
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Inst> {
-        self.instances.iter().filter(|i| {
-            !matches!(
-                i.lifecycle,
-                LifecycleState::Terminating | LifecycleState::Terminated
-            )
-        })
-    }
-
-    fn live_count(&self) -> usize {
-        self.live().count()
-    }
-
-    fn active_run(&mut self) -> Option<&mut Run> {
-        self.runs
-            .iter_mut()
-            .find(|r| !r.refresh.status.is_terminal())
-    }
-
-    /// The enabled AZ with the fewest live instances (first in order on a tie).
-    fn launch_az(&self, prefer: Option<&str>) -> Option<String> {
-        if let Some(az) = prefer.filter(|az| self.enabled.iter().any(|e| e == az)) {
-            return Some(az.to_owned());
-        }
-        self.config
-            .azs
-            .iter()
-            .filter(|az| self.enabled.contains(az))
-            .min_by_key(|az| self.live().filter(|i| &i.az == *az).count())
-            .cloned()
-    }
-
-    fn launch(
-        &mut self,
-        lb: &LoadBalancer,
-        template: u32,
-        prefer_az: Option<&str>,
-        why: &str,
-    ) -> Result<String, String> {
-        let az = self
-            .launch_az(prefer_az)
-            .ok_or_else(|| "no Availability Zone is enabled for launches".to_owned())?;
-        let az_index = self
-            .config
-            .azs
-            .iter()
-            .position(|a| *a == az)
-            .ok_or_else(|| format!("unknown AZ {az}"))?;
-        let lt = self
-            .templates
-            .get(&template)
-            .cloned()
-            .ok_or_else(|| format!("no launch template version {template}"))?;
-        let id = new_instance_id();
-        let host = {
-            let next = self.next_host.entry(az.clone()).or_insert(1);
-            let host = *next;
-            *next = if *next >= 249 { 1 } else { *next + 1 };
-            host
-        };
-        let ip = az_address(az_index, host);
-        let port = free_port(ip).map_err(|e| format!("picking a port on {ip}: {e}"))?;
-        let address = SocketAddr::from((ip, port));
-        let process = self.spawn(&lt, &id, &az, address)?;
-        let pid = process.pid();
-        lb.register(lb::Target {
-            id: id.clone(),
-            az: az.clone(),
-            address,
-        });
-        self.instances.push(Inst {
-            id: id.clone(),
-            az: az.clone(),
-            address,
-            template,
-            app_version: lt.app_version.clone(),
-            launched_at: OffsetDateTime::now_utc(),
-            started: Instant::now(),
-            lifecycle: LifecycleState::Pending,
-            health: HealthStatus::Healthy,
-            process: Some(process),
-            pid,
-            stopper: None,
-            killed: false,
-            restart_at: None,
-        });
-        self.event(
-            Some(&az),
-            format!("Launching a new EC2 instance: {id}{why}"),
-        );
-        Ok(id)
+    fn now(&self) -> OffsetDateTime {
+        self.config.clock.now()
     }
 
     /// Starts the program of instance `id` (launch template `lt`) on `address`, stopped when
@@ -373,26 +234,59 @@ impl State {
         Ok(process)
     }
 
+    /// Boots instance `id` from launch template `template` in `az`.
+    fn boot(&mut self, id: &str, az: &str, template: u32) -> Result<(), String> {
+        let az_index = self
+            .config
+            .azs
+            .iter()
+            .position(|a| a == az)
+            .ok_or_else(|| format!("unknown AZ {az}"))?;
+        let lt = self
+            .templates
+            .get(&template)
+            .cloned()
+            .ok_or_else(|| format!("no launch template version {template}"))?;
+        let host = {
+            let next = self.next_host.entry(az.to_owned()).or_insert(1);
+            let host = *next;
+            *next = if *next >= 249 { 1 } else { *next + 1 };
+            host
+        };
+        let ip = az_address(az_index, host);
+        let port = free_port(ip).map_err(|e| format!("picking a port on {ip}: {e}"))?;
+        let address = SocketAddr::from((ip, port));
+        let process = self.spawn(&lt, id, az, address)?;
+        self.machines.insert(
+            id.to_owned(),
+            Machine {
+                az: az.to_owned(),
+                address,
+                template,
+                pid: process.pid(),
+                process: Some(process),
+                stopper: None,
+                killed: false,
+                restart_at: None,
+            },
+        );
+        Ok(())
+    }
+
     /// Starts again the programs whose restart is due.
     fn restart_due(&mut self) {
-        let due: Vec<usize> = self
-            .instances
+        let due: Vec<String> = self
+            .machines
             .iter()
-            .enumerate()
-            .filter(|(_, i)| i.restart_at.is_some_and(|t| Instant::now() >= t))
-            .map(|(n, _)| n)
+            .filter(|(_, m)| m.restart_at.is_some_and(|t| Instant::now() >= t))
+            .map(|(id, _)| id.clone())
             .collect();
-        for n in due {
-            let (id, az, address, template) = {
-                let inst = &mut self.instances[n];
-                inst.restart_at = None;
-                (
-                    inst.id.clone(),
-                    inst.az.clone(),
-                    inst.address,
-                    inst.template,
-                )
+        for id in due {
+            let Some(machine) = self.machines.get_mut(&id) else {
+                continue;
             };
+            machine.restart_at = None;
+            let (az, address, template) = (machine.az.clone(), machine.address, machine.template);
             let started = self
                 .templates
                 .get(&template)
@@ -400,86 +294,56 @@ impl State {
                 .and_then(|lt| self.spawn(lt, &id, &az, address));
             match started {
                 Ok(process) => {
-                    let inst = &mut self.instances[n];
-                    inst.pid = process.pid();
-                    inst.process = Some(process);
+                    if let Some(machine) = self.machines.get_mut(&id) {
+                        machine.pid = process.pid();
+                        machine.process = Some(process);
+                    }
                 }
-                Err(reason) => self.event(
-                    Some(&az),
-                    format!("The webapp service on {id} could not be restarted: {reason}"),
-                ),
+                Err(reason) => {
+                    let now = self.now();
+                    self.group.record(
+                        now,
+                        EventSource::Scaling,
+                        Some(&az),
+                        format!("The webapp service on {id} could not be restarted: {reason}"),
+                    );
+                }
             }
         }
     }
 
-    fn terminate(&mut self, lb: &Arc<LoadBalancer>, id: &str, why: &str) {
-        let delay = self.config.timing.deregistration_delay;
-        let Some(inst) = self.instances.iter_mut().find(|i| i.id == id) else {
-            return;
-        };
-        if matches!(
-            inst.lifecycle,
-            LifecycleState::Terminating | LifecycleState::Terminated
-        ) {
-            return;
-        }
-        inst.lifecycle = LifecycleState::Terminating;
-        inst.restart_at = None;
-        lb.deregister(id);
-        let process = inst.process.take();
-        let lb = lb.clone();
-        let target = id.to_owned();
-        inst.stopper = Some(tokio::spawn(async move {
-            let deadline = Instant::now() + delay;
-            while Instant::now() < deadline
-                && lb.target_health_of(&target).state == lb::TargetState::Draining
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if let Some(process) = process {
-                process.stop(Signal::SIGTERM, STOP_LIMIT).await;
-            }
-        }));
-        let az = inst.az.clone();
-        self.event(Some(&az), format!("Terminating EC2 instance: {id}{why}"));
-    }
-
-    /// One reconcile step.
-    fn step(&mut self, lb: &Arc<LoadBalancer>) {
-        let grace = self.config.timing.grace_period;
-        // Exited processes and finished terminations. A killed instance is gone; a program
-        // that exits on its own leaves its instance running, and the init system treats it as
-        // the webapp's unit says (`Restart=on-failure`, `RestartSec=2`,
-        // `RestartPreventExitStatus=2`): started again after a failure, left stopped after a
-        // clean exit or a configuration error. Its target fails its health checks meanwhile.
+    /// Programs that exited: a killed instance is gone; a program that exits on its own
+    /// leaves its instance running, and the init system treats it as the webapp's unit says
+    /// (`Restart=on-failure`, `RestartSec=2`, `RestartPreventExitStatus=2`).
+    fn reap(&mut self, lb: &LoadBalancer) {
+        let now = self.now();
         let mut exited = Vec::new();
-        for inst in &mut self.instances {
-            if let Some(process) = inst.process.as_mut()
+        for (id, machine) in &mut self.machines {
+            if let Some(process) = machine.process.as_mut()
                 && let Ok(Some(status)) = process.try_wait()
             {
-                exited.push((inst.id.clone(), inst.az.clone(), inst.killed, status));
-                inst.process = None;
+                exited.push((id.clone(), machine.az.clone(), machine.killed, status));
+                machine.process = None;
             }
         }
         for (id, az, killed, status) in exited {
             if killed {
                 lb.deregister(&id);
-                if let Some(inst) = self.instances.iter_mut().find(|i| i.id == id) {
-                    inst.lifecycle = LifecycleState::Terminated;
-                }
-                self.event(
-                    Some(&az),
-                    format!(
-                        "Terminating EC2 instance: {id} (the instance's process ended: {status})"
-                    ),
+                self.machines.remove(&id);
+                self.group.gone(
+                    now,
+                    &id,
+                    Some(&format!("the instance's process ended: {status}")),
                 );
                 continue;
             }
             let restart = !status.success() && status.code() != Some(PREVENT_RESTART_STATUS);
-            if let Some(inst) = self.instances.iter_mut().find(|i| i.id == id) {
-                inst.restart_at = restart.then(|| Instant::now() + RESTART_DELAY);
+            if let Some(machine) = self.machines.get_mut(&id) {
+                machine.restart_at = restart.then(|| Instant::now() + RESTART_DELAY);
             }
-            self.event(
+            self.group.record(
+                now,
+                EventSource::Scaling,
                 Some(&az),
                 if restart {
                     format!(
@@ -491,407 +355,101 @@ impl State {
                 },
             );
         }
-        self.restart_due();
-        self.instances.retain(|i| match &i.stopper {
-            Some(stopper) => !stopper.is_finished(),
-            None => i.lifecycle != LifecycleState::Terminated,
-        });
-        // Lifecycle and health from the load balancer.
-        let mut unhealthy = Vec::new();
-        for inst in &mut self.instances {
-            if matches!(
-                inst.lifecycle,
-                LifecycleState::Terminating | LifecycleState::Terminated
-            ) {
-                continue;
-            }
-            let target = lb.target_health_of(&inst.id);
-            let past_grace = inst.started.elapsed() >= grace;
-            if inst.lifecycle == LifecycleState::Pending
-                && (target.state == lb::TargetState::Healthy || past_grace)
-            {
-                inst.lifecycle = LifecycleState::InService;
-            }
-            if past_grace && target.state == lb::TargetState::Unhealthy {
-                if inst.health == HealthStatus::Healthy {
-                    unhealthy.push(inst.id.clone());
-                }
-                inst.health = HealthStatus::Unhealthy;
-            }
-        }
-        if !self.suspended.contains(&ScalingProcess::ReplaceUnhealthy) {
-            for id in unhealthy {
-                self.terminate(
-                    lb,
-                    &id,
-                    " (an instance was taken out of service in response to an ELB system \
-                     health check failure)",
-                );
-            }
-        }
-        self.step_refresh(lb);
-        // Capacity.
-        let desired = usize::try_from(self.capacity.desired).unwrap_or(usize::MAX);
-        if !self.suspended.contains(&ScalingProcess::Launch) {
-            let current = self.current;
-            let mut missing = desired.saturating_sub(self.live_count());
-            while missing > 0 {
-                if let Err(reason) = self.launch(lb, current, None, "") {
-                    self.event(
-                        None,
-                        format!("Launching a new EC2 instance. Status Reason: {reason}"),
-                    );
-                    break;
-                }
-                missing -= 1;
-            }
-        }
-        let refreshing = self.runs.iter().any(|r| r.batch.is_some());
-        if !refreshing && !self.suspended.contains(&ScalingProcess::Terminate) {
-            let extra = self.live_count().saturating_sub(desired);
-            let victims: Vec<String> = self
-                .live()
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .take(extra)
-                .map(|i| i.id.clone())
-                .collect();
-            for id in victims {
-                self.terminate(lb, &id, " (scale in to the desired capacity)");
-            }
-        }
-    }
-
-    fn batch_size(&self, prefs: &RefreshPreferences) -> usize {
-        let span = u32::from(prefs.max_healthy_percentage)
-            .saturating_sub(u32::from(prefs.min_healthy_percentage));
-        usize::try_from(self.capacity.desired * span / 100)
-            .unwrap_or(1)
-            .max(1)
-    }
-
-    fn step_refresh(&mut self, lb: &Arc<LoadBalancer>) {
-        let Some(index) = self
-            .runs
+        // Finished terminations.
+        let stopped: Vec<String> = self
+            .machines
             .iter()
-            .position(|r| !r.refresh.status.is_terminal())
-        else {
-            return;
-        };
-        let Some(mut run) = self.runs.remove(index) else {
-            return;
-        };
-        let before = run.refresh.status;
-        self.advance(&mut run, lb);
-        let after = run.refresh.status;
-        if after.is_terminal() {
-            run.refresh.ended_at = Some(OffsetDateTime::now_utc());
-        }
-        let id = run.refresh.id.clone();
-        let reason = run.refresh.status_reason.clone();
-        self.runs.insert(index, run);
-        if before != after {
-            let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
-            self.event(None, format!("Instance refresh {id} is {after}{why}"));
-        }
-        while self.runs.len() > REFRESHES_KEPT
-            && self
-                .runs
-                .back()
-                .is_some_and(|r| r.refresh.status.is_terminal())
-        {
-            self.runs.pop_back();
-        }
-    }
-
-    fn fail(&mut self, run: &mut Run, reason: String) {
-        if run.refresh.status == RefreshStatus::RollbackInProgress {
-            run.refresh.status = RefreshStatus::RollbackFailed;
-            run.refresh.status_reason = Some(reason);
-            return;
-        }
-        if run.prefs.auto_rollback {
-            self.start_rollback(run, reason);
-        } else {
-            run.refresh.status = RefreshStatus::Failed;
-            run.refresh.status_reason = Some(reason);
-        }
-    }
-
-    fn start_rollback(&mut self, run: &mut Run, reason: String) {
-        let previous = run.previous;
-        run.refresh.status = RefreshStatus::RollbackInProgress;
-        run.refresh.status_reason = Some(reason.clone());
-        run.todo = self
-            .live()
-            .filter(|i| i.template != previous)
-            .map(|i| i.id.clone())
+            .filter(|(_, m)| m.stopper.as_ref().is_some_and(JoinHandle::is_finished))
+            .map(|(id, _)| id.clone())
             .collect();
-        if let Some(batch) = &run.batch {
-            run.todo.extend(batch.new_ids.iter().cloned());
+        for id in stopped {
+            self.machines.remove(&id);
+            self.group.gone(now, &id, None);
         }
-        run.batch = None;
-        run.resume_at = None;
-        run.refresh.checkpoint = None;
-        let todo = u32::try_from(run.todo.len()).unwrap_or(u32::MAX);
-        run.refresh.rollback = Some(RollbackDetails {
-            reason: Some(reason),
-            started_at: Some(OffsetDateTime::now_utc()),
-            percentage_complete_on_rollback: run.refresh.percentage_complete,
-            instances_to_update_on_rollback: Some(todo),
-        });
-        run.total = todo;
-        run.refresh.instances_to_update = Some(todo);
     }
 
-    fn advance(&mut self, run: &mut Run, lb: &Arc<LoadBalancer>) {
-        let target = if run.refresh.status == RefreshStatus::RollbackInProgress {
-            run.previous
-        } else {
-            run.desired
-        };
-        match run.refresh.status {
-            RefreshStatus::Pending => {
-                run.refresh.status = RefreshStatus::InProgress;
-                return;
-            }
-            RefreshStatus::Baking => {
-                if run.bake_until.is_none_or(|t| Instant::now() >= t) {
-                    run.refresh.status = RefreshStatus::Successful;
-                    run.refresh.status_reason = None;
-                    self.current = run.desired;
-                }
-                return;
-            }
-            RefreshStatus::Cancelling if run.batch.is_none() => {
-                run.refresh.status = RefreshStatus::Cancelled;
-                run.refresh.status_reason = Some("Instance refresh was cancelled.".into());
-                return;
-            }
-            RefreshStatus::InProgress
-            | RefreshStatus::RollbackInProgress
-            | RefreshStatus::Cancelling => {}
-            _ => return,
-        }
-        // The batch in flight.
-        if let Some(batch) = &mut run.batch {
-            let gone: Vec<&String> = batch
-                .new_ids
-                .iter()
-                .filter(|id| {
-                    !self.instances.iter().any(|i| {
-                        &&i.id == id
-                            && !matches!(
-                                i.lifecycle,
-                                LifecycleState::Terminating | LifecycleState::Terminated
-                            )
-                    })
-                })
-                .collect();
-            if let Some(id) = gone.first() {
-                let failed_checks = self
-                    .instances
-                    .iter()
-                    .any(|i| &&i.id == id && i.health == HealthStatus::Unhealthy);
-                let reason = if failed_checks {
-                    format!(
-                        "Instance refresh failed: the replacement instance {id} failed ELB \
-                         health checks"
-                    )
-                } else {
-                    format!(
-                        "Instance refresh failed: the replacement instance {id} was terminated \
-                         before it became healthy"
-                    )
-                };
-                let new_ids = batch.new_ids.clone();
-                for id in &new_ids {
-                    self.terminate(lb, id, " (instance refresh failed)");
-                }
-                run.batch = None;
-                self.fail(run, reason);
-                return;
-            }
-            let all_healthy = batch
-                .new_ids
-                .iter()
-                .all(|id| lb.target_health_of(id).state == lb::TargetState::Healthy);
-            if !all_healthy {
-                batch.healthy_since = None;
-                if batch.started.elapsed() > self.config.timing.refresh_batch_timeout {
-                    let reason = format!(
-                        "Instance refresh failed: replacement instances did not pass ELB \
-                         health checks within {} s",
-                        self.config.timing.refresh_batch_timeout.as_secs()
-                    );
-                    let new_ids = batch.new_ids.clone();
-                    for id in &new_ids {
-                        self.terminate(lb, id, " (instance refresh failed)");
+    /// One step: the machines, then the model, then its actions.
+    fn step(&mut self, lb: &Arc<LoadBalancer>) {
+        self.reap(lb);
+        self.restart_due();
+        let now = self.now();
+        let actions = self.group.step(now, &|id| lb.target_health_of(id).state);
+        self.carry_out(lb, actions);
+    }
+
+    fn carry_out(&mut self, lb: &Arc<LoadBalancer>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Launch { id, az, template } => {
+                    if let Err(reason) = self.boot(&id, &az, template) {
+                        let now = self.now();
+                        self.group.launch_failed(now, &id, &reason);
                     }
-                    run.batch = None;
-                    self.fail(run, reason);
                 }
-                return;
-            }
-            let since = *batch.healthy_since.get_or_insert_with(Instant::now);
-            let warmup = run
-                .prefs
-                .instance_warmup_seconds
-                .map(|s| Duration::from_secs(u64::from(s)))
-                .unwrap_or(self.config.timing.default_warmup);
-            if since.elapsed() < warmup {
-                return;
-            }
-            let old_ids = batch.old_ids.clone();
-            for id in &old_ids {
-                self.terminate(lb, id, " (instance refresh)");
-            }
-            run.batch = None;
-            let done = run
-                .total
-                .saturating_sub(u32::try_from(run.todo.len()).unwrap_or(0));
-            let pct = percentage(done, run.total);
-            run.refresh.percentage_complete = Some(pct);
-            run.refresh.instances_to_update =
-                Some(u32::try_from(run.todo.len()).unwrap_or(u32::MAX));
-            if run.refresh.status == RefreshStatus::InProgress {
-                let reached = run
-                    .prefs
-                    .checkpoint_percentages
-                    .iter()
-                    .copied()
-                    .filter(|c| *c <= pct && !run.passed.contains(c))
-                    .max();
-                if let Some(checkpoint) = reached {
-                    run.passed.extend(
-                        run.prefs
-                            .checkpoint_percentages
-                            .iter()
-                            .filter(|c| **c <= pct),
-                    );
-                    let last = run.prefs.checkpoint_percentages.last().copied();
-                    if Some(checkpoint) == last && run.prefs.is_partial() {
-                        run.todo.clear();
-                    } else if !run.todo.is_empty() {
-                        let delay = run.prefs.effective_checkpoint_delay_seconds().unwrap_or(0);
-                        let now = OffsetDateTime::now_utc();
-                        run.refresh.checkpoint = Some(CheckpointInfo {
-                            percentage: checkpoint,
-                            reached_at: now,
-                            resumes_at: Some(now + time::Duration::seconds(delay.into())),
+                Action::Register { id, az } => {
+                    if let Some(machine) = self.machines.get(&id) {
+                        lb.register(lb::Target {
+                            id,
+                            az,
+                            address: machine.address,
                         });
-                        run.refresh.status_reason =
-                            Some(format!("Waiting at checkpoint {checkpoint}%"));
-                        run.resume_at =
-                            Some(Instant::now() + Duration::from_secs(u64::from(delay)));
                     }
                 }
-            }
-        }
-        if run.refresh.status == RefreshStatus::Cancelling {
-            run.refresh.status = RefreshStatus::Cancelled;
-            run.refresh.status_reason = Some("Instance refresh was cancelled.".into());
-            return;
-        }
-        if run.resume_at.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        if run.resume_at.take().is_some() {
-            run.refresh.checkpoint = None;
-            run.refresh.status_reason = None;
-        }
-        // Forget instances that went away on their own.
-        let live: BTreeSet<String> = self.live().map(|i| i.id.clone()).collect();
-        run.todo.retain(|id| live.contains(id));
-        if run.todo.is_empty() {
-            match run.refresh.status {
-                RefreshStatus::RollbackInProgress => {
-                    run.refresh.status = RefreshStatus::RollbackSuccessful;
-                    run.refresh.status_reason = Some(format!(
-                        "Instance refresh rolled back to launch template version {}",
-                        run.previous
-                    ));
-                    run.refresh.percentage_complete = Some(100);
-                    run.refresh.instances_to_update = Some(0);
-                    self.current = run.previous;
+                Action::Deregister { id } => {
+                    lb.deregister(&id);
                 }
-                _ => {
-                    run.refresh.percentage_complete = Some(100);
-                    run.refresh.instances_to_update = Some(0);
-                    if run.prefs.bake_time_seconds > 0 {
-                        run.refresh.status = RefreshStatus::Baking;
-                        run.bake_until = Some(
-                            Instant::now()
-                                + Duration::from_secs(u64::from(run.prefs.bake_time_seconds)),
-                        );
-                    } else {
-                        run.refresh.status = RefreshStatus::Successful;
-                        run.refresh.status_reason = None;
-                        self.current = run.desired;
-                    }
-                }
+                Action::Terminate { id } => self.stop(lb, &id),
             }
+        }
+    }
+
+    /// Stops instance `id` once its target has drained (at most the deregistration delay).
+    fn stop(&mut self, lb: &Arc<LoadBalancer>, id: &str) {
+        let delay = self.group.timings().deregistration_delay;
+        let Some(machine) = self.machines.get_mut(id) else {
+            let now = self.now();
+            self.group.gone(now, id, None);
             return;
-        }
-        // Start the next batch.
-        let size = self.batch_size(&run.prefs);
-        let old: Vec<(String, String)> = self
-            .live()
-            .filter(|i| run.todo.contains(&i.id))
-            .take(size)
-            .map(|i| (i.id.clone(), i.az.clone()))
-            .collect();
-        let launch_first = run.prefs.max_healthy_percentage > 100;
-        if !launch_first {
-            for (id, _) in &old {
-                self.terminate(lb, id, " (instance refresh)");
+        };
+        machine.restart_at = None;
+        let process = machine.process.take();
+        let lb = lb.clone();
+        let target = id.to_owned();
+        machine.stopper = Some(tokio::spawn(async move {
+            let deadline = Instant::now() + delay;
+            while Instant::now() < deadline
+                && lb.target_health_of(&target).state == TargetState::Draining
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        }
-        let mut new_ids = Vec::new();
-        for (_, az) in &old {
-            match self.launch(lb, target, Some(az), " (instance refresh)") {
-                Ok(id) => new_ids.push(id),
-                Err(reason) => {
-                    for id in &new_ids {
-                        self.terminate(lb, id, " (instance refresh failed)");
-                    }
-                    self.fail(run, format!("Instance refresh failed: {reason}"));
-                    return;
-                }
+            if let Some(process) = process {
+                process.stop(Signal::SIGTERM, STOP_LIMIT).await;
             }
-        }
-        for (id, _) in &old {
-            run.todo.remove(id);
-        }
-        run.batch = Some(Batch {
-            new_ids,
-            old_ids: if launch_first {
-                old.into_iter().map(|(id, _)| id).collect()
-            } else {
-                Vec::new()
-            },
-            started: Instant::now(),
-            healthy_since: None,
-        });
+        }));
     }
 }
 
 impl Fleet {
-    /// Starts the group's reconcile loop (which launches the first instances) with `lb` as
+    /// Starts the group's loop (whose first step launches the first instances) with `lb` as
     /// its target group.
     pub fn start(config: FleetConfig, lb: Arc<LoadBalancer>) -> Fleet {
         let first = config.first_template.clone();
-        let state = State {
-            templates: BTreeMap::from([(first.version, first.clone())]),
-            current: first.version,
+        let prefix = {
+            let hex: String = rand_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            format!("i-{}", &hex[..12])
+        };
+        let group = Group::new(GroupConfig {
+            azs: config.azs.clone(),
             capacity: config.capacity,
-            instances: Vec::new(),
-            enabled: config.azs.clone(),
+            launch_template: first.version,
+            timings: config.timing.model.clone(),
+            id_prefix: prefix,
+        });
+        let state = State {
+            group,
+            templates: BTreeMap::from([(first.version, first)]),
+            machines: BTreeMap::new(),
             silenced: BTreeSet::new(),
-            suspended: BTreeSet::new(),
-            runs: VecDeque::new(),
-            events: VecDeque::new(),
             next_host: BTreeMap::new(),
             config,
         };
@@ -901,10 +459,20 @@ impl Fleet {
             let state = state.clone();
             let lb = lb.clone();
             async move {
-                let mut ticks = tokio::time::interval(tick);
                 loop {
-                    ticks.tick().await;
-                    lock(&state).step(&lb);
+                    let wait = {
+                        let mut state = lock(&state);
+                        state.step(&lb);
+                        let now = state.now();
+                        state
+                            .group
+                            .next_deadline()
+                            .filter(|at| *at > now)
+                            .map_or(tick, |at| {
+                                Duration::try_from(at - now).unwrap_or(tick).min(tick)
+                            })
+                    };
+                    tokio::time::sleep(wait).await;
                 }
             }
         });
@@ -917,17 +485,17 @@ impl Fleet {
 
     /// The group's capacity.
     pub fn capacity(&self) -> Capacity {
-        self.lock().capacity
+        self.lock().group.capacity()
     }
 
     /// AZs open for launches, in order.
     pub fn enabled_azs(&self) -> Vec<String> {
-        self.lock().enabled.clone()
+        self.lock().group.enabled_azs()
     }
 
     /// Suspended processes.
     pub fn suspended(&self) -> Vec<ScalingProcess> {
-        self.lock().suspended.iter().copied().collect()
+        self.lock().group.suspended()
     }
 
     /// The per-AZ views of instances and targets (the database part is left empty).
@@ -935,18 +503,24 @@ impl Fleet {
         let state = self.lock();
         let health = self.lb.target_health();
         let mut views: Vec<AzView> = state.config.azs.iter().map(AzView::new).collect();
-        for inst in &state.instances {
-            let Some(view) = views.iter_mut().find(|v| v.az == inst.az) else {
+        for member in state.group.members() {
+            let Some(view) = views.iter_mut().find(|v| v.az == member.az) else {
                 continue;
             };
             view.instances.push(Instance {
-                id: inst.id.clone(),
-                lifecycle: inst.lifecycle,
-                health: inst.health,
-                version: Some(inst.app_version.clone()),
-                launch_template_version: Some(inst.template.to_string()),
-                launch_time: Some(inst.launched_at),
-                address: Some(inst.address.to_string()),
+                id: member.id.clone(),
+                lifecycle: member.lifecycle,
+                health: member.health,
+                version: state
+                    .templates
+                    .get(&member.template)
+                    .map(|t| t.app_version.clone()),
+                launch_template_version: Some(member.template.to_string()),
+                launch_time: Some(member.launched_at),
+                address: state
+                    .machines
+                    .get(&member.id)
+                    .map(|m| m.address.to_string()),
                 protected_from_scale_in: false,
             });
         }
@@ -957,8 +531,8 @@ impl Fleet {
             view.targets.push(Target {
                 id: target.target.id.clone(),
                 port: target.target.address.port(),
-                state: port_target_state(target.state),
-                reason: target.reason.map(port_target_reason),
+                state: target.state,
+                reason: target.reason,
                 description: target.description.clone(),
             });
         }
@@ -967,44 +541,44 @@ impl Fleet {
 
     /// Refreshes, newest first.
     pub fn refreshes(&self) -> Vec<Refresh> {
-        self.lock().runs.iter().map(|r| r.refresh.clone()).collect()
+        self.lock().group.refreshes()
     }
 
     /// One refresh by id.
     pub fn refresh(&self, id: &RefreshId) -> Result<Refresh, CloudError> {
         self.lock()
-            .runs
-            .iter()
-            .find(|r| &r.refresh.id == id)
-            .map(|r| r.refresh.clone())
+            .group
+            .refresh(id)
+            .cloned()
             .ok_or_else(|| CloudError::not_found(format!("instance refresh {id}")))
     }
 
-    /// Scaling activities, newest first.
+    /// Scaling activities and recorded events, newest first.
     pub fn events(&self) -> Vec<Event> {
-        self.lock().events.iter().cloned().collect()
+        self.lock()
+            .group
+            .events()
+            .map(|e| e.event.clone())
+            .collect()
     }
 
     /// Records a fault or other event concerning the group.
     pub fn record(&self, source: EventSource, az: Option<&str>, message: String) {
         let mut state = self.lock();
-        state.events.push_front(Event {
-            at: OffsetDateTime::now_utc(),
-            source,
-            az: az.map(str::to_owned),
-            message,
-        });
-        state.events.truncate(EVENTS_KEPT);
+        let now = state.now();
+        state.group.record(now, source, az, message);
     }
 
     /// How many instances are InService with a healthy target.
     pub fn healthy_count(&self) -> usize {
         let state = self.lock();
         state
-            .live()
-            .filter(|i| {
-                i.lifecycle == LifecycleState::InService
-                    && self.lb.target_health_of(&i.id).state == lb::TargetState::Healthy
+            .group
+            .members()
+            .iter()
+            .filter(|m| {
+                m.lifecycle == LifecycleState::InService
+                    && self.lb.target_health_of(&m.id).state == TargetState::Healthy
             })
             .count()
     }
@@ -1014,12 +588,7 @@ impl Fleet {
     pub fn deploy(&self, request: &DeployRequest) -> Result<RefreshId, CloudError> {
         request.validate()?;
         let mut state = self.lock();
-        if let Some(active) = state.runs.iter().find(|r| !r.refresh.status.is_terminal()) {
-            return Err(CloudError::conflict(format!(
-                "instance refresh {} is already {}",
-                active.refresh.id, active.refresh.status
-            )));
-        }
+        state.group.check_can_start_refresh()?;
         if let Some(binary) = &request.binary
             && !binary.is_file()
         {
@@ -1028,7 +597,7 @@ impl Fleet {
                 format!("{} is not a file", binary.display()),
             ));
         }
-        let current = state.current;
+        let current = state.group.launch_template();
         let base = state
             .templates
             .get(&current)
@@ -1043,24 +612,13 @@ impl Fleet {
             binary: request.binary.clone().unwrap_or(base.binary.clone()),
             env,
         };
-        let matches = |lt: &LaunchTemplate| {
-            lt.app_version == template.app_version
-                && lt.binary == template.binary
-                && lt.env == template.env
-        };
         let matching: BTreeSet<u32> = state
             .templates
             .values()
-            .filter(|lt| matches(lt))
+            .filter(|lt| lt.same_content(&template))
             .map(|lt| lt.version)
             .collect();
         state.templates.insert(version, template);
-        let todo: BTreeSet<String> = state
-            .live()
-            .filter(|i| !(request.preferences.skip_matching && matching.contains(&i.template)))
-            .map(|i| i.id.clone())
-            .collect();
-        let total = u32::try_from(todo.len()).unwrap_or(u32::MAX);
         let id = RefreshId(format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
             rand_u32(),
@@ -1069,126 +627,78 @@ impl Fleet {
             rand_u32() & 0xfff,
             u64::from(rand_u32()) << 16 | u64::from(rand_u32() & 0xffff)
         ));
-        let refresh = Refresh {
-            id: id.clone(),
-            status: RefreshStatus::Pending,
-            status_reason: None,
-            started_at: Some(OffsetDateTime::now_utc()),
-            ended_at: None,
-            percentage_complete: Some(0),
-            instances_to_update: Some(total),
-            desired_version: Some(request.version.clone()),
-            desired_launch_template_version: Some(version.to_string()),
-            preferences: Some(request.preferences.clone()),
-            checkpoint: None,
-            rollback: None,
-        };
-        state.runs.push_front(Run {
-            refresh,
-            desired: version,
-            previous: current,
-            prefs: request.preferences.clone(),
-            todo,
-            total,
-            batch: None,
-            passed: BTreeSet::new(),
-            resume_at: None,
-            bake_until: None,
-        });
-        state.event(
-            None,
-            format!(
-                "Instance refresh {id} started: launch template version {version} \
-                 (application version {})",
-                request.version
-            ),
-        );
-        Ok(id)
+        let now = state.now();
+        state
+            .group
+            .start_refresh(now, id, version, request, &matching)
     }
 
     /// Cancels the active refresh.
     pub fn cancel_refresh(&self) -> Result<RefreshId, CloudError> {
         let mut state = self.lock();
-        let run = state
-            .active_run()
-            .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
-        if !run.refresh.status.can_cancel() {
-            return Err(CloudError::conflict(format!(
-                "instance refresh {} is {} and cannot be cancelled",
-                run.refresh.id, run.refresh.status
-            )));
-        }
-        run.refresh.status = RefreshStatus::Cancelling;
-        let id = run.refresh.id.clone();
-        state.event(None, format!("Instance refresh {id} is Cancelling"));
-        Ok(id)
+        let now = state.now();
+        state.group.cancel_refresh(now)
     }
 
     /// Rolls the active refresh back to the previous launch template version.
     pub fn rollback_refresh(&self) -> Result<RefreshId, CloudError> {
         let mut state = self.lock();
-        let index = state
-            .runs
-            .iter()
-            .position(|r| !r.refresh.status.is_terminal())
-            .ok_or_else(|| CloudError::not_found("active instance refresh"))?;
-        let Some(mut run) = state.runs.remove(index) else {
-            return Err(CloudError::not_found("active instance refresh"));
-        };
-        if !run.refresh.status.can_roll_back() {
-            let error = CloudError::conflict(format!(
-                "instance refresh {} is {} and cannot be rolled back",
-                run.refresh.id, run.refresh.status
-            ));
-            state.runs.insert(index, run);
-            return Err(error);
-        }
-        if let Some(batch) = run.batch.take() {
-            let lb = self.lb.clone();
-            for id in &batch.new_ids {
-                state.terminate(&lb, id, " (instance refresh rolled back)");
-            }
-        }
-        state.start_rollback(&mut run, "Rollback requested by the operator".into());
-        let id = run.refresh.id.clone();
-        state.runs.insert(index, run);
-        state.event(None, format!("Instance refresh {id} is RollbackInProgress"));
+        let now = state.now();
+        let id = state.group.rollback_refresh(now)?;
+        // Stop the batch in flight now rather than at the next tick.
+        state.step(&self.lb);
         Ok(id)
     }
 
     /// The ids and process ids of the live instances in `az`.
     pub fn instances_in(&self, az: &str) -> Vec<(String, u32)> {
-        self.lock()
-            .live()
-            .filter(|i| i.az == az)
-            .map(|i| (i.id.clone(), i.pid))
+        let state = self.lock();
+        state
+            .group
+            .members()
+            .iter()
+            .filter(|m| m.az == az && m.is_live())
+            .filter_map(|m| {
+                state
+                    .machines
+                    .get(&m.id)
+                    .map(|machine| (m.id.clone(), machine.pid))
+            })
             .collect()
     }
 
     /// SIGKILLs every live instance in `az` (the group notices and replaces them).
     pub fn kill_az(&self, az: &str) -> Vec<(String, u32)> {
         let mut state = self.lock();
+        let now = state.now();
+        let live: Vec<String> = state
+            .group
+            .members()
+            .iter()
+            .filter(|m| m.az == az && m.is_live())
+            .map(|m| m.id.clone())
+            .collect();
         let mut killed = Vec::new();
-        for inst in state.instances.iter_mut().filter(|i| {
-            i.az == az
-                && !matches!(
-                    i.lifecycle,
-                    LifecycleState::Terminating | LifecycleState::Terminated
-                )
-        }) {
-            inst.killed = true;
-            inst.restart_at = None;
-            match &inst.process {
+        for id in live {
+            let Some(machine) = state.machines.get_mut(&id) else {
+                continue;
+            };
+            machine.killed = true;
+            machine.restart_at = None;
+            killed.push((id.clone(), machine.pid));
+            match &machine.process {
                 Some(process) => {
                     process.signal(Signal::SIGKILL);
                 }
                 // Its program is not running: the instance goes at once.
                 None => {
-                    inst.lifecycle = LifecycleState::Terminated;
-                    self.lb.deregister(&inst.id);
+                    state.machines.remove(&id);
+                    self.lb.deregister(&id);
+                    state
+                        .group
+                        .gone(now, &id, Some("the instance was terminated"));
                 }
             }
-            killed.push((inst.id.clone(), inst.pid));
         }
         killed
     }
@@ -1198,10 +708,10 @@ impl Fleet {
         let mut state = self.lock();
         state.silenced.insert(az.to_owned());
         let mut stopped = Vec::new();
-        for inst in state.live().filter(|i| i.az == az) {
-            if let Some(process) = &inst.process {
+        for (id, machine) in state.machines.iter().filter(|(_, m)| m.az == az) {
+            if let Some(process) = &machine.process {
                 process.signal(Signal::SIGSTOP);
-                stopped.push((inst.id.clone(), inst.pid));
+                stopped.push((id.clone(), machine.pid));
             }
         }
         stopped
@@ -1211,54 +721,52 @@ impl Fleet {
     pub fn unsilence_az(&self, az: &str) {
         let mut state = self.lock();
         state.silenced.remove(az);
-        for inst in state.instances.iter().filter(|i| i.az == az) {
-            if let Some(process) = &inst.process {
+        for machine in state.machines.values().filter(|m| m.az == az) {
+            if let Some(process) = &machine.process {
                 process.signal(Signal::SIGCONT);
             }
         }
     }
 
-    /// Removes `az` from the launch AZs; returns whether it was there.
-    pub fn block_launches(&self, az: &str) -> bool {
-        let mut state = self.lock();
-        let before = state.enabled.len();
-        state.enabled.retain(|a| a != az);
-        before != state.enabled.len()
+    /// The launch-block fault on the group (see [`Group::block_launches`]); returns what
+    /// changed.
+    pub fn block_launches(&self, az: &str) -> Vec<crate::port::FaultChange> {
+        self.lock().group.block_launches(az)
     }
 
-    /// Puts `az` back among the launch AZs (in the spec's order).
+    /// Puts `az` back among the launch AZs.
     pub fn unblock_launches(&self, az: &str) {
-        let mut state = self.lock();
-        if !state.enabled.iter().any(|a| a == az) && state.config.azs.iter().any(|a| a == az) {
-            state.enabled.push(az.to_owned());
-            let order = state.config.azs.clone();
-            state
-                .enabled
-                .sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
-        }
+        self.lock().group.enable_az(az);
     }
 
     /// Suspends `process`; returns whether it was running.
     pub fn suspend(&self, process: ScalingProcess) -> bool {
-        self.lock().suspended.insert(process)
+        self.lock().group.suspend(process)
     }
 
     /// Resumes `process`.
     pub fn resume(&self, process: ScalingProcess) {
-        self.lock().suspended.remove(&process);
+        self.lock().group.resume(process);
+    }
+
+    /// The model's timings.
+    pub fn timings(&self) -> model::Timings {
+        self.lock().group.timings().clone()
     }
 
     /// Stops the loop and every instance (SIGTERM, SIGKILL after a grace period).
     pub async fn shutdown(self) {
         self.task.abort();
-        let instances: Vec<Inst> = std::mem::take(&mut self.lock().instances);
+        let machines: Vec<(String, Machine)> = std::mem::take(&mut self.lock().machines)
+            .into_iter()
+            .collect();
         let mut stops = Vec::new();
-        for mut inst in instances {
-            self.lb.deregister(&inst.id);
-            if let Some(process) = inst.process.take() {
+        for (id, mut machine) in machines {
+            self.lb.deregister(&id);
+            if let Some(process) = machine.process.take() {
                 stops.push(process.stop(Signal::SIGTERM, STOP_LIMIT));
             }
-            if let Some(stopper) = inst.stopper.take() {
+            if let Some(stopper) = machine.stopper.take() {
                 let _ = stopper.await;
             }
         }
@@ -1272,38 +780,8 @@ impl Drop for Fleet {
     }
 }
 
-fn rand_u32() -> u32 {
-    let bytes = rand_bytes();
-    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-}
-
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The port's name for a load balancer target state.
-pub fn port_target_state(state: lb::TargetState) -> TargetState {
-    match state {
-        lb::TargetState::Initial => TargetState::Initial,
-        lb::TargetState::Healthy => TargetState::Healthy,
-        lb::TargetState::Unhealthy => TargetState::Unhealthy,
-        lb::TargetState::Unused => TargetState::Unused,
-        lb::TargetState::Draining => TargetState::Draining,
-    }
-}
-
-/// The port's name for a load balancer reason code.
-pub fn port_target_reason(reason: lb::TargetReason) -> TargetReason {
-    match reason {
-        lb::TargetReason::RegistrationInProgress => TargetReason::RegistrationInProgress,
-        lb::TargetReason::InitialHealthChecking => TargetReason::InitialHealthChecking,
-        lb::TargetReason::ResponseCodeMismatch => TargetReason::ResponseCodeMismatch,
-        lb::TargetReason::Timeout => TargetReason::Timeout,
-        lb::TargetReason::FailedHealthChecks => TargetReason::FailedHealthChecks,
-        lb::TargetReason::NotRegistered => TargetReason::NotRegistered,
-        lb::TargetReason::NotInUse => TargetReason::NotInUse,
-        lb::TargetReason::DeregistrationInProgress => TargetReason::DeregistrationInProgress,
-    }
 }

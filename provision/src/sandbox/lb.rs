@@ -24,7 +24,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +44,10 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::model::target::TargetHealth as Machine;
+use crate::model::{CheckResult, routable};
+use crate::port::{Clock, SystemClock};
 
 /// Errors of the load balancer.
 #[derive(Debug, thiserror::Error)]
@@ -68,36 +71,7 @@ pub enum LbError {
     },
 }
 
-/// A target group's health check settings (ALB's names and defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    /// The path requested (`HealthCheckPath`, default `/`).
-    pub path: String,
-    /// Time between checks of one target (`HealthCheckIntervalSeconds`, default 30 s).
-    pub interval: Duration,
-    /// How long a check may take (`HealthCheckTimeoutSeconds`, default 5 s).
-    pub timeout: Duration,
-    /// Consecutive successes that make a target healthy (`HealthyThresholdCount`, default 5).
-    pub healthy_threshold: u32,
-    /// Consecutive failures that make a target unhealthy (`UnhealthyThresholdCount`,
-    /// default 2).
-    pub unhealthy_threshold: u32,
-    /// Status codes that count as success (`Matcher.HttpCode`, default 200).
-    pub success_codes: RangeInclusive<u16>,
-}
-
-impl Default for HealthCheck {
-    fn default() -> Self {
-        HealthCheck {
-            path: "/".to_owned(),
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(5),
-            healthy_threshold: 5,
-            unhealthy_threshold: 2,
-            success_codes: 200..=200,
-        }
-    }
-}
+pub use crate::model::HealthCheck;
 
 /// How the load balancer behaves.
 #[derive(Debug, Clone)]
@@ -116,6 +90,8 @@ pub struct LbConfig {
     pub enabled_azs: Option<Vec<String>>,
     /// How many seconds of metrics are kept.
     pub metrics_retention: Duration,
+    /// The clock draining is timed by.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl LbConfig {
@@ -128,6 +104,7 @@ impl LbConfig {
             request_timeout: Duration::from_secs(60),
             enabled_azs: None,
             metrics_retention: Duration::from_secs(900),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -181,67 +158,7 @@ pub struct Target {
     pub address: SocketAddr,
 }
 
-/// A target's state (`TargetHealth.State`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetState {
-    /// Registered; initial health checks under way.
-    Initial,
-    /// Passing health checks.
-    Healthy,
-    /// Failing health checks.
-    Unhealthy,
-    /// Not registered, or in an AZ that is not enabled.
-    Unused,
-    /// Deregistered; in-flight requests are finishing.
-    Draining,
-}
-
-/// Why a target is in its state (`TargetHealth.Reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TargetReason {
-    /// Registered; no health check has completed yet.
-    #[serde(rename = "Elb.RegistrationInProgress")]
-    RegistrationInProgress,
-    /// Initial health checks in progress.
-    #[serde(rename = "Elb.InitialHealthChecking")]
-    InitialHealthChecking,
-    /// The health check answered with a status outside the success codes.
-    #[serde(rename = "Target.ResponseCodeMismatch")]
-    ResponseCodeMismatch,
-    /// The health check timed out.
-    #[serde(rename = "Target.Timeout")]
-    Timeout,
-    /// The health check could not connect or the connection broke.
-    #[serde(rename = "Target.FailedHealthChecks")]
-    FailedHealthChecks,
-    /// The target is not registered.
-    #[serde(rename = "Target.NotRegistered")]
-    NotRegistered,
-    /// The target's AZ is not enabled.
-    #[serde(rename = "Target.NotInUse")]
-    NotInUse,
-    /// The target is draining.
-    #[serde(rename = "Target.DeregistrationInProgress")]
-    DeregistrationInProgress,
-}
-
-impl TargetReason {
-    fn description(self) -> &'static str {
-        match self {
-            TargetReason::RegistrationInProgress => "Target registration is in progress",
-            TargetReason::InitialHealthChecking => "Initial health checks in progress",
-            TargetReason::ResponseCodeMismatch => "Health checks failed with these codes",
-            TargetReason::Timeout => "Request timed out",
-            TargetReason::FailedHealthChecks => "Health checks failed",
-            TargetReason::NotRegistered => "Target is not registered to the target group",
-            TargetReason::NotInUse => {
-                "Target group is not configured to receive traffic from the target's AZ"
-            }
-            TargetReason::DeregistrationInProgress => "Target deregistration is in progress",
-        }
-    }
-}
+pub use crate::port::{TargetReason, TargetState};
 
 /// One target's health (`DescribeTargetHealth`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,13 +314,8 @@ struct Metrics {
 
 struct Entry {
     target: Target,
-    state: TargetState,
-    reason: Option<TargetReason>,
-    description: Option<String>,
-    successes: u32,
-    failures: u32,
+    health: Machine,
     in_flight: Arc<AtomicUsize>,
-    drain_until: Option<Instant>,
     checker: Option<JoinHandle<()>>,
 }
 
@@ -411,21 +323,11 @@ impl Entry {
     fn health(&self) -> TargetHealth {
         TargetHealth {
             target: self.target.clone(),
-            state: self.state,
-            reason: self.reason,
-            description: self.description.clone(),
+            state: self.health.state,
+            reason: self.health.reason,
+            description: self.health.description.clone(),
             in_flight: self.in_flight.load(Ordering::SeqCst),
         }
-    }
-
-    fn set(&mut self, state: TargetState, reason: Option<TargetReason>, detail: Option<String>) {
-        self.state = state;
-        self.reason = reason;
-        self.description = match (reason, detail) {
-            (Some(r), Some(d)) => Some(format!("{} [{d}]", r.description())),
-            (Some(r), None) => Some(r.description().to_owned()),
-            (None, _) => None,
-        };
     }
 }
 
@@ -478,20 +380,7 @@ impl Shared {
     /// The next target round robin: healthy ones, or (fail-open) every registered one.
     fn pick(&self) -> Option<(Target, Arc<AtomicUsize>)> {
         let targets = self.targets();
-        let in_service: Vec<&Entry> = targets
-            .iter()
-            .filter(|e| e.state != TargetState::Draining && e.state != TargetState::Unused)
-            .collect();
-        let healthy: Vec<&Entry> = in_service
-            .iter()
-            .copied()
-            .filter(|e| e.state == TargetState::Healthy)
-            .collect();
-        let pool = if healthy.is_empty() {
-            in_service
-        } else {
-            healthy
-        };
+        let pool = routable(&targets, |e| e.health.state);
         if pool.is_empty() {
             return None;
         }
@@ -503,52 +392,17 @@ impl Shared {
 
     /// Removes draining targets whose requests have finished or whose delay is over.
     fn finish_draining(&self) {
-        let now = Instant::now();
+        let now = self.config.clock.now();
         self.targets().retain(|e| {
-            e.state != TargetState::Draining
-                || (e.in_flight.load(Ordering::SeqCst) > 0
-                    && e.drain_until.is_some_and(|t| now < t))
+            e.health.state != TargetState::Draining
+                || !e.health.drained(now, e.in_flight.load(Ordering::SeqCst))
         });
     }
 
-    fn health_result(&self, id: &str, result: Result<(), (TargetReason, Option<String>)>) {
-        let hc = &self.config.health_check;
+    fn health_result(&self, id: &str, result: CheckResult) {
         let mut targets = self.targets();
-        let Some(entry) = targets.iter_mut().find(|e| e.target.id == id) else {
-            return;
-        };
-        if matches!(entry.state, TargetState::Draining | TargetState::Unused) {
-            return;
-        }
-        match result {
-            Ok(()) => {
-                entry.failures = 0;
-                entry.successes += 1;
-                if entry.state != TargetState::Healthy {
-                    if entry.successes >= hc.healthy_threshold {
-                        entry.set(TargetState::Healthy, None, None);
-                    } else if entry.state == TargetState::Initial {
-                        entry.set(
-                            TargetState::Initial,
-                            Some(TargetReason::InitialHealthChecking),
-                            None,
-                        );
-                    }
-                }
-            }
-            Err((reason, detail)) => {
-                entry.successes = 0;
-                entry.failures += 1;
-                if entry.failures >= hc.unhealthy_threshold {
-                    entry.set(TargetState::Unhealthy, Some(reason), detail);
-                } else if entry.state == TargetState::Initial {
-                    entry.set(
-                        TargetState::Initial,
-                        Some(TargetReason::InitialHealthChecking),
-                        None,
-                    );
-                }
-            }
+        if let Some(entry) = targets.iter_mut().find(|e| e.target.id == id) {
+            entry.health.record(&self.config.health_check, result);
         }
     }
 }
@@ -679,7 +533,14 @@ async fn handle(
     }
 }
 
-async fn check_once(
+async fn check_once(shared: &Shared, target: &Target) -> CheckResult {
+    match check_request(shared, target).await {
+        Ok(()) => CheckResult::Pass,
+        Err((reason, detail)) => CheckResult::Fail { reason, detail },
+    }
+}
+
+async fn check_request(
     shared: &Shared,
     target: &Target,
 ) -> Result<(), (TargetReason, Option<String>)> {
@@ -803,26 +664,12 @@ impl LoadBalancer {
         let enabled = self.shared.az_enabled(&target.az);
         let checker =
             enabled.then(|| tokio::spawn(check_target(self.shared.clone(), target.clone())));
-        let mut entry = Entry {
+        let entry = Entry {
             target,
-            state: TargetState::Initial,
-            reason: None,
-            description: None,
-            successes: 0,
-            failures: 0,
+            health: Machine::registered(enabled),
             in_flight: Arc::new(AtomicUsize::new(0)),
-            drain_until: None,
             checker,
         };
-        if enabled {
-            entry.set(
-                TargetState::Initial,
-                Some(TargetReason::RegistrationInProgress),
-                None,
-            );
-        } else {
-            entry.set(TargetState::Unused, Some(TargetReason::NotInUse), None);
-        }
         let mut targets = self.shared.targets();
         targets.retain(|e| e.target.id != entry.target.id);
         targets.push(entry);
@@ -833,21 +680,17 @@ impl LoadBalancer {
     pub fn deregister(&self, id: &str) -> bool {
         let delay = self.shared.config.deregistration_delay;
         let mut targets = self.shared.targets();
+        let now = self.shared.config.clock.now();
         let Some(entry) = targets
             .iter_mut()
-            .find(|e| e.target.id == id && e.state != TargetState::Draining)
+            .find(|e| e.target.id == id && e.health.state != TargetState::Draining)
         else {
             return false;
         };
         if let Some(checker) = entry.checker.take() {
             checker.abort();
         }
-        entry.drain_until = Some(Instant::now() + delay);
-        entry.set(
-            TargetState::Draining,
-            Some(TargetReason::DeregistrationInProgress),
-            None,
-        );
+        entry.health.deregister(now, delay);
         drop(targets);
         self.shared.finish_draining();
         true
@@ -865,16 +708,19 @@ impl LoadBalancer {
             .iter()
             .find(|e| e.target.id == id)
             .map(Entry::health)
-            .unwrap_or_else(|| TargetHealth {
-                target: Target {
-                    id: id.to_owned(),
-                    az: String::new(),
-                    address: SocketAddr::from(([0, 0, 0, 0], 0)),
-                },
-                state: TargetState::Unused,
-                reason: Some(TargetReason::NotRegistered),
-                description: Some(TargetReason::NotRegistered.description().to_owned()),
-                in_flight: 0,
+            .unwrap_or_else(|| {
+                let unknown = Machine::not_registered();
+                TargetHealth {
+                    target: Target {
+                        id: id.to_owned(),
+                        az: String::new(),
+                        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    },
+                    state: unknown.state,
+                    reason: unknown.reason,
+                    description: unknown.description,
+                    in_flight: 0,
+                }
             })
     }
 
@@ -883,7 +729,7 @@ impl LoadBalancer {
         let mut healthy_hosts: BTreeMap<String, usize> = BTreeMap::new();
         for entry in self.shared.targets().iter() {
             let count = healthy_hosts.entry(entry.target.az.clone()).or_default();
-            if entry.state == TargetState::Healthy {
+            if entry.health.state == TargetState::Healthy {
                 *count += 1;
             }
         }

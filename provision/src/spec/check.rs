@@ -8,6 +8,8 @@ use super::{Ami, App, HealthCheck, Mailer, Network, SpecError, StackSpec};
 /// Longest stack name: it prefixes bucket names, which AWS caps at 63 characters.
 pub const MAX_NAME_LEN: usize = 24;
 const MIN_AZS: usize = 2;
+/// The longest DefaultInstanceWarmup this tool accepts: one day.
+const MAX_INSTANCE_WARMUP_SECONDS: u32 = 86_400;
 const MAX_AZS: usize = 6;
 /// Tag keys the template sets itself.
 const RESERVED_TAGS: &[&str] = &["Name", "triad:stack"];
@@ -292,6 +294,15 @@ fn app(file: AppFile, az_count: usize) -> Result<App, SpecError> {
             "must be between 0 and 3600 seconds (the load balancer's limit)",
         ));
     }
+    if file
+        .default_instance_warmup_seconds
+        .is_some_and(|w| w > MAX_INSTANCE_WARMUP_SECONDS)
+    {
+        return Err(invalid(
+            "app.default_instance_warmup_seconds",
+            format!("must be between 0 and {MAX_INSTANCE_WARMUP_SECONDS} seconds"),
+        ));
+    }
     check_version("app.version", &file.version)?;
     Ok(App {
         instance_type: file.instance_type,
@@ -303,6 +314,7 @@ fn app(file: AppFile, az_count: usize) -> Result<App, SpecError> {
         health_check: file.health_check,
         deregistration_delay_seconds: file.deregistration_delay_seconds,
         health_check_grace_period_seconds: file.health_check_grace_period_seconds,
+        default_instance_warmup_seconds: file.default_instance_warmup_seconds,
         version: file.version,
     })
 }

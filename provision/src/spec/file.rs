@@ -75,6 +75,8 @@ pub(super) struct AppFile {
     pub deregistration_delay_seconds: u32,
     #[serde(default = "default_grace_period")]
     pub health_check_grace_period_seconds: u32,
+    #[serde(default)]
+    pub default_instance_warmup_seconds: Option<u32>,
     pub version: String,
 }
 

@@ -94,6 +94,9 @@ pub struct App {
     pub health_check: HealthCheck,
     pub deregistration_delay_seconds: u32,
     pub health_check_grace_period_seconds: u32,
+    /// The group's `DefaultInstanceWarmup`, also the warmup of a refresh that sets none.
+    /// Unset, AWS uses the health check grace period for refreshes.
+    pub default_instance_warmup_seconds: Option<u32>,
     /// The webapp release deployed at creation (`s3://<bucket>/webapp/<version>/webapp`).
     pub version: String,
 }

@@ -370,25 +370,34 @@ fn instances(stack: &mut Stack) {
         .collect();
     // Instances fetch their release and reach AWS APIs at boot: the way out must exist first.
     let depends = egress_ids(stack);
+    let mut group = json!({
+        "VPCZoneIdentifier": refs(&private_subnets),
+        "LaunchTemplate": {
+            "LaunchTemplateId": ref_(LAUNCH_TEMPLATE),
+            "Version": get_att(LAUNCH_TEMPLATE, "LatestVersionNumber"),
+        },
+        "MinSize": spec.app.min.to_string(),
+        "MaxSize": spec.app.max.to_string(),
+        "DesiredCapacity": spec.app.desired.to_string(),
+        "HealthCheckType": "ELB",
+        "HealthCheckGracePeriod": spec.app.health_check_grace_period_seconds,
+        "TargetGroupARNs": [ref_(TARGET_GROUP)],
+        "MetricsCollection": [{ "Granularity": "1Minute" }],
+        "Tags": asg_tags,
+    });
+    // The warmup of new instances, and of every refresh that sets none (AWS's
+    // DefaultInstanceWarmup).
+    if let (Some(warmup), Some(props)) = (
+        spec.app.default_instance_warmup_seconds,
+        group.as_object_mut(),
+    ) {
+        props.insert("DefaultInstanceWarmup".into(), json!(warmup));
+    }
     stack
         .add(
             AUTO_SCALING_GROUP,
             "AWS::AutoScaling::AutoScalingGroup",
-            json!({
-                "VPCZoneIdentifier": refs(&private_subnets),
-                "LaunchTemplate": {
-                    "LaunchTemplateId": ref_(LAUNCH_TEMPLATE),
-                    "Version": get_att(LAUNCH_TEMPLATE, "LatestVersionNumber"),
-                },
-                "MinSize": spec.app.min.to_string(),
-                "MaxSize": spec.app.max.to_string(),
-                "DesiredCapacity": spec.app.desired.to_string(),
-                "HealthCheckType": "ELB",
-                "HealthCheckGracePeriod": spec.app.health_check_grace_period_seconds,
-                "TargetGroupARNs": [ref_(TARGET_GROUP)],
-                "MetricsCollection": [{ "Granularity": "1Minute" }],
-                "Tags": asg_tags,
-            }),
+            group,
         )
         .depends_on(depends);
 }

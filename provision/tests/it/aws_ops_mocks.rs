@@ -13,7 +13,9 @@ use aws_sdk_autoscaling::operation::cancel_instance_refresh::{
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
 use aws_sdk_autoscaling::operation::describe_scaling_activities::DescribeScalingActivitiesOutput;
-use aws_sdk_autoscaling::operation::rollback_instance_refresh::RollbackInstanceRefreshOutput;
+use aws_sdk_autoscaling::operation::rollback_instance_refresh::{
+    RollbackInstanceRefreshError, RollbackInstanceRefreshOutput,
+};
 use aws_sdk_autoscaling::operation::start_instance_refresh::{
     StartInstanceRefreshError, StartInstanceRefreshOutput,
 };
@@ -714,7 +716,9 @@ async fn a_deploy_starts_a_refresh_onto_a_new_launch_template_version() {
     );
 }
 
-/// Cancel and rollback return the refresh's id; with no active refresh, cancel is NotFound.
+/// Cancel and rollback return the refresh's id; Auto Scaling's refusals map to the port's
+/// errors for them (`RefreshRefusal`): no active refresh is NotFound, an irreversible one
+/// Refused, as on the memory and sandbox backends.
 /// Moto gap: moto answers CancelInstanceRefresh and RollbackInstanceRefresh with HTTP 500.
 #[tokio::test]
 async fn cancel_and_rollback_name_the_refresh_and_none_active_is_not_found() {
@@ -738,11 +742,25 @@ async fn cancel_and_rollback_name_the_refresh_and_none_active_is_not_found() {
     rules.autoscaling.push(
         mock!(aws_sdk_autoscaling::Client::rollback_instance_refresh)
             .match_requests(|r| r.auto_scaling_group_name() == Some(GROUP))
-            .then_output(|| {
+            .sequence()
+            .output(|| {
                 RollbackInstanceRefreshOutput::builder()
                     .instance_refresh_id("r-8")
                     .build()
-            }),
+            })
+            .error(|| {
+                RollbackInstanceRefreshError::generic(error(
+                    "IrreversibleInstanceRefresh",
+                    "The instance refresh cannot be rolled back",
+                ))
+            })
+            .error(|| {
+                RollbackInstanceRefreshError::generic(error(
+                    "ActiveInstanceRefreshNotFound",
+                    "No in progress or pending Instance Refresh found for Auto Scaling group web",
+                ))
+            })
+            .build(),
     );
     let cloud = rules.cloud(true);
     assert_eq!(
@@ -758,6 +776,20 @@ async fn cancel_and_rollback_name_the_refresh_and_none_active_is_not_found() {
         cloud.rollback_refresh(&stack()).await.expect("rollback"),
         RefreshId("r-8".into())
     );
+    // The same refusals, the same errors as the memory and sandbox backends give.
+    let irreversible = cloud
+        .rollback_refresh(&stack())
+        .await
+        .expect_err("irreversible");
+    assert!(
+        matches!(irreversible, CloudError::Refused { .. }),
+        "{irreversible}"
+    );
+    let none = cloud
+        .rollback_refresh(&stack())
+        .await
+        .expect_err("nothing active");
+    assert!(matches!(none, CloudError::NotFound { .. }), "{none}");
 }
 
 /// The waiter yields each change of the refresh and ends at its terminal status, also when

@@ -5,6 +5,7 @@ mod aws_cfn;
 mod aws_cfn_mocks;
 mod aws_ops;
 mod aws_ops_mocks;
+mod model_group;
 mod port_backend;
 mod port_guard;
 mod port_memory;

@@ -289,13 +289,15 @@ async fn a_default_refresh_replaces_one_instance_per_step_until_successful() {
     );
     tokio::task::yield_now().await;
     let mut percentages = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..8 {
         w.tick();
         tokio::task::yield_now().await;
         percentages.push(w.refresh().await.percentage_complete.expect("set"));
     }
-    // Default preferences (90/100) on 6 instances: one at a time.
-    assert_eq!(percentages, [0, 16, 33, 50, 66, 83, 100]);
+    // Default preferences (90/100) on 6 instances: one at a time; each replacement is
+    // launched on one tick and found healthy (its batch done, the next one started) on the
+    // next.
+    assert_eq!(percentages, [0, 0, 16, 33, 50, 66, 83, 100]);
     let refresh = w.refresh().await;
     assert_eq!(refresh.status, RefreshStatus::Successful);
     assert_eq!(refresh.instances_to_update, Some(0));
@@ -326,7 +328,8 @@ async fn checkpoints_pause_until_the_clock_passes_the_delay() {
     request.preferences.checkpoint_delay_seconds = Some(600);
     w.cloud.deploy(&w.stack, &request).await.expect("deploy");
     w.tick(); // Pending → InProgress
-    w.tick(); // half the fleet (batch of 3)
+    w.tick(); // half the fleet launched (batch of 3)
+    w.tick(); // … and healthy
     let at_checkpoint = w.refresh().await;
     assert_eq!(at_checkpoint.percentage_complete, Some(50));
     let checkpoint = at_checkpoint.checkpoint.expect("waiting at a checkpoint");
@@ -346,6 +349,7 @@ async fn checkpoints_pause_until_the_clock_passes_the_delay() {
         "no progress before the delay"
     );
     w.clock.advance(time::Duration::seconds(600));
+    w.tick();
     w.tick();
     let done = w.refresh().await;
     assert_eq!(done.status, RefreshStatus::Successful);
@@ -374,6 +378,7 @@ async fn bake_time_holds_the_refresh_in_baking() {
     w.cloud.deploy(&w.stack, &request).await.expect("deploy");
     w.tick();
     w.tick(); // min 0 %: all six at once
+    w.tick();
     assert_eq!(w.refresh().await.status, RefreshStatus::Baking);
     w.tick();
     assert_eq!(w.refresh().await.status, RefreshStatus::Baking);
@@ -407,6 +412,7 @@ async fn a_failed_step_fails_the_refresh_or_rolls_back_with_auto_rollback() {
     request.preferences.auto_rollback = true;
     request.preferences.min_healthy_percentage = 66;
     w.cloud.deploy(&w.stack, &request).await.expect("deploy");
+    w.tick();
     w.tick();
     w.tick(); // two replaced (batch = 6 × 34 % = 2)
     w.cloud
@@ -455,6 +461,7 @@ async fn cancel_and_rollback_on_request() {
         .deploy(&w.stack, &DeployRequest::new("v3"))
         .await
         .expect("deploy after cancel");
+    w.tick();
     w.tick();
     w.tick();
     w.tick(); // two replaced
@@ -530,7 +537,7 @@ async fn terminate_az_kills_its_instances_and_the_group_relaunches_them() {
     let view = relaunched.az("mem-1b").expect("az");
     assert_eq!(view.instances.len(), 2, "relaunched into the same AZ");
     assert!(view.targets.iter().all(|t| t.state == TargetState::Initial
-        && t.reason == Some(TargetReason::InitialHealthChecking)));
+        && t.reason == Some(TargetReason::RegistrationInProgress)));
     w.tick();
     assert_eq!(
         w.snapshot()
@@ -563,6 +570,7 @@ async fn blackhole_silences_an_az_until_restored() {
         )
         .await
         .expect("inject");
+    w.tick(); // the next health check times out
     let view = w.snapshot().await.az("mem-1c").expect("az").clone();
     assert!(
         view.targets
@@ -570,12 +578,11 @@ async fn blackhole_silences_an_az_until_restored() {
             .all(|t| t.state == TargetState::Unhealthy && t.reason == Some(TargetReason::Timeout))
     );
     assert_eq!(view.instances.len(), 2, "instances stay up");
-    w.tick();
-    let view = w.snapshot().await.az("mem-1c").expect("az").clone();
     assert!(
         view.instances
             .iter()
-            .all(|i| i.health == HealthStatus::Unhealthy)
+            .all(|i| i.health == HealthStatus::Healthy),
+        "within the grace period the group takes no action"
     );
     assert_eq!(w.snapshot().await.healthy_capacity_outside("mem-1c"), 4);
 
@@ -584,13 +591,48 @@ async fn blackhole_silences_an_az_until_restored() {
         .restore(&record)
         .await
         .expect("restoring twice is harmless");
+    w.tick();
     let view = w.snapshot().await.az("mem-1c").expect("az").clone();
     assert_eq!(view.healthy_capacity(), 2);
+}
+
+#[tokio::test]
+async fn a_blackholed_az_is_replaced_after_the_grace_period() {
+    let w = world();
+    let before: Vec<String> = w
+        .snapshot()
+        .await
+        .az("mem-1c")
+        .expect("az")
+        .instances
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    w.cloud
+        .inject(
+            &w.stack,
+            &Fault::BlackholeAz {
+                az: "mem-1c".into(),
+            },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    w.tick();
+    w.clock.advance(time::Duration::seconds(301));
+    w.tick();
+    let snapshot = w.snapshot().await;
+    let view = snapshot.az("mem-1c").expect("az");
     assert!(
+        view.instances.iter().all(|i| !before.contains(&i.id)),
+        "the unhealthy instances were replaced: {:?}",
         view.instances
-            .iter()
-            .all(|i| i.health == HealthStatus::Healthy)
     );
+    assert_eq!(view.instances.len(), 2, "replacements go to the same AZ");
+    assert!(snapshot.events.iter().any(|e| {
+        e.message
+            .contains("in response to an ELB system health check failure")
+    }));
 }
 
 #[tokio::test]
@@ -706,11 +748,13 @@ async fn an_az_outage_fails_over_then_blackholes_and_blocks() {
         })
         .collect();
     assert_eq!(kinds, ["failed over", "silenced", "blocked", "suspended"]);
+    w.tick(); // the next health checks time out
     let snapshot = w.snapshot().await;
     assert_eq!(snapshot.az("mem-1a").expect("az").healthy_capacity(), 0);
     assert_eq!(snapshot.db_primary_az(), Some("mem-1b"));
 
     w.cloud.restore(&record).await.expect("restore");
+    w.tick();
     let snapshot = w.snapshot().await;
     assert_eq!(snapshot.az("mem-1a").expect("az").healthy_capacity(), 2);
     assert_eq!(snapshot.enabled_azs.len(), 3);
@@ -840,5 +884,64 @@ async fn recorded_metrics_appear_in_snapshots_with_the_clock_time() {
             .map(|s| s.points.len()),
         Some(1),
         "healthy hosts are computed when not recorded"
+    );
+}
+
+/// After an AZ outage long enough for the group to replace the AZ's instances elsewhere, and
+/// its restore, AZRebalance brings the group back to 2/2/2 by itself: a launch in the short
+/// AZ first, then a termination in the long one, never more than max + margin at once.
+#[tokio::test]
+async fn after_an_az_outage_and_its_restore_the_group_rebalances() {
+    let w = world();
+    let record = w
+        .cloud
+        .inject(
+            &w.stack,
+            &Fault::AzOutage {
+                az: "mem-1a".into(),
+            },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    w.tick();
+    w.clock.advance(time::Duration::seconds(301));
+    w.tick();
+    w.tick();
+    let counts = |s: &Snapshot| -> Vec<usize> {
+        s.azs
+            .iter()
+            .map(|v| {
+                v.instances
+                    .iter()
+                    .filter(|i| i.lifecycle != LifecycleState::Terminating)
+                    .count()
+            })
+            .collect()
+    };
+    assert_eq!(counts(&w.snapshot().await), [0, 3, 3]);
+    w.tick();
+    assert_eq!(
+        counts(&w.snapshot().await),
+        [0, 3, 3],
+        "AZRebalance is suspended"
+    );
+
+    w.cloud.restore(&record).await.expect("restore");
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        w.tick();
+        let snapshot = w.snapshot().await;
+        seen.push(counts(&snapshot));
+        assert!(counts(&snapshot).iter().sum::<usize>() <= 7, "{seen:?}");
+    }
+    assert_eq!(seen.last(), Some(&vec![2, 2, 2]), "{seen:?}");
+    assert_eq!(seen.first(), Some(&vec![1, 3, 3]), "launch first: {seen:?}");
+    assert!(
+        w.snapshot()
+            .await
+            .events
+            .iter()
+            .any(|e| e.message.contains("to aid in balancing the group's zones"))
     );
 }

@@ -1203,3 +1203,72 @@ async fn an_outage_of_the_primary_az_fails_over_and_keeps_every_acknowledged_sig
     }
     sandbox.down().await;
 }
+
+/// Live (neither terminating nor terminated) instances in `az`.
+fn live_in(snapshot: &Snapshot, az: &str) -> usize {
+    snapshot.az(az).map_or(0, |view| {
+        view.instances
+            .iter()
+            .filter(|i| {
+                !matches!(
+                    i.lifecycle,
+                    LifecycleState::Terminating | LifecycleState::Terminated
+                )
+            })
+            .count()
+    })
+}
+
+/// After an AZ outage long enough for the group to replace the AZ's instances in the other
+/// AZs (3/3/0), and its restore, AZRebalance brings the group back to 2/2/2 by itself: the
+/// same group model the memory backend runs, here with real processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_an_az_outage_and_its_restore_the_group_rebalances_by_itself() {
+    let sandbox = Sandbox::up(2).await;
+    let snapshot = sandbox
+        .until("six healthy targets", |s| all_targets_healthy(s, 6))
+        .await;
+    // The last AZ: not the database primary's, so no failover is involved.
+    let az = snapshot.azs.last().expect("three AZs").az.clone();
+    let outage = sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::AzOutage { az: az.clone() },
+            CapacityCheck::Force,
+        )
+        .await
+        .expect("inject the AZ outage");
+    let others: Vec<String> = snapshot
+        .azs
+        .iter()
+        .map(|v| v.az.clone())
+        .filter(|a| *a != az)
+        .collect();
+    sandbox
+        .until("the AZ's instances replaced in the other AZs", |s| {
+            live_in(s, &az) == 0 && others.iter().all(|a| live_in(s, a) == 3)
+        })
+        .await;
+    sandbox
+        .cloud
+        .restore(&outage)
+        .await
+        .expect("restore the outage");
+    let balanced = sandbox
+        .until("a balanced group, every target healthy", |s| {
+            s.azs
+                .iter()
+                .all(|v| live_in(s, &v.az) == 2 && v.healthy_capacity() == 2)
+        })
+        .await;
+    assert!(
+        balanced
+            .events
+            .iter()
+            .any(|e| e.message.contains("to aid in balancing the group's zones")),
+        "{:#?}",
+        balanced.events
+    );
+    sandbox.down().await;
+}

@@ -265,6 +265,10 @@ fn a_missing_file_names_the_path() {
     &app("deregistration_delay_seconds = 4000"),
     "line 7, field app.deregistration_delay_seconds: must be between 0 and 3600 seconds"
 )]
+#[case::default_instance_warmup(
+    &app("default_instance_warmup_seconds = 90000"),
+    "line 7, field app.default_instance_warmup_seconds: must be between 0 and 86400 seconds"
+)]
 #[case::backup_retention_zero(
     &with("[db]\nbackup_retention_days = 0"),
     "line 12, field db.backup_retention_days: 0 days is outside 1 to 35"

@@ -266,6 +266,17 @@ fn instances_follow_the_spec() {
     );
     assert_eq!(asg["VPCZoneIdentifier"][0]["Ref"], "PrivateSubnetA");
     assert_eq!(asg["MetricsCollection"][0]["Granularity"], "1Minute");
+    assert!(
+        asg.get("DefaultInstanceWarmup").is_none(),
+        "no default warmup unless the spec sets one"
+    );
+    let mut warm = spec.clone();
+    warm.app.default_instance_warmup_seconds = Some(90);
+    let warm = main_template(&warm);
+    assert_eq!(
+        warm["Resources"]["AutoScalingGroup"]["Properties"]["DefaultInstanceWarmup"],
+        90
+    );
     let tg = &resources["TargetGroup"]["Properties"];
     assert_eq!(tg["HealthCheckPath"], "/healthz");
     assert_eq!(tg["HealthCheckIntervalSeconds"], 10);

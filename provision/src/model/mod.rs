@@ -1,0 +1,30 @@
+//! The one model of the Auto Scaling group and its target group: pure, clock-driven, no I/O
+//! and no sleeping. Both the sandbox fleet (real webapp processes behind the real load
+//! balancer) and the memory backend (fake instances) drive it; neither keeps a rule of its
+//! own.
+//!
+//! - [`group`]: the group — capacity, placement, lifecycle, ELB health with the grace
+//!   period, replacement, scaling processes, AZ rebalancing. A driver calls
+//!   [`Group::step`] with the time read from its [`Clock`](crate::port::Clock) and the
+//!   target group's states, carries out the [`Action`]s it returns, reports back
+//!   ([`Group::gone`], [`Group::launch_failed`]) and steps again at
+//!   [`Group::next_deadline`] at the latest.
+//! - [`refresh`](self::refresh): the instance refresh inside the group, with every
+//!   preference AWS has and AWS's status names; its refusals are
+//!   [`RefreshRefusal`](crate::port::RefreshRefusal).
+//! - [`target`]: one target's health-check state machine (initial / healthy / unhealthy /
+//!   draining / unused, thresholds, deregistration delay) and the routing rule with
+//!   fail-open.
+//! - [`timings`]: every duration the model schedules ([`Timings`]).
+//!
+//! Every event the model records carries the time of its own clock ([`ModelEvent`]).
+
+pub mod group;
+pub mod refresh;
+pub mod target;
+pub mod timings;
+
+pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent};
+pub use refresh::percentage;
+pub use target::{CheckResult, TargetHealth, routable};
+pub use timings::{HealthCheck, Timings};
