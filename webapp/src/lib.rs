@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod logging;
 pub mod outbox;
 pub mod passwords;

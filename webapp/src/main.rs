@@ -39,6 +39,7 @@ async fn run(settings: Settings, figment: rocket::figment::Figment) -> Result<()
         version = %settings.version,
         instance = %settings.instance_id,
         az = %settings.az,
+        argon2 = webapp::passwords::implementation(),
         "starting"
     );
     let app = webapp::App::start(settings, &aws).await?;

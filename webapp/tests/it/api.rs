@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use contract::tokens;
 use rocket::http::{ContentType, Header, Status};
 use time::OffsetDateTime;
 
-use crate::common::{TestApp, admin_connection, basic, eventually, json_of};
+use crate::common::{TestApp, admin_connection, basic, eventually, json_of, token_table};
 
 const PASSWORD: &str = "correct-horse-7";
 
@@ -62,11 +59,11 @@ async fn healthz_refuses_query_body_and_other_methods() {
         t.client.patch("/healthz").dispatch().await,
     ] {
         assert_eq!(r.status(), Status::MethodNotAllowed);
-        assert_eq!(r.headers().get_one("Allow"), Some("GET, HEAD"));
+        assert_eq!(r.headers().get_one("Allow"), Some("GET, HEAD, OPTIONS"));
     }
     let r = t.client.delete("/v1/user").dispatch().await;
     assert_eq!(r.status(), Status::MethodNotAllowed);
-    assert_eq!(r.headers().get_one("Allow"), Some("POST"));
+    assert_eq!(r.headers().get_one("Allow"), Some("POST, OPTIONS"));
 }
 
 /// The database refuses connections (existing ones killed) → 503; allowed again → 200, without
@@ -489,33 +486,6 @@ async fn put_self_changes_names_and_password_only() {
     .await;
     assert_eq!(r.status(), Status::Unauthorized);
     assert!(r.headers().get_one("WWW-Authenticate").is_some());
-}
-
-/// A token table on moto with the contract's key schema.
-async fn token_table(name: &str) -> aws_sdk_dynamodb::Client {
-    let client = aws_sdk_dynamodb::Client::new(&testkit::aws_config().await);
-    client
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(tokens::PARTITION_KEY)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(tokens::PARTITION_KEY)
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create token table");
-    client
 }
 
 /// Writes a token item the way the mailer does.

@@ -167,3 +167,57 @@ pub async fn observer_pool(url: &str) -> sqlx::PgPool {
         .await
         .expect("observer pool")
 }
+
+/// A token table on moto with the contract's key schema.
+pub async fn token_table(name: &str) -> aws_sdk_dynamodb::Client {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::aws_config().await);
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name(contract::tokens::PARTITION_KEY)
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name(contract::tokens::PARTITION_KEY)
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create token table");
+    client
+}
+
+/// Serves `app` over TCP on a free loopback port until the returned handle is told to shut
+/// down; answers the base URL once the port accepts connections.
+pub async fn serve(app: &App) -> (String, rocket::Shutdown) {
+    let port = testkit::free_port().expect("free port");
+    let figment = rocket::figment::Figment::from(rocket::Config {
+        address: std::net::Ipv4Addr::LOCALHOST.into(),
+        port,
+        log_level: rocket::config::LogLevel::Off,
+        ..rocket::Config::debug_default()
+    });
+    let rocket = app.rocket(figment).ignite().await.expect("rocket ignites");
+    let shutdown = rocket.shutdown();
+    tokio::spawn(rocket.launch());
+    eventually(
+        "the port to accept connections",
+        Duration::from_secs(10),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    (format!("http://127.0.0.1:{port}"), shutdown)
+}

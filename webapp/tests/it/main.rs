@@ -6,7 +6,9 @@
 mod api;
 mod binary;
 mod common;
+mod contract;
 mod deploy;
 mod migrations;
 mod outbox;
+mod schemathesis;
 mod secrets;
