@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use provision::port::{Fault, FaultRecord, PlannedAction, StackRef};
+use provision::port::{Fault, FaultRecord, InstancePlan, PlannedAction, StackRef};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -55,6 +55,20 @@ pub enum Entry {
     Finished {
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
+        outcome: String,
+    },
+    /// About to act on one instance; `plan` is the dry run the operator confirmed. Not a
+    /// fault: nothing restores it.
+    InstanceIntent {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        plan: InstancePlan,
+    },
+    /// How the action on `instance_id` ended: `done`, or the error.
+    InstanceActed {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        instance_id: String,
         outcome: String,
     },
 }

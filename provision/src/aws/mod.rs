@@ -18,6 +18,7 @@ pub mod config;
 mod deploy;
 mod error;
 mod faults;
+mod instance;
 mod observe;
 mod render;
 mod resources;
@@ -42,8 +43,8 @@ pub use render::render_plan;
 
 use crate::port::{
     Attachment, AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream,
-    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, Plan, ProvisionEvent, Refresh,
-    RefreshId, Snapshot, StackRef,
+    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, InstanceAction, InstancePlan, Plan,
+    ProvisionEvent, Refresh, RefreshId, Snapshot, StackRef,
 };
 
 /// The clients of the services a running stack is made of.
@@ -363,5 +364,24 @@ impl Cloud for AwsCloud {
 
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
         faults::restore(self, record).await
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        instance::describe(self, stack, id, action).await
+    }
+
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        _check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        instance::act(self, stack, id, action).await
     }
 }

@@ -47,6 +47,7 @@ use time::OffsetDateTime;
 
 use super::refresh::Run;
 use super::timings::Timings;
+use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     Capacity, CloudError, DeployRequest, Event, EventSource, FaultChange, HealthStatus,
     LifecycleState, Refresh, RefreshId, RefreshPreferences, RefreshRefusal, SandboxChange,
@@ -141,6 +142,56 @@ impl Member {
 struct Rebalancing {
     launched: String,
     from_az: String,
+}
+
+/// The group's capacity after `action` on instance `id`, with AWS's refusals: a decrement
+/// below min ("Terminating instance without replacement will violate group's min size
+/// constraint",
+/// <https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_TerminateInstanceInAutoScalingGroup.html>)
+/// and an ExitStandby above max (it increments desired capacity,
+/// <https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_ExitStandby.html>). Every
+/// backend checks these here: the group model, and the AWS backend before its call.
+pub fn capacity_after(
+    capacity: Capacity,
+    id: &str,
+    action: InstanceAction,
+) -> Result<Capacity, CloudError> {
+    match action {
+        InstanceAction::Terminate { decrement: true }
+        | InstanceAction::Standby { decrement: true } => {
+            if capacity.desired <= capacity.min {
+                return Err(CloudError::refused(format!(
+                    "desired capacity {} equals min size {}: taking {id} out without a \
+                     replacement would violate the group's min size; keep desired capacity or \
+                     lower min",
+                    capacity.desired, capacity.min
+                )));
+            }
+            Ok(Capacity {
+                desired: capacity.desired - 1,
+                ..capacity
+            })
+        }
+        InstanceAction::Resume => {
+            if capacity.desired >= capacity.max {
+                return Err(CloudError::refused(format!(
+                    "The instance {id} can not be moved out of standby: desired capacity would \
+                     go from {} to {}, above the group's max size {}; raise max or take \
+                     another instance out first",
+                    capacity.desired,
+                    capacity.desired + 1,
+                    capacity.max
+                )));
+            }
+            Ok(Capacity {
+                desired: capacity.desired + 1,
+                ..capacity
+            })
+        }
+        InstanceAction::Terminate { decrement: false }
+        | InstanceAction::Standby { decrement: false }
+        | InstanceAction::Unhealthy => Ok(capacity),
+    }
 }
 
 /// The group.
@@ -510,17 +561,13 @@ impl Group {
             .ok_or_else(|| CloudError::not_found(format!("instance {id} in the group")))
     }
 
-    /// Desired capacity one lower, refused below min as AWS refuses it ("Terminating instance
-    /// without replacement will violate group's min size constraint").
+    /// Desired capacity one lower, refused below min (see [`capacity_after`]).
     fn decrement_desired(&mut self, id: &str) -> Result<(), CloudError> {
-        if self.capacity.desired <= self.capacity.min {
-            return Err(CloudError::refused(format!(
-                "desired capacity {} equals min size {}: taking {id} out without a replacement \
-                 would violate the group's min size; keep desired capacity or lower min",
-                self.capacity.desired, self.capacity.min
-            )));
-        }
-        self.capacity.desired -= 1;
+        self.capacity = capacity_after(
+            self.capacity,
+            id,
+            InstanceAction::Terminate { decrement: true },
+        )?;
         Ok(())
     }
 
@@ -628,16 +675,7 @@ impl Group {
             )));
         }
         let original = self.capacity.desired;
-        if original >= self.capacity.max {
-            return Err(CloudError::refused(format!(
-                "The instance {id} can not be moved out of standby: desired capacity would go \
-                 from {original} to {}, above the group's max size {}; raise max or take \
-                 another instance out first",
-                original + 1,
-                self.capacity.max
-            )));
-        }
-        self.capacity.desired += 1;
+        self.capacity = capacity_after(self.capacity, id, InstanceAction::Resume)?;
         let Some(member) = self.members.iter_mut().find(|m| m.id == id) else {
             return Err(CloudError::not_found(format!("instance {id} in the group")));
         };
@@ -660,6 +698,35 @@ impl Group {
             ),
         );
         Ok(())
+    }
+
+    /// Carries out `action` on instance `id` (the one entry point the backends drive).
+    pub fn act_on_instance(
+        &mut self,
+        now: OffsetDateTime,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<(), CloudError> {
+        match action {
+            InstanceAction::Terminate { decrement } => self.terminate_instance(now, id, decrement),
+            InstanceAction::Unhealthy => self.set_unhealthy(now, id),
+            InstanceAction::Standby { decrement } => self.enter_standby(now, id, decrement),
+            InstanceAction::Resume => self.exit_standby(now, id),
+        }
+    }
+
+    /// The dry run of `action` on `id`: carried out on a copy of the group, so it is refused
+    /// exactly as the action would be; `calls` are the backend's.
+    pub fn describe_instance_action(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        action: InstanceAction,
+        calls: Vec<String>,
+    ) -> Result<InstancePlan, CloudError> {
+        let az = self.instance_in_group(id)?.az.clone();
+        self.clone().act_on_instance(now, id, action)?;
+        Ok(InstancePlan::new(id, &az, action, calls))
     }
 
     // ----- the step

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CloudError;
 use super::fault::{CapacityCheck, Fault, FaultPlan, FaultRecord};
+use super::instance::{InstanceAction, InstancePlan};
 use super::refresh::{DeployRequest, Refresh, RefreshId};
 use super::snapshot::Snapshot;
 use super::stack::{DesiredStack, Plan, ProvisionEvent, StackRef};
@@ -106,6 +107,25 @@ pub trait Cloud: Send + Sync {
 
     /// Undoes the reversible changes of `record`, newest first. Restoring twice is harmless.
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError>;
+
+    /// The dry run of `action` on instance `id`: its AZ, what the group will do and the calls
+    /// it will make; refused as the action itself would be where the backend can tell.
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError>;
+
+    /// Carries out `action` on instance `id` of the stack's group. `check` is for the safety
+    /// guard; backends ignore it.
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError>;
 }
 
 #[async_trait]
@@ -161,6 +181,23 @@ impl<C: Cloud + ?Sized> Cloud for Arc<C> {
     }
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
         (**self).restore(record).await
+    }
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        (**self).describe_instance_action(stack, id, action).await
+    }
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        (**self).act_on_instance(stack, id, action, check).await
     }
 }
 

@@ -24,6 +24,7 @@ pub mod cloud;
 pub mod error;
 pub mod fault;
 pub mod guard;
+pub mod instance;
 pub mod refresh;
 pub mod snapshot;
 pub mod stack;
@@ -37,6 +38,7 @@ pub use fault::{
     PlannedAction, SandboxChange, StepPlan, check_fault_az, plan_fault,
 };
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
+pub use instance::{InstanceAction, InstancePlan, check_instance_action};
 pub use names::UnknownName;
 pub use refresh::{
     CheckpointInfo, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Refresh, RefreshId,

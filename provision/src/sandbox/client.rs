@@ -25,7 +25,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::daemon::{ADDRESS_FILE, InjectRequest, SPEC_FILE, SandboxSpec, live_daemon_pid};
+use super::daemon::{
+    ADDRESS_FILE, InjectRequest, InstanceRequest, SPEC_FILE, SandboxSpec, live_daemon_pid,
+};
+use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     BackendKind, CapacityCheck, ChangeAction, Cloud, CloudError, CloudStream, DeployRequest,
     DesiredStack, Fault, FaultPlan, FaultRecord, Outputs, Plan, ProvisionEvent, Refresh, RefreshId,
@@ -446,6 +449,35 @@ impl Cloud for SandboxCloud {
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {
         self.check_stack(&record.stack)?;
         self.post("/fault/restore", record).await
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        self.check_stack(stack)?;
+        let request = InstanceRequest {
+            id: id.to_owned(),
+            action,
+        };
+        self.post("/instance/describe", &request).await
+    }
+
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        _check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        self.check_stack(stack)?;
+        let request = InstanceRequest {
+            id: id.to_owned(),
+            action,
+        };
+        self.post("/instance/act", &request).await
     }
 }
 

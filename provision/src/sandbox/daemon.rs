@@ -24,7 +24,8 @@
 //! `POST /refresh/cancel`, `POST /refresh/rollback`, `GET /refresh/{id}`,
 //! `POST /fault/describe` ([`Fault`] → [`FaultPlan`]), `POST /fault/inject`
 //! ([`InjectRequest`] → [`FaultRecord`]), `POST /fault/restore` ([`FaultRecord`]),
-//! `POST /shutdown`.
+//! `POST /instance/describe` and `POST /instance/act` ([`InstanceRequest`] →
+//! [`InstancePlan`](crate::port::InstancePlan)), `POST /shutdown`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,6 +51,7 @@ use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::check_fault_az;
+use crate::port::instance::InstanceAction;
 use crate::port::{
     BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
     DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
@@ -223,6 +225,13 @@ pub struct InjectRequest {
     pub fault: Fault,
     #[serde(default)]
     pub check: CapacityCheck,
+}
+
+/// The body of `POST /instance/describe` and `POST /instance/act`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRequest {
+    pub id: String,
+    pub action: InstanceAction,
 }
 
 /// The running parts of the stack.
@@ -903,6 +912,21 @@ async fn handle(daemon: Arc<Daemon>, request: Request<hyper::body::Incoming>) ->
         },
         (Method::POST, "/fault/inject") => match body_of::<InjectRequest>(request).await {
             Ok(req) => reply(inject(&daemon, &req.fault, req.check).await),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/instance/describe") => match body_of::<InstanceRequest>(request).await {
+            Ok(req) => reply(
+                with_stack(&daemon, |s| {
+                    s.fleet.describe_instance_action(&req.id, req.action)
+                })
+                .await,
+            ),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/instance/act") => match body_of::<InstanceRequest>(request).await {
+            Ok(req) => {
+                reply(with_stack(&daemon, |s| s.fleet.act_on_instance(&req.id, req.action)).await)
+            }
             Err(e) => reply::<()>(Err(e)),
         },
         (Method::POST, "/fault/restore") => match body_of::<FaultRecord>(request).await {
