@@ -1165,7 +1165,16 @@ mod tests {
         answer: bool,
     ) -> (Outcome, Vec<String>, Vec<String>) {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
-        let memory = MemoryCloud::new(clock);
+        // Running at min: 3 of min 3 (max 4).
+        let fleet = provision::memory::Fleet {
+            capacity: provision::port::Capacity {
+                desired: 3,
+                min: 3,
+                max: 4,
+            },
+            ..Default::default()
+        };
+        let memory = MemoryCloud::with_fleet(clock, fleet);
         let stack = StackRef::new("demo").expect("name");
         memory.seed_stack(&stack);
         let first = memory
