@@ -826,49 +826,21 @@ pub async fn instance_action(
         eprintln!("triad: not confirmed; nothing was changed");
         return Outcome::Refused;
     }
-    let mut journal = match Journal::open(run.journal) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!(
-                "triad: cannot open the journal {}: {e}",
-                run.journal.display()
-            );
-            return Outcome::BackendError;
-        }
-    };
-    let now = time::OffsetDateTime::now_utc;
-    if let Err(e) = journal.append(&Entry::InstanceIntent {
-        at: now(),
-        plan: plan.clone(),
-    }) {
-        eprintln!("triad: cannot write the journal: {e}; nothing was changed");
-        return Outcome::BackendError;
-    }
     let check = if args.force {
         CapacityCheck::Force
     } else {
         CapacityCheck::Enforce
     };
-    let result = cloud.act_on_instance(stack, id, action, check).await;
-    let outcome = match &result {
-        Ok(_) => "done".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    // The action has happened (or not) whatever the journal says now: report a failed write
-    // but do not change the exit code for it.
-    if let Err(e) = journal.append(&Entry::InstanceActed {
-        at: now(),
-        instance_id: id.to_owned(),
-        outcome,
-    }) {
-        eprintln!("triad: cannot write the journal: {e}");
-    }
-    match result {
+    match journal::act_on_instance(cloud, stack, run.journal, &plan, check).await {
         Ok(_) => {
             println!("instance {id}: {action} done");
             Outcome::Done
         }
-        Err(e) => fail(&e),
+        Err(journal::ActError::Cloud(e)) => fail(&e),
+        Err(e @ journal::ActError::Journal(_)) => {
+            eprintln!("triad: {e}");
+            Outcome::BackendError
+        }
     }
 }
 
