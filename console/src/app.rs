@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
-    BackendKind, DeployRequest, Event, Fault, FaultPlan, LifecycleState, Plan, ProvisionEvent,
-    RefreshId, Snapshot, StackRef,
+    BackendKind, DeployRequest, Event, Fault, FaultPlan, InstanceAction, InstancePlan,
+    LifecycleState, Plan, ProvisionEvent, RefreshId, Snapshot, StackRef,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate};
@@ -80,6 +80,11 @@ pub enum Effect {
     Destroy,
     /// Stop the running drill early: it restores and writes its report.
     StopDrill,
+    /// Act on one instance (journaled before it happens).
+    Instance {
+        id: String,
+        action: InstanceAction,
+    },
     /// Put text on the clipboard (OSC 52, works over SSH).
     Copy(String),
     Quit,
@@ -97,6 +102,8 @@ pub enum Action {
     RefreshCancelled(RefreshId),
     RollbackStarted(RefreshId),
     FaultDescribed(Box<FaultPlan>),
+    /// An action on one instance was carried out.
+    InstanceActed(Box<InstancePlan>),
     Drill(DrillUpdate),
     Planned(Box<Plan>),
     /// One event of an apply or destroy.
@@ -357,6 +364,13 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.screen = Screen::Dashboard;
             Vec::new()
         }
+        Action::InstanceActed(plan) => {
+            state.notice(
+                Level::Info,
+                format!("instance {}: {} done", plan.instance_id, plan.action),
+            );
+            Vec::new()
+        }
         Action::RefreshCancelled(id) => {
             state.notice(Level::Info, format!("cancel requested for refresh {id}"));
             Vec::new()
@@ -481,6 +495,14 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         Act::CancelRefresh => return ask_cancel(state),
         Act::Rollback => return ask_rollback(state),
         Act::StopDrill => return stop_drill(state),
+        Act::TerminateInstance => {
+            return ask_instance(state, InstanceAction::Terminate { decrement: false });
+        }
+        Act::UnhealthyInstance => return ask_instance(state, InstanceAction::Unhealthy),
+        Act::StandbyInstance => {
+            return ask_instance(state, InstanceAction::Standby { decrement: false });
+        }
+        Act::ResumeInstance => return ask_instance(state, InstanceAction::Resume),
         Act::Copy => return copy_selected(state),
         // A form's keys: the dialog on screen takes them; elsewhere typing edits the line.
         Act::NextField
@@ -565,6 +587,36 @@ fn move_row(state: &mut State, down: bool) {
     } else {
         state.row = state.row.saturating_sub(1);
     }
+}
+
+/// Asks to carry `action` out on the selected instance: what the group does afterwards, that
+/// `gameday restore` does not undo it, and (on AWS and production stacks) the instance id to
+/// type. Keeping desired capacity is the console's choice; `triad instance --decrement`
+/// lowers it.
+fn ask_instance(state: &mut State, action: InstanceAction) -> Vec<Effect> {
+    let Some(id) = state.listed_instances().get(state.row).cloned() else {
+        state.notice(Level::Info, "no instance selected");
+        return Vec::new();
+    };
+    let expected = policy::instance_word(state.is_production(), &id);
+    state.ask_for(
+        format!("{} instance {id}?", capitalized(action.verb())),
+        vec![
+            format!("{}.", action.effect()),
+            format!("This is not a fault: `gameday restore` does not undo it."),
+        ],
+        expected,
+        Effect::Instance { id, action },
+    );
+    Vec::new()
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The selected event as a line of text (for an incident's notes), or instance id.

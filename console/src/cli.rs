@@ -100,6 +100,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Run an AZ-failure GameDay, or restore one from its journal.
     Gameday(GamedayArgs),
+    /// Act on one instance of the group: terminate, mark unhealthy, standby, resume.
+    Instance(InstanceArgs),
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -204,6 +206,67 @@ pub struct GamedayArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    #[command(subcommand)]
+    pub verb: InstanceVerb,
+    /// Take it out of service even when no other instance has a healthy target.
+    #[arg(long, global = true)]
+    pub force: bool,
+    /// Describe what the action will touch and stop.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, global = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceVerb {
+    /// Terminate it; the group launches a replacement unless --decrement.
+    Terminate {
+        id: String,
+        /// Lower desired capacity by one instead (refused at min).
+        #[arg(long)]
+        decrement: bool,
+    },
+    /// Mark it Unhealthy; the group replaces it after its health check grace period.
+    Unhealthy { id: String },
+    /// Move it to standby (out of the target group); a replacement is launched unless
+    /// --decrement.
+    Standby {
+        id: String,
+        /// Lower desired capacity by one instead (refused at min).
+        #[arg(long)]
+        decrement: bool,
+    },
+    /// Bring it back from standby; desired capacity rises by one (refused at max).
+    Resume { id: String },
+}
+
+impl InstanceVerb {
+    /// The instance and the port's action.
+    pub fn action(&self) -> (&str, provision::port::InstanceAction) {
+        use provision::port::InstanceAction;
+        match self {
+            Self::Terminate { id, decrement } => (
+                id,
+                InstanceAction::Terminate {
+                    decrement: *decrement,
+                },
+            ),
+            Self::Unhealthy { id } => (id, InstanceAction::Unhealthy),
+            Self::Standby { id, decrement } => (
+                id,
+                InstanceAction::Standby {
+                    decrement: *decrement,
+                },
+            ),
+            Self::Resume { id } => (id, InstanceAction::Resume),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,14 +20,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    BackendChoice, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent, RefreshStatus,
-    ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances, parse_env_override,
+    BackendChoice, CapacityCheck, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent,
+    RefreshStatus, ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances,
+    parse_env_override,
 };
 use provision::spec::StackSpec;
 use tokio::sync::{mpsc, watch};
 
 use crate::backend;
-use crate::cli::{Cli, DeployArgs, GamedayArgs, ReleaseArgs};
+use crate::cli::{Cli, DeployArgs, GamedayArgs, InstanceArgs, ReleaseArgs};
 use crate::drill::engine::{self, DrillConfig, DrillError, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
 use crate::drill::report::{self, Verdict};
@@ -762,6 +763,91 @@ pub async fn down(cli: &Cli, yes: bool) -> Outcome {
     follow(cloud.destroy(&stack), &stack).await
 }
 
+/// `triad instance terminate|unhealthy|standby|resume ID`: the dry run, then (unless
+/// `--dry-run`) the refusals and the confirmation (the instance id typed where production is
+/// at stake), the journal entry, and the action.
+pub async fn instance(cli: &Cli, args: &InstanceArgs) -> Outcome {
+    let (stack, production, cloud) = match session(cli).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let journal = backend::journal_path(&stack);
+    instance_action(
+        &*cloud,
+        &stack,
+        InstanceRun {
+            production,
+            read_only: cli.read_only,
+            journal: &journal,
+        },
+        args,
+        confirm,
+    )
+    .await
+}
+
+/// Where and how an instance action runs.
+pub struct InstanceRun<'a> {
+    pub production: bool,
+    pub read_only: bool,
+    pub journal: &'a std::path::Path,
+}
+
+/// An instance action once its stack is open (see [`instance`]).
+pub async fn instance_action(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    run: InstanceRun<'_>,
+    args: &InstanceArgs,
+    confirm: impl Fn(&str, &str) -> bool,
+) -> Outcome {
+    let (id, action) = args.verb.action();
+    let plan = match cloud.describe_instance_action(stack, id, action).await {
+        Ok(plan) => plan,
+        Err(e) => return fail(&e),
+    };
+    println!("instance {id} ({}): {action}", plan.az);
+    println!("  {}", plan.effect);
+    for call in &plan.calls {
+        println!("  call: {call}");
+    }
+    for note in &plan.notes {
+        println!("  note: {note}");
+    }
+    if args.dry_run {
+        return Outcome::Done;
+    }
+    if run.read_only {
+        eprintln!("triad: read-only session: instance {action} refused; nothing was changed");
+        return Outcome::Refused;
+    }
+    if !args.yes
+        && !confirm(
+            &format!("This will {action} instance {id} of stack {stack}."),
+            &policy::instance_word(run.production, id),
+        )
+    {
+        eprintln!("triad: not confirmed; nothing was changed");
+        return Outcome::Refused;
+    }
+    let check = if args.force {
+        CapacityCheck::Force
+    } else {
+        CapacityCheck::Enforce
+    };
+    match journal::act_on_instance(cloud, stack, run.journal, &plan, check).await {
+        Ok(_) => {
+            println!("instance {id}: {action} done");
+            Outcome::Done
+        }
+        Err(journal::ActError::Cloud(e)) => fail(&e),
+        Err(e @ journal::ActError::Journal(_)) => {
+            eprintln!("triad: {e}");
+            Outcome::BackendError
+        }
+    }
+}
+
 /// `triad sandbox serve --dir DIR`: the sandbox daemon of one stack, in the foreground (the
 /// other commands start it detached, with its output in `DIR/daemon.log`).
 pub async fn sandbox_serve(
@@ -1045,5 +1131,106 @@ mod tests {
             1
         );
         assert_eq!(Outcome::of(&DrillError::NoSnapshot).code(), 4);
+    }
+
+    /// `triad instance …` on the in-memory cloud behind the guard: its exit code, the
+    /// journal's entries (kinds, in order) and the backend's mutating calls.
+    async fn instance_outcome(
+        line: &str,
+        read_only: bool,
+        answer: bool,
+    ) -> (Outcome, Vec<String>, Vec<String>) {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        // Running at min: 3 of min 3 (max 4).
+        let fleet = provision::memory::Fleet {
+            capacity: provision::port::Capacity {
+                desired: 3,
+                min: 3,
+                max: 4,
+            },
+            ..Default::default()
+        };
+        let memory = MemoryCloud::with_fleet(clock, fleet);
+        let stack = StackRef::new("demo").expect("name");
+        memory.seed_stack(&stack);
+        let first = memory
+            .snapshot(&stack)
+            .await
+            .expect("snapshot")
+            .azs
+            .iter()
+            .flat_map(|v| v.instances.iter().map(|i| i.id.clone()))
+            .next()
+            .expect("an instance");
+        let line = line.replace("ID", &first);
+        let words = ["triad", "instance"]
+            .into_iter()
+            .chain(line.split_whitespace());
+        let args = match Cli::parse_from(words).command {
+            Some(crate::cli::Command::Instance(args)) => args,
+            other => panic!("not an instance command: {other:?}"),
+        };
+        let mode = if read_only {
+            SessionMode::ReadOnly
+        } else {
+            SessionMode::ReadWrite
+        };
+        let guarded = Guarded::new(memory.clone(), mode);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("journal.jsonl");
+        let run = InstanceRun {
+            production: false,
+            read_only,
+            journal: &journal,
+        };
+        let outcome = instance_action(&guarded, &stack, run, &args, |_, word| {
+            answer && word == "y"
+        })
+        .await;
+        let entries = std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["entry"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        let calls = memory
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("act_on_instance"))
+            .collect();
+        (outcome, entries, calls)
+    }
+
+    #[tokio::test]
+    async fn instance_actions_have_the_readme_s_exit_codes() {
+        // The memory stack runs at min (3 of min 3): a decrement is refused, exit 3.
+        let (o, journal, calls) =
+            instance_outcome("terminate ID --decrement --yes", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        let (o, journal, calls) =
+            instance_outcome("standby ID --decrement --yes", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        // Read-only, not confirmed: refused before the journal and the backend.
+        let (o, journal, calls) = instance_outcome("terminate ID --yes", true, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        let (o, journal, calls) = instance_outcome("terminate ID", false, false).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        // A dry run changes nothing.
+        let (o, journal, calls) = instance_outcome("standby ID --dry-run", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (0, 0, 0));
+        // Confirmed: journaled before it happens, then done.
+        let (o, journal, calls) = instance_outcome("terminate ID", false, true).await;
+        assert_eq!(o.code(), 0);
+        assert_eq!(journal, ["instance_intent", "instance_acted"]);
+        assert_eq!(calls.len(), 1);
+        // Resuming an instance that is not in standby is refused by the group.
+        let (o, journal, _) = instance_outcome("resume ID --yes", false, true).await;
+        assert_eq!(o.code(), 3);
+        assert!(journal.is_empty(), "refused at the dry run: {journal:?}");
+        // An unknown instance is the backend's not-found, exit 4.
+        let (o, _, _) = instance_outcome("unhealthy i-nope --yes", false, true).await;
+        assert_eq!(o.code(), 4);
     }
 }

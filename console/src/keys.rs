@@ -142,6 +142,11 @@ pub enum Act {
     CancelRefresh,
     Rollback,
     StopDrill,
+    /// One-instance actions on the selected instance.
+    TerminateInstance,
+    UnhealthyInstance,
+    StandbyInstance,
+    ResumeInstance,
     Copy,
     // Forms.
     NextField,
@@ -189,6 +194,8 @@ const SCREENS: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provisio
 const BUT_INSTANCES: &[Context] = &[C::Dashboard, C::Events, C::Provision, C::Help];
 const BUT_EVENTS: &[Context] = &[C::Dashboard, C::Instances, C::Provision, C::Help];
 const BUT_HELP: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision];
+/// The screens that list instances: the instances list and the dashboard's AZ columns.
+const LISTS: &[Context] = &[C::Dashboard, C::Instances];
 const FORMS: &[Context] = &[C::Deploy, C::GameDay];
 const TYPING: &[Context] = &[C::Command, C::Filter, C::Confirm];
 
@@ -412,6 +419,38 @@ pub const TABLE: &[Binding] = &[
         Act::StopDrill,
         "stop the running GameDay (restores at once)",
         SCREENS,
+    )),
+    changes(row(
+        &[Key::Code(K::Char('X'))],
+        "X",
+        Some("terminate"),
+        Act::TerminateInstance,
+        "terminate the selected instance (the group replaces it)",
+        LISTS,
+    )),
+    changes(row(
+        &[Key::Code(K::Char('U'))],
+        "U",
+        Some("unhealthy"),
+        Act::UnhealthyInstance,
+        "mark the selected instance unhealthy (replaced after the grace period)",
+        LISTS,
+    )),
+    changes(row(
+        &[Key::Code(K::Char('S'))],
+        "S",
+        Some("standby"),
+        Act::StandbyInstance,
+        "move the selected instance to standby (the group replaces it)",
+        LISTS,
+    )),
+    changes(row(
+        &[Key::Code(K::Char('B'))],
+        "B",
+        Some("resume"),
+        Act::ResumeInstance,
+        "bring the selected instance back from standby",
+        LISTS,
     )),
     changes(row(
         &[Key::Code(K::Char('a'))],

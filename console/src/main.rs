@@ -69,6 +69,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
             Some(GamedayCommand::Restore) => commands::gameday_restore(cli).await,
             None => commands::gameday(cli, args).await,
         },
+        Some(Command::Instance(args)) => commands::instance(cli, args).await,
         Some(Command::Plan(releases)) => commands::plan(cli, releases).await,
         Some(Command::Up { yes, releases }) => commands::up(cli, *yes, releases).await,
         Some(Command::Down { yes }) => commands::down(cli, *yes).await,

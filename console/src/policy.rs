@@ -25,6 +25,16 @@ pub fn confirmation_word(production: bool, stack: &StackRef, az: Option<&str>) -
     }
 }
 
+/// What must be typed to confirm an action on one instance: its id where production is at
+/// stake, `y` elsewhere.
+pub fn instance_word(production: bool, instance_id: &str) -> String {
+    if production {
+        instance_id.to_owned()
+    } else {
+        "y".into()
+    }
+}
+
 /// What must be typed to delete the stack: its name, on every backend (a deleted database
 /// cannot be undone, production or not).
 pub fn destroy_word(stack: &StackRef) -> String {
@@ -61,6 +71,8 @@ mod tests {
         );
         assert_eq!(confirmation_word(true, &stack, None), "demo");
         assert_eq!(destroy_word(&stack), "demo");
+        assert_eq!(instance_word(true, "i-0abc"), "i-0abc");
+        assert_eq!(instance_word(false, "i-0abc"), "y");
     }
 
     #[test]

@@ -13,14 +13,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use crossterm::event::{Event, KeyEventKind};
 use futures::StreamExt;
-use provision::port::{Cloud, CloudStream, ProvisionEvent, StackRef};
+use provision::port::{CapacityCheck, Cloud, CloudStream, ProvisionEvent, StackRef};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::app::{self, Action, Effect, State};
 use crate::backend;
 use crate::drill::engine::{self, DrillUpdate};
-use crate::drill::journal::Journal;
+use crate::drill::journal::{self, Journal};
 use crate::policy;
 use crate::ui;
 
@@ -244,6 +244,31 @@ impl Runner {
                     if let Err(e) = result {
                         let _ = tx.send(Action::Drill(DrillUpdate::Failed(e.to_string())));
                     }
+                });
+            }
+            Effect::Instance { id, action } => {
+                tokio::spawn(async move {
+                    let cloud = cloud.as_ref();
+                    let journal = backend::journal_path(&stack);
+                    let result = match cloud.describe_instance_action(&stack, &id, action).await {
+                        Ok(plan) => journal::act_on_instance(
+                            cloud,
+                            &stack,
+                            &journal,
+                            &plan,
+                            CapacityCheck::Enforce,
+                        )
+                        .await
+                        .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send(match result {
+                        Ok(plan) => Action::InstanceActed(Box::new(plan)),
+                        Err(error) => Action::Failed {
+                            what: format!("instance {action}"),
+                            error,
+                        },
+                    });
                 });
             }
             Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}

@@ -215,6 +215,8 @@ pub(crate) fn instance_glyph(
             Some(_) => ("○", Color::DarkGray),
         },
         (LifecycleState::Pending, _) | (LifecycleState::PendingWait, _) => ("◌", Color::Cyan),
+        // Out of service by the operator's hand: kept, not serving.
+        (LifecycleState::Standby, _) | (LifecycleState::EnteringStandby, _) => ("◐", Color::Blue),
         (LifecycleState::Terminating, _) | (LifecycleState::TerminatingWait, _) => {
             ("◍", Color::Yellow)
         }

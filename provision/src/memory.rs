@@ -46,11 +46,11 @@ use crate::port::logs;
 use crate::port::{
     AzView, BackendKind, Capacity, CapacityCheck, ChangeAction, Clock, Cloud, CloudError,
     CloudStream, Database, DbRole, DbStatus, DeployRequest, DesiredStack, EventSource, Fault,
-    FaultChange, FaultPlan, FaultRecord, FaultStep, Instance, LogCursor, LogLine, LogPage,
-    LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, Plan, PlannedAction,
-    ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent, ResourceStatus,
-    SandboxChange, ScalingProcess, Section, SectionError, Snapshot, StackOperation, StackRef,
-    StackStatus, StepPlan, Target, TargetReason, TargetState, plan_fault,
+    FaultChange, FaultPlan, FaultRecord, FaultStep, Instance, InstanceAction, InstancePlan,
+    LogCursor, LogLine, LogPage, LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs,
+    Plan, PlannedAction, ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent,
+    ResourceStatus, SandboxChange, ScalingProcess, Section, SectionError, Snapshot, StackOperation,
+    StackRef, StackStatus, StepPlan, Target, TargetReason, TargetState, plan_fault,
 };
 
 /// The group's health check grace period: AWS's default, so an unhealthy instance is
@@ -1262,6 +1262,47 @@ impl Cloud for MemoryCloud {
                 injected_at: now,
                 changes,
             })
+        })
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        self.record_call(format!(
+            "describe_instance_action {} {id} {action}",
+            stack.name
+        ));
+        let now = self.now();
+        let state = self.lock();
+        let mem = state
+            .stacks
+            .get(&stack.name)
+            .ok_or_else(|| stack_not_found(stack))?;
+        mem.group
+            .describe_instance_action(now, id, action, vec![format!("group: {action} {id}")])
+    }
+
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        _check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        self.record_call(format!("act_on_instance {} {id} {action}", stack.name));
+        let now = self.now();
+        self.with_stack(stack, |mem, _| {
+            let plan = mem.group.describe_instance_action(
+                now,
+                id,
+                action,
+                vec![format!("group: {action} {id}")],
+            )?;
+            mem.group.act_on_instance(now, id, action)?;
+            Ok(plan)
         })
     }
 

@@ -10,7 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use provision::port::{Fault, FaultRecord, PlannedAction, StackRef};
+use provision::port::{
+    CapacityCheck, Cloud, CloudError, Fault, FaultRecord, InstancePlan, PlannedAction, StackRef,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -57,6 +59,20 @@ pub enum Entry {
         at: OffsetDateTime,
         outcome: String,
     },
+    /// About to act on one instance; `plan` is the dry run the operator confirmed. Not a
+    /// fault: nothing restores it.
+    InstanceIntent {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        plan: InstancePlan,
+    },
+    /// How the action on `instance_id` ended: `done`, or the error.
+    InstanceActed {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        instance_id: String,
+        outcome: String,
+    },
 }
 
 /// An open journal, appended to line by line.
@@ -90,6 +106,58 @@ impl Journal {
         self.file.write_all(line.as_bytes())?;
         self.file.sync_data()
     }
+}
+
+/// Why a journaled instance action did not happen, or failed.
+#[derive(Debug)]
+pub enum ActError {
+    /// The journal could not be written before the action: nothing was changed.
+    Journal(std::io::Error),
+    Cloud(CloudError),
+}
+
+impl std::fmt::Display for ActError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActError::Journal(e) => write!(f, "cannot write the journal: {e}; nothing was changed"),
+            ActError::Cloud(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Carries out `plan` (a confirmed dry run) on `cloud`, journaled at `path` before it happens
+/// and with its outcome after. The one way the CLI and the console act on an instance.
+pub async fn act_on_instance(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    path: &Path,
+    plan: &InstancePlan,
+    check: CapacityCheck,
+) -> Result<InstancePlan, ActError> {
+    let mut journal = Journal::open(path).map_err(ActError::Journal)?;
+    journal
+        .append(&Entry::InstanceIntent {
+            at: OffsetDateTime::now_utc(),
+            plan: plan.clone(),
+        })
+        .map_err(ActError::Journal)?;
+    let result = cloud
+        .act_on_instance(stack, &plan.instance_id, plan.action, check)
+        .await;
+    let outcome = match &result {
+        Ok(_) => "done".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    // The action has happened (or not) whatever the journal says now: a failed write of the
+    // outcome is reported but does not change the result.
+    if let Err(e) = journal.append(&Entry::InstanceActed {
+        at: OffsetDateTime::now_utc(),
+        instance_id: plan.instance_id.clone(),
+        outcome,
+    }) {
+        tracing::warn!("cannot write the journal after an instance action: {e}");
+    }
+    result.map_err(ActError::Cloud)
 }
 
 /// What a journal says is still in place.

@@ -227,11 +227,18 @@ pub(crate) fn draw_az(
             if selected {
                 style = style.add_modifier(Modifier::REVERSED);
             }
-            lines.push(Line::from(vec![
+            let mut spans = vec![
                 Span::styled(format!("{glyph} "), Style::new().fg(color)),
                 Span::styled(i.id.clone(), style),
                 Span::raw(format!(" {}", i.version.as_deref().unwrap_or("?"))).dim(),
-            ]));
+            ];
+            if matches!(
+                i.lifecycle,
+                LifecycleState::Standby | LifecycleState::EnteringStandby
+            ) {
+                spans.push(Span::styled(" standby", Style::new().fg(color)));
+            }
+            lines.push(Line::from(spans));
         }
     }
     frame.render_widget(Paragraph::new(lines), text_area);

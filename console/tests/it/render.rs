@@ -570,3 +570,59 @@ async fn a_production_tagged_sandbox_stack_shows_the_cue() {
     state.tagged_production = true;
     assert!(header(&state).contains("PRODUCTION"), "{}", header(&state));
 }
+
+/// An instance in standby is shown as such on the dashboard and in the instances list, and
+/// `S` on a selected instance asks for its id on a production (AWS) stack.
+#[tokio::test]
+async fn a_standby_instance() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    let first = cloud.snapshot(&stack).await.expect("snapshot");
+    let id = first.azs[0].instances[0].id.clone();
+    cloud
+        .act_on_instance(
+            &stack,
+            &id,
+            provision::port::InstanceAction::Standby { decrement: true },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("standby");
+    cloud.tick(&stack).expect("tick");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let mut state = State::new(
+        stack,
+        BackendKind::Aws,
+        "profile prod · eu-west-1".into(),
+        false,
+    );
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    let dashboard = render(&state, 160, 48);
+    assert!(
+        dashboard
+            .lines()
+            .any(|l| l.contains(&format!("{id} v1 standby"))),
+        "{dashboard}"
+    );
+    insta::assert_snapshot!("standby_dashboard_160x48", dashboard);
+
+    update(&mut state, Action::Key(crossterm_key('i')));
+    let list = render(&state, 160, 48);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&id) && l.contains("Standby")),
+        "{list}"
+    );
+    insta::assert_snapshot!("standby_instances_160x48", list);
+
+    update(&mut state, Action::Key(crossterm_key('B')));
+    let dialog = render(&state, 160, 48);
+    assert!(
+        dialog.contains(&format!("Resume instance {id}?")),
+        "{dialog}"
+    );
+    assert!(dialog.contains("gameday restore"), "{dialog}");
+    assert!(dialog.contains(&format!("Type {id}")), "{dialog}");
+}

@@ -18,6 +18,7 @@ pub mod config;
 mod deploy;
 mod error;
 mod faults;
+mod instance;
 pub mod logs;
 mod observe;
 mod render;
@@ -43,8 +44,8 @@ pub use render::render_plan;
 
 use crate::port::{
     Attachment, AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream,
-    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, LogCursor, LogPage, LogQuery, Plan,
-    ProvisionEvent, Refresh, RefreshId, Snapshot, StackRef,
+    DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, InstanceAction, InstancePlan,
+    LogCursor, LogPage, LogQuery, Plan, ProvisionEvent, Refresh, RefreshId, Snapshot, StackRef,
 };
 
 /// The clients of the services a running stack is made of.
@@ -386,5 +387,24 @@ impl Cloud for AwsCloud {
             time::OffsetDateTime::now_utc(),
         )
         .await
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        instance::describe(self, stack, id, action).await
+    }
+
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        _check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        instance::act(self, stack, id, action).await
     }
 }

@@ -33,6 +33,11 @@
 //!   maximum by 10 % or one instance, whichever is greater. Not while AZRebalance or Launch
 //!   is suspended; with Terminate suspended it launches but does not terminate
 //!   (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/auto-scaling-benefits.html#AutoScalingBehavior.Rebalancing>).
+//! - One-instance actions: terminate (keeping or decrementing desired, refused below min),
+//!   set unhealthy (replaced after the grace period), standby and back (a standby instance
+//!   is deregistered, not health-checked and not counted toward capacity; entering keeps or
+//!   decrements desired, exiting increments it, refused above max)
+//!   (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-enter-exit-standby.html>).
 //! - Instance refresh: see [`super::refresh`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,6 +47,7 @@ use time::OffsetDateTime;
 
 use super::refresh::Run;
 use super::timings::Timings;
+use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     Capacity, CloudError, DeployRequest, Event, EventSource, FaultChange, HealthStatus,
     LifecycleState, Refresh, RefreshId, RefreshPreferences, RefreshRefusal, SandboxChange,
@@ -97,6 +103,8 @@ pub enum EventKind {
     Refresh,
     /// A rebalancing launch or termination.
     Rebalance,
+    /// An instance moved to standby or back.
+    Standby,
     /// Something the driver recorded (a fault, a restart).
     Driver,
 }
@@ -134,6 +142,56 @@ impl Member {
 struct Rebalancing {
     launched: String,
     from_az: String,
+}
+
+/// The group's capacity after `action` on instance `id`, with AWS's refusals: a decrement
+/// below min ("Terminating instance without replacement will violate group's min size
+/// constraint",
+/// <https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_TerminateInstanceInAutoScalingGroup.html>)
+/// and an ExitStandby above max (it increments desired capacity,
+/// <https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_ExitStandby.html>). Every
+/// backend checks these here: the group model, and the AWS backend before its call.
+pub fn capacity_after(
+    capacity: Capacity,
+    id: &str,
+    action: InstanceAction,
+) -> Result<Capacity, CloudError> {
+    match action {
+        InstanceAction::Terminate { decrement: true }
+        | InstanceAction::Standby { decrement: true } => {
+            if capacity.desired <= capacity.min {
+                return Err(CloudError::refused(format!(
+                    "desired capacity {} equals min size {}: taking {id} out without a \
+                     replacement would violate the group's min size; keep desired capacity or \
+                     lower min",
+                    capacity.desired, capacity.min
+                )));
+            }
+            Ok(Capacity {
+                desired: capacity.desired - 1,
+                ..capacity
+            })
+        }
+        InstanceAction::Resume => {
+            if capacity.desired >= capacity.max {
+                return Err(CloudError::refused(format!(
+                    "The instance {id} can not be moved out of standby: desired capacity would \
+                     go from {} to {}, above the group's max size {}; raise max or take \
+                     another instance out first",
+                    capacity.desired,
+                    capacity.desired + 1,
+                    capacity.max
+                )));
+            }
+            Ok(Capacity {
+                desired: capacity.desired + 1,
+                ..capacity
+            })
+        }
+        InstanceAction::Terminate { decrement: false }
+        | InstanceAction::Standby { decrement: false }
+        | InstanceAction::Unhealthy => Ok(capacity),
+    }
 }
 
 /// The group.
@@ -231,11 +289,15 @@ impl Group {
         self.members.iter().find(|m| m.id == id)
     }
 
+    /// The instances that count toward capacity: neither terminating nor in standby.
     fn live(&self) -> impl Iterator<Item = &Member> {
-        self.members.iter().filter(|m| m.is_live())
+        self.members
+            .iter()
+            .filter(|m| m.is_live() && m.lifecycle != LifecycleState::Standby)
     }
 
-    /// How many instances are neither terminating nor terminated.
+    /// How many instances count toward capacity (neither terminating, terminated nor in
+    /// standby).
     pub fn live_count(&self) -> usize {
         self.live().count()
     }
@@ -499,17 +561,13 @@ impl Group {
             .ok_or_else(|| CloudError::not_found(format!("instance {id} in the group")))
     }
 
-    /// Desired capacity one lower, refused below min as AWS refuses it ("Terminating instance
-    /// without replacement will violate group's min size constraint").
+    /// Desired capacity one lower, refused below min (see [`capacity_after`]).
     fn decrement_desired(&mut self, id: &str) -> Result<(), CloudError> {
-        if self.capacity.desired <= self.capacity.min {
-            return Err(CloudError::refused(format!(
-                "desired capacity {} equals min size {}: taking {id} out without a replacement \
-                 would violate the group's min size; keep desired capacity or lower min",
-                self.capacity.desired, self.capacity.min
-            )));
-        }
-        self.capacity.desired -= 1;
+        self.capacity = capacity_after(
+            self.capacity,
+            id,
+            InstanceAction::Terminate { decrement: true },
+        )?;
         Ok(())
     }
 
@@ -555,6 +613,122 @@ impl Group {
         Ok(())
     }
 
+    /// Moves InService instance `id` to standby (EnterStandby): deregistered from the target
+    /// group, not health-checked, not counted toward capacity. With `decrement` desired
+    /// capacity drops by one (refused below min); without, the group launches a replacement
+    /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_EnterStandby.html>,
+    /// <https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-enter-exit-standby.html>).
+    pub fn enter_standby(
+        &mut self,
+        now: OffsetDateTime,
+        id: &str,
+        decrement: bool,
+    ) -> Result<(), CloudError> {
+        let member = self.instance_in_group(id)?;
+        if member.lifecycle != LifecycleState::InService {
+            return Err(CloudError::refused(format!(
+                "The instance {id} is not in InService (it is {}): only InService instances \
+                 can be moved to standby",
+                member.lifecycle
+            )));
+        }
+        let original = self.capacity.desired;
+        if decrement {
+            self.decrement_desired(id)?;
+        }
+        let Some(member) = self.members.iter_mut().find(|m| m.id == id) else {
+            return Err(CloudError::not_found(format!("instance {id} in the group")));
+        };
+        member.lifecycle = LifecycleState::Standby;
+        let az = member.az.clone();
+        self.queued.push(Action::Deregister { id: id.to_owned() });
+        let shrink = if decrement {
+            format!(
+                ", shrinking the capacity from {original} to {}",
+                original - 1
+            )
+        } else {
+            String::new()
+        };
+        self.event(
+            EventKind::Standby,
+            now,
+            Some(&az),
+            format!(
+                "Moving EC2 instance to Standby: {id} (moved to standby in response to a user \
+                 request{shrink})"
+            ),
+        );
+        Ok(())
+    }
+
+    /// Returns standby instance `id` to service (ExitStandby): desired capacity rises by one,
+    /// refused when that would exceed max; the instance is registered again and is `Pending`
+    /// until its target is healthy
+    /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_ExitStandby.html>).
+    pub fn exit_standby(&mut self, now: OffsetDateTime, id: &str) -> Result<(), CloudError> {
+        let member = self.instance_in_group(id)?;
+        if member.lifecycle != LifecycleState::Standby {
+            return Err(CloudError::refused(format!(
+                "The instance {id} is not in Standby (it is {})",
+                member.lifecycle
+            )));
+        }
+        let original = self.capacity.desired;
+        self.capacity = capacity_after(self.capacity, id, InstanceAction::Resume)?;
+        let Some(member) = self.members.iter_mut().find(|m| m.id == id) else {
+            return Err(CloudError::not_found(format!("instance {id} in the group")));
+        };
+        member.lifecycle = LifecycleState::Pending;
+        let az = member.az.clone();
+        if !self.is_suspended(ScalingProcess::AddToLoadBalancer) {
+            self.queued.push(Action::Register {
+                id: id.to_owned(),
+                az: az.clone(),
+            });
+        }
+        self.event(
+            EventKind::Standby,
+            now,
+            Some(&az),
+            format!(
+                "Moving EC2 instance out of Standby: {id} (moved out of standby in response to \
+                 a user request, increasing the capacity from {original} to {})",
+                original + 1
+            ),
+        );
+        Ok(())
+    }
+
+    /// Carries out `action` on instance `id` (the one entry point the backends drive).
+    pub fn act_on_instance(
+        &mut self,
+        now: OffsetDateTime,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<(), CloudError> {
+        match action {
+            InstanceAction::Terminate { decrement } => self.terminate_instance(now, id, decrement),
+            InstanceAction::Unhealthy => self.set_unhealthy(now, id),
+            InstanceAction::Standby { decrement } => self.enter_standby(now, id, decrement),
+            InstanceAction::Resume => self.exit_standby(now, id),
+        }
+    }
+
+    /// The dry run of `action` on `id`: carried out on a copy of the group, so it is refused
+    /// exactly as the action would be; `calls` are the backend's.
+    pub fn describe_instance_action(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        action: InstanceAction,
+        calls: Vec<String>,
+    ) -> Result<InstancePlan, CloudError> {
+        let az = self.instance_in_group(id)?.az.clone();
+        self.clone().act_on_instance(now, id, action)?;
+        Ok(InstancePlan::new(id, &az, action, calls))
+    }
+
     // ----- the step
 
     /// One step at `now`, with `target` giving each instance's target state.
@@ -574,7 +748,13 @@ impl Group {
     fn health(&mut self, now: OffsetDateTime, target: &dyn Fn(&str) -> TargetState) {
         let grace = self.timings.grace_period;
         let mut unhealthy = Vec::new();
-        for member in self.members.iter_mut().filter(|m| m.is_live()) {
+        // Instances in standby are not health-checked (AWS: "Amazon EC2 Auto Scaling does not
+        // perform health checks on instances that are in a Standby state").
+        for member in self
+            .members
+            .iter_mut()
+            .filter(|m| m.is_live() && m.lifecycle != LifecycleState::Standby)
+        {
             let state = target(&member.id);
             let past_grace = now >= member.launched_at + grace;
             if member.lifecycle == LifecycleState::Pending

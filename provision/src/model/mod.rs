@@ -24,7 +24,7 @@ pub mod refresh;
 pub mod target;
 pub mod timings;
 
-pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent};
+pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent, capacity_after};
 pub use refresh::percentage;
 pub use target::{CheckResult, TargetHealth, routable};
 pub use timings::{HealthCheck, Timings};

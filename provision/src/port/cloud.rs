@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CloudError;
 use super::fault::{CapacityCheck, Fault, FaultPlan, FaultRecord};
+use super::instance::{InstanceAction, InstancePlan};
 use super::logs::{LogCursor, LogPage, LogQuery};
 use super::refresh::{DeployRequest, Refresh, RefreshId};
 use super::snapshot::Snapshot;
@@ -117,6 +118,25 @@ pub trait Cloud: Send + Sync {
         query: &LogQuery,
         cursor: Option<&LogCursor>,
     ) -> Result<LogPage, CloudError>;
+
+    /// The dry run of `action` on instance `id`: its AZ, what the group will do and the calls
+    /// it will make; refused as the action itself would be where the backend can tell.
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError>;
+
+    /// Carries out `action` on instance `id` of the stack's group. `check` is for the safety
+    /// guard; backends ignore it.
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError>;
 }
 
 #[async_trait]
@@ -180,6 +200,24 @@ impl<C: Cloud + ?Sized> Cloud for Arc<C> {
         cursor: Option<&LogCursor>,
     ) -> Result<LogPage, CloudError> {
         (**self).logs(stack, query, cursor).await
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        (**self).describe_instance_action(stack, id, action).await
+    }
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        (**self).act_on_instance(stack, id, action, check).await
     }
 }
 

@@ -10,6 +10,9 @@
 //!   capacity (healthy load balancer targets, read from a fresh snapshot) — or when that
 //!   cannot be verified — unless forced. Failing the database over is refused when there is
 //!   no standby, unless forced.
+//! - One-instance actions (terminate, unhealthy, standby) are refused in read-only mode and,
+//!   unless forced, when no other instance has a healthy target
+//!   ([`check_instance_action`](super::instance::check_instance_action)).
 //! - Inputs are validated before they reach a backend (deploy requests and preferences).
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tokio::sync::Mutex;
 use super::cloud::{BackendKind, Cloud, CloudStream, failed_stream};
 use super::error::CloudError;
 use super::fault::{CapacityCheck, Fault, FaultPlan, FaultRecord};
+use super::instance::{InstanceAction, InstancePlan, check_instance_action};
 use super::logs::{LogCursor, LogPage, LogQuery};
 use super::names::join;
 use super::refresh::{DeployRequest, Refresh, RefreshId};
@@ -250,6 +254,30 @@ impl<C: Cloud> Cloud for Guarded<C> {
         record.az.get_or_insert(az);
         active.push(record.clone());
         Ok(record)
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        self.inner.describe_instance_action(stack, id, action).await
+    }
+
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        check_mutation(self.mode, &format!("instance {}", action.verb()))?;
+        // Held like inject's, so two actions cannot race the capacity rule.
+        let _active = self.active.lock().await;
+        let snapshot = self.inner.snapshot(stack).await?;
+        check_instance_action(&snapshot, id, action, check == CapacityCheck::Force)?;
+        self.inner.act_on_instance(stack, id, action, check).await
     }
 
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {

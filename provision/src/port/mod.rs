@@ -25,6 +25,7 @@ pub mod cloud;
 pub mod error;
 pub mod fault;
 pub mod guard;
+pub mod instance;
 pub mod logs;
 pub mod refresh;
 pub mod snapshot;
@@ -39,6 +40,7 @@ pub use fault::{
     PlannedAction, SandboxChange, StepPlan, check_fault_az, plan_fault,
 };
 pub use guard::{Guarded, SessionMode, check_fault, check_mutation};
+pub use instance::{InstanceAction, InstancePlan, check_instance_action};
 pub use logs::{LogCursor, LogLevel, LogLine, LogPage, LogQuery};
 pub use names::UnknownName;
 pub use refresh::{

@@ -26,8 +26,10 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use super::daemon::{
-    ADDRESS_FILE, InjectRequest, LogsRequest, SPEC_FILE, SandboxSpec, live_daemon_pid,
+    ADDRESS_FILE, InjectRequest, InstanceRequest, LogsRequest, SPEC_FILE, SandboxSpec,
+    live_daemon_pid,
 };
+use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     BackendKind, CapacityCheck, ChangeAction, Cloud, CloudError, CloudStream, DeployRequest,
     DesiredStack, Fault, FaultPlan, FaultRecord, LogCursor, LogPage, LogQuery, Outputs, Plan,
@@ -464,6 +466,35 @@ impl Cloud for SandboxCloud {
             cursor: cursor.cloned(),
         };
         self.post("/logs", &request).await
+    }
+
+    async fn describe_instance_action(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        self.check_stack(stack)?;
+        let request = InstanceRequest {
+            id: id.to_owned(),
+            action,
+        };
+        self.post("/instance/describe", &request).await
+    }
+
+    async fn act_on_instance(
+        &self,
+        stack: &StackRef,
+        id: &str,
+        action: InstanceAction,
+        _check: CapacityCheck,
+    ) -> Result<InstancePlan, CloudError> {
+        self.check_stack(stack)?;
+        let request = InstanceRequest {
+            id: id.to_owned(),
+            action,
+        };
+        self.post("/instance/act", &request).await
     }
 }
 

@@ -24,7 +24,9 @@
 //! `POST /refresh/cancel`, `POST /refresh/rollback`, `GET /refresh/{id}`,
 //! `POST /fault/describe` ([`Fault`] → [`FaultPlan`]), `POST /fault/inject`
 //! ([`InjectRequest`] → [`FaultRecord`]), `POST /fault/restore` ([`FaultRecord`]),
-//! `POST /logs` ([`LogsRequest`] → [`LogPage`], see [`super::logs`]), `POST /shutdown`.
+//! `POST /logs` ([`LogsRequest`] → [`LogPage`], see [`super::logs`]),
+//! `POST /instance/describe` and `POST /instance/act` ([`InstanceRequest`] →
+//! [`InstancePlan`](crate::port::InstancePlan)), `POST /shutdown`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -51,6 +53,7 @@ use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
 use crate::port::check_fault_az;
+use crate::port::instance::InstanceAction;
 use crate::port::{
     BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
     DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
@@ -233,6 +236,13 @@ pub struct LogsRequest {
     pub query: LogQuery,
     #[serde(default)]
     pub cursor: Option<LogCursor>,
+}
+
+/// The body of `POST /instance/describe` and `POST /instance/act`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRequest {
+    pub id: String,
+    pub action: InstanceAction,
 }
 
 /// The running parts of the stack.
@@ -940,6 +950,21 @@ async fn handle(daemon: Arc<Daemon>, request: Request<hyper::body::Incoming>) ->
                 .await
                 .unwrap_or_else(|e| Err(CloudError::backend("sandbox", "logs", e.to_string())));
                 reply(page)
+            }
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/instance/describe") => match body_of::<InstanceRequest>(request).await {
+            Ok(req) => reply(
+                with_stack(&daemon, |s| {
+                    s.fleet.describe_instance_action(&req.id, req.action)
+                })
+                .await,
+            ),
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/instance/act") => match body_of::<InstanceRequest>(request).await {
+            Ok(req) => {
+                reply(with_stack(&daemon, |s| s.fleet.act_on_instance(&req.id, req.action)).await)
             }
             Err(e) => reply::<()>(Err(e)),
         },

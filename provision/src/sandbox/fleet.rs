@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use super::lb::{self, LoadBalancer};
 use super::process::{ProcessGroup, az_address, command, free_port};
 use crate::model::{self, Action, Group, GroupConfig, Timings};
+use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     AzView, Capacity, Clock, CloudError, DeployRequest, Event, EventSource, Instance,
     LifecycleState, Refresh, RefreshId, ScalingProcess, Target, TargetState,
@@ -634,6 +635,39 @@ impl Fleet {
             .start_refresh(now, id, version, request, &matching)
     }
 
+    /// The dry run of `action` on instance `id`, through the group model.
+    pub fn describe_instance_action(
+        &self,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        let state = self.lock();
+        let now = state.now();
+        state
+            .group
+            .describe_instance_action(now, id, action, vec![sandbox_calls(id, action)])
+    }
+
+    /// Carries out `action` on instance `id` through the group model; the next step stops,
+    /// deregisters or registers the real process.
+    pub fn act_on_instance(
+        &self,
+        id: &str,
+        action: InstanceAction,
+    ) -> Result<InstancePlan, CloudError> {
+        let mut state = self.lock();
+        let now = state.now();
+        let plan = state.group.describe_instance_action(
+            now,
+            id,
+            action,
+            vec![sandbox_calls(id, action)],
+        )?;
+        state.group.act_on_instance(now, id, action)?;
+        state.step(&self.lb);
+        Ok(plan)
+    }
+
     /// Cancels the active refresh.
     pub fn cancel_refresh(&self) -> Result<RefreshId, CloudError> {
         let mut state = self.lock();
@@ -785,4 +819,20 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the sandbox does to carry out `action` on `id`, for its dry run.
+fn sandbox_calls(id: &str, action: InstanceAction) -> String {
+    match action {
+        InstanceAction::Terminate { .. } => {
+            format!("load balancer: deregister {id}, drain; then SIGTERM its process")
+        }
+        InstanceAction::Unhealthy => {
+            format!("group model: mark {id} Unhealthy; replaced after its grace period")
+        }
+        InstanceAction::Standby { .. } => {
+            format!("load balancer: deregister {id}; its process keeps running")
+        }
+        InstanceAction::Resume => format!("load balancer: register {id}"),
+    }
 }

@@ -1246,3 +1246,137 @@ async fn a_triad_stack_blackhole_covers_every_stack_subnet_in_the_az_and_restore
         "the VPC's NACLs are as they were"
     );
 }
+
+impl World {
+    /// The group's desired capacity and each instance's lifecycle state, by id.
+    async fn group_state(&self) -> (i32, BTreeMap<String, String>) {
+        let answer = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.group)
+            .send()
+            .await
+            .expect("describe group");
+        let group = answer.auto_scaling_groups().first().expect("group");
+        let states = group
+            .instances()
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i.instance_id()?.to_owned(),
+                    i.lifecycle_state()?.as_str().to_owned(),
+                ))
+            })
+            .collect();
+        (group.desired_capacity().unwrap_or(-1), states)
+    }
+
+    async fn set_capacity(&self, min: i32, max: i32) {
+        self.asg
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&self.group)
+            .min_size(min)
+            .max_size(max)
+            .send()
+            .await
+            .expect("update group");
+    }
+}
+
+/// One-instance actions on moto, which models TerminateInstanceInAutoScalingGroup,
+/// EnterStandby and ExitStandby: standby with a decrement and back, then terminate with a
+/// decrement; each dry run names the call it will make.
+#[tokio::test]
+async fn standby_and_back_then_terminate_with_a_decrement() {
+    let w = world(3, Db::None).await;
+    let (_, states) = w.group_state().await;
+    let id = states.keys().next().expect("an instance").clone();
+
+    let standby = InstanceAction::Standby { decrement: true };
+    let plan = w
+        .cloud
+        .describe_instance_action(&w.stack, &id, standby)
+        .await
+        .expect("describe");
+    assert_eq!(plan.az, "us-east-1a");
+    assert_eq!(
+        plan.calls,
+        vec![format!(
+            "autoscaling:EnterStandby {id} ShouldDecrementDesiredCapacity=true"
+        )]
+    );
+    assert!(plan.notes.iter().any(|n| n.contains("gameday restore")));
+    w.cloud
+        .act_on_instance(&w.stack, &id, standby, CapacityCheck::Enforce)
+        .await
+        .expect("enter standby");
+    let (desired, states) = w.group_state().await;
+    assert_eq!(desired, 2);
+    assert_eq!(states.get(&id).map(String::as_str), Some("Standby"));
+
+    w.cloud
+        .act_on_instance(
+            &w.stack,
+            &id,
+            InstanceAction::Resume,
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("exit standby");
+    let (desired, states) = w.group_state().await;
+    assert_eq!(desired, 3);
+    assert_eq!(states.get(&id).map(String::as_str), Some("InService"));
+
+    w.cloud
+        .act_on_instance(
+            &w.stack,
+            &id,
+            InstanceAction::Terminate { decrement: true },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("terminate");
+    let (desired, states) = w.group_state().await;
+    assert_eq!(desired, 2);
+    assert!(!states.contains_key(&id), "{states:?}");
+}
+
+/// The capacity rules refuse before any call: a decrement at min, an exit from standby at
+/// max (moto does not check either; AWS does, with the same rule).
+#[tokio::test]
+async fn a_decrement_at_min_and_an_exit_at_max_are_refused() {
+    let w = world(2, Db::None).await;
+    let (_, states) = w.group_state().await;
+    let ids: Vec<String> = states.keys().cloned().collect();
+    w.cloud
+        .act_on_instance(
+            &w.stack,
+            &ids[0],
+            InstanceAction::Standby { decrement: false },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("enter standby without decrement");
+    w.set_capacity(2, 2).await;
+    for (id, action) in [
+        (&ids[1], InstanceAction::Terminate { decrement: true }),
+        (&ids[0], InstanceAction::Resume),
+    ] {
+        let error = w
+            .cloud
+            .describe_instance_action(&w.stack, id, action)
+            .await
+            .expect_err("refused");
+        assert!(matches!(error, CloudError::Refused { .. }), "{error:?}");
+        let error = w
+            .cloud
+            .act_on_instance(&w.stack, id, action, CapacityCheck::Enforce)
+            .await
+            .expect_err("refused");
+        assert!(matches!(error, CloudError::Refused { .. }), "{error:?}");
+    }
+    let (desired, states) = w.group_state().await;
+    assert_eq!(desired, 2);
+    assert_eq!(states.get(&ids[0]).map(String::as_str), Some("Standby"));
+    assert!(states.contains_key(&ids[1]));
+}

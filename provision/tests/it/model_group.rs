@@ -620,3 +620,102 @@ fn an_instance_set_unhealthy_is_replaced_after_its_grace_period() {
     assert!(w.group.member(&victim).is_none(), "replaced after it");
     assert_eq!(w.group.live_count(), 3);
 }
+
+/// EnterStandby: the instance leaves the target group and capacity; keeping desired
+/// capacity the group launches a replacement, decrementing it the group shrinks (refused
+/// below min). ExitStandby: desired rises by one and the instance serves again, refused
+/// above max.
+#[rstest]
+#[case::replaced(3, 1, false, Ok((3, 3)))]
+#[case::decremented(3, 1, true, Ok((2, 2)))]
+#[case::refused_below_min(3, 3, true, Err("min size"))]
+fn standby_and_back(
+    #[case] desired: u32,
+    #[case] min: u32,
+    #[case] decrement: bool,
+    #[case] expected: Result<(usize, u32), &str>,
+) {
+    let mut w = World::new(desired, 6);
+    w.group
+        .set_capacity(Capacity {
+            desired,
+            min,
+            max: 6,
+        })
+        .expect("capacity");
+    let id = w.group.members()[0].id.clone();
+    let now = w.now();
+    match (w.group.enter_standby(now, &id, decrement), expected) {
+        (Ok(()), Ok((live, desired_after))) => {
+            w.settle();
+            let member = w.group.member(&id).expect("still in the group");
+            assert_eq!(member.lifecycle, LifecycleState::Standby);
+            assert!(!w.targets.contains_key(&id), "deregistered");
+            assert_eq!(w.group.live_count(), live, "standby does not count");
+            assert_eq!(w.group.capacity().desired, desired_after);
+            // Its target failing does not make it unhealthy while in standby.
+            w.advance(120);
+            w.settle();
+            assert_eq!(
+                w.group.member(&id).map(|m| m.health),
+                Some(HealthStatus::Healthy)
+            );
+
+            let now = w.now();
+            w.group.exit_standby(now, &id).expect("exit standby");
+            assert_eq!(w.group.capacity().desired, desired_after + 1);
+            w.settle();
+            assert_eq!(
+                w.group.member(&id).map(|m| m.lifecycle),
+                Some(LifecycleState::InService)
+            );
+            assert_eq!(w.targets.get(&id), Some(&TargetState::Healthy), "serving");
+            assert_eq!(w.group.live_count(), live + 1);
+        }
+        (Err(CloudError::Refused { reason }), Err(part)) => {
+            assert!(reason.contains(part), "{reason}");
+            assert_eq!(
+                w.group.member(&id).map(|m| m.lifecycle),
+                Some(LifecycleState::InService),
+                "nothing changed"
+            );
+            assert_eq!(w.group.capacity().desired, desired);
+        }
+        (other, _) => panic!("unexpected {other:?}"),
+    }
+}
+
+/// ExitStandby is refused when desired capacity would exceed max, and only standby
+/// instances can exit; only InService ones can enter.
+#[test]
+fn exit_standby_is_refused_above_max() {
+    let mut w = World::new(3, 3);
+    let id = w.group.members()[0].id.clone();
+    let now = w.now();
+    assert!(matches!(
+        w.group.exit_standby(now, &id),
+        Err(CloudError::Refused { .. })
+    ));
+    w.group.enter_standby(now, &id, false).expect("enter");
+    assert!(matches!(
+        w.group.enter_standby(now, &id, false),
+        Err(CloudError::Refused { .. })
+    ));
+    w.settle();
+    assert_eq!(w.group.live_count(), 3, "replacement launched");
+    let now = w.now();
+    match w.group.exit_standby(now, &id) {
+        Err(CloudError::Refused { reason }) => {
+            assert!(reason.contains("max size 3"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        w.group.member(&id).map(|m| m.lifecycle),
+        Some(LifecycleState::Standby)
+    );
+    assert!(matches!(
+        w.group.enter_standby(now, "i-nope", true),
+        Err(CloudError::NotFound { .. })
+    ));
+}

@@ -483,3 +483,125 @@ async fn the_console_can_hold_a_guarded_cloud_as_a_trait_object() {
         .await
         .expect("reads pass through");
 }
+
+/// One-instance actions through `Guarded` over memory: refused in read-only mode before the
+/// backend; refused without another healthy target unless forced; a dry run changes nothing;
+/// a decrement at min is refused by the group model.
+#[tokio::test]
+async fn instance_actions_follow_the_safety_rules() {
+    let backend = memory();
+    let snapshot = backend.snapshot(&stack()).await.expect("snapshot");
+    let ids: Vec<String> = snapshot
+        .azs
+        .iter()
+        .flat_map(|v| v.instances.iter().map(|i| i.id.clone()))
+        .collect();
+    let id = ids.first().expect("an instance").clone();
+    let terminate = InstanceAction::Terminate { decrement: false };
+
+    let read_only = Guarded::new(backend.clone(), SessionMode::ReadOnly);
+    assert_read_only(
+        read_only
+            .act_on_instance(&stack(), &id, terminate, CapacityCheck::Enforce)
+            .await,
+        "instance terminate",
+    );
+    assert!(
+        !backend.calls().iter().any(|c| c.starts_with("act_on")),
+        "the refused action reached the backend"
+    );
+
+    let guarded = Guarded::new(backend.clone(), SessionMode::ReadWrite);
+    let plan = guarded
+        .describe_instance_action(&stack(), &id, InstanceAction::Standby { decrement: true })
+        .await
+        .expect("dry run");
+    assert!(plan.notes.iter().any(|n| n.contains("gameday restore")));
+    assert_eq!(
+        backend.snapshot(&stack()).await.expect("snapshot"),
+        backend.snapshot(&stack()).await.expect("snapshot"),
+    );
+
+    for other in ids.iter().filter(|other| **other != id) {
+        backend
+            .set_target_state(&stack(), other, Some(TargetState::Unhealthy))
+            .expect("stack exists");
+    }
+    match guarded
+        .act_on_instance(&stack(), &id, terminate, CapacityCheck::Enforce)
+        .await
+    {
+        Err(CloudError::Refused { reason }) => {
+            assert!(reason.contains("no healthy target besides"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let plan = guarded
+        .act_on_instance(&stack(), &id, terminate, CapacityCheck::Force)
+        .await
+        .expect("forced");
+    assert_eq!(plan.instance_id, id);
+    let after = backend.snapshot(&stack()).await.expect("snapshot");
+    let state = after
+        .azs
+        .iter()
+        .flat_map(|v| &v.instances)
+        .find(|i| i.id == id)
+        .map(|i| i.lifecycle);
+    assert!(
+        state.is_none_or(|s| s == LifecycleState::Terminating),
+        "{state:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_decrement_at_min_is_refused_by_the_group() {
+    let backend = memory();
+    let guarded = Guarded::new(backend.clone(), SessionMode::ReadWrite);
+    let snapshot = backend.snapshot(&stack()).await.expect("snapshot");
+    let capacity = snapshot.capacity.expect("capacity");
+    let id = snapshot
+        .azs
+        .iter()
+        .flat_map(|v| &v.instances)
+        .next()
+        .expect("an instance")
+        .id
+        .clone();
+    let action = InstanceAction::Terminate { decrement: true };
+    if capacity.desired > capacity.min {
+        // Lower desired to min first, by decrements that are allowed.
+        for _ in capacity.min..capacity.desired {
+            let next = backend
+                .snapshot(&stack())
+                .await
+                .expect("snapshot")
+                .azs
+                .iter()
+                .flat_map(|v| &v.instances)
+                .find(|i| i.id != id && i.lifecycle == LifecycleState::InService)
+                .expect("another instance")
+                .id
+                .clone();
+            guarded
+                .act_on_instance(&stack(), &next, action, CapacityCheck::Force)
+                .await
+                .expect("decrement above min");
+        }
+    }
+    for result in [
+        guarded
+            .describe_instance_action(&stack(), &id, action)
+            .await
+            .map(|_| ()),
+        guarded
+            .act_on_instance(&stack(), &id, action, CapacityCheck::Force)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(CloudError::Refused { reason }) => assert!(reason.contains("min size"), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}

@@ -1456,3 +1456,89 @@ async fn after_an_az_outage_and_its_restore_the_group_rebalances_by_itself() {
     );
     sandbox.down().await;
 }
+
+/// One-instance actions through the daemon and the group model: a decrement at min is
+/// refused; standby takes the instance's target out while its process lives on and a
+/// replacement becomes healthy; resume brings it back (desired one higher); terminate
+/// replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_standby_resume_and_terminate() {
+    use provision::port::{CloudError, InstanceAction};
+    let sandbox = Sandbox::up(1).await;
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let id = sandbox.snapshot().await.azs[0].instances[0].id.clone();
+    let refused = sandbox
+        .cloud
+        .act_on_instance(
+            &sandbox.stack,
+            &id,
+            InstanceAction::Terminate { decrement: true },
+            CapacityCheck::Enforce,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(CloudError::Refused { .. })),
+        "{refused:?}"
+    );
+
+    sandbox
+        .cloud
+        .act_on_instance(
+            &sandbox.stack,
+            &id,
+            InstanceAction::Standby { decrement: false },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("standby");
+    sandbox
+        .until("standby, out of the target group, replaced", |s| {
+            let standby = s
+                .azs
+                .iter()
+                .flat_map(|a| &a.instances)
+                .any(|i| i.id == id && i.lifecycle == LifecycleState::Standby);
+            let target_gone = s
+                .azs
+                .iter()
+                .flat_map(|a| &a.targets)
+                .all(|t| t.id != id || t.state != TargetState::Healthy);
+            standby && target_gone && healthy_targets(s) == 3
+        })
+        .await;
+
+    sandbox
+        .cloud
+        .act_on_instance(
+            &sandbox.stack,
+            &id,
+            InstanceAction::Resume,
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("resume");
+    sandbox
+        .until("back in service with four healthy targets", |s| {
+            s.capacity.is_some_and(|c| c.desired == 4) && all_targets_healthy(s, 4)
+        })
+        .await;
+
+    sandbox
+        .cloud
+        .act_on_instance(
+            &sandbox.stack,
+            &id,
+            InstanceAction::Terminate { decrement: false },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("terminate");
+    sandbox
+        .until("terminated and replaced", |s| {
+            all_targets_healthy(s, 4) && s.azs.iter().flat_map(|a| &a.instances).all(|i| i.id != id)
+        })
+        .await;
+    sandbox.down().await;
+}
