@@ -908,7 +908,7 @@ mod tests {
         assert!(p.skip_matching);
         assert_eq!(
             p.scale_in_protected_instances,
-            ScaleInProtectedInstances::Refresh
+            ScaleInProtectedInstances::Ignore
         );
         assert_eq!(p.standby_instances, StandbyInstances::Terminate);
     }
