@@ -50,6 +50,11 @@ pub struct Timings {
     /// How long one refresh batch may take to pass its health checks before the refresh
     /// fails. AWS does not publish its own limit; this one is the model's.
     pub refresh_batch_timeout: Duration,
+    /// From launch until the instance's program is started (on AWS: the instance boots and
+    /// its user data fetches and starts the webapp). The model does not wait on it; a driver
+    /// that runs real programs holds the start this long. AWS publishes no figure: it is a
+    /// stated assumption (`[sandbox] instance_boot_seconds`).
+    pub instance_boot: Duration,
 }
 
 impl Timings {
@@ -70,6 +75,7 @@ impl Timings {
             grace_period: Duration::ZERO,
             default_warmup: Duration::ZERO,
             refresh_batch_timeout: Duration::from_secs(3600),
+            instance_boot: Duration::ZERO,
         }
     }
 }

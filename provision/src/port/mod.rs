@@ -49,9 +49,10 @@ pub use refresh::{
     StandbyInstances, no_active_refresh, parse_env_override,
 };
 pub use snapshot::{
-    AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
-    LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics, ScalingProcess,
-    Section, SectionError, Snapshot, Target, TargetReason, TargetState,
+    AzView, Capacity, Database, DbRole, DbStatus, DurationInForce, Event, EventSource,
+    HealthStatus, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit,
+    Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target, TargetReason,
+    TargetState,
 };
 pub use stack::{
     ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,
