@@ -26,5 +26,5 @@ pub mod timings;
 
 pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent, capacity_after};
 pub use refresh::percentage;
-pub use target::{CheckResult, TargetHealth, routable};
+pub use target::{CheckResult, TargetHealth, failing_open, routable};
 pub use timings::{HealthCheck, Timings};

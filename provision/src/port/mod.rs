@@ -11,6 +11,7 @@
 //! - [`snapshot`]: the stack now, per Availability Zone, with per-section errors.
 //! - [`refresh`]: deploy requests, instance refresh preferences and status.
 //! - [`fault`]: faults, their dry runs, and records of what they changed.
+//! - [`shift`]: zonal shifts (away from one AZ for a bounded time) and their rules.
 //! - [`logs`]: the webapp's log lines, their filters and follow cursor.
 //! - [`cloud`]: the [`Cloud`] trait.
 //! - [`guard`]: the safety rules.
@@ -28,6 +29,7 @@ pub mod guard;
 pub mod instance;
 pub mod logs;
 pub mod refresh;
+pub mod shift;
 pub mod snapshot;
 pub mod stack;
 
@@ -48,6 +50,7 @@ pub use refresh::{
     RefreshPreferences, RefreshRefusal, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
     StandbyInstances, no_active_refresh, parse_env_override,
 };
+pub use shift::{ShiftPlan, ShiftRequest, ZonalShift, check_shift, plan_shift};
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
     LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics, ScalingProcess,
