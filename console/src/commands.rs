@@ -1415,4 +1415,101 @@ mod tests {
         let (o, _, _) = instance_outcome("unhealthy i-nope --yes", false, true).await;
         assert_eq!(o.code(), 4);
     }
+
+    /// `triad shift …` on the in-memory cloud behind the guard: its exit code, the journal's
+    /// entries (kinds, in order) and the backend's zonal shift calls.
+    async fn shift_outcome(
+        line: &str,
+        read_only: bool,
+        answer: bool,
+    ) -> (Outcome, Vec<String>, Vec<String>) {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let memory = MemoryCloud::new(clock);
+        let stack = StackRef::new("demo").expect("name");
+        memory.seed_stack(&stack);
+        let words = ["triad", "shift"]
+            .into_iter()
+            .chain(line.split_whitespace());
+        let args = match Cli::parse_from(words).command {
+            Some(crate::cli::Command::Shift(args)) => args,
+            other => panic!("not a shift command: {other:?}"),
+        };
+        let mode = if read_only {
+            SessionMode::ReadOnly
+        } else {
+            SessionMode::ReadWrite
+        };
+        let guarded = Guarded::new(memory.clone(), mode);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("journal.jsonl");
+        let run = || ShiftRun {
+            production: false,
+            read_only,
+            journal: &journal,
+        };
+        let confirm = |_: &str, word: &str| answer && word == "y";
+        let outcome = match &args.command {
+            Some(ShiftCommand::Cancel { az, yes }) => {
+                // Something to cancel first.
+                let request =
+                    ShiftRequest::new("mem-1a", Duration::from_secs(600), "").expect("request");
+                memory
+                    .start_zonal_shift(&stack, &request, CapacityCheck::Enforce)
+                    .await
+                    .expect("a shift to cancel");
+                shift_cancel(&guarded, &stack, run(), az.as_deref(), *yes, confirm).await
+            }
+            _ => {
+                let az = args.az.clone().unwrap_or_default();
+                let request = match shift::parse_expires_in(&args.expires_in)
+                    .and_then(|e| ShiftRequest::new(az, e, ""))
+                {
+                    Ok(r) => r,
+                    Err(e) => return (fail(&e), Vec::new(), Vec::new()),
+                };
+                shift_start(&guarded, &stack, run(), &request, &args, confirm).await
+            }
+        };
+        let entries = std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["entry"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        let calls = memory
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains("zonal_shift"))
+            .collect();
+        (outcome, entries, calls)
+    }
+
+    #[tokio::test]
+    async fn shift_commands_have_the_readme_s_exit_codes() {
+        // Bad length: exit 2, nothing touched.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --for 30s --yes", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (2, 0, 0));
+        // Read-only, not confirmed: refused before the journal and the backend.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --yes", true, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        let (o, journal, calls) = shift_outcome("--az mem-1a", false, false).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        // A dry run changes nothing.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --dry-run", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (0, 0, 0));
+        // Confirmed: journaled before it happens, then started.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --for 10m", false, true).await;
+        assert_eq!(o.code(), 0);
+        assert_eq!(journal, ["shift_intent", "shift_started"]);
+        assert_eq!(calls, ["start_zonal_shift demo mem-1a 600s"]);
+        // Cancel: journaled, and the call made; refused read-only.
+        let (o, journal, _) = shift_outcome("cancel --az mem-1a --yes", false, true).await;
+        assert_eq!(o.code(), 0);
+        assert_eq!(journal, ["shift_cancel_intent", "shift_cancelled"]);
+        let (o, journal, calls) = shift_outcome("cancel --yes", true, true).await;
+        assert_eq!((o.code(), journal.len()), (3, 0));
+        assert_eq!(calls.len(), 1, "only the test's own start: {calls:?}");
+    }
 }
