@@ -7,7 +7,8 @@
 //! actions. Nothing here performs I/O, so the whole key → action → effect table is tested
 //! without a terminal.
 //!
-//! Safety lives here too: every destructive action (fault, failover, cancel, rollback, deploy)
+//! Safety lives here too: every destructive action (fault, failover, cancel, rollback, deploy,
+//! zonal shift)
 //! opens a [`Confirm`] dialog whose default is *cancel*; on AWS the operator must type the AZ
 //! (or stack) name; in a read-only session the action is refused before any dialog opens.
 
@@ -16,7 +17,8 @@ use std::collections::{BTreeMap, VecDeque};
 use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
     BackendKind, DeployRequest, Event, Fault, FaultPlan, InstanceAction, InstancePlan,
-    LifecycleState, Plan, ProvisionEvent, RefreshId, Snapshot, StackRef,
+    LifecycleState, Plan, ProvisionEvent, RefreshId, ShiftRequest, Snapshot, StackRef, ZonalShift,
+    shift,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate};
@@ -85,6 +87,13 @@ pub enum Effect {
         id: String,
         action: InstanceAction,
     },
+    /// Start a zonal shift (journaled before it happens); the lines are its confirmed dry run.
+    StartShift {
+        request: ShiftRequest,
+        plan: Vec<String>,
+    },
+    /// Cancel the zonal shift away from this AZ (journaled before it happens).
+    CancelShift(String),
     /// Put text on the clipboard (OSC 52, works over SSH).
     Copy(String),
     Quit,
@@ -104,6 +113,10 @@ pub enum Action {
     FaultDescribed(Box<FaultPlan>),
     /// An action on one instance was carried out.
     InstanceActed(Box<InstancePlan>),
+    /// A zonal shift started.
+    ShiftStarted(Box<ZonalShift>),
+    /// Zonal shifts were cancelled.
+    ShiftCancelled(Vec<ZonalShift>),
     Drill(DrillUpdate),
     Planned(Box<Plan>),
     /// One event of an apply or destroy.
@@ -371,6 +384,19 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             );
             Vec::new()
         }
+        Action::ShiftStarted(shift) => {
+            state.notice(Level::Info, format!("zonal shift {shift}"));
+            Vec::new()
+        }
+        Action::ShiftCancelled(shifts) => {
+            for shift in shifts {
+                state.notice(
+                    Level::Info,
+                    format!("zonal shift away from {} cancelled", shift.az),
+                );
+            }
+            Vec::new()
+        }
         Action::RefreshCancelled(id) => {
             state.notice(Level::Info, format!("cancel requested for refresh {id}"));
             Vec::new()
@@ -503,6 +529,7 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
             return ask_instance(state, InstanceAction::Standby { decrement: false });
         }
         Act::ResumeInstance => return ask_instance(state, InstanceAction::Resume),
+        Act::ZonalShift => return ask_shift(state),
         Act::Copy => return copy_selected(state),
         // A form's keys: the dialog on screen takes them; elsewhere typing edits the line.
         Act::NextField
@@ -607,6 +634,49 @@ fn ask_instance(state: &mut State, action: InstanceAction) -> Vec<Effect> {
         ],
         expected,
         Effect::Instance { id, action },
+    );
+    Vec::new()
+}
+
+/// How long a shift started from the console lasts (`triad shift --for` chooses others).
+pub const CONSOLE_SHIFT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Asks to shift traffic away from the focused AZ for [`CONSOLE_SHIFT`], showing the dry run
+/// (the other AZs' healthy capacity against the request rate); on an AZ already shifted away
+/// from, asks to cancel that shift. The AZ is typed on AWS and production stacks.
+fn ask_shift(state: &mut State) -> Vec<Effect> {
+    let (Some(snapshot), Some(az)) = (state.snapshot.clone(), state.focused_az()) else {
+        state.notice(Level::Info, "no AZ to shift away from yet");
+        return Vec::new();
+    };
+    if let Some(active) = snapshot.shift_away_from(&az) {
+        let lines = vec![
+            format!("The zonal shift {active} ends now."),
+            format!(
+                "The load balancer sends new requests to {az} again, and the group may launch there."
+            ),
+        ];
+        state.ask(
+            format!("Cancel the zonal shift away from {az}?"),
+            lines,
+            Some(&az),
+            Effect::CancelShift(az.clone()),
+        );
+        return Vec::new();
+    }
+    let request = match ShiftRequest::new(az.clone(), CONSOLE_SHIFT, "triad console") {
+        Ok(request) => request,
+        Err(e) => {
+            state.notice(Level::Error, e.to_string());
+            return Vec::new();
+        }
+    };
+    let plan = shift::plan_shift(&snapshot, &request).lines();
+    state.ask(
+        format!("Zonal shift away from {az} for 30 min?"),
+        plan.clone(),
+        Some(&az),
+        Effect::StartShift { request, plan },
     );
     Vec::new()
 }
@@ -1273,5 +1343,59 @@ mod tests {
         assert_eq!(view.phase, ProvisionPhase::Finished);
         assert_eq!(s.notices[0].level, Level::Error);
         assert!(s.notices[0].text.contains("no capacity"), "{:?}", s.notices);
+    }
+
+    /// `Z` on the dashboard: the dry run in a confirmation (the AZ typed on AWS), then the
+    /// shift; on a shifted AZ the same key asks to cancel it; refused in read-only mode.
+    #[rstest]
+    #[case::sandbox(BackendKind::Sandbox, "y")]
+    #[case::aws(BackendKind::Aws, "eu-west-1a")]
+    fn z_shifts_away_from_the_focused_az_and_cancels_it(
+        #[case] backend: BackendKind,
+        #[case] word: &str,
+    ) {
+        let mut s = state(backend, false);
+        with_versions(&mut s, &["1.0.0"]);
+        assert!(update(&mut s, key(KeyCode::Char('Z'))).is_empty());
+        let Mode::Confirm(confirm) = &s.mode else {
+            panic!("no confirmation: {:?}", s.mode);
+        };
+        assert_eq!(confirm.expected, word);
+        assert!(
+            confirm
+                .lines
+                .iter()
+                .any(|l| l.contains("healthy capacity left")),
+            "{:?}",
+            confirm.lines
+        );
+        let mut effects = chars(&mut s, word);
+        effects.extend(update(&mut s, key(KeyCode::Enter)));
+        let [Effect::StartShift { request, .. }] = effects.as_slice() else {
+            panic!("{effects:?}");
+        };
+        assert_eq!(request.az, "eu-west-1a");
+        assert_eq!(request.expires_in, CONSOLE_SHIFT);
+
+        // The watch shows the shift: the same key asks to cancel it.
+        if let Some(snapshot) = &mut s.snapshot {
+            snapshot.zonal_shifts.push(ZonalShift {
+                az: "eu-west-1a".into(),
+                started_at: time::OffsetDateTime::UNIX_EPOCH,
+                expires_at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(30),
+                resources: vec![],
+                ids: vec![],
+                comment: String::new(),
+            });
+        }
+        update(&mut s, key(KeyCode::Char('Z')));
+        let mut effects = chars(&mut s, word);
+        effects.extend(update(&mut s, key(KeyCode::Enter)));
+        assert_eq!(effects, [Effect::CancelShift("eu-west-1a".into())]);
+
+        let mut read_only = state(backend, true);
+        with_versions(&mut read_only, &["1.0.0"]);
+        assert!(update(&mut read_only, key(KeyCode::Char('Z'))).is_empty());
+        assert_eq!(read_only.mode, Mode::Normal, "refused before any dialog");
     }
 }

@@ -102,6 +102,8 @@ pub enum Command {
     Gameday(GamedayArgs),
     /// Act on one instance of the group: terminate, mark unhealthy, standby, resume.
     Instance(InstanceArgs),
+    /// Move traffic away from one AZ for a while (a zonal shift), cancel it, or list it.
+    Shift(ShiftArgs),
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -176,9 +178,13 @@ pub struct GamedayArgs {
     /// The Availability Zone to fail.
     #[arg(long)]
     pub az: Option<String>,
-    /// The fault: terminate-az, blackhole-az, block-launches, failover-db, az-outage.
+    /// The fault: terminate-az, blackhole-az, block-launches, failover-db, az-outage,
+    /// slow-az.
     #[arg(long)]
     pub fault: Option<String>,
+    /// Latency slow-az adds to requests to the AZ's instances, in milliseconds (default 300).
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<u32>,
     /// How long the fault stays in place, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub duration: u64,
@@ -267,6 +273,43 @@ impl InstanceVerb {
             Self::Resume { id } => (id, InstanceAction::Resume),
         }
     }
+}
+
+/// `triad shift --az AZ --for 30m`, `triad shift cancel [--az AZ]`, `triad shift list`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ShiftArgs {
+    #[command(subcommand)]
+    pub command: Option<ShiftCommand>,
+    /// The AZ to move traffic away from.
+    #[arg(long)]
+    pub az: Option<String>,
+    /// How long the shift lasts: 90s, 30m, 2h, 1d (between 1m and 3d); it ends by itself.
+    #[arg(long = "for", value_name = "DURATION", default_value = "30m")]
+    pub expires_in: String,
+    /// Shift even when the other AZs have no healthy capacity or the target group fails open.
+    #[arg(long)]
+    pub force: bool,
+    /// Show what the shift would move and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShiftCommand {
+    /// End the active shift now (the one away from --az, if given).
+    Cancel {
+        #[arg(long)]
+        az: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show the active shift, if any.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

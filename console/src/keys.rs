@@ -147,6 +147,8 @@ pub enum Act {
     UnhealthyInstance,
     StandbyInstance,
     ResumeInstance,
+    /// Zonal shift away from the focused AZ, or cancel the one active there.
+    ZonalShift,
     Copy,
     // Forms.
     NextField,
@@ -451,6 +453,14 @@ pub const TABLE: &[Binding] = &[
         Act::ResumeInstance,
         "bring the selected instance back from standby",
         LISTS,
+    )),
+    changes(row(
+        &[Key::Code(K::Char('Z'))],
+        "Z",
+        Some("shift"),
+        Act::ZonalShift,
+        "zonal shift away from the focused AZ for 30 min (on a shifted AZ: cancel it)",
+        &[C::Dashboard],
     )),
     changes(row(
         &[Key::Code(K::Char('a'))],

@@ -271,6 +271,41 @@ impl Runner {
                     });
                 });
             }
+            Effect::StartShift { request, plan } => {
+                tokio::spawn(async move {
+                    let journal = backend::journal_path(&stack);
+                    let result = journal::start_shift(
+                        cloud.as_ref(),
+                        &stack,
+                        &journal,
+                        &request,
+                        plan,
+                        CapacityCheck::Enforce,
+                    )
+                    .await;
+                    let _ = tx.send(match result {
+                        Ok(shift) => Action::ShiftStarted(Box::new(shift)),
+                        Err(error) => Action::Failed {
+                            what: format!("zonal shift away from {}", request.az),
+                            error: error.to_string(),
+                        },
+                    });
+                });
+            }
+            Effect::CancelShift(az) => {
+                tokio::spawn(async move {
+                    let journal = backend::journal_path(&stack);
+                    let result =
+                        journal::cancel_shift(cloud.as_ref(), &stack, &journal, Some(&az)).await;
+                    let _ = tx.send(match result {
+                        Ok(cancelled) => Action::ShiftCancelled(cancelled),
+                        Err(error) => Action::Failed {
+                            what: format!("cancelling the zonal shift away from {az}"),
+                            error: error.to_string(),
+                        },
+                    });
+                });
+            }
             Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}
         }
     }

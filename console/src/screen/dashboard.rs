@@ -168,8 +168,21 @@ pub(crate) fn draw_az(
     } else {
         Style::new().fg(Color::Green).bold()
     };
+    // An active zonal shift is on the AZ's header, with when it ends.
+    let title = match snapshot.shift_away_from(&az.az) {
+        Some(shift) => {
+            let until = shift.expires_at.time();
+            format!(
+                " {} ⇄ shifted away until {:02}:{:02} ",
+                az.az,
+                until.hour(),
+                until.minute()
+            )
+        }
+        None => format!(" {} ", az.az),
+    };
     let block = Block::bordered()
-        .title(Span::styled(format!(" {} ", az.az), title_style))
+        .title(Span::styled(title, title_style))
         .border_style(if focused {
             Style::new().fg(Color::Cyan)
         } else {

@@ -629,3 +629,32 @@ async fn a_standby_instance() {
     assert!(dialog.contains("gameday restore"), "{dialog}");
     assert!(dialog.contains(&format!("Type {id}")), "{dialog}");
 }
+
+/// An active zonal shift is on its AZ's header, with when it ends.
+#[tokio::test]
+async fn a_shifted_az_header() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    let request = provision::port::ShiftRequest::new(
+        "mem-1b",
+        std::time::Duration::from_secs(30 * 60),
+        "test",
+    )
+    .expect("request");
+    cloud
+        .start_zonal_shift(&stack, &request, CapacityCheck::Enforce)
+        .await
+        .expect("shift");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let mut state = State::new(stack, BackendKind::Sandbox, "local sandbox".into(), false);
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    let dashboard = render(&state, 160, 48);
+    assert!(
+        dashboard.contains("mem-1b ⇄ shifted away until 00:30"),
+        "{dashboard}"
+    );
+    assert!(!dashboard.contains("mem-1a ⇄"), "{dashboard}");
+    insta::assert_snapshot!("shifted_az_160x48", dashboard);
+}

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::names::aws_names;
 use super::refresh::Refresh;
 use super::scaling::ScalingView;
+use super::shift::ZonalShift;
 use super::stack::{StackRef, StackStatus};
 use crate::model::TimeScale;
 
@@ -42,6 +43,9 @@ pub struct Snapshot {
     /// Auto Scaling processes currently suspended.
     #[serde(default)]
     pub suspended_processes: Vec<ScalingProcess>,
+    /// Active zonal shifts (at most one: see [`super::shift`]).
+    #[serde(default)]
+    pub zonal_shifts: Vec<ZonalShift>,
     /// The active instance refresh, if any, and recent ones; newest first.
     #[serde(default)]
     pub refreshes: Vec<Refresh>,
@@ -143,6 +147,7 @@ impl Snapshot {
             capacity: None,
             enabled_azs: Vec::new(),
             suspended_processes: Vec::new(),
+            zonal_shifts: Vec::new(),
             refreshes: Vec::new(),
             events: Vec::new(),
             metrics: Metrics::default(),
@@ -193,6 +198,11 @@ impl Snapshot {
             .filter(|view| view.az != az)
             .map(AzView::healthy_capacity)
             .sum()
+    }
+
+    /// The active zonal shift away from `az`, if any.
+    pub fn shift_away_from(&self, az: &str) -> Option<&ZonalShift> {
+        self.zonal_shifts.iter().find(|shift| shift.az == az)
     }
 
     /// The error recorded for `section`, if that section could not be read.

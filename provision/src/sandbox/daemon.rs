@@ -26,7 +26,9 @@
 //! ([`InjectRequest`] → [`FaultRecord`]), `POST /fault/restore` ([`FaultRecord`]),
 //! `POST /logs` ([`LogsRequest`] → [`LogPage`], see [`super::logs`]),
 //! `POST /instance/describe` and `POST /instance/act` ([`InstanceRequest`] →
-//! [`InstancePlan`](crate::port::InstancePlan)), `POST /shutdown`.
+//! [`InstancePlan`](crate::port::InstancePlan)), `POST /shift/start` ([`ShiftStart`] →
+//! [`ZonalShift`](crate::port::ZonalShift)), `POST /shift/cancel` ([`ShiftCancel`] → the cancelled shifts),
+//! `POST /shutdown`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -52,15 +54,15 @@ use super::logs::{LogStore, SCAN_INTERVAL};
 use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
-use crate::port::check_fault_az;
 use crate::port::instance::InstanceAction;
 use crate::port::{
     BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
     DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
     LogCursor, LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction,
-    ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus, SandboxChange, Snapshot,
-    StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
+    ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus, SandboxChange, ShiftRequest,
+    Snapshot, StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
 };
+use crate::port::{check_fault_az, fault};
 use crate::spec::Sandbox;
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -247,6 +249,21 @@ pub struct LogsRequest {
 pub struct InstanceRequest {
     pub id: String,
     pub action: InstanceAction,
+}
+
+/// The body of `POST /shift/start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftStart {
+    pub request: ShiftRequest,
+    #[serde(default)]
+    pub check: CapacityCheck,
+}
+
+/// The body of `POST /shift/cancel`: the AZ whose shift to cancel, or any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftCancel {
+    #[serde(default)]
+    pub az: Option<String>,
 }
 
 /// The running parts of the stack.
@@ -987,6 +1004,28 @@ async fn handle(daemon: Arc<Daemon>, request: Request<hyper::body::Incoming>) ->
             }
             Err(e) => reply::<()>(Err(e)),
         },
+        (Method::POST, "/shift/start") => match body_of::<ShiftStart>(request).await {
+            Ok(req) => {
+                let name = &daemon.spec.name;
+                let resources = vec![
+                    format!("load balancer {name}-lb"),
+                    format!("auto scaling group {name}-asg"),
+                ];
+                reply(
+                    with_stack(&daemon, |s| {
+                        s.fleet.start_zonal_shift(&req.request, resources)
+                    })
+                    .await,
+                )
+            }
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/shift/cancel") => match body_of::<ShiftCancel>(request).await {
+            Ok(req) => {
+                reply(with_stack(&daemon, |s| s.fleet.cancel_zonal_shift(req.az.as_deref())).await)
+            }
+            Err(e) => reply::<()>(Err(e)),
+        },
         (Method::POST, "/fault/restore") => match body_of::<FaultRecord>(request).await {
             Ok(record) => reply(restore(&daemon, &record).await),
             Err(e) => reply::<()>(Err(e)),
@@ -1062,6 +1101,7 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
     snapshot.capacity = Some(stack.fleet.capacity());
     snapshot.enabled_azs = stack.fleet.enabled_azs();
     snapshot.suspended_processes = stack.fleet.suspended();
+    snapshot.zonal_shifts = stack.fleet.zonal_shifts();
     snapshot.refreshes = stack.fleet.refreshes();
     snapshot.events = snapshot_events(
         stack.fleet.events(),
@@ -1187,6 +1227,17 @@ async fn describe_fault(daemon: &Daemon, fault: &Fault) -> Result<FaultPlan, Clo
                 PlannedAction::new(format!("az {az}"), "remove from launch AZs", true),
                 PlannedAction::new("process AZRebalance", "suspend", true),
             ]),
+            FaultStep::Slow(az, latency_ms) => StepPlan {
+                actions: vec![PlannedAction::new(
+                    format!("load balancer path to the targets in {az}"),
+                    format!("delay requests by {latency_ms} ms"),
+                    true,
+                )],
+                notes: vec![
+                    "health checks are not delayed: the targets stay healthy".into(),
+                    fault::NOTE_SLOW_AWS.into(),
+                ],
+            },
             FaultStep::Failover => StepPlan::of(vec![PlannedAction::new(
                 format!("database {}-db", daemon.spec.name),
                 format!(
@@ -1257,6 +1308,16 @@ async fn inject(
             block(az, &mut changes);
             Some(az.clone())
         }
+        Fault::SlowAz { az, latency_ms } => {
+            stack
+                .lb
+                .slow_az(az, Some(Duration::from_millis(u64::from(*latency_ms))));
+            changes.push(FaultChange::Sandbox(SandboxChange::AzSlowed {
+                az: az.clone(),
+                latency_ms: *latency_ms,
+            }));
+            Some(az.clone())
+        }
         Fault::FailoverDb => {
             let record = stack.db.failover().await.map_err(db_error)?;
             changes.push(FaultChange::Sandbox(SandboxChange::DbFailedOver {
@@ -1312,6 +1373,7 @@ async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError
                 let _ = stack.db.signal_node(node, NodeSignal::Continue);
             }
             SandboxChange::LaunchesBlocked { az } => stack.fleet.unblock_launches(az),
+            SandboxChange::AzSlowed { az, .. } => stack.lb.slow_az(az, None),
             SandboxChange::ProcessesSuspended { processes } => {
                 for process in processes {
                     stack.fleet.resume(*process);
