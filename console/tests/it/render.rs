@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use provision::memory::MemoryCloud;
 use provision::port::{
-    BackendKind, CapacityCheck, Cloud, DeployRequest, Fault, ManualClock, StackRef, TargetState,
+    BackendKind, CapacityCheck, Cloud, DeployRequest, Fault, LogLine, ManualClock, StackRef,
+    TargetState,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -625,4 +626,105 @@ async fn a_standby_instance() {
     );
     assert!(dialog.contains("gameday restore"), "{dialog}");
     assert!(dialog.contains(&format!("Type {id}")), "{dialog}");
+}
+
+fn log_line(second: u32, instance: &str, az: &str, level: &str, message: &str) -> LogLine {
+    LogLine::parse(
+        &format!(
+            r#"{{"timestamp":"2026-03-04T05:06:{second:02}Z","level":"{level}","message":"{message}","request_id":"r-{second}","status":{},"path":"/signup","target":"webapp::http"}}"#,
+            if level == "ERROR" { 500 } else { 200 }
+        ),
+        instance,
+        az,
+        time::OffsetDateTime::UNIX_EPOCH,
+    )
+}
+
+/// The log view of one AZ, opened with `t` from the dashboard: levels coloured, the newest
+/// line selected while following, its JSON fields shown with Enter; at 80×24 and wide.
+#[tokio::test]
+async fn the_log_view_of_an_az() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(&mut state, Action::Key(crossterm_key('t')));
+    let generation = state.logs.as_ref().map_or(0, |v| v.generation);
+    let lines = (0..30)
+        .map(|s| {
+            let instance = if s % 2 == 0 {
+                "i-mem00001"
+            } else {
+                "i-mem00004"
+            };
+            let (level, message) = match s % 10 {
+                7 => ("WARN", "slow query"),
+                9 => ("ERROR", "database unreachable"),
+                _ => ("INFO", "request"),
+            };
+            log_line(s, instance, "mem-1a", level, message)
+        })
+        .collect();
+    update(&mut state, Action::LogLines { generation, lines });
+    let screen = render(&state, 80, 24);
+    assert_shows(
+        &screen,
+        &[
+            "logs · AZ mem-1a",
+            "following",
+            "ERROR",
+            "database unreachable",
+        ],
+    );
+    insta::assert_snapshot!("logs_az_80x24", screen);
+
+    // Up pauses following; Enter shows the selected line's fields.
+    update(&mut state, Action::Key(crossterm_key('k')));
+    update(
+        &mut state,
+        Action::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Enter,
+            crossterm::event::KeyModifiers::NONE,
+        )),
+    );
+    let screen = render(&state, 160, 48);
+    assert_shows(&screen, &["paused", "request_id  r-28", "f follow"]);
+    insta::assert_snapshot!("logs_az_expanded_160x48", screen);
+}
+
+/// Before the first page, while nothing matches, and when reading fails, the view says so.
+#[tokio::test]
+async fn the_log_view_says_why_it_is_empty() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(
+        &mut state,
+        Action::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('T'),
+            crossterm::event::KeyModifiers::SHIFT,
+        )),
+    );
+    assert_shows(
+        &render(&state, 80, 24),
+        &["instance i-mem00001 (mem-1a)", "reading…"],
+    );
+    let generation = state.logs.as_ref().map_or(0, |v| v.generation);
+    update(
+        &mut state,
+        Action::LogLines {
+            generation,
+            lines: Vec::new(),
+        },
+    );
+    assert_shows(
+        &render(&state, 80, 24),
+        &["no lines from instance i-mem00001"],
+    );
+    update(
+        &mut state,
+        Action::LogsFailed {
+            generation,
+            error: "the sandbox daemon is not running".into(),
+        },
+    );
+    assert_shows(
+        &render(&state, 80, 24),
+        &["cannot read the logs: the sandbox daemon is not running"],
+    );
 }
