@@ -728,3 +728,150 @@ async fn the_log_view_says_why_it_is_empty() {
         &["cannot read the logs: the sandbox daemon is not running"],
     );
 }
+
+/// The sizes the dashboard is drawn at: the smallest it must read well at, a common one, and a
+/// big one it must fill usefully.
+const DASHBOARD_SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+
+/// Five minutes of per-second traffic in every AZ of the state's snapshot, as the sandbox
+/// reports it (deterministic shapes, no clock): requests, some 5xx, p99, CPU, and each
+/// instance's CPU and request rate. `quiet` AZs have had no request for the last minute.
+fn with_traffic(state: &mut State, quiet: &[&str]) {
+    use provision::port::{InstanceMetrics, MetricKind, MetricPoint, MetricSeries, Metrics};
+    let snapshot = state.snapshot.as_mut().expect("a snapshot");
+    let now = snapshot.taken_at;
+    let mut series = Vec::new();
+    let mut instances = Vec::new();
+    for (n, az) in snapshot.azs.iter().enumerate() {
+        let mut push = |metric, value: &dyn Fn(i64) -> Option<f64>| {
+            let points = (1..300)
+                .rev()
+                .filter(|ago| !(quiet.contains(&az.az.as_str()) && *ago < 60))
+                .filter_map(|ago| {
+                    value(ago).map(|value| MetricPoint {
+                        at: now - time::Duration::seconds(ago),
+                        value,
+                    })
+                })
+                .collect();
+            series.push(MetricSeries {
+                metric,
+                az: Some(az.az.clone()),
+                points,
+            });
+        };
+        let base = 4 + n as i64;
+        push(MetricKind::Requests, &|ago| {
+            Some(((ago * 7 + base) % 9 + base) as f64)
+        });
+        push(MetricKind::Target5xx, &|ago| {
+            Some(if ago % 97 == 0 { 2.0 } else { 0.0 })
+        });
+        push(MetricKind::LatencyP99, &|ago| {
+            Some(20.0 + ((ago * 13) % 17) as f64 + 3.0 * n as f64)
+        });
+        push(MetricKind::Cpu, &|ago| Some(6.0 + ((ago * 5) % 11) as f64));
+        for (i, instance) in az.instances.iter().enumerate() {
+            instances.push(InstanceMetrics {
+                id: instance.id.clone(),
+                cpu_percent: Some(5.0 + (n * 2 + i) as f64),
+                requests_per_second: Some(if quiet.contains(&az.az.as_str()) {
+                    0.0
+                } else {
+                    2.5 + i as f64
+                }),
+            });
+        }
+    }
+    snapshot.metrics = Metrics {
+        period_seconds: 1,
+        series,
+        instances,
+    };
+}
+
+/// The dashboard with traffic: charts (sparklines at 80×24), last values, per-instance
+/// figures.
+#[tokio::test]
+async fn dashboard_with_traffic() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    with_traffic(&mut state, &[]);
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_shows(&screen, &["req/s", "p99", "CPU"]);
+        assert!(!screen.contains("no traffic yet"), "{screen}");
+        insta::assert_snapshot!(format!("traffic_{width}x{height}"), screen);
+    }
+    assert_shows(
+        &render(&state, 200, 60),
+        &["cpu 5 %", "2.5 req/s", "-5m", "now"],
+    );
+}
+
+/// A stack nobody has sent a request to yet says so in every chart.
+#[tokio::test]
+async fn dashboard_no_traffic_yet() {
+    let state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_eq!(
+            screen.matches("req/s no traffic yet").count(),
+            3,
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("no_traffic_{width}x{height}"), screen);
+    }
+}
+
+/// One AZ blackholed under traffic: its header counts no healthy target, its request chart
+/// drops to zero for the last minute while the others go on.
+#[tokio::test]
+async fn dashboard_one_az_down_under_traffic() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    cloud
+        .inject(
+            &stack,
+            &Fault::BlackholeAz {
+                az: "mem-1b".into(),
+            },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    cloud.tick(&stack).expect("tick");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let mut state = State::new(stack, BackendKind::Sandbox, "local sandbox".into(), false);
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    with_traffic(&mut state, &["mem-1b"]);
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_shows(&screen, &["0/2 healthy", "req/s 0/s"]);
+        insta::assert_snapshot!(format!("az_down_traffic_{width}x{height}"), screen);
+    }
+}
+
+/// A refresh in progress under traffic: each column's header carries its part of it.
+#[tokio::test]
+async fn dashboard_refresh_in_progress_under_traffic() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    cloud
+        .deploy(&stack, &DeployRequest::new("v2"))
+        .await
+        .expect("deploy");
+    cloud.tick(&stack).expect("tick");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let mut state = State::new(stack, BackendKind::Sandbox, "local sandbox".into(), false);
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    with_traffic(&mut state, &[]);
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_eq!(screen.matches("refresh 0/2 on v2").count(), 3, "{screen}");
+        insta::assert_snapshot!(format!("refresh_traffic_{width}x{height}"), screen);
+    }
+}

@@ -50,8 +50,8 @@ pub use refresh::{
 };
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
-    LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics, ScalingProcess,
-    Section, SectionError, Snapshot, Target, TargetReason, TargetState,
+    InstanceMetrics, LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics,
+    ScalingProcess, Section, SectionError, Snapshot, Target, TargetReason, TargetState,
 };
 pub use stack::{
     ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,

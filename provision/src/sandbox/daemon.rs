@@ -547,32 +547,38 @@ async fn sample_metrics(daemon: Arc<Daemon>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let (healthy, instances) = {
+        let (healthy, instances, requests) = {
             let stack = daemon.stack.read().await;
             let Some(stack) = stack.as_ref() else {
                 continue;
             };
             let mut healthy: BTreeMap<String, usize> =
                 daemon.spec.azs.iter().map(|az| (az.clone(), 0)).collect();
+            let mut requests = BTreeMap::new();
             for target in stack.lb.target_health() {
                 if target.state == super::lb::TargetState::Healthy {
                     *healthy.entry(target.target.az.clone()).or_default() += 1;
                 }
+                requests.insert(target.target.id.clone(), target.requests);
             }
-            let instances: BTreeMap<String, Vec<u32>> = daemon
+            let instances: BTreeMap<String, Vec<(String, u32)>> = daemon
                 .spec
                 .azs
                 .iter()
-                .map(|az| {
-                    let pids = stack.fleet.instances_in(az).into_iter().map(|(_, p)| p);
-                    (az.clone(), pids.collect())
-                })
+                .map(|az| (az.clone(), stack.fleet.instances_in(az)))
                 .collect();
-            (healthy, instances)
+            (healthy, instances, requests)
         };
         let now = OffsetDateTime::now_utc();
         let at = now.replace_nanosecond(0).unwrap_or(now);
-        lock(&daemon.samples).sample(at, Instant::now(), &healthy, &instances, cpu_ticks);
+        lock(&daemon.samples).sample(
+            at,
+            Instant::now(),
+            &healthy,
+            &instances,
+            &requests,
+            cpu_ticks,
+        );
     }
 }
 
@@ -1112,6 +1118,7 @@ fn metrics(lb: &LoadBalancer, samples: &Samples) -> Metrics {
     Metrics {
         period_seconds: 1,
         series,
+        instances: samples.instances(),
     }
 }
 

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -173,6 +173,9 @@ pub struct TargetHealth {
     pub description: Option<String>,
     /// Requests being served by it now.
     pub in_flight: usize,
+    /// Requests sent to it since it was registered (ALB's `RequestCountPerTarget`, summed).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 /// One second of one AZ's traffic.
@@ -316,6 +319,8 @@ struct Entry {
     target: Target,
     health: Machine,
     in_flight: Arc<AtomicUsize>,
+    /// Requests sent to it so far.
+    requests: AtomicU64,
     checker: Option<JoinHandle<()>>,
 }
 
@@ -327,6 +332,7 @@ impl Entry {
             reason: self.health.reason,
             description: self.health.description.clone(),
             in_flight: self.in_flight.load(Ordering::SeqCst),
+            requests: self.requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -387,6 +393,7 @@ impl Shared {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let chosen = pool[n % pool.len()];
         chosen.in_flight.fetch_add(1, Ordering::SeqCst);
+        chosen.requests.fetch_add(1, Ordering::Relaxed);
         Some((chosen.target.clone(), chosen.in_flight.clone()))
     }
 
@@ -668,6 +675,7 @@ impl LoadBalancer {
             target,
             health: Machine::registered(enabled),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            requests: AtomicU64::new(0),
             checker,
         };
         let mut targets = self.shared.targets();
@@ -720,6 +728,7 @@ impl LoadBalancer {
                     reason: unknown.reason,
                     description: unknown.description,
                     in_flight: 0,
+                    requests: 0,
                 }
             })
     }
