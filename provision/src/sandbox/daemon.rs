@@ -115,6 +115,9 @@ pub struct SandboxSpec {
     pub app: SandboxApp,
     pub db: SandboxDb,
     pub mailer: SandboxMailer,
+    /// The spec's `[sandbox]` table (its defaults when absent).
+    #[serde(default)]
+    pub sandbox: crate::spec::Sandbox,
 }
 
 /// The spec's `[db]` section, as far as the sandbox uses it.
@@ -262,6 +265,8 @@ struct Daemon {
     status: Mutex<StackStatus>,
     faults: Mutex<Vec<FaultRecord>>,
     samples: Mutex<Samples>,
+    /// The gentle traffic's summaries, newest last.
+    traffic: Mutex<Vec<Event>>,
     logs: LogStore,
     shutdown: watch::Sender<bool>,
 }
@@ -439,6 +444,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         status: Mutex::new(StackStatus::CreateInProgress),
         faults: Mutex::new(Vec::new()),
         samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
+        traffic: Mutex::new(Vec::new()),
         logs: LogStore::new(&dir.join("logs")),
         shutdown,
     });
@@ -454,6 +460,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     };
     let sampler = tokio::spawn(sample_metrics(daemon.clone()));
     let log_reader = tokio::spawn(read_logs(daemon.clone()));
+    let traffic = (daemon.spec.sandbox.traffic == crate::spec::Traffic::Gentle)
+        .then(|| tokio::spawn(send_traffic(daemon.clone())));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io_error("handling SIGTERM"))?;
     tokio::select! {
@@ -467,6 +475,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let _ = sampler.await;
     log_reader.abort();
     let _ = log_reader.await;
+    if let Some(traffic) = traffic {
+        traffic.abort();
+        let _ = traffic.await;
+    }
     *lock(&daemon.status) = StackStatus::DeleteInProgress;
     if let Some(stack) = daemon.stack.write().await.take() {
         stack.fleet.shutdown().await;
@@ -579,6 +591,30 @@ async fn sample_metrics(daemon: Arc<Daemon>) {
             &requests,
             cpu_ticks,
         );
+    }
+}
+
+/// Sends the stack gentle traffic through its load balancer once it is up, and keeps the
+/// minute summaries for the events log (see [`super::traffic`]).
+async fn send_traffic(daemon: Arc<Daemon>) {
+    let mut source = super::traffic::Gentle::new();
+    let mut tick = tokio::time::interval(super::traffic::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let endpoint = {
+            let stack = daemon.stack.read().await;
+            stack.as_ref().map(|s| s.lb.address())
+        };
+        let Some(endpoint) = endpoint else {
+            continue;
+        };
+        if let Some(summary) = source.tick(endpoint, OffsetDateTime::now_utc()).await {
+            let mut kept = lock(&daemon.traffic);
+            kept.push(summary);
+            let over = kept.len().saturating_sub(super::traffic::SUMMARIES_KEPT);
+            kept.drain(..over);
+        }
     }
 }
 
@@ -1061,6 +1097,8 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
                 az: None,
                 message: e.message.clone(),
             })
+            // The gentle traffic's minute summaries (not one event per request).
+            .chain(lock(&daemon.traffic).iter().cloned())
             .collect(),
     );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));

@@ -144,6 +144,7 @@ impl StackSpec {
             dns: file.dns,
             alarms: file.alarms,
             logs: file.logs,
+            sandbox: file.sandbox,
         })
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, SpecError, Waf};
+use super::{
+    Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, Sandbox, SpecError, Waf,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +34,8 @@ pub(super) struct StackFile {
     pub alarms: Alarms,
     #[serde(default)]
     pub logs: Logs,
+    #[serde(default)]
+    pub sandbox: Sandbox,
 }
 
 #[derive(Debug, Deserialize)]

@@ -52,6 +52,7 @@ pub struct StackSpec {
     pub dns: Option<Dns>,
     pub alarms: Alarms,
     pub logs: Logs,
+    pub sandbox: Sandbox,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -244,6 +245,26 @@ impl Default for Logs {
             error_alarm_threshold: None,
         }
     }
+}
+
+/// How the local sandbox runs the stack (AWS ignores this table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sandbox {
+    /// Traffic the sandbox sends its own stack, so that a demo moves (default `off`).
+    pub traffic: Traffic,
+}
+
+/// Traffic the sandbox daemon sends its own stack through the load balancer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Traffic {
+    /// None: tests and benchmarks measure only what they send.
+    #[default]
+    Off,
+    /// A few requests every few seconds and a signup now and then (see
+    /// `sandbox::traffic`), summed up in one event a minute.
+    Gentle,
 }
 
 /// The retention periods (days) CloudWatch Logs accepts, from the `RetentionInDays` property
