@@ -1088,7 +1088,11 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .side_channel
             .as_ref()
             .map(|side_channel| side_channel.events())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            // The gentle traffic's signups are counted in its summaries instead.
+            .filter(|e| !super::traffic::is_own_event(e))
+            .collect(),
         db.events
             .iter()
             .map(|e| Event {

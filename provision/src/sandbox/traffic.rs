@@ -7,7 +7,8 @@
 //!
 //! It stays out of the events log's budget: one event when it starts, then one summary a
 //! minute ("gentle traffic, last minute: 60 requests, 10 signups, 0 failed"), never one
-//! event per request. Off by default, and in tests and benchmarks, which measure only what
+//! event per request; the mailer's event for each of its signups' verification mails is left
+//! out of snapshots too ([`is_own_event`]). Off by default, and in tests and benchmarks, which measure only what
 //! they send.
 
 use std::net::SocketAddr;
@@ -35,6 +36,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SUMMARY_EVERY: time::Duration = time::Duration::minutes(1);
 /// How many summaries the daemon keeps for snapshots.
 pub const SUMMARIES_KEPT: usize = 10;
+/// The domain of the signups' addresses (`.invalid`: no mail can reach it).
+pub const SIGNUP_DOMAIN: &str = "traffic.invalid";
+
+/// Whether an event is about one of this traffic's signups (the mailer's "verification
+/// e-mail sent to gentle-…@traffic.invalid"): the daemon leaves those out of snapshots, as
+/// the minute summary counts the signups.
+pub fn is_own_event(event: &Event) -> bool {
+    event.message.contains(&format!("@{SIGNUP_DOMAIN}"))
+}
 
 /// What was sent since the last summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,7 +106,7 @@ impl Gentle {
         if self.ticks % SIGNUP_EVERY == 1 {
             let n = self.ticks / SIGNUP_EVERY + 1;
             let body = serde_json::json!({
-                "email": format!("gentle-{}-{n}@traffic.invalid", self.run),
+                "email": format!("gentle-{}-{n}@{SIGNUP_DOMAIN}", self.run),
                 "password": format!("Gentle-{}-{n}-pw", self.run),
                 "first_name": "Gentle",
                 "last_name": "Traffic",
@@ -249,6 +259,22 @@ mod tests {
             )
         );
         assert_eq!(source.counts(), Counts::default(), "a new period starts");
+    }
+
+    #[test]
+    fn the_mailer_events_of_its_signups_are_its_own() {
+        let event = |message: &str| Event {
+            at: OffsetDateTime::UNIX_EPOCH,
+            source: EventSource::Stack,
+            az: None,
+            message: message.into(),
+        };
+        assert!(is_own_event(&event(
+            "verification e-mail sent to gentle-1a2b-3@traffic.invalid"
+        )));
+        assert!(!is_own_event(&event(
+            "verification e-mail sent to probe-1a2b-3@drill.invalid"
+        )));
     }
 
     #[tokio::test]
