@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, VecDeque};
 use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
     BackendKind, DeployRequest, Event, Fault, FaultPlan, InstanceAction, InstancePlan,
-    LifecycleState, Plan, ProvisionEvent, RefreshId, ShiftRequest, Snapshot, StackRef, ZonalShift,
-    shift,
+    LifecycleState, LogLine, Plan, ProvisionEvent, RefreshId, ShiftRequest, Snapshot, StackRef,
+    ZonalShift, shift,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate};
@@ -29,6 +29,7 @@ use crate::screen::dashboard::{ask_cancel, ask_rollback};
 use crate::screen::deploy::{self, open_deploy};
 use crate::screen::gameday::{self, ask_failover, on_drill, open_gameday, stop_drill};
 use crate::screen::help;
+use crate::screen::logs;
 use crate::screen::provision::{
     ask_apply, ask_destroy, on_planned, on_provision_event, open_provision,
 };
@@ -37,6 +38,7 @@ pub use crate::keys::{command_matches, commands, complete};
 pub use crate::screen::deploy::DeployForm;
 pub use crate::screen::events::{EVENT_LOG, source_label};
 pub use crate::screen::gameday::{DrillView, GamedayForm};
+pub use crate::screen::logs::{LogRequest, LogScope, LogView};
 pub use crate::screen::provision::{ProvisionPhase, ProvisionView};
 
 /// The screens, reachable by key or by `:name` in command mode.
@@ -49,6 +51,8 @@ pub enum Screen {
     GameDay,
     Provision,
     Help,
+    /// The webapp's log lines (see `screen::logs`).
+    Logs,
 }
 
 impl Screen {
@@ -61,6 +65,7 @@ impl Screen {
             Screen::GameDay => "gameday",
             Screen::Provision => "provision",
             Screen::Help => "help",
+            Screen::Logs => "logs",
         }
     }
 }
@@ -94,6 +99,11 @@ pub enum Effect {
     },
     /// Cancel the zonal shift away from this AZ (journaled before it happens).
     CancelShift(String),
+    /// Read the webapp's log lines for the log view, newest first, then follow them (this
+    /// replaces any reading under way).
+    StartLogs(Box<LogRequest>),
+    /// Stop reading log lines (the log view was left).
+    StopLogs,
     /// Put text on the clipboard (OSC 52, works over SSH).
     Copy(String),
     Quit,
@@ -132,6 +142,16 @@ pub enum Action {
         error: String,
     },
     Copied(String),
+    /// Log lines read for the log view's reading `generation`, oldest first.
+    LogLines {
+        generation: u64,
+        lines: Vec<LogLine>,
+    },
+    /// Reading log lines failed (the runner retries what can be retried).
+    LogsFailed {
+        generation: u64,
+        error: String,
+    },
 }
 
 /// A pending confirmation. Enter with the wrong (or empty) text cancels: cancel is the default.
@@ -191,6 +211,10 @@ pub struct State {
     pub gameday: GamedayForm,
     pub drill: Option<DrillView>,
     pub provision: Option<ProvisionView>,
+    /// The log view, while it is open or was last open.
+    pub logs: Option<LogView>,
+    /// The last log reading started (each gets a new number).
+    pub log_generation: u64,
     pub notices: VecDeque<Notice>,
     /// Every event the watch has seen, newest first: a snapshot carries only the cloud's
     /// recent ones (100 in the sandbox, 20 scaling activities on AWS).
@@ -221,6 +245,8 @@ impl State {
             gameday: GamedayForm::default(),
             drill: None,
             provision: None,
+            logs: None,
+            log_generation: 0,
             notices: VecDeque::new(),
             events: VecDeque::new(),
             tagged_production: false,
@@ -467,6 +493,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.notice(Level::Info, format!("copied {text}"));
             Vec::new()
         }
+        Action::LogLines { generation, lines } => {
+            logs::on_lines(state, generation, lines);
+            Vec::new()
+        }
+        Action::LogsFailed { generation, error } => {
+            logs::on_failed(state, generation, error);
+            Vec::new()
+        }
     }
 }
 
@@ -491,6 +525,35 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         _ => None,
     });
     let context = Context::of(state);
+    if context == Context::Logs {
+        match binding.act {
+            Act::RowDown | Act::RowUp | Act::Follow | Act::Expand | Act::LogLevel => {
+                return logs::on_key(state, binding.act);
+            }
+            Act::Back | Act::Leave => return logs::back(state),
+            Act::Copy => return logs::copy(state),
+            Act::FilterMode => {
+                let text = state.logs.as_ref().map(|v| v.text.clone());
+                state.mode = Mode::Filter(text.unwrap_or_default());
+                return Vec::new();
+            }
+            _ => {}
+        }
+    }
+    if context == Context::Filter && state.screen == Screen::Logs {
+        match binding.act {
+            Act::SetFilter => {
+                if let Mode::Filter(input) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                    return logs::set_filter(state, input);
+                }
+            }
+            Act::ClearFilter => {
+                state.mode = Mode::Normal;
+                return logs::set_filter(state, String::new());
+            }
+            _ => {}
+        }
+    }
     match binding.act {
         Act::Quit => {
             state.quit = true;
@@ -531,6 +594,17 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         Act::ResumeInstance => return ask_instance(state, InstanceAction::Resume),
         Act::ZonalShift => return ask_shift(state),
         Act::Copy => return copy_selected(state),
+        Act::AzLogs | Act::InstanceLogs | Act::LogsAll => {
+            return match logs::scope_here(state, binding.act) {
+                Some(scope) => logs::open_logs(state, scope),
+                None => {
+                    state.notice(Level::Info, "no instance selected");
+                    Vec::new()
+                }
+            };
+        }
+        // The log view's own keys (handled above, where the log view is).
+        Act::Follow | Act::Expand | Act::LogLevel => {}
         // A form's keys: the dialog on screen takes them; elsewhere typing edits the line.
         Act::NextField
         | Act::PreviousField
@@ -858,7 +932,15 @@ mod tests {
         assert_eq!(complete("d", true), "dashboard");
         assert_eq!(
             command_matches("", true),
-            ["dashboard", "instances", "events", "plan", "help", "quit"]
+            [
+                "dashboard",
+                "instances",
+                "events",
+                "logs",
+                "plan",
+                "help",
+                "quit"
+            ]
         );
         assert!(command_matches("", true).contains(&"plan"));
         assert_eq!(command_matches("d", false), ["dashboard", "deploy", "down"]);

@@ -37,10 +37,12 @@ pub enum Context {
     Filter,
     /// A confirmation dialog.
     Confirm,
+    /// The log view.
+    Logs,
 }
 
 impl Context {
-    pub const ALL: [Context; 11] = [
+    pub const ALL: [Context; 12] = [
         Context::Dashboard,
         Context::Instances,
         Context::Events,
@@ -52,6 +54,7 @@ impl Context {
         Context::Command,
         Context::Filter,
         Context::Confirm,
+        Context::Logs,
     ];
 
     /// The context the state is in.
@@ -66,6 +69,7 @@ impl Context {
                 Screen::Events => Context::Events,
                 Screen::Provision => Context::Provision,
                 Screen::Help => Context::Help,
+                Screen::Logs => Context::Logs,
                 Screen::Deploy => Context::Deploy,
                 Screen::GameDay if state.drill.is_some() => Context::Drill,
                 Screen::GameDay => Context::GameDay,
@@ -86,6 +90,7 @@ impl Context {
             Context::Command => "command",
             Context::Filter => "filter",
             Context::Confirm => "confirm",
+            Context::Logs => "logs",
         }
     }
 }
@@ -150,6 +155,16 @@ pub enum Act {
     /// Zonal shift away from the focused AZ, or cancel the one active there.
     ZonalShift,
     Copy,
+    /// The log view of the focused AZ (of the AZ under fault, on a drill).
+    AzLogs,
+    /// The log view of the selected instance.
+    InstanceLogs,
+    /// The log view of every AZ.
+    LogsAll,
+    // The log view.
+    Follow,
+    Expand,
+    LogLevel,
     // Forms.
     NextField,
     PreviousField,
@@ -192,10 +207,19 @@ use KeyCode as K;
 
 /// The screens with the list keys and the screen keys.
 const SCREENS: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision, C::Help];
+/// The screens and the log view: the list keys, the filter, copy, back, help and quit.
+const SCREENS_LOGS: &[Context] = &[
+    C::Dashboard,
+    C::Instances,
+    C::Events,
+    C::Provision,
+    C::Help,
+    C::Logs,
+];
 /// The screens but one: a key that opens a screen does nothing on that screen.
 const BUT_INSTANCES: &[Context] = &[C::Dashboard, C::Events, C::Provision, C::Help];
 const BUT_EVENTS: &[Context] = &[C::Dashboard, C::Instances, C::Provision, C::Help];
-const BUT_HELP: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision];
+const BUT_HELP: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision, C::Logs];
 /// The screens that list instances: the instances list and the dashboard's AZ columns.
 const LISTS: &[Context] = &[C::Dashboard, C::Instances];
 const FORMS: &[Context] = &[C::Deploy, C::GameDay];
@@ -242,8 +266,8 @@ pub const TABLE: &[Binding] = &[
         "j ↓",
         None,
         Act::RowDown,
-        "next row in the list",
-        SCREENS,
+        "next row in the list (a log line: pauses follow)",
+        SCREENS_LOGS,
     ),
     row(
         &[Key::Code(K::Char('k')), Key::Code(K::Up)],
@@ -251,7 +275,7 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::RowUp,
         "previous row in the list",
-        SCREENS,
+        SCREENS_LOGS,
     ),
     row(
         &[
@@ -311,12 +335,40 @@ pub const TABLE: &[Binding] = &[
     ),
     footer(
         row(
+            &[Key::Code(K::Char('t'))],
+            "t",
+            None,
+            Act::AzLogs,
+            "logs of the focused AZ, followed live (on a drill: of the AZ under fault)",
+            &[C::Dashboard, C::Drill],
+        ),
+        6,
+        "logs",
+    ),
+    row(
+        &[Key::Code(K::Char('T'))],
+        "T",
+        None,
+        Act::InstanceLogs,
+        "logs of the selected instance, followed live",
+        LISTS,
+    ),
+    row(
+        &[],
+        "",
+        Some("logs"),
+        Act::LogsAll,
+        "logs of every AZ, followed live",
+        SCREENS,
+    ),
+    footer(
+        row(
             &[Key::Code(K::Char('/'))],
             "/",
             None,
             Act::FilterMode,
-            "filter instances by id or version, events by text",
-            SCREENS,
+            "filter instances by id or version, events and log lines by text",
+            SCREENS_LOGS,
         ),
         7,
         "filter",
@@ -350,8 +402,8 @@ pub const TABLE: &[Binding] = &[
         "y",
         None,
         Act::Copy,
-        "copy the selected instance id, or event (OSC 52)",
-        SCREENS,
+        "copy the selected instance id, event or log line (OSC 52: the terminal's clipboard, over SSH too, where the terminal allows it)",
+        SCREENS_LOGS,
     ),
     row(
         &[Key::Code(K::Esc)],
@@ -359,7 +411,7 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::Back,
         "clear the filter, else back",
-        SCREENS,
+        SCREENS_LOGS,
     ),
     // What changes the stack.
     footer(
@@ -497,7 +549,7 @@ pub const TABLE: &[Binding] = &[
             Some("quit"),
             Act::Quit,
             "quit (the stack keeps running)",
-            SCREENS,
+            SCREENS_LOGS,
         ),
         PINNED,
         "quit",
@@ -534,6 +586,43 @@ pub const TABLE: &[Binding] = &[
         ),
         2,
         "back",
+    ),
+    // The log view.
+    footer(
+        row(
+            &[Key::Code(K::Char('f'))],
+            "f",
+            None,
+            Act::Follow,
+            "follow: keep the newest line selected as lines arrive, or pause",
+            &[C::Logs],
+        ),
+        1,
+        "follow",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Char('v'))],
+            "v",
+            None,
+            Act::LogLevel,
+            "level: every line → debug → info → warn → error and above",
+            &[C::Logs],
+        ),
+        2,
+        "level",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Enter)],
+            "Enter",
+            None,
+            Act::Expand,
+            "show or hide the selected line's JSON fields",
+            &[C::Logs],
+        ),
+        3,
+        "fields",
     ),
     // The deploy and GameDay dialogs.
     footer(
@@ -963,6 +1052,23 @@ mod tests {
             Context::Filter => {
                 let mut s = base.clone();
                 s.mode = Mode::Filter("i-".into());
+                vec![s]
+            }
+            Context::Logs => {
+                let mut s = on(Screen::Logs);
+                let mut view = crate::app::LogView::new(crate::app::LogScope::default(), 1);
+                view.lines = (0..3)
+                    .map(|i| {
+                        provision::port::LogLine::parse(
+                            &format!(r#"{{"level":"INFO","message":"line {i}","status":200}}"#),
+                            "i-0",
+                            "eu-west-1a",
+                            time::OffsetDateTime::UNIX_EPOCH,
+                        )
+                    })
+                    .collect();
+                view.loaded = true;
+                s.logs = Some(view);
                 vec![s]
             }
             Context::Confirm => {

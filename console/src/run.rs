@@ -49,6 +49,7 @@ pub async fn run(
         stack: state.stack.clone(),
         tx,
         drill_stop: None,
+        logs: None,
     };
     let mut terminal = ratatui::init();
     let result = async {
@@ -118,7 +119,12 @@ struct Runner {
     stack: StackRef,
     tx: mpsc::UnboundedSender<Action>,
     drill_stop: Option<watch::Sender<bool>>,
+    /// The task reading the log view's lines, while the view is open.
+    logs: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How far back the log view reads when it opens.
+const LOG_HISTORY: time::Duration = time::Duration::hours(1);
 
 impl Runner {
     fn start(&mut self, effect: Effect) {
@@ -136,6 +142,12 @@ impl Runner {
             return;
         }
         if let Effect::Quit = &effect {
+            return;
+        }
+        if let Effect::StopLogs = &effect {
+            if let Some(task) = self.logs.take() {
+                task.abort();
+            }
             return;
         }
         let Some(cloud) = self.cloud.clone() else {
@@ -306,7 +318,46 @@ impl Runner {
                     });
                 });
             }
-            Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}
+            Effect::StartLogs(request) => {
+                if let Some(task) = self.logs.take() {
+                    task.abort();
+                }
+                self.logs = Some(tokio::spawn(async move {
+                    let generation = request.generation;
+                    let mut query = request.query;
+                    query.since = Some(time::OffsetDateTime::now_utc() - LOG_HISTORY);
+                    let pages = tx.clone();
+                    let retries = tx.clone();
+                    let reading = crate::logs::follow(
+                        cloud.as_ref(),
+                        &stack,
+                        query,
+                        |lines| {
+                            let sent = pages.send(Action::LogLines { generation, lines });
+                            if sent.is_ok() {
+                                crate::logs::Next::More
+                            } else {
+                                crate::logs::Next::Stop
+                            }
+                        },
+                        |e| {
+                            let _ = retries.send(Action::LogsFailed {
+                                generation,
+                                error: format!("{e} (retrying)"),
+                            });
+                            crate::logs::Next::More
+                        },
+                    )
+                    .await;
+                    if let Err(e) = reading {
+                        let _ = tx.send(Action::LogsFailed {
+                            generation,
+                            error: e.to_string(),
+                        });
+                    }
+                }));
+            }
+            Effect::Copy(_) | Effect::StopDrill | Effect::StopLogs | Effect::Quit => {}
         }
     }
 }
