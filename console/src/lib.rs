@@ -8,17 +8,21 @@
 //! - [`commands`]: the non-interactive commands (status, deploy, gameday).
 //! - [`logs`]: `triad logs`.
 //! - [`drill`]: the GameDay engine, UI-free.
+//! - [`load`]: `triad load`, the load generator and its report, UI-free.
 //! - [`policy`]: what the command line and the console both decide (production, the word
 //!   to type, where reports go).
 //! - [`backend`]: connecting to the chosen backend; the working area.
+//! - [`chart`]: the SVG charts of the GameDay and load reports.
 
 pub mod app;
 pub mod backend;
+pub mod chart;
 pub mod cli;
 pub mod commands;
 pub mod drill;
 pub mod init;
 pub mod keys;
+pub mod load;
 pub mod logs;
 pub mod policy;
 pub mod run;
