@@ -1,6 +1,7 @@
 //! `triad`'s console: the command line, the terminal UI and the GameDay drill engine.
 //! The binary (`main.rs`) only parses arguments and dispatches here.
 //!
+//! - [`activity`]: what runs against a stack now (a GameDay, a load), for each to note the other.
 //! - [`app`]: the state and the one pure `update(state, action) -> effects`.
 //! - [`screen`]: each screen's state, keys and drawing, side by side.
 //! - [`ui`]: the frame around the screens (header, strip, events pane, footer, dialogs).
@@ -14,6 +15,7 @@
 //! - [`backend`]: connecting to the chosen backend; the working area.
 //! - [`chart`]: the SVG charts of the GameDay and load reports.
 
+pub mod activity;
 pub mod app;
 pub mod backend;
 pub mod chart;

@@ -70,6 +70,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
             None => commands::gameday(cli, args).await,
         },
         Some(Command::Instance(args)) => commands::instance(cli, args).await,
+        Some(Command::Load(args)) => commands::load(cli, args).await,
         Some(Command::Plan(releases)) => commands::plan(cli, releases).await,
         Some(Command::Up { yes, releases }) => commands::up(cli, *yes, releases).await,
         Some(Command::Down { yes }) => commands::down(cli, *yes).await,

@@ -73,6 +73,10 @@ pub struct DrillRecord {
     pub writes: Option<WriteCheck>,
     /// Why the drill stopped early, when a stop condition fired or an operator aborted it.
     pub aborted: Option<String>,
+    /// Other activities on the stack during the drill (a load), whose effects are in its
+    /// figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrent: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +246,9 @@ pub fn summary_lines(report: &DrillReport) -> Vec<String> {
             w.unknown
         ));
     }
+    for other in &r.concurrent {
+        lines.push(format!("note: {other} ran at the same time"));
+    }
     lines
 }
 
@@ -265,6 +272,12 @@ pub fn to_markdown(report: &DrillReport) -> String {
     );
     if let Some(reason) = &r.aborted {
         let _ = writeln!(md, "\nAborted: {reason}");
+    }
+    for other in &r.concurrent {
+        let _ = writeln!(
+            md,
+            "\nNote: {other} ran at the same time; its effects are in these figures."
+        );
     }
     let _ = writeln!(md, "\n## Summary\n");
     let _ = writeln!(md, "| measure | value |\n|---|---|");
@@ -492,6 +505,7 @@ mod tests {
                 unknown: 0,
             }),
             aborted: None,
+            concurrent: Vec::new(),
         }
     }
 
@@ -598,6 +612,14 @@ mod tests {
         let md = to_markdown(&report);
         assert!(md.contains("| time to detect | 2 s |"), "{md}");
         assert!(md.contains("| az-a | 2 | 0 |"), "{md}");
+        assert!(!md.contains("ran at the same time"), "{md}");
+        let mut with_load = record();
+        with_load.concurrent = vec!["load 50 req/s on /version, for 60 s".into()];
+        let md = to_markdown(&summarize(with_load));
+        assert!(
+            md.contains("Note: load 50 req/s on /version, for 60 s ran at the same time"),
+            "{md}"
+        );
         let svg = to_svg(&report).expect("svg");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(svg.contains("az-b"));

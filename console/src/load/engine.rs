@@ -18,6 +18,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::generator::{LiveStats, LoadConfig, LoadGen, LoadSecond, Schedule};
 use super::phases::Observation;
 use super::report::{self, LoadRecord, LoadReport, LoadShape};
+use crate::activity::Marker;
 
 /// One load, as the operator asked for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +34,9 @@ pub struct LoadPlan {
     pub report_dir: Option<PathBuf>,
     /// The endpoint to load; defaults to the stack's.
     pub endpoint: Option<String>,
-    /// The backend's name, for the report.
-    pub backend: String,
-    /// Other activities already running on the stack (a GameDay), noted in the report.
-    pub concurrent: Vec<String>,
+    /// The stack's directory in the working area, where running activities are listed (a
+    /// GameDay and a load note each other); none: not listed.
+    pub activity_dir: Option<PathBuf>,
 }
 
 impl LoadPlan {
@@ -49,8 +49,7 @@ impl LoadPlan {
             observe_after: Duration::from_secs(600),
             report_dir: None,
             endpoint: None,
-            backend: "sandbox".into(),
-            concurrent: Vec::new(),
+            activity_dir: None,
         }
     }
 
@@ -148,6 +147,11 @@ async fn run_inner(
         title: format!("load on {}: {}", stack.name, plan.shape().describe()),
         endpoint: endpoint.clone(),
     });
+    let marker = match &plan.activity_dir {
+        Some(dir) => Marker::new(dir, "load", &format!("load {}", plan.shape().describe())),
+        None => Marker::none(),
+    };
+    let mut concurrent = marker.others();
     let mut observations = vec![Observation::of(&first, 0)];
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -163,6 +167,7 @@ async fn run_inner(
         }
         let second = started.elapsed().as_secs();
         observe(&cloud, &stack, second, &mut observations, updates).await;
+        crate::activity::note(&mut concurrent, marker.others());
         let seconds = generator.seconds();
         for s in seconds.iter().skip(published) {
             let _ = updates.send(LoadUpdate::Second(s.clone()));
@@ -220,7 +225,7 @@ async fn run_inner(
     let [before, during, after] = report::spans(&scale_outs, load_end_at);
     let record = LoadRecord {
         stack: stack.name.clone(),
-        backend: plan.backend.clone(),
+        backend: cloud.kind().to_string(),
         endpoint,
         shape: plan.shape(),
         started_at,
@@ -232,7 +237,7 @@ async fn run_inner(
         seconds,
         observations,
         aborted,
-        concurrent: plan.concurrent.clone(),
+        concurrent,
         aws_clock_factor: None,
     };
     let report = report::summarize(record);

@@ -211,3 +211,67 @@ async fn a_load_on_a_stack_ends_with_a_report_of_every_second_and_observation() 
         assert!(dir.path().join("report").join(name).is_file(), "{name}");
     }
 }
+
+/// `triad load`'s refusals, from the real binary, before anything is opened: bad flags exit 2,
+/// a read-only session exits 3, and a production-tagged stack exits 3 without `--yes` when
+/// there is no terminal to confirm on.
+#[test]
+fn the_command_line_refuses_bad_flags_read_only_and_unconfirmed_production() {
+    let dir = super::support::open_tempdir();
+    let plain = dir.path().join("stack.toml");
+    std::fs::write(&plain, super::support::spec_toml("loadtest")).expect("spec");
+    let production = dir.path().join("prod.toml");
+    std::fs::write(
+        &production,
+        format!(
+            "{}\n[tags]\nenvironment = \"Production\"\n",
+            super::support::spec_toml("loadprod")
+        ),
+    )
+    .expect("spec");
+    let triad = |spec: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_triad"))
+            .env("TRIAD_HOME", dir.path().join("home"))
+            .stdin(std::process::Stdio::null())
+            .arg("--stack")
+            .arg(spec)
+            .args(args)
+            .output()
+            .expect("run triad")
+    };
+    let out = triad(
+        &plain,
+        &[
+            "load",
+            "--rate",
+            "5",
+            "--to",
+            "50",
+            "--ramp",
+            "60",
+            "--duration",
+            "30",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", super::support::text(&out));
+    assert!(super::support::text(&out).contains("--ramp 60 is longer than --duration 30"));
+
+    let out = triad(
+        &plain,
+        &["--read-only", "load", "--rate", "5", "--duration", "5"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", super::support::text(&out));
+    assert!(super::support::text(&out).contains("read-only"));
+
+    let out = triad(&production, &["load", "--rate", "5", "--duration", "5"]);
+    assert_eq!(out.status.code(), Some(3), "{}", super::support::text(&out));
+    let text = super::support::text(&out);
+    assert!(
+        text.contains("must be confirmed") && text.contains("--yes"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("home/loadprod").exists(),
+        "nothing was started for a refused load"
+    );
+}
