@@ -244,30 +244,10 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// The schedule the flags describe, or why they describe none.
     pub fn schedule(&self) -> Result<crate::load::generator::Schedule, String> {
-        use std::time::Duration;
-        if self.duration == 0 {
-            return Err("--duration must be at least 1 second".into());
-        }
-        let ramp = self.ramp.unwrap_or(0);
-        if ramp > self.duration {
-            return Err(format!(
-                "--ramp {ramp} is longer than --duration {}",
-                self.duration
-            ));
-        }
-        let to = self.to.unwrap_or(self.rate);
-        if self.rate == 0 && to == 0 {
-            return Err("--rate (or --to) must be above 0".into());
-        }
         if !self.path.starts_with('/') {
             return Err(format!("--path {:?} must start with /", self.path));
         }
-        Ok(crate::load::generator::Schedule {
-            from: f64::from(self.rate),
-            to: f64::from(to),
-            ramp: Duration::from_secs(ramp),
-            duration: Duration::from_secs(self.duration),
-        })
+        crate::load::generator::Schedule::from_flags(self.rate, self.to, self.ramp, self.duration)
     }
 }
 

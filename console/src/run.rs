@@ -49,6 +49,7 @@ pub async fn run(
         stack: state.stack.clone(),
         tx,
         drill_stop: None,
+        load_stop: None,
     };
     let mut terminal = ratatui::init();
     let result = async {
@@ -118,6 +119,7 @@ struct Runner {
     stack: StackRef,
     tx: mpsc::UnboundedSender<Action>,
     drill_stop: Option<watch::Sender<bool>>,
+    load_stop: Option<watch::Sender<bool>>,
 }
 
 impl Runner {
@@ -131,6 +133,12 @@ impl Runner {
         }
         if let Effect::StopDrill = &effect {
             if let Some(stop) = &self.drill_stop {
+                let _ = stop.send(true);
+            }
+            return;
+        }
+        if let Effect::StopLoad = &effect {
+            if let Some(stop) = &self.load_stop {
                 let _ = stop.send(true);
             }
             return;
@@ -271,7 +279,24 @@ impl Runner {
                     });
                 });
             }
-            Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}
+            Effect::StartLoad(plan) => {
+                let (stop_tx, stop_rx) = watch::channel(false);
+                self.load_stop = Some(stop_tx);
+                let plan = crate::screen::load::console_plan(*plan, &stack);
+                tokio::spawn(async move {
+                    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+                    let forward_tx = tx.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(update) = updates_rx.recv().await {
+                            let _ = forward_tx.send(Action::Load(update));
+                        }
+                    });
+                    // The engine reports its own failure as an update.
+                    let _ = crate::load::engine::run(cloud, stack, plan, updates_tx, stop_rx).await;
+                    let _ = forward.await;
+                });
+            }
+            Effect::Copy(_) | Effect::StopDrill | Effect::StopLoad | Effect::Quit => {}
         }
     }
 }

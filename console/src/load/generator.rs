@@ -52,6 +52,36 @@ impl Schedule {
         }
     }
 
+    /// The schedule of `triad load`'s flags and the console's form: `rate` req/s, or a ramp
+    /// from `rate` to `to` over `ramp` seconds, for `duration` seconds in all; or why they
+    /// describe none.
+    pub fn from_flags(
+        rate: u32,
+        to: Option<u32>,
+        ramp: Option<u64>,
+        duration: u64,
+    ) -> Result<Schedule, String> {
+        if duration == 0 {
+            return Err("--duration must be at least 1 second".into());
+        }
+        let ramp = ramp.unwrap_or(0);
+        if ramp > duration {
+            return Err(format!(
+                "--ramp {ramp} is longer than --duration {duration}"
+            ));
+        }
+        let to = to.unwrap_or(rate);
+        if rate == 0 && to == 0 {
+            return Err("--rate (or --to) must be above 0".into());
+        }
+        Ok(Schedule {
+            from: f64::from(rate),
+            to: f64::from(to),
+            ramp: Duration::from_secs(ramp),
+            duration: Duration::from_secs(duration),
+        })
+    }
+
     /// The rate (requests per second) due at `t` seconds.
     pub fn rate_at(&self, t: f64) -> f64 {
         let ramp = self.ramp.as_secs_f64();
