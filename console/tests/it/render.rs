@@ -184,6 +184,7 @@ fn drill_view(finished: bool) -> DrillView {
             }),
             aborted: None,
             concurrent: Vec::new(),
+            instance_actions: Vec::new(),
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]

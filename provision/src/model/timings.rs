@@ -35,6 +35,9 @@ impl Default for HealthCheck {
     }
 }
 
+/// AWS's wait for instances in Standby during a refresh with StandbyInstances `Wait`.
+pub const STANDBY_WAIT: Duration = Duration::from_secs(3600);
+
 /// The durations of the Auto Scaling group and its target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timings {
@@ -50,6 +53,10 @@ pub struct Timings {
     /// How long one refresh batch may take to pass its health checks before the refresh
     /// fails. AWS does not publish its own limit; this one is the model's.
     pub refresh_batch_timeout: Duration,
+    /// How long a refresh with StandbyInstances `Wait` waits for instances in Standby to
+    /// return to service before it fails: one hour, as AWS documents
+    /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
+    pub standby_wait: Duration,
 }
 
 impl Timings {
@@ -70,6 +77,7 @@ impl Timings {
             grace_period: Duration::ZERO,
             default_warmup: Duration::ZERO,
             refresh_batch_timeout: Duration::from_secs(3600),
+            standby_wait: STANDBY_WAIT,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Timing {
                 grace_period: capped(app.health_check_grace_period_seconds, 15),
                 default_warmup: capped(app.default_instance_warmup_seconds.unwrap_or(0), 15),
                 refresh_batch_timeout: Duration::from_secs(60),
+                standby_wait: model::timings::STANDBY_WAIT,
             },
         }
     }
