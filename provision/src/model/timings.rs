@@ -57,12 +57,21 @@ pub struct Timings {
     /// return to service before it fails: one hour, as AWS documents
     /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
     pub standby_wait: Duration,
+    /// The period of the metrics target tracking evaluates: one datapoint per period, and
+    /// the alarms count periods (AWS: one minute, the detailed monitoring the template turns
+    /// on). The scale-out and scale-in windows are counts of it (see
+    /// [`super::scaling::TRACKING`]), so they follow it when the clock is compressed.
+    pub metric_period: Duration,
 }
+
+/// The metric period on AWS: one minute.
+pub const AWS_METRIC_PERIOD: Duration = Duration::from_secs(60);
 
 impl Timings {
     /// Every duration zero and every threshold one: each health check decides at once and
     /// nothing waits on the clock but what a refresh's preferences ask for (checkpoint delays,
-    /// bake time, warmup). The memory backend runs on these.
+    /// bake time, warmup) and the metric period (AWS's minute). The memory backend runs on
+    /// these.
     pub fn immediate() -> Timings {
         Timings {
             health_check: HealthCheck {
@@ -78,6 +87,7 @@ impl Timings {
             default_warmup: Duration::ZERO,
             refresh_batch_timeout: Duration::from_secs(3600),
             standby_wait: STANDBY_WAIT,
+            metric_period: AWS_METRIC_PERIOD,
         }
     }
 }

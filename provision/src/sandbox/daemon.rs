@@ -115,6 +115,9 @@ pub struct SandboxSpec {
     pub app: SandboxApp,
     pub db: SandboxDb,
     pub mailer: SandboxMailer,
+    /// The spec's `[sandbox]` settings (absent in specs written before they existed).
+    #[serde(default)]
+    pub sandbox: crate::spec::Sandbox,
 }
 
 /// The spec's `[db]` section, as far as the sandbox uses it.
@@ -655,10 +658,14 @@ async fn start_stack(
 
     // The load balancer.
     daemon.resource(3, ResourceStatus::CreateInProgress, None);
-    let timing = config
+    let mut timing = config
         .timing
         .clone()
         .unwrap_or_else(|| Timing::sandbox(&spec.app));
+    if let Some(seconds) = spec.sandbox.scaling_period_seconds {
+        // The test-only shortening of the metric period.
+        timing.model.metric_period = Duration::from_secs(u64::from(seconds));
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut lb_config = LbConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     lb_config.health_check = timing.model.health_check.clone();
@@ -762,6 +769,12 @@ async fn start_stack(
             clock,
             log_dir: logs.clone(),
             marker,
+            policies: spec
+                .app
+                .scaling
+                .as_ref()
+                .map(crate::spec::Scaling::policies)
+                .unwrap_or_default(),
         },
         lb.clone(),
     );
@@ -1058,6 +1071,7 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .collect(),
     );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
+    snapshot.scaling = Some(stack.fleet.scaling());
     snapshot
 }
 

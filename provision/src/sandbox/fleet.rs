@@ -30,12 +30,14 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use super::lb::{self, LoadBalancer};
+use super::metrics::{TICKS_PER_SECOND, cpu_ticks};
 use super::process::{ProcessGroup, az_address, command, free_port};
-use crate::model::{self, Action, Group, GroupConfig, Timings};
+use crate::model::{self, Action, Group, GroupConfig, Reading, Timings};
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     AzView, Capacity, Clock, CloudError, DeployRequest, Event, EventSource, Instance,
-    LifecycleState, Refresh, RefreshId, ScalingProcess, Target, TargetState,
+    LifecycleState, Refresh, RefreshId, ScalingPolicy, ScalingProcess, ScalingView, Target,
+    TargetState,
 };
 
 /// Environment variable put on every process the sandbox starts, naming its state directory,
@@ -61,8 +63,12 @@ impl Timing {
     /// The spec's health check path and thresholds, with the sandbox's short clock: checks
     /// every second (half a second timeout), a deregistration delay of at most 2 s, a grace
     /// period of at most 15 s, the spec's default instance warmup up to 15 s (none when the
-    /// spec sets none), and 60 s for a refresh batch.
+    /// spec sets none), 60 s for a refresh batch, and AWS's one-minute metric period
+    /// compressed as the health check is (divided by the spec's interval in seconds, which
+    /// the sandbox runs at one second: 6 s for the default 10 s interval).
     pub fn sandbox(app: &SandboxApp) -> Timing {
+        let interval = app.health_check.interval_seconds.unwrap_or(10).max(1);
+        let metric_period = model::AWS_METRIC_PERIOD / interval;
         let capped = |seconds: u32, cap: u64| Duration::from_secs(u64::from(seconds).min(cap));
         Timing {
             tick: Duration::from_millis(250),
@@ -80,6 +86,7 @@ impl Timing {
                 default_warmup: capped(app.default_instance_warmup_seconds.unwrap_or(0), 15),
                 refresh_batch_timeout: Duration::from_secs(60),
                 standby_wait: model::timings::STANDBY_WAIT,
+                metric_period,
             },
         }
     }
@@ -99,6 +106,9 @@ pub struct SandboxApp {
     #[serde(default)]
     pub default_instance_warmup_seconds: Option<u32>,
     pub health_check: SandboxHealthCheck,
+    /// Target tracking (`[app.scaling]`), if any.
+    #[serde(default)]
+    pub scaling: Option<crate::spec::Scaling>,
 }
 
 /// The spec's target group health check, as far as the sandbox uses it.
@@ -107,6 +117,9 @@ pub struct SandboxHealthCheck {
     pub path: String,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// The spec's interval (absent in specs written before the sandbox read it).
+    #[serde(default)]
+    pub interval_seconds: Option<u32>,
 }
 
 /// One launch template version: the program and its environment.
@@ -144,6 +157,8 @@ pub struct FleetConfig {
     pub log_dir: PathBuf,
     /// The value of [`SANDBOX_MARKER`] on every instance.
     pub marker: String,
+    /// The group's target tracking policies (none: a fixed size).
+    pub policies: Vec<ScalingPolicy>,
 }
 
 /// One instance's machine: its address and its program.
@@ -371,11 +386,40 @@ impl State {
         }
     }
 
+    /// Every live instance's counters for the scaling policies: the requests the load
+    /// balancer routed to it, and its process's CPU time from `/proc`.
+    fn readings(&self, lb: &LoadBalancer) -> BTreeMap<String, Reading> {
+        self.group
+            .members()
+            .iter()
+            .filter(|m| m.is_live())
+            .filter_map(|m| {
+                let machine = self.machines.get(&m.id)?;
+                let cpu_seconds = machine
+                    .process
+                    .as_ref()
+                    .and_then(|_| cpu_ticks(machine.pid))
+                    .map(|ticks| ticks as f64 / TICKS_PER_SECOND);
+                Some((
+                    m.id.clone(),
+                    Reading {
+                        requests: lb.requests_to(&m.id),
+                        cpu_seconds,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// One step: the machines, then the model, then its actions.
     fn step(&mut self, lb: &Arc<LoadBalancer>) {
         self.reap(lb);
         self.restart_due();
         let now = self.now();
+        if self.group.wants_readings(now) {
+            let readings = self.readings(lb);
+            self.group.observe(now, &readings);
+        }
         let actions = self.group.step(now, &|id| lb.target_health_of(id).state);
         self.carry_out(lb, actions);
     }
@@ -448,6 +492,8 @@ impl Fleet {
             timings: config.timing.model.clone(),
             id_prefix: prefix,
         });
+        let mut group = group;
+        group.set_policies(config.policies.clone());
         let state = State {
             group,
             templates: BTreeMap::from([(first.version, first)]),
@@ -783,6 +829,11 @@ impl Fleet {
     /// Resumes `process`.
     pub fn resume(&self, process: ScalingProcess) {
         self.lock().group.resume(process);
+    }
+
+    /// The scaling section of a snapshot (see [`Group::scaling_view`]).
+    pub fn scaling(&self) -> ScalingView {
+        self.lock().group.scaling_view()
     }
 
     /// The model's timings.
