@@ -700,7 +700,7 @@ pub async fn load(cli: &Cli, args: &LoadArgs) -> Outcome {
 }
 
 /// One live line of a load: "t+ 12s  50 req/s (target 50) · p50 3.1 ms · p99 12.0 ms ·
-/// errors 0 · desired 2 · healthy 2".
+/// errors 0 · desired 2 · healthy 2 · requests/target 840/600".
 pub fn load_line(
     live: &crate::load::generator::LiveStats,
     stack: Option<&crate::load::phases::Observation>,
@@ -723,6 +723,12 @@ pub fn load_line(
             line.push_str(&format!(" · desired {d}"));
         }
         line.push_str(&format!(" · healthy {}", o.total_healthy()));
+        for p in &o.policies {
+            let value = p
+                .value
+                .map_or_else(|| "?".to_string(), |v| format!("{v:.0}"));
+            line.push_str(&format!(" · {} {value}/{:.0}", p.metric, p.target));
+        }
     }
     line
 }

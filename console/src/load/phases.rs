@@ -21,21 +21,35 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use provision::port::{LifecycleState, Snapshot, TargetState};
+use provision::port::{
+    AlarmSide, AlarmState, LifecycleState, ScalingDirection, Snapshot, TargetState,
+};
 use serde::{Deserialize, Serialize};
 
 /// What a scaling policy looked like at one second (from the snapshot's scaling section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyObservation {
-    /// The policy's metric, e.g. `requests_per_target`.
+    /// The policy's metric, e.g. `requests/target`.
     pub metric: String,
     pub target: f64,
-    /// The metric's current value, when known.
+    /// The metric's value over its last complete period, when known.
     pub value: Option<f64>,
-    /// The policy's last scale-out decision, as the backend describes it, and the second of
-    /// the load it was first seen at (a new decision is a new description).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_decision: Option<String>,
+    /// Whether its scale-out (high) alarm is in ALARM.
+    #[serde(default)]
+    pub alarm_high: bool,
+}
+
+/// The group's newest scaling decision at one second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionObservation {
+    /// When the backend says it was made (on the clock of its model).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    pub scale_out: bool,
+    pub from: u32,
+    pub to: u32,
+    /// Why, e.g. "requests/target 84 > 60 for 3 periods → desired 3 → 5".
+    pub reason: String,
 }
 
 /// One instance at one second.
@@ -61,6 +75,9 @@ pub struct Observation {
     /// The scaling policies, when the backend reports them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicyObservation>,
+    /// The newest scaling decision, when the backend reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionObservation>,
 }
 
 impl Observation {
@@ -93,6 +110,17 @@ impl Observation {
             healthy,
             instances,
             policies: policies_of(snapshot),
+            decision: snapshot
+                .scaling
+                .as_ref()
+                .and_then(|s| s.last_decision())
+                .map(|d| DecisionObservation {
+                    at: d.at,
+                    scale_out: d.direction == ScalingDirection::Out,
+                    from: d.from,
+                    to: d.to,
+                    reason: d.reason.clone(),
+                }),
         }
     }
 
@@ -123,11 +151,24 @@ impl Observation {
     }
 }
 
-/// The scaling policies a snapshot reports. Snapshots gain a scaling section with target
-/// tracking; until a backend fills one in, this is empty and the decision and metric phases
-/// stay unobserved.
-fn policies_of(_snapshot: &Snapshot) -> Vec<PolicyObservation> {
-    Vec::new()
+/// The target tracking policies a snapshot's scaling section reports (none without one).
+fn policies_of(snapshot: &Snapshot) -> Vec<PolicyObservation> {
+    let Some(scaling) = &snapshot.scaling else {
+        return Vec::new();
+    };
+    scaling
+        .policies
+        .iter()
+        .map(|view| PolicyObservation {
+            metric: view.policy.metric.label().to_owned(),
+            target: view.policy.target,
+            value: view.current,
+            alarm_high: view
+                .alarms
+                .iter()
+                .any(|a| a.side == AlarmSide::Above && a.state == AlarmState::Alarm),
+        })
+        .collect()
 }
 
 /// The names of the phases, in order.
@@ -148,6 +189,9 @@ pub struct ScaleOut {
     pub to: u32,
     /// The instances it added.
     pub instances: Vec<String>,
+    /// The policy's reason, when the backend gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Seconds of the load, in [`PHASES`] order.
     pub phases: Vec<Option<u64>>,
 }
@@ -182,17 +226,27 @@ pub fn scale_outs(observations: &[Observation]) -> (Vec<ScaleOut>, Vec<ScaleIn>)
     let mut ins = Vec::new();
     let mut known: BTreeSet<String> = BTreeSet::new();
     let mut previous_desired: Option<u32> = None;
-    let mut previous_decision: Option<String> = None;
+    let mut previous_decision: Option<DecisionObservation> = None;
+    let mut previous_high = false;
     let mut pending_decision: Option<u64> = None;
+    let mut pending_reason: Option<String> = None;
     for (index, obs) in observations.iter().enumerate() {
-        // The decision in place when the load starts is an old one; a new description later
-        // is a new decision, and belongs to the next rise of desired capacity.
-        let decision = obs.policies.iter().find_map(|p| p.last_decision.clone());
-        if index > 0 && decision.is_some() && decision != previous_decision {
+        // The policy decides when its high alarm goes into ALARM (or, where a backend shows
+        // no alarm, when a new scale-out decision appears); what was in place when the load
+        // started is not this load's. It belongs to the next rise of desired capacity.
+        let high = obs.policies.iter().any(|p| p.alarm_high);
+        if index > 0 && high && !previous_high {
             pending_decision.get_or_insert(obs.second);
         }
-        if decision.is_some() {
-            previous_decision = decision;
+        previous_high = high;
+        if let Some(decision) = &obs.decision
+            && previous_decision.as_ref() != Some(decision)
+        {
+            if index > 0 && decision.scale_out {
+                pending_decision.get_or_insert(obs.second);
+                pending_reason = Some(decision.reason.clone());
+            }
+            previous_decision = Some(decision.clone());
         }
         match (previous_desired, obs.desired) {
             (Some(before), Some(now)) if now > before => {
@@ -204,6 +258,7 @@ pub fn scale_outs(observations: &[Observation]) -> (Vec<ScaleOut>, Vec<ScaleIn>)
                     from: before,
                     to: now,
                     instances: Vec::new(),
+                    reason: pending_reason.take(),
                     phases,
                 });
             }
@@ -279,7 +334,7 @@ mod tests {
         desired: u32,
         instances: Vec<InstanceObservation>,
         value: Option<f64>,
-        decision: Option<&str>,
+        decision: Option<(bool, &str)>,
     ) -> Observation {
         Observation {
             second,
@@ -305,13 +360,20 @@ mod tests {
             instances,
             policies: value
                 .map(|v| PolicyObservation {
-                    metric: "requests_per_target".into(),
+                    metric: "requests/target".into(),
                     target: 60.0,
                     value: Some(v),
-                    last_decision: decision.map(str::to_string),
+                    alarm_high: false,
                 })
                 .into_iter()
                 .collect(),
+            decision: decision.map(|(scale_out, reason)| DecisionObservation {
+                at: time::OffsetDateTime::UNIX_EPOCH,
+                scale_out,
+                from: 0,
+                to: 0,
+                reason: reason.into(),
+            }),
         }
     }
 
@@ -329,8 +391,11 @@ mod tests {
 
     #[test]
     fn every_phase_of_a_scale_out_in_order_then_a_scale_in() {
-        let old = Some("requests/target 30 < 60 → desired 4 → 2");
-        let new = Some("requests/target 90 > 60 for 3 periods → desired 2 → 4");
+        let old = Some((false, "requests/target 30 < 54 → desired 4 → 2"));
+        let new = Some((
+            true,
+            "requests/target 90 > 60 for 3 periods → desired 2 → 4",
+        ));
         let observations = vec![
             obs(0, 2, base(), Some(20.0), old),
             obs(1, 2, base(), Some(90.0), old),
@@ -385,6 +450,10 @@ mod tests {
         assert_eq!((out.from, out.to), (2, 4));
         assert_eq!(out.instances, ["i-3a", "i-4b"]);
         assert_eq!(
+            out.reason.as_deref(),
+            Some("requests/target 90 > 60 for 3 periods → desired 2 → 4")
+        );
+        assert_eq!(
             out.phases,
             [
                 Some(0),
@@ -420,6 +489,22 @@ mod tests {
             [Some(0), None, Some(3), Some(4), Some(4), Some(4), None]
         );
         assert!(!outs[0].complete_and_ordered());
+    }
+
+    #[test]
+    fn the_high_alarm_going_off_is_the_decision_when_it_comes_first() {
+        let alarm = |mut o: Observation, on: bool| {
+            o.policies[0].alarm_high = on;
+            o
+        };
+        let observations = vec![
+            alarm(obs(0, 2, base(), Some(20.0), None), false),
+            alarm(obs(3, 2, base(), Some(90.0), None), true),
+            alarm(obs(4, 3, base(), Some(90.0), Some((true, "out"))), true),
+        ];
+        let (outs, _) = scale_outs(&observations);
+        assert_eq!(outs[0].phases[1], Some(3));
+        assert_eq!(outs[0].phases[2], Some(4));
     }
 
     #[test]

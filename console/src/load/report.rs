@@ -203,10 +203,10 @@ fn fmt_ms(v: Option<f64>) -> String {
 }
 
 /// A phase the snapshots never showed, and why it may not have.
-fn unobserved(phase: &str) -> &'static str {
+fn unobserved(phase: &str, has_policies: bool) -> &'static str {
     match phase {
-        "policy decision" | "metric back under target" => {
-            "not observed: this backend's snapshots carry no scaling-policy state"
+        "policy decision" | "metric back under target" if !has_policies => {
+            "not observed: the snapshots showed no scaling policy"
         }
         _ => "not observed before the report's deadline",
     }
@@ -348,6 +348,7 @@ pub fn to_markdown(report: &LoadReport) -> String {
         let _ = writeln!(md, "Desired capacity did not rise during the load.");
     }
     let factor = r.aws_clock_factor;
+    let has_policies = r.observations.iter().any(|o| !o.policies.is_empty());
     for (n, out) in report.scale_outs.iter().enumerate() {
         let _ = writeln!(
             md,
@@ -361,6 +362,9 @@ pub fn to_markdown(report: &LoadReport) -> String {
                 out.instances.join(", ")
             }
         );
+        if let Some(reason) = &out.reason {
+            let _ = writeln!(md, "Policy: {reason}\n");
+        }
         match factor {
             Some(_) => {
                 let _ = writeln!(
@@ -380,7 +384,7 @@ pub fn to_markdown(report: &LoadReport) -> String {
             };
             let at_text = match at {
                 Some(a) => format!("{a} s"),
-                None => unobserved(name).into(),
+                None => unobserved(name, has_policies).into(),
             };
             match factor {
                 Some(f) => {
@@ -587,6 +591,7 @@ mod tests {
             healthy: BTreeMap::from([("az-a".into(), 1), ("az-b".into(), healthy_b)]),
             instances,
             policies: Vec::new(),
+            decision: None,
         }
     }
 

@@ -275,3 +275,87 @@ fn the_command_line_refuses_bad_flags_read_only_and_unconfirmed_production() {
         "nothing was started for a refused load"
     );
 }
+
+/// The real `triad load` against a sandbox stack that scales on requests per target (3 to 6
+/// instances, 600 requests per target per minute, the test-only one-second metric period so
+/// scale-in comes within seconds): a load of twice the target's capacity yields a report whose
+/// scale-out has every phase, in order, and whose capacity rises then falls back to min.
+/// Needs the sandbox's programs (`scripts/test` provides them). Nothing here is timed: the
+/// deadlines only bound how long the test waits.
+#[test]
+fn a_load_over_the_target_scales_out_phase_by_phase_and_back_in() {
+    use triad::load::report::LoadReport;
+    let tmp = super::support::open_tempdir();
+    let home = tmp.path().join("home");
+    let spec = tmp.path().join("stack.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{}\n[app.scaling]\nrequests_per_target = 600\n\n[sandbox]\nscaling_period_seconds = 1\n",
+            super::support::spec_toml("load-sbx")
+        ),
+    )
+    .expect("spec");
+    let triad = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_triad"))
+            .env("TRIAD_HOME", &home)
+            .envs(super::support::sandbox_programs())
+            .stdin(std::process::Stdio::null())
+            .arg("--stack")
+            .arg(&spec)
+            .args(args)
+            .output()
+            .expect("run triad")
+    };
+    struct Down<F: Fn()>(F);
+    impl<F: Fn()> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _down = Down(|| {
+        let _ = triad(&["down", "--yes"]);
+    });
+    let up = triad(&["up", "--yes"]);
+    assert!(up.status.success(), "{}", super::support::text(&up));
+    let report_dir = tmp.path().join("report");
+    // 3 instances × 10 req/s is the target; 60 req/s asks for 6.
+    let load = triad(&[
+        "load",
+        "--rate",
+        "60",
+        "--duration",
+        "40",
+        "--observe",
+        "240",
+        "--report",
+        report_dir.to_str().expect("a UTF-8 path"),
+    ]);
+    assert!(load.status.success(), "{}", super::support::text(&load));
+    let text = std::fs::read_to_string(report_dir.join("report.json")).expect("report.json");
+    let report: LoadReport = serde_json::from_str(&text).expect("a load report");
+    let out = super::support::text(&load);
+    assert!(report.sent > 0 && report.ok > 0, "{out}");
+    let first = report
+        .scale_outs
+        .first()
+        .unwrap_or_else(|| panic!("a scale-out: {out}"));
+    assert!(
+        first.complete_and_ordered(),
+        "every phase, in order: {:?}\n{out}",
+        first.phases
+    );
+    let (start, peak, end) = report.desired.expect("desired capacity observed");
+    assert_eq!(start, 3, "{out}");
+    assert!(peak > start, "capacity rose: {out}");
+    assert_eq!(end, 3, "and fell back to min: {out}");
+    assert!(
+        report.healthy.1 > report.healthy.0,
+        "healthy capacity rose: {out}"
+    );
+    assert!(report.back_to_min_at.is_some(), "{out}");
+    assert!(!report.scale_ins.is_empty(), "{out}");
+    for file in ["report.md", "report.svg"] {
+        assert!(report_dir.join(file).is_file(), "{file}");
+    }
+}
