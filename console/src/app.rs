@@ -1350,6 +1350,7 @@ mod tests {
             &mut s,
             Action::Load(LoadUpdate::Started {
                 title: "load".into(),
+                shape: "20 → 80 req/s".into(),
                 endpoint: "https://shop.example.com".into(),
             }),
         );

@@ -81,6 +81,8 @@ pub enum LoadError {
 pub enum LoadUpdate {
     Started {
         title: String,
+        /// "60 req/s on /version, for 60 s".
+        shape: String,
         endpoint: String,
     },
     /// Live figures, once a second.
@@ -144,7 +146,8 @@ async fn run_inner(
     let mut generator = LoadGen::start(config).map_err(|e| LoadError::Client(e.to_string()))?;
     let started = Instant::now();
     let _ = updates.send(LoadUpdate::Started {
-        title: format!("load on {}: {}", stack.name, plan.shape().describe()),
+        title: format!("load on {}", stack.name),
+        shape: plan.shape().describe(),
         endpoint: endpoint.clone(),
     });
     let marker = match &plan.activity_dir {

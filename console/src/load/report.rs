@@ -139,11 +139,9 @@ pub fn summarize(record: LoadRecord) -> LoadReport {
         s_ok += u64::from(s.signups_ok);
         s_failed += u64::from(s.signups_failed);
         for (kind, n) in &s.failed {
-            let key = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("{kind:?}"));
-            *failures_by_kind.entry(key).or_insert(0u64) += u64::from(*n);
+            *failures_by_kind
+                .entry(kind.name().to_owned())
+                .or_insert(0u64) += u64::from(*n);
         }
     }
     let (scale_outs, scale_ins) = phases::scale_outs(&record.observations);

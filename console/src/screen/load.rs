@@ -148,6 +148,8 @@ impl LoadForm {
 #[derive(Debug, Clone, Default)]
 pub struct LoadView {
     pub title: String,
+    /// The load's shape ("60 req/s on /version, for 60 s").
+    pub shape: Option<String>,
     pub endpoint: String,
     pub running: bool,
     /// The second the load stopped sending (the scale-in watch goes on).
@@ -165,9 +167,14 @@ const KEEP: usize = 3600;
 pub(crate) fn on_load(state: &mut State, update: LoadUpdate) {
     let view = state.load.get_or_insert_with(LoadView::default);
     match update {
-        LoadUpdate::Started { title, endpoint } => {
+        LoadUpdate::Started {
+            title,
+            shape,
+            endpoint,
+        } => {
             *view = LoadView {
                 title,
+                shape: Some(shape),
                 endpoint,
                 running: true,
                 ..LoadView::default()
@@ -295,6 +302,9 @@ pub(crate) fn draw(frame: &mut Frame, area: Rect, state: &State) {
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
     let mut lines = vec![Line::from(format!("at {}", load.endpoint)).dim()];
+    if let Some(shape) = &load.shape {
+        lines.insert(0, Line::from(shape.clone()));
+    }
     if let Some(live) = &load.live {
         lines.push(Line::from(crate::commands::load_line(
             live,
@@ -303,7 +313,7 @@ pub(crate) fn draw(frame: &mut Frame, area: Rect, state: &State) {
         let kinds: Vec<String> = live
             .failed
             .iter()
-            .map(|(kind, n)| format!("{n} {kind:?}"))
+            .map(|(kind, n)| format!("{n} {}", kind.name()))
             .collect();
         lines.push(Line::from(format!(
             "sent {} · ok {} · in flight {}{}",
