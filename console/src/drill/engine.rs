@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use provision::port::{CapacityCheck, Cloud, CloudError, Fault, Snapshot, StackRef};
+use provision::port::{
+    CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, Snapshot, StackRef,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -212,6 +214,13 @@ fn capacity_of(snapshot: &Snapshot, second: u64) -> CapacitySample {
     }
 }
 
+/// An instance launch the group recorded (not a failed one).
+fn is_launch(event: &Event) -> bool {
+    event.source == EventSource::Scaling
+        && event.message.starts_with("Launching a new EC2 instance: ")
+        && !event.message.contains("Status Reason")
+}
+
 struct Run<'a> {
     cloud: Arc<dyn Cloud>,
     stack: StackRef,
@@ -228,6 +237,12 @@ struct Run<'a> {
     /// This drill in the stack's list of running activities, and the others seen meanwhile.
     marker: Marker,
     concurrent: Vec<String>,
+    /// The wall time `started` stands for, to place the model's event times.
+    started_wall: time::OffsetDateTime,
+    /// The sandbox's clock, from the latest snapshot that had one.
+    clock: Option<SandboxClock>,
+    /// Launches the model recorded, in seconds from `started_wall`.
+    launches: Vec<f64>,
 }
 
 impl Run<'_> {
@@ -267,6 +282,15 @@ impl Run<'_> {
         }
         match self.cloud.snapshot(&self.stack).await {
             Ok(snapshot) => {
+                if snapshot.clock.is_some() {
+                    self.clock = snapshot.clock.clone();
+                }
+                for event in snapshot.events.iter().filter(|e| is_launch(e)) {
+                    let at = (event.at - self.started_wall).as_seconds_f64();
+                    if at >= 0.0 && !self.launches.contains(&at) {
+                        self.launches.push(at);
+                    }
+                }
                 let sample = capacity_of(&snapshot, second);
                 let _ = self.updates.send(DrillUpdate::Capacity(sample.clone()));
                 self.capacity.push(sample.clone());
@@ -391,6 +415,9 @@ pub async fn run(
         ticker,
         concurrent: marker.others(),
         marker,
+        started_wall: time::OffsetDateTime::now_utc(),
+        clock: first.clock.clone(),
+        launches: Vec::new(),
     };
 
     // Steady state.
@@ -606,6 +633,8 @@ pub async fn run(
         latency_after: latency[2],
         writes,
         concurrent: run.concurrent.clone(),
+        clock: run.clock.clone(),
+        launches: run.launches.clone(),
         aborted: aborted.clone().or_else(|| {
             restored
                 .as_ref()

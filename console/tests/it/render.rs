@@ -185,6 +185,8 @@ fn drill_view(finished: bool) -> DrillView {
             aborted: None,
             concurrent: Vec::new(),
             instance_actions: Vec::new(),
+            clock: None,
+            launches: Vec::new(),
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]

@@ -62,6 +62,11 @@ pub struct Timings {
     /// on). The scale-out and scale-in windows are counts of it (see
     /// [`super::scaling::TRACKING`]), so they follow it when the clock is compressed.
     pub metric_period: Duration,
+    /// From launch until the instance's program is started (on AWS: the instance boots and
+    /// its user data fetches and starts the webapp). The model does not wait on it; a driver
+    /// that runs real programs holds the start this long. AWS publishes no figure: it is a
+    /// stated assumption (`[sandbox] instance_boot_seconds`).
+    pub instance_boot: Duration,
 }
 
 /// The metric period on AWS: one minute.
@@ -88,6 +93,7 @@ impl Timings {
             refresh_batch_timeout: Duration::from_secs(3600),
             standby_wait: STANDBY_WAIT,
             metric_period: AWS_METRIC_PERIOD,
+            instance_boot: Duration::ZERO,
         }
     }
 }

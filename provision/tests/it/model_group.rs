@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use provision::model::target::TargetHealth;
-use provision::model::{Action, CheckResult, Group, GroupConfig, HealthCheck, Timings, routable};
+use provision::model::{
+    Action, CheckResult, Group, GroupConfig, HealthCheck, TimeScale, Timings, routable,
+};
 use provision::port::{
     Capacity, Clock, CloudError, DeployRequest, HealthStatus, LifecycleState, ManualClock,
     RefreshId, RefreshPreferences, RefreshStatus, ScalingProcess, StandbyInstances, TargetReason,
@@ -38,6 +40,17 @@ struct World {
 
 impl World {
     fn new(desired: u32, max: u32) -> World {
+        World::with_timings(
+            desired,
+            max,
+            Timings {
+                grace_period: GRACE,
+                ..Timings::immediate()
+            },
+        )
+    }
+
+    fn with_timings(desired: u32, max: u32, timings: Timings) -> World {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
         let group = Group::new(GroupConfig {
             azs: AZS.iter().map(|s| (*s).to_owned()).collect(),
@@ -47,10 +60,7 @@ impl World {
                 max,
             },
             launch_template: 1,
-            timings: Timings {
-                grace_period: GRACE,
-                ..Timings::immediate()
-            },
+            timings,
             id_prefix: "i-".into(),
         });
         let mut world = World {
@@ -803,4 +813,72 @@ fn a_refresh_treats_standby_instances_as_its_preference_says(
         }
         _ => assert!(old.is_empty(), "every live instance replaced: {old:?}"),
     }
+}
+
+/// The spec's durations on the AWS clock: a 120 s grace period, 30 s deregistration delay and
+/// a 10 s × 2 health check.
+fn aws_timings() -> Timings {
+    Timings {
+        health_check: HealthCheck {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            ..HealthCheck::default()
+        },
+        deregistration_delay: Duration::from_secs(30),
+        grace_period: Duration::from_secs(120),
+        ..Timings::immediate()
+    }
+}
+
+#[rstest]
+#[case::aws(TimeScale::aws())]
+#[case::fast_default(TimeScale::fast_for_interval(Duration::from_secs(10)))]
+#[case::fast_stated(TimeScale::fast(4.0))]
+fn the_model_keeps_the_specs_times_on_either_clock(#[case] scale: TimeScale) {
+    let spec = aws_timings();
+    let mut w = World::with_timings(3, 6, spec.scaled(&scale));
+    let victim = w.group.members()[0].id.clone();
+    let launched = w.group.members()[0].launched_at;
+    w.targets.insert(victim.clone(), TargetState::Unhealthy);
+    w.step();
+    // The replacement is due at the grace period on the model's clock: 120 s on AWS's,
+    // 120 s / factor here.
+    let due = w
+        .group
+        .next_deadline()
+        .expect("the grace period is a deadline");
+    let wall = Duration::try_from(due - launched).expect("a positive duration");
+    assert_eq!(wall, scale.to_wall(spec.grace_period));
+    assert_eq!(scale.to_model(wall), spec.grace_period);
+    // Just before it the instance stays; at it, it is replaced.
+    w.clock
+        .advance(time::Duration::try_from(wall).expect("fits") - time::Duration::milliseconds(1));
+    w.step();
+    assert!(w.group.member(&victim).is_some(), "within the grace period");
+    w.clock.advance(time::Duration::milliseconds(1));
+    w.step();
+    assert!(
+        w.group.member(&victim).is_none(),
+        "replaced at the grace period"
+    );
+    // The model's own event times say what AWS would take.
+    let terminated = w
+        .group
+        .events()
+        .find(|e| e.event.message.contains(&victim) && e.event.message.starts_with("Terminating"))
+        .map(|e| e.event.at)
+        .expect("a termination event");
+    let on_aws = scale.to_model(Duration::try_from(terminated - launched).expect("positive"));
+    assert_eq!(on_aws, Duration::from_secs(120));
+    // Draining: the deregistration delay on the same clock.
+    let mut health = TargetHealth::registered(true);
+    let now = w.now();
+    health.deregister(now, w.group.timings().deregistration_delay);
+    let until = health.drain_deadline().expect("draining");
+    assert_eq!(
+        scale.to_model(Duration::try_from(until - now).expect("positive")),
+        Duration::from_secs(30)
+    );
 }
