@@ -31,6 +31,10 @@ pub enum Context {
     GameDay,
     /// The GameDay screen while it shows a drill (running or finished).
     Drill,
+    /// The load dialog, before a load.
+    LoadForm,
+    /// The load screen while it shows a load (running or finished).
+    Load,
     /// Command mode (`:`).
     Command,
     /// The filter line (`/`).
@@ -42,7 +46,7 @@ pub enum Context {
 }
 
 impl Context {
-    pub const ALL: [Context; 12] = [
+    pub const ALL: [Context; 14] = [
         Context::Dashboard,
         Context::Instances,
         Context::Events,
@@ -51,6 +55,8 @@ impl Context {
         Context::Deploy,
         Context::GameDay,
         Context::Drill,
+        Context::LoadForm,
+        Context::Load,
         Context::Command,
         Context::Filter,
         Context::Confirm,
@@ -73,6 +79,8 @@ impl Context {
                 Screen::Deploy => Context::Deploy,
                 Screen::GameDay if state.drill.is_some() => Context::Drill,
                 Screen::GameDay => Context::GameDay,
+                Screen::Load if state.load.is_some() => Context::Load,
+                Screen::Load => Context::LoadForm,
             },
         }
     }
@@ -87,6 +95,7 @@ impl Context {
             Context::Help => "help",
             Context::Deploy => "deploy",
             Context::GameDay | Context::Drill => "gameday",
+            Context::LoadForm | Context::Load => "load",
             Context::Command => "command",
             Context::Filter => "filter",
             Context::Confirm => "confirm",
@@ -147,6 +156,9 @@ pub enum Act {
     CancelRefresh,
     Rollback,
     StopDrill,
+    /// The load dialog, or the running load's view.
+    Load,
+    StopLoad,
     /// One-instance actions on the selected instance.
     TerminateInstance,
     UnhealthyInstance,
@@ -222,7 +234,9 @@ const BUT_EVENTS: &[Context] = &[C::Dashboard, C::Instances, C::Provision, C::He
 const BUT_HELP: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision, C::Logs];
 /// The screens that list instances: the instances list and the dashboard's AZ columns.
 const LISTS: &[Context] = &[C::Dashboard, C::Instances];
-const FORMS: &[Context] = &[C::Deploy, C::GameDay];
+const FORMS: &[Context] = &[C::Deploy, C::GameDay, C::LoadForm];
+/// The forms with fields to choose from.
+const CHOICE_FORMS: &[Context] = &[C::Deploy, C::GameDay];
 const TYPING: &[Context] = &[C::Command, C::Filter, C::Confirm];
 
 const fn row(
@@ -474,6 +488,15 @@ pub const TABLE: &[Binding] = &[
         "stop the running GameDay (restores at once)",
         SCREENS,
     )),
+    // A load changes no resource but puts the stack under stress: refused in read-only mode.
+    changes(row(
+        &[Key::Code(K::Char('L'))],
+        "L",
+        Some("load"),
+        Act::Load,
+        "load: drive requests at the endpoint, watch it scale, report",
+        SCREENS,
+    )),
     changes(row(
         &[Key::Code(K::Char('X'))],
         "X",
@@ -624,6 +647,31 @@ pub const TABLE: &[Binding] = &[
         3,
         "fields",
     ),
+    // The load view.
+    footer(
+        changes(row(
+            &[Key::Code(K::Char('s'))],
+            "s",
+            None,
+            Act::StopLoad,
+            "stop the load now, then the report",
+            &[C::Load],
+        )),
+        1,
+        "stop",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Esc), Key::Code(K::Char('q'))],
+            "Esc q",
+            None,
+            Act::Leave,
+            "back (a running load goes on)",
+            &[C::Load],
+        ),
+        2,
+        "back",
+    ),
     // The deploy and GameDay dialogs.
     footer(
         row(
@@ -675,7 +723,7 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::ChoosePrevious,
         "previous choice",
-        FORMS,
+        CHOICE_FORMS,
     ),
     footer(
         row(
@@ -696,7 +744,7 @@ pub const TABLE: &[Binding] = &[
             None,
             Act::Type,
             "edit the number",
-            &[C::GameDay],
+            &[C::GameDay, C::LoadForm],
         ),
         2,
         "edit",
@@ -707,7 +755,14 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::Erase,
         "erase a character",
-        &[C::Deploy, C::GameDay, C::Command, C::Filter, C::Confirm],
+        &[
+            C::Deploy,
+            C::GameDay,
+            C::LoadForm,
+            C::Command,
+            C::Filter,
+            C::Confirm,
+        ],
     ),
     footer(
         row(
@@ -732,6 +787,18 @@ pub const TABLE: &[Binding] = &[
         ),
         4,
         "dry run",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Enter)],
+            "Enter",
+            None,
+            Act::Submit,
+            "review the load (endpoint, peak rate), then confirm it",
+            &[C::LoadForm],
+        ),
+        4,
+        "review",
     ),
     footer(
         row(
@@ -921,9 +988,10 @@ mod tests {
 
     use super::*;
     use crate::app::testing::{plan, state, with_versions};
-    use crate::app::{Action, Confirm, DrillView, Effect, update};
+    use crate::app::{Action, Confirm, DrillView, Effect, LoadView, update};
     use crate::screen::deploy::DeployField;
     use crate::screen::gameday::GamedayField;
+    use crate::screen::load::LoadField;
     use provision::port::BackendKind;
 
     /// Every key a terminal sends that the console could care about.
@@ -1041,6 +1109,25 @@ mod tests {
                 s.drill = Some(DrillView {
                     running: true,
                     ..DrillView::default()
+                });
+                vec![s]
+            }
+            Context::LoadForm => [LoadField::Rate, LoadField::To]
+                .into_iter()
+                .map(|field| {
+                    let mut s = on(Screen::Load);
+                    s.load_form.field = field;
+                    if let Some(snapshot) = s.snapshot.as_mut() {
+                        snapshot.endpoint = Some("http://127.0.0.1:8080".into());
+                    }
+                    s
+                })
+                .collect(),
+            Context::Load => {
+                let mut s = on(Screen::Load);
+                s.load = Some(LoadView {
+                    running: true,
+                    ..LoadView::default()
                 });
                 vec![s]
             }

@@ -50,6 +50,7 @@ pub async fn run(
         tx,
         drill_stop: None,
         logs: None,
+        load_stop: None,
     };
     let mut terminal = ratatui::init();
     let result = async {
@@ -121,6 +122,7 @@ struct Runner {
     drill_stop: Option<watch::Sender<bool>>,
     /// The task reading the log view's lines, while the view is open.
     logs: Option<tokio::task::JoinHandle<()>>,
+    load_stop: Option<watch::Sender<bool>>,
 }
 
 /// How far back the log view reads when it opens.
@@ -137,6 +139,12 @@ impl Runner {
         }
         if let Effect::StopDrill = &effect {
             if let Some(stop) = &self.drill_stop {
+                let _ = stop.send(true);
+            }
+            return;
+        }
+        if let Effect::StopLoad = &effect {
+            if let Some(stop) = &self.load_stop {
                 let _ = stop.send(true);
             }
             return;
@@ -357,7 +365,28 @@ impl Runner {
                     }
                 }));
             }
-            Effect::Copy(_) | Effect::StopDrill | Effect::StopLogs | Effect::Quit => {}
+            Effect::StartLoad(plan) => {
+                let (stop_tx, stop_rx) = watch::channel(false);
+                self.load_stop = Some(stop_tx);
+                let plan = crate::screen::load::console_plan(*plan, &stack);
+                tokio::spawn(async move {
+                    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+                    let forward_tx = tx.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(update) = updates_rx.recv().await {
+                            let _ = forward_tx.send(Action::Load(update));
+                        }
+                    });
+                    // The engine reports its own failure as an update.
+                    let _ = crate::load::engine::run(cloud, stack, plan, updates_tx, stop_rx).await;
+                    let _ = forward.await;
+                });
+            }
+            Effect::Copy(_)
+            | Effect::StopDrill
+            | Effect::StopLogs
+            | Effect::StopLoad
+            | Effect::Quit => {}
         }
     }
 }

@@ -49,6 +49,7 @@ pub fn draw(frame: &mut Frame, state: &State) {
         Screen::Events => screen::events::draw(frame, body, state),
         Screen::Deploy => screen::deploy::draw(frame, body, state),
         Screen::GameDay => screen::gameday::draw(frame, body, state),
+        Screen::Load => screen::load::draw(frame, body, state),
         Screen::Provision => screen::provision::draw(frame, body, state),
         Screen::Help => screen::help::draw(frame, body, state),
         Screen::Logs => screen::logs::draw(frame, body, state),

@@ -184,6 +184,7 @@ fn drill_view(finished: bool) -> DrillView {
                 unknown: 0,
             }),
             aborted: None,
+            concurrent: Vec::new(),
             instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
@@ -906,4 +907,75 @@ async fn dashboard_refresh_in_progress_under_traffic() {
         assert_eq!(screen.matches("refresh 0/2 on v2").count(), 3, "{screen}");
         insta::assert_snapshot!(format!("refresh_traffic_{width}x{height}"), screen);
     }
+}
+
+/// The load dialog, then a running load's view: the live line (rate against target, p50/p99,
+/// errors, desired and healthy), capacity per AZ with desired, and the req/s and p99 panels.
+#[tokio::test]
+async fn load_dialog_and_live_view() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use triad::drill::probe::FailureKind;
+    use triad::load::engine::LoadUpdate;
+    use triad::load::generator::{LiveStats, LoadSecond};
+    use triad::load::phases::Observation;
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    state.screen = triad::app::Screen::Load;
+    let screen = render(&state, 80, 24);
+    assert_shows(
+        &screen,
+        &["rate /s", "ramp to /s", "no ramp: a constant rate"],
+    );
+    insta::assert_snapshot!("load_dialog_80x24", screen);
+
+    let snapshot = state.snapshot.clone().expect("a snapshot");
+    let mut send = |load: LoadUpdate| {
+        update(&mut state, Action::Load(load));
+    };
+    send(LoadUpdate::Started {
+        title: "load on demo".into(),
+        shape: "60 req/s on /version, for 60 s".into(),
+        endpoint: "http://127.0.0.1:8080".into(),
+    });
+    for second in 0..12u64 {
+        send(LoadUpdate::Observed(Observation::of(&snapshot, second)));
+        send(LoadUpdate::Second(LoadSecond {
+            second,
+            target_rate: 60.0,
+            sent: 60,
+            ok: 58,
+            failed: BTreeMap::from([(FailureKind::Status5xx, 2)]),
+            p50_ms: Some(3.0),
+            p99_ms: Some(10.0 + second as f64),
+            ..LoadSecond::default()
+        }));
+    }
+    send(LoadUpdate::Live(LiveStats {
+        elapsed: Duration::from_secs(12),
+        target_rate: 60.0,
+        rate: 60,
+        latency: Latency {
+            p50_ms: Some(3.0),
+            p99_ms: Some(21.0),
+            samples: 290,
+        },
+        sent: 720,
+        ok: 696,
+        failed: BTreeMap::from([(FailureKind::Status5xx, 24)]),
+        in_flight: 2,
+        ..LiveStats::default()
+    }));
+    let screen = render(&state, 120, 40);
+    assert_shows(
+        &screen,
+        &[
+            "60 req/s on /version, for 60 s",
+            "60 req/s (target 60) · p50 3.0 ms · p99",
+            "in flight 2 · failed 24",
+            "status5xx",
+            "desired",
+            "answered req/s (last 58, target 60)",
+        ],
+    );
+    insta::assert_snapshot!("load_running_120x40", screen);
 }
