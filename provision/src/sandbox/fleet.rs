@@ -7,8 +7,10 @@
 //! every [`Timing::tick`] (and by its [`Group::next_deadline`]), gives it the load balancer's
 //! target states, and carries out its actions:
 //! - launch: one webapp process from a [`LaunchTemplate`] version (binary and environment), in
-//!   Availability Zone `k` on `127.0.k+1.x` with a free port (a process that cannot start is
-//!   reported with [`Group::launch_failed`]);
+//!   Availability Zone `k` on `127.0.k+1.x` with a free port, started once the instance boot
+//!   ([`Timings::instance_boot`], on the sandbox's clock) has passed (a process that cannot
+//!   start is reported with [`Group::launch_failed`]); when it first listens, how long that
+//!   took in real time is recorded as an event;
 //! - register / deregister: the load balancer's targets;
 //! - terminate: wait for the load balancer to finish draining the target (at most the
 //!   deregistration delay), then SIGTERM so the webapp drains its own in-flight requests,
