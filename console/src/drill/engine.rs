@@ -21,7 +21,7 @@ use provision::port::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::journal::{Entry, Journal};
+use super::journal::{self, Entry, Journal};
 use super::probe::{AckedSignup, Latency, Probe, ProbeConfig, ProbeSecond, signup_exists};
 use super::report::{self, CapacitySample, DrillRecord, DrillReport, StepRecord, WriteCheck};
 
@@ -593,6 +593,14 @@ pub async fn run(
             ),
         )?;
     }
+    // Actions on single instances an operator took meanwhile (the CLI and the console journal
+    // them in this same journal). An unreadable journal costs the report this list, not the
+    // drill.
+    let instance_actions = journal::instance_actions_since(run.journal.path(), started_at)
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read instance actions from the journal: {e}");
+            Vec::new()
+        });
     let record = DrillRecord {
         stack: stack.name.clone(),
         backend: cloud.kind().to_string(),
@@ -621,6 +629,7 @@ pub async fn run(
                 .err()
                 .map(|e| format!("restore failed: {e}"))
         }),
+        instance_actions,
     };
     let report = report::summarize(record);
     let files = match &config.report_dir {

@@ -58,6 +58,20 @@ pub struct WriteCheck {
     pub unknown: u32,
 }
 
+/// An action on one instance (terminate, unhealthy, standby, resume) taken while the drill ran,
+/// from the stack's journal. Not a fault: the drill does not restore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceActionTaken {
+    /// Seconds after the drill started.
+    pub second: u64,
+    pub instance_id: String,
+    pub az: String,
+    /// `terminate`, `standby (decrement)`, …
+    pub action: String,
+    /// `done`, the error, or `None` when no outcome was journaled.
+    pub outcome: Option<String>,
+}
+
 /// Everything the drill recorded; the report is computed from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -79,6 +93,10 @@ pub struct DrillRecord {
     pub writes: Option<WriteCheck>,
     /// Why the drill stopped early, when a stop condition fired or an operator aborted it.
     pub aborted: Option<String>,
+    /// Actions on single instances taken while the drill ran (reports written before they
+    /// were recorded have none).
+    #[serde(default)]
+    pub instance_actions: Vec<InstanceActionTaken>,
     /// The sandbox's clock during the drill (none on AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<SandboxClock>,
@@ -409,6 +427,28 @@ pub fn to_markdown(report: &DrillReport) -> String {
     for step in &r.steps {
         let _ = writeln!(md, "- t+{}s **{}** {}", step.second, step.step, step.detail);
     }
+    if !r.instance_actions.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Instance actions during the drill\n\nTaken by an operator while the drill \
+             ran; `gameday restore` does not undo them.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| t | instance | AZ | action | outcome |\n|---|---|---|---|---|"
+        );
+        for a in &r.instance_actions {
+            let _ = writeln!(
+                md,
+                "| t+{}s | {} | {} | {} | {} |",
+                a.second,
+                a.instance_id,
+                a.az,
+                a.action,
+                a.outcome.as_deref().unwrap_or("no outcome journaled")
+            );
+        }
+    }
     if let Some(w) = &r.writes
         && !w.lost.is_empty()
     {
@@ -659,6 +699,7 @@ mod tests {
                 unknown: 0,
             }),
             aborted: None,
+            instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
         }
@@ -818,6 +859,10 @@ mod tests {
         let md = to_markdown(&report);
         assert!(md.contains("| time to detect | 2 s |"), "{md}");
         assert!(md.contains("| az-a | 2 | 0 |"), "{md}");
+        assert!(
+            !md.contains("Instance actions"),
+            "none taken: no section\n{md}"
+        );
         let svg = to_svg(&report).expect("svg");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(svg.contains("az-b"));
@@ -828,5 +873,23 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&paths[0]).expect("read json"))
                 .expect("json round-trip");
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn lists_instance_actions_taken_during_the_drill() {
+        let mut r = record();
+        r.instance_actions = vec![InstanceActionTaken {
+            second: 4,
+            instance_id: "i-7".into(),
+            az: "az-b".into(),
+            action: "terminate".into(),
+            outcome: None,
+        }];
+        let md = to_markdown(&summarize(r));
+        assert!(md.contains("## Instance actions during the drill"), "{md}");
+        assert!(
+            md.contains("| t+4s | i-7 | az-b | terminate | no outcome journaled |"),
+            "{md}"
+        );
     }
 }

@@ -183,6 +183,7 @@ fn drill_view(finished: bool) -> DrillView {
                 unknown: 0,
             }),
             aborted: None,
+            instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
         };

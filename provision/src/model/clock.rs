@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::timings::Timings;
+use super::timings::{HealthCheck, Timings};
 
 /// Which clock the sandbox runs on (`[sandbox] clock` in the spec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -121,15 +121,31 @@ impl Timings {
     /// thresholds and the health-check path unchanged.
     pub fn scaled(&self, scale: &TimeScale) -> Timings {
         let wall = |d: Duration| scale.to_wall(d);
-        let mut scaled = self.clone();
-        scaled.health_check.interval = wall(self.health_check.interval);
-        scaled.health_check.timeout = wall(self.health_check.timeout);
-        scaled.deregistration_delay = wall(self.deregistration_delay);
-        scaled.grace_period = wall(self.grace_period);
-        scaled.default_warmup = wall(self.default_warmup);
-        scaled.refresh_batch_timeout = wall(self.refresh_batch_timeout);
-        scaled.instance_boot = wall(self.instance_boot);
-        scaled
+        // Destructured in full so that a duration added to `Timings` cannot be left unscaled.
+        let Timings {
+            health_check,
+            deregistration_delay,
+            grace_period,
+            default_warmup,
+            refresh_batch_timeout,
+            standby_wait,
+            metric_period,
+            instance_boot,
+        } = self;
+        Timings {
+            health_check: HealthCheck {
+                interval: wall(health_check.interval),
+                timeout: wall(health_check.timeout),
+                ..health_check.clone()
+            },
+            deregistration_delay: wall(*deregistration_delay),
+            grace_period: wall(*grace_period),
+            default_warmup: wall(*default_warmup),
+            refresh_batch_timeout: wall(*refresh_batch_timeout),
+            standby_wait: wall(*standby_wait),
+            metric_period: wall(*metric_period),
+            instance_boot: wall(*instance_boot),
+        }
     }
 }
 

@@ -39,6 +39,8 @@
 //!   decrements desired, exiting increments it, refused above max)
 //!   (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-enter-exit-standby.html>).
 //! - Instance refresh: see [`super::refresh`].
+//! - Target tracking scaling: see [`super::scaling`]; the driver feeds it with
+//!   [`Group::observe`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -46,6 +48,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::refresh::Run;
+use super::scaling::Tracker;
 use super::timings::Timings;
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
@@ -105,6 +108,8 @@ pub enum EventKind {
     Rebalance,
     /// An instance moved to standby or back.
     Standby,
+    /// A scaling policy changed desired capacity.
+    Scaling,
     /// Something the driver recorded (a fault, a restart).
     Driver,
 }
@@ -126,6 +131,8 @@ pub struct Member {
     pub lifecycle: LifecycleState,
     pub health: HealthStatus,
     pub launched_at: OffsetDateTime,
+    /// When it last went InService (its default instance warmup counts from there).
+    pub in_service_at: Option<OffsetDateTime>,
 }
 
 impl Member {
@@ -212,6 +219,7 @@ pub struct Group {
     id_prefix: String,
     next_id: u64,
     last_step: Option<OffsetDateTime>,
+    pub(super) scaling: Tracker,
 }
 
 /// Whether `process` is one AZRebalance needs (AWS: with Launch suspended it does nothing).
@@ -240,6 +248,7 @@ impl Group {
             id_prefix: config.id_prefix,
             next_id: 0,
             last_step: None,
+            scaling: Tracker::default(),
         }
     }
 
@@ -330,7 +339,7 @@ impl Group {
             .iter()
             .filter(|r| !r.refresh.status.is_terminal())
             .filter_map(|r| r.deadline(&self.timings));
-        graces.chain(runs).min()
+        graces.chain(runs).chain(self.scaling_deadline()).min()
     }
 
     // ----- the driver's reports
@@ -344,6 +353,17 @@ impl Group {
         message: String,
     ) {
         self.push_event(EventKind::Driver, at, source, az, message);
+    }
+
+    /// Records an event of the model's own of `kind`.
+    pub(super) fn record_kind(
+        &mut self,
+        kind: EventKind,
+        at: OffsetDateTime,
+        source: EventSource,
+        message: String,
+    ) {
+        self.push_event(kind, at, source, None, message);
     }
 
     /// Instance `id` has stopped: after a termination the group asked for, or on its own (a
@@ -409,6 +429,11 @@ impl Group {
         Ok(())
     }
 
+    /// Sets desired capacity (a scaling policy's decision, already within min and max).
+    pub(super) fn set_desired(&mut self, desired: u32) {
+        self.capacity.desired = desired.clamp(self.capacity.min, self.capacity.max);
+    }
+
     /// Removes `az` from the launch AZs (its subnets taken out of the group); returns
     /// whether it was there.
     pub fn disable_az(&mut self, az: &str) -> bool {
@@ -471,11 +496,9 @@ impl Group {
     ) -> Result<RefreshId, CloudError> {
         self.check_can_start_refresh()?;
         let (version, prefs) = (request.version.as_str(), request.preferences.clone());
-        let todo: BTreeSet<String> = self
-            .live()
-            .filter(|m| !(prefs.skip_matching && matching.contains(&m.template)))
-            .map(|m| m.id.clone())
-            .collect();
+        let todo = self.refresh_scope(now, &prefs, |m| {
+            !(prefs.skip_matching && matching.contains(&m.template))
+        });
         let run = Run::new(now, id.clone(), desired, self.current, version, prefs, todo);
         self.runs.push_front(run);
         self.event(
@@ -739,6 +762,7 @@ impl Group {
     ) -> Vec<Action> {
         self.last_step = Some(now);
         self.health(now, target);
+        self.settle_launching();
         self.step_refresh(now, target);
         self.rebalance(now);
         self.scale(now);
@@ -761,6 +785,7 @@ impl Group {
                 && (state == TargetState::Healthy || past_grace)
             {
                 member.lifecycle = LifecycleState::InService;
+                member.in_service_at = Some(now);
             }
             if past_grace
                 && state == TargetState::Unhealthy
@@ -800,9 +825,21 @@ impl Group {
         let desired = usize::try_from(self.capacity.desired).unwrap_or(usize::MAX);
         if !self.is_suspended(ScalingProcess::Launch) {
             let missing = desired.saturating_sub(self.live_count());
+            let why = self
+                .scaling
+                .out_cause
+                .as_ref()
+                .map(|cause| format!(" ({cause})"))
+                .unwrap_or_default();
             for _ in 0..missing {
                 let template = self.current;
-                if self.launch(now, template, None, "").is_none() {
+                let launched = self.launch(now, template, None, &why);
+                if let Some(id) = &launched
+                    && !why.is_empty()
+                {
+                    self.scaling.launching.insert(id.clone());
+                }
+                if launched.is_none() {
                     self.event(
                         EventKind::LaunchFailed,
                         now,
@@ -814,6 +851,9 @@ impl Group {
                     break;
                 }
             }
+        }
+        if self.live_count() >= desired {
+            self.scaling.out_cause = None;
         }
         let busy = self.runs.iter().any(Run::has_batch) || self.rebalancing.is_some();
         if !busy && !self.is_suspended(ScalingProcess::Terminate) {
@@ -987,6 +1027,7 @@ impl Group {
             lifecycle: LifecycleState::Pending,
             health: HealthStatus::Healthy,
             launched_at: now,
+            in_service_at: None,
         });
         self.queued.push(Action::Launch {
             id: id.clone(),

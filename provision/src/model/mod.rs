@@ -12,6 +12,8 @@
 //! - [`refresh`](self::refresh): the instance refresh inside the group, with every
 //!   preference AWS has and AWS's status names; its refusals are
 //!   [`RefreshRefusal`](crate::port::RefreshRefusal).
+//! - [`scaling`]: target tracking policies, their alarms and decisions, fed by the
+//!   driver's per-instance counters.
 //! - [`target`]: one target's health-check state machine (initial / healthy / unhealthy /
 //!   draining / unused, thresholds, deregistration delay) and the routing rule with
 //!   fail-open.
@@ -24,11 +26,13 @@
 pub mod clock;
 pub mod group;
 pub mod refresh;
+pub mod scaling;
 pub mod target;
 pub mod timings;
 
 pub use clock::{ClockMode, TimeScale};
 pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent, capacity_after};
 pub use refresh::percentage;
+pub use scaling::{Reading, TRACKING, Tracking};
 pub use target::{CheckResult, TargetHealth, routable};
-pub use timings::{HealthCheck, Timings};
+pub use timings::{AWS_METRIC_PERIOD, HealthCheck, Timings};

@@ -10,6 +10,7 @@
 //! - [`stack`]: which stack, what it should be, plans, provisioning events, outputs.
 //! - [`snapshot`]: the stack now, per Availability Zone, with per-section errors.
 //! - [`refresh`]: deploy requests, instance refresh preferences and status.
+//! - [`scaling`]: target tracking policies, their alarms and decisions.
 //! - [`fault`]: faults, their dry runs, and records of what they changed.
 //! - [`logs`]: the webapp's log lines, their filters and follow cursor.
 //! - [`cloud`]: the [`Cloud`] trait.
@@ -28,6 +29,7 @@ pub mod guard;
 pub mod instance;
 pub mod logs;
 pub mod refresh;
+pub mod scaling;
 pub mod snapshot;
 pub mod stack;
 
@@ -47,6 +49,10 @@ pub use refresh::{
     CheckpointInfo, DEFAULT_CHECKPOINT_DELAY_SECONDS, DeployRequest, Refresh, RefreshId,
     RefreshPreferences, RefreshRefusal, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
     StandbyInstances, no_active_refresh, parse_env_override,
+};
+pub use scaling::{
+    AlarmSide, AlarmState, PolicyAlarm, PolicyView, ScalingDecision, ScalingDirection,
+    ScalingMetric, ScalingPolicy, ScalingView,
 };
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, DurationInForce, Event, EventSource,

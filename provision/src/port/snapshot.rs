@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::names::aws_names;
 use super::refresh::Refresh;
+use super::scaling::ScalingView;
 use super::stack::{StackRef, StackStatus};
 use crate::model::TimeScale;
 
@@ -49,6 +50,10 @@ pub struct Snapshot {
     pub events: Vec<Event>,
     #[serde(default)]
     pub metrics: Metrics,
+    /// Dynamic scaling: policies, their alarms, recent decisions; `None` when the backend
+    /// could not tell (see `errors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingView>,
     /// Sections that could not be read, and why.
     #[serde(default)]
     pub errors: Vec<SectionError>,
@@ -141,6 +146,7 @@ impl Snapshot {
             refreshes: Vec::new(),
             events: Vec::new(),
             metrics: Metrics::default(),
+            scaling: None,
             errors: Vec::new(),
             clock: None,
         }
@@ -536,6 +542,7 @@ pub enum Section {
     Refreshes,
     Events,
     Metrics,
+    Scaling,
 }
 
 impl fmt::Display for Section {
@@ -549,6 +556,7 @@ impl fmt::Display for Section {
             Self::Refreshes => "refreshes",
             Self::Events => "events",
             Self::Metrics => "metrics",
+            Self::Scaling => "scaling",
         })
     }
 }

@@ -775,6 +775,12 @@ async fn start_stack(
             clock,
             log_dir: logs.clone(),
             marker,
+            policies: spec
+                .app
+                .scaling
+                .as_ref()
+                .map(crate::spec::Scaling::policies)
+                .unwrap_or_default(),
         },
         lb.clone(),
     );
@@ -1075,6 +1081,7 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .collect(),
     );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
+    snapshot.scaling = Some(stack.fleet.scaling());
     snapshot
 }
 

@@ -32,13 +32,14 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use super::lb::{self, LoadBalancer};
+use super::metrics::{TICKS_PER_SECOND, cpu_ticks};
 use super::process::{ProcessGroup, az_address, command, free_port};
-use crate::model::{self, Action, Group, GroupConfig, TimeScale, Timings};
+use crate::model::{self, Action, Group, GroupConfig, Reading, TimeScale, Timings};
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     AzView, Capacity, Clock, CloudError, DeployRequest, DurationInForce, Event, EventSource,
-    Instance, LifecycleState, Refresh, RefreshId, SandboxClock, ScalingProcess, Target,
-    TargetState,
+    Instance, LifecycleState, Refresh, RefreshId, SandboxClock, ScalingPolicy, ScalingProcess,
+    ScalingView, Target, TargetState,
 };
 use crate::spec::Sandbox;
 
@@ -95,10 +96,16 @@ impl Timing {
             grace_period: seconds(app.health_check_grace_period_seconds),
             default_warmup: seconds(app.default_instance_warmup_seconds.unwrap_or(0)),
             refresh_batch_timeout: Duration::from_secs(600),
+            standby_wait: model::timings::STANDBY_WAIT,
+            metric_period: model::AWS_METRIC_PERIOD,
             instance_boot: seconds(sandbox.instance_boot_seconds),
         };
         let mut timing = Timing::on(spec, sandbox.time_scale(check.interval_seconds));
         timing.rds_failover = seconds(sandbox.rds_failover_seconds);
+        if let Some(period) = sandbox.scaling_period_seconds {
+            // The test-only shortening of the metric period, in wall seconds.
+            timing.model.metric_period = seconds(period);
+        }
         timing
     }
 
@@ -166,6 +173,9 @@ pub struct SandboxApp {
     #[serde(default)]
     pub default_instance_warmup_seconds: Option<u32>,
     pub health_check: SandboxHealthCheck,
+    /// Target tracking (`[app.scaling]`), if any.
+    #[serde(default)]
+    pub scaling: Option<crate::spec::Scaling>,
 }
 
 /// The spec's target group health check, as far as the sandbox uses it.
@@ -224,6 +234,8 @@ pub struct FleetConfig {
     pub log_dir: PathBuf,
     /// The value of [`SANDBOX_MARKER`] on every instance.
     pub marker: String,
+    /// The group's target tracking policies (none: a fixed size).
+    pub policies: Vec<ScalingPolicy>,
 }
 
 /// One instance's machine: its address and its program.
@@ -473,6 +485,31 @@ impl State {
         }
     }
 
+    /// Every live instance's counters for the scaling policies: the requests the load
+    /// balancer routed to it, and its process's CPU time from `/proc`.
+    fn readings(&self, lb: &LoadBalancer) -> BTreeMap<String, Reading> {
+        self.group
+            .members()
+            .iter()
+            .filter(|m| m.is_live())
+            .filter_map(|m| {
+                let machine = self.machines.get(&m.id)?;
+                let cpu_seconds = machine
+                    .process
+                    .as_ref()
+                    .and_then(|_| cpu_ticks(machine.pid))
+                    .map(|ticks| ticks as f64 / TICKS_PER_SECOND);
+                Some((
+                    m.id.clone(),
+                    Reading {
+                        requests: lb.requests_to(&m.id),
+                        cpu_seconds,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Programs started and now listening: how long that took in real time (it does not
     /// scale with the clock; reports keep it as measured), recorded as an event and kept as
     /// the last start.
@@ -512,6 +549,10 @@ impl State {
         self.restart_due();
         self.listening();
         let now = self.now();
+        if self.group.wants_readings(now) {
+            let readings = self.readings(lb);
+            self.group.observe(now, &readings);
+        }
         let actions = self.group.step(now, &|id| lb.target_health_of(id).state);
         self.carry_out(lb, actions);
     }
@@ -584,6 +625,8 @@ impl Fleet {
             timings: config.timing.model.clone(),
             id_prefix: prefix,
         });
+        let mut group = group;
+        group.set_policies(config.policies.clone());
         let state = State {
             group,
             templates: BTreeMap::from([(first.version, first)]),
@@ -920,6 +963,11 @@ impl Fleet {
     /// Resumes `process`.
     pub fn resume(&self, process: ScalingProcess) {
         self.lock().group.resume(process);
+    }
+
+    /// The scaling section of a snapshot (see [`Group::scaling_view`]).
+    pub fn scaling(&self) -> ScalingView {
+        self.lock().group.scaling_view()
     }
 
     /// How long the last instance's program took from its start to listening, real time.

@@ -4,7 +4,7 @@
 use super::file::{AppFile, MailerFile, NetworkFile, StackFile};
 use super::subnets::{carve_subnets, check_given, invalid, parse_cidr};
 use super::{
-    Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, Sandbox, SpecError, StackSpec,
+    Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, Sandbox, Scaling, SpecError, StackSpec,
 };
 
 /// Longest stack name: it prefixes bucket names, which AWS caps at 63 characters.
@@ -122,6 +122,16 @@ impl StackSpec {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+            ));
+        }
+        if file
+            .sandbox
+            .scaling_period_seconds
+            .is_some_and(|s| !(1..=60).contains(&s))
+        {
+            return Err(invalid(
+                "sandbox.scaling_period_seconds",
+                "must be between 1 and 60 seconds (a test-only shortening of the metric period)",
             ));
         }
         if file.logs.error_alarm_threshold == Some(0) {
@@ -355,6 +365,9 @@ fn app(file: AppFile, az_count: usize) -> Result<App, SpecError> {
         ));
     }
     check_version("app.version", &file.version)?;
+    if let Some(scaling) = &file.scaling {
+        check_scaling(scaling, min, max)?;
+    }
     Ok(App {
         instance_type: file.instance_type,
         ami,
@@ -367,7 +380,47 @@ fn app(file: AppFile, az_count: usize) -> Result<App, SpecError> {
         health_check_grace_period_seconds: file.health_check_grace_period_seconds,
         default_instance_warmup_seconds: file.default_instance_warmup_seconds,
         version: file.version,
+        scaling: file.scaling,
     })
+}
+
+/// The largest `requests_per_target` accepted (requests per target per minute).
+const MAX_REQUESTS_PER_TARGET: u32 = 1_000_000;
+
+fn check_scaling(scaling: &Scaling, min: u32, max: u32) -> Result<(), SpecError> {
+    if scaling.cpu_percent.is_none() && scaling.requests_per_target.is_none() {
+        return Err(invalid(
+            "app.scaling",
+            "names no metric; set cpu_percent (e.g. 60) and/or requests_per_target (e.g. 1000),              or remove the table for a fixed size",
+        ));
+    }
+    if let Some(cpu) = scaling.cpu_percent
+        && !(1..=100).contains(&cpu)
+    {
+        return Err(invalid(
+            "app.scaling.cpu_percent",
+            format!("{cpu} is not a CPU target; use 1 to 100 (percent of the instances' CPU)"),
+        ));
+    }
+    if let Some(requests) = scaling.requests_per_target
+        && !(1..=MAX_REQUESTS_PER_TARGET).contains(&requests)
+    {
+        return Err(invalid(
+            "app.scaling.requests_per_target",
+            format!(
+                "{requests} is not a request target; use 1 to {MAX_REQUESTS_PER_TARGET}                  (requests per target per minute)"
+            ),
+        ));
+    }
+    if max <= min {
+        return Err(invalid(
+            "app.max",
+            format!(
+                "max ({max}) leaves no room to scale above min ({min}); raise max or remove                  [app.scaling]"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_health(check: &HealthCheck) -> Result<(), SpecError> {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, Sandbox, SpecError, Waf,
+    Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, Sandbox, Scaling, SpecError,
+    Waf,
 };
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +85,7 @@ pub(super) struct AppFile {
     #[serde(default)]
     pub default_instance_warmup_seconds: Option<u32>,
     pub version: String,
+    pub scaling: Option<Scaling>,
 }
 
 fn default_instance_type() -> String {

@@ -54,6 +54,7 @@ pub struct StackSpec {
     pub dns: Option<Dns>,
     pub alarms: Alarms,
     pub logs: Logs,
+    /// Settings of the local sandbox only (the template ignores them).
     pub sandbox: Sandbox,
 }
 
@@ -103,6 +104,47 @@ pub struct App {
     pub default_instance_warmup_seconds: Option<u32>,
     /// The webapp release deployed at creation (`s3://<bucket>/webapp/<version>/webapp`).
     pub version: String,
+    /// Target tracking scaling; `None` keeps the group at its desired capacity.
+    pub scaling: Option<Scaling>,
+}
+
+/// `[app.scaling]`: target tracking policies on the group, one per metric given
+/// (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-scaling-target-tracking.html>).
+/// At least one of `cpu_percent` (average CPU of the instances, `ASGAverageCPUUtilization`)
+/// and `requests_per_target` (requests per target per minute, `ALBRequestCountPerTarget`).
+/// `scale_in = false` only ever adds capacity (default: true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub cpu_percent: Option<u32>,
+    pub requests_per_target: Option<u32>,
+    #[serde(default = "yes")]
+    pub scale_in: bool,
+}
+
+/// The policy names every backend gives the two target tracking policies.
+pub const CPU_POLICY: &str = "cpu";
+/// See [`CPU_POLICY`].
+pub const REQUESTS_POLICY: &str = "requests-per-target";
+
+impl Scaling {
+    /// The policies this table asks for, CPU first.
+    pub fn policies(&self) -> Vec<crate::port::ScalingPolicy> {
+        use crate::port::{ScalingMetric, ScalingPolicy};
+        let cpu = self.cpu_percent.map(|target| ScalingPolicy {
+            name: CPU_POLICY.to_owned(),
+            metric: ScalingMetric::CpuPercent,
+            target: f64::from(target),
+            scale_in: self.scale_in,
+        });
+        let requests = self.requests_per_target.map(|target| ScalingPolicy {
+            name: REQUESTS_POLICY.to_owned(),
+            metric: ScalingMetric::RequestsPerTarget,
+            target: f64::from(target),
+            scale_in: self.scale_in,
+        });
+        cpu.into_iter().chain(requests).collect()
+    }
 }
 
 /// Where the instances' image comes from.
@@ -301,6 +343,10 @@ pub struct Sandbox {
     /// (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.MultiAZSingleStandby.html>);
     /// 90 is the middle of that range.
     pub rds_failover_seconds: u32,
+    /// FOR TESTS ONLY: the length of one metric period of target tracking in the sandbox, in
+    /// seconds (1 to 60), so a test sees scale-in within seconds. Unset, the sandbox uses
+    /// AWS's minute on the sandbox's clock, like its other durations.
+    pub scaling_period_seconds: Option<u32>,
 }
 
 impl Default for Sandbox {
@@ -310,6 +356,7 @@ impl Default for Sandbox {
             fast_factor: None,
             instance_boot_seconds: 60,
             rds_failover_seconds: 90,
+            scaling_period_seconds: None,
         }
     }
 }

@@ -13,7 +13,8 @@ use provision::model::{
 };
 use provision::port::{
     Capacity, Clock, CloudError, DeployRequest, HealthStatus, LifecycleState, ManualClock,
-    RefreshId, RefreshPreferences, RefreshStatus, ScalingProcess, TargetReason, TargetState,
+    RefreshId, RefreshPreferences, RefreshStatus, ScalingProcess, StandbyInstances, TargetReason,
+    TargetState,
 };
 use rstest::rstest;
 use time::OffsetDateTime;
@@ -728,6 +729,90 @@ fn exit_standby_is_refused_above_max() {
         w.group.enter_standby(now, "i-nope", true),
         Err(CloudError::NotFound { .. })
     ));
+}
+
+/// What a refresh does with an instance in Standby, by StandbyInstances: `Wait` (AWS's
+/// default) replaces it once it returns to service, or fails after an hour; `Ignore` leaves it
+/// on the old configuration; `Terminate` terminates it when the refresh starts.
+#[rstest]
+#[case::wait_and_return(StandbyInstances::Wait, Some(0), RefreshStatus::Successful)]
+#[case::wait_too_long(StandbyInstances::Wait, None, RefreshStatus::Failed)]
+#[case::ignore(StandbyInstances::Ignore, None, RefreshStatus::Successful)]
+#[case::terminate(StandbyInstances::Terminate, None, RefreshStatus::Successful)]
+fn a_refresh_treats_standby_instances_as_its_preference_says(
+    #[case] standby_instances: StandbyInstances,
+    #[case] returns_after_minutes: Option<i64>,
+    #[case] expected: RefreshStatus,
+) {
+    let mut w = World::new(3, 6);
+    let id = w.group.members()[0].id.clone();
+    let now = w.now();
+    w.group.enter_standby(now, &id, true).expect("standby");
+    w.settle();
+    w.deploy(RefreshPreferences {
+        standby_instances,
+        ..RefreshPreferences::default()
+    });
+    w.settle();
+    let lifecycle = |w: &World| w.group.member(&id).map(|m| m.lifecycle);
+    match standby_instances {
+        StandbyInstances::Wait => {
+            // The two in service are replaced; the refresh then waits for the third.
+            assert_eq!(w.status(), RefreshStatus::InProgress);
+            let reason = w.group.refreshes()[0]
+                .status_reason
+                .clone()
+                .unwrap_or_default();
+            assert!(reason.contains("Standby"), "{reason}");
+            match returns_after_minutes {
+                Some(minutes) => {
+                    w.advance(minutes * 60);
+                    let now = w.now();
+                    w.group.exit_standby(now, &id).expect("exit standby");
+                }
+                None => {
+                    w.advance(3599);
+                    w.settle();
+                    assert_eq!(w.status(), RefreshStatus::InProgress, "an hour is not up");
+                    assert!(
+                        w.group
+                            .next_deadline()
+                            .is_some_and(|at| at <= w.now() + time::Duration::seconds(1)),
+                        "the model wakes when the wait runs out"
+                    );
+                    w.advance(1);
+                }
+            }
+            w.settle();
+        }
+        StandbyInstances::Ignore => assert_eq!(lifecycle(&w), Some(LifecycleState::Standby)),
+        StandbyInstances::Terminate => assert!(
+            w.group.member(&id).is_none_or(|m| !m.is_live()),
+            "terminated when the refresh started"
+        ),
+    }
+    assert_eq!(w.status(), expected, "{:?}", w.group.refreshes()[0]);
+    let old: Vec<_> = w
+        .group
+        .members()
+        .iter()
+        .filter(|m| m.is_live() && m.template == 1)
+        .map(|m| (m.id.clone(), m.lifecycle))
+        .collect();
+    match (standby_instances, expected) {
+        (StandbyInstances::Wait, RefreshStatus::Failed) => {
+            assert_eq!(old, vec![(id.clone(), LifecycleState::Standby)]);
+            let reason = w.group.refreshes()[0]
+                .status_reason
+                .clone()
+                .unwrap_or_default();
+            assert!(reason.contains("did not return to service"), "{reason}");
+        }
+        (StandbyInstances::Ignore, _) => {
+            assert_eq!(old, vec![(id.clone(), LifecycleState::Standby)]);
+        }
+        _ => assert!(old.is_empty(), "every live instance replaced: {old:?}"),
+    }
 }
 
 /// The spec's durations on the AWS clock: a 120 s grace period, 30 s deregistration delay and

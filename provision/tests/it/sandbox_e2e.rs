@@ -1465,7 +1465,9 @@ async fn after_an_az_outage_and_its_restore_the_group_rebalances_by_itself() {
 /// One-instance actions through the daemon and the group model: a decrement at min is
 /// refused; standby takes the instance's target out while its process lives on and a
 /// replacement becomes healthy; resume brings it back (desired one higher); terminate
-/// replaces it.
+/// replaces it, and a probe sending one request at a time through the load balancer meanwhile
+/// loses at most the one in flight (deregistration drains the target before the process
+/// stops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_instance_standby_resume_and_terminate() {
     use provision::port::{CloudError, InstanceAction};
@@ -1530,6 +1532,10 @@ async fn one_instance_standby_resume_and_terminate() {
         })
         .await;
 
+    let endpoint = sandbox.snapshot().await.endpoint.expect("an endpoint");
+    let probe = Probe::start(format!("{endpoint}/version"));
+    let mark = Instant::now();
+    probe.answered_after(mark, 5).await;
     sandbox
         .cloud
         .act_on_instance(
@@ -1545,6 +1551,16 @@ async fn one_instance_standby_resume_and_terminate() {
             all_targets_healthy(s, 4) && s.azs.iter().flat_map(|a| &a.instances).all(|i| i.id != id)
         })
         .await;
+    let results = probe.stop().await;
+    let during: Vec<ProbeResult> = results.into_iter().filter(|r| r.sent >= mark).collect();
+    let failed = failures(&during);
+    assert!(
+        failed.len() <= 1,
+        "at most the request in flight fails: {} of {} failed: {failed:?}",
+        failed.len(),
+        during.len()
+    );
+    assert!(during.len() > failed.len(), "the probe was answered");
     sandbox.down().await;
 }
 
