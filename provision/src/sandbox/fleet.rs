@@ -144,6 +144,11 @@ impl Timing {
                 entry(DEFAULT_WARMUP, spec.default_warmup),
                 entry(INSTANCE_BOOT, spec.instance_boot),
                 entry(RDS_FAILOVER, self.rds_failover),
+                DurationInForce {
+                    // Its wall time is the model's own: a test may shorten it.
+                    wall_seconds: self.model.metric_period.as_secs_f64(),
+                    ..entry(METRIC_PERIOD, spec.metric_period)
+                },
             ],
             program_start_seconds: None,
         }
@@ -158,6 +163,7 @@ pub const GRACE_PERIOD: &str = "health check grace period";
 pub const DEFAULT_WARMUP: &str = "default instance warmup";
 pub const INSTANCE_BOOT: &str = "instance boot (assumed)";
 pub const RDS_FAILOVER: &str = "RDS failover (assumed)";
+pub const METRIC_PERIOD: &str = "scaling metric period";
 
 /// What the sandbox needs of the stack spec's `[app]` section. It deserialises from the JSON
 /// of a `StackSpec` (other fields are ignored), so `DesiredStack::spec` carries it.
