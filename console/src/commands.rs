@@ -256,6 +256,42 @@ pub async fn status(cli: &Cli, json: bool) -> Outcome {
     }
 }
 
+/// How long a finished refresh took: "refresh time 14.2 s", and on a `fast` sandbox also on
+/// the spec's AWS clock — the scheduled time multiplied by the factor, the real program start
+/// of each launch wave (the model's distinct launch times during the refresh) kept as
+/// measured.
+pub fn refresh_time_line(
+    refresh: &provision::port::Refresh,
+    snapshot: &Snapshot,
+) -> Option<String> {
+    let (start, end) = (refresh.started_at?, refresh.ended_at?);
+    let measured = (end - start).as_seconds_f64().max(0.0);
+    let Some(clock) = snapshot.clock.as_ref().filter(|c| c.scale.is_compressed()) else {
+        return Some(format!("refresh time {measured:.1} s"));
+    };
+    let mut waves: Vec<time::OffsetDateTime> = snapshot
+        .events
+        .iter()
+        .filter(|e| {
+            e.at >= start
+                && e.at <= end
+                && e.message.starts_with("Launching a new EC2 instance: ")
+                && !e.message.contains("Status Reason")
+        })
+        .map(|e| e.at)
+        .collect();
+    waves.sort();
+    waves.dedup();
+    let unscaled = clock.program_start_seconds.unwrap_or(0.0) * waves.len() as f64;
+    Some(format!(
+        "refresh time {measured:.1} s here → ≈ {:.0} s on AWS (clock {}; {:.1} s of real \
+         program start kept as measured)",
+        clock.scale.predict(measured, unscaled),
+        clock.scale,
+        unscaled.min(measured)
+    ))
+}
+
 /// The plain-text status: one block per AZ.
 pub fn status_text(snapshot: &Snapshot) -> String {
     use std::fmt::Write as _;
@@ -377,6 +413,7 @@ pub async fn deploy(cli: &Cli, args: &DeployArgs) -> Outcome {
     }
     let mut updates = cloud.wait_refresh(&stack, &id);
     let mut last = None;
+    let mut ended = None;
     while let Some(update) = updates.next().await {
         match update {
             Ok(refresh) => {
@@ -392,11 +429,18 @@ pub async fn deploy(cli: &Cli, args: &DeployArgs) -> Outcome {
                 let done = refresh.status.is_terminal();
                 last = Some(refresh.status);
                 if done {
+                    ended = Some(refresh);
                     break;
                 }
             }
             Err(e) => return fail(&e),
         }
+    }
+    if let Some(refresh) = &ended
+        && let Ok(snapshot) = cloud.snapshot(&stack).await
+        && let Some(line) = refresh_time_line(refresh, &snapshot)
+    {
+        println!("{line}");
     }
     match last {
         Some(RefreshStatus::Successful) => Outcome::Done,
@@ -1271,6 +1315,59 @@ mod tests {
     use clap::Parser;
     use provision::memory::MemoryCloud;
     use provision::port::{CapacityCheck, Guarded, ManualClock, SessionMode};
+
+    #[test]
+    fn a_refresh_on_a_fast_sandbox_is_timed_on_both_clocks() {
+        use provision::model::TimeScale;
+        use provision::port::{Event, EventSource, Refresh, RefreshId, SandboxClock};
+        let start = time::OffsetDateTime::UNIX_EPOCH;
+        let refresh = Refresh {
+            id: RefreshId("r-1".into()),
+            status: RefreshStatus::Successful,
+            status_reason: None,
+            started_at: Some(start),
+            ended_at: Some(start + time::Duration::seconds(20)),
+            percentage_complete: Some(100),
+            instances_to_update: Some(2),
+            desired_version: None,
+            desired_launch_template_version: None,
+            preferences: None,
+            checkpoint: None,
+            rollback: None,
+        };
+        let launch = |seconds: i64, id: &str| Event {
+            at: start + time::Duration::seconds(seconds),
+            source: EventSource::Scaling,
+            az: None,
+            message: format!("Launching a new EC2 instance: {id}"),
+        };
+        let mut snapshot = Snapshot::empty(StackRef::new("demo").expect("name"), start);
+        // Two waves (two instances at 1 s, one at 11 s) and one launch before the refresh.
+        snapshot.events = vec![
+            launch(-5, "i-0"),
+            launch(1, "i-1"),
+            launch(1, "i-2"),
+            launch(11, "i-3"),
+        ];
+        assert_eq!(
+            refresh_time_line(&refresh, &snapshot).as_deref(),
+            Some("refresh time 20.0 s")
+        );
+        snapshot.clock = Some(SandboxClock {
+            scale: TimeScale::fast(10.0),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            durations: Vec::new(),
+            program_start_seconds: Some(0.5),
+        });
+        assert_eq!(
+            refresh_time_line(&refresh, &snapshot).as_deref(),
+            Some(
+                "refresh time 20.0 s here → ≈ 191 s on AWS (clock fast ×10; 1.0 s of real \
+                 program start kept as measured)"
+            )
+        );
+    }
 
     fn args(line: &str) -> GamedayArgs {
         let words = ["triad", "gameday"]

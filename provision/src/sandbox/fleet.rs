@@ -7,8 +7,10 @@
 //! every [`Timing::tick`] (and by its [`Group::next_deadline`]), gives it the load balancer's
 //! target states, and carries out its actions:
 //! - launch: one webapp process from a [`LaunchTemplate`] version (binary and environment), in
-//!   Availability Zone `k` on `127.0.k+1.x` with a free port (a process that cannot start is
-//!   reported with [`Group::launch_failed`]);
+//!   Availability Zone `k` on `127.0.k+1.x` with a free port, started once the instance boot
+//!   ([`Timings::instance_boot`], on the sandbox's clock) has passed (a process that cannot
+//!   start is reported with [`Group::launch_failed`]); when it first listens, how long that
+//!   took in real time is recorded as an event;
 //! - register / deregister: the load balancer's targets;
 //! - terminate: wait for the load balancer to finish draining the target (at most the
 //!   deregistration delay), then SIGTERM so the webapp drains its own in-flight requests,
@@ -142,6 +144,11 @@ impl Timing {
                 entry(DEFAULT_WARMUP, spec.default_warmup),
                 entry(INSTANCE_BOOT, spec.instance_boot),
                 entry(RDS_FAILOVER, self.rds_failover),
+                DurationInForce {
+                    // Its wall time is the model's own: a test may shorten it.
+                    wall_seconds: self.model.metric_period.as_secs_f64(),
+                    ..entry(METRIC_PERIOD, spec.metric_period)
+                },
             ],
             program_start_seconds: None,
         }
@@ -156,6 +163,7 @@ pub const GRACE_PERIOD: &str = "health check grace period";
 pub const DEFAULT_WARMUP: &str = "default instance warmup";
 pub const INSTANCE_BOOT: &str = "instance boot (assumed)";
 pub const RDS_FAILOVER: &str = "RDS failover (assumed)";
+pub const METRIC_PERIOD: &str = "scaling metric period";
 
 /// What the sandbox needs of the stack spec's `[app]` section. It deserialises from the JSON
 /// of a `StackSpec` (other fields are ignored), so `DesiredStack::spec` carries it.
