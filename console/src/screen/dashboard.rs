@@ -238,6 +238,14 @@ pub(crate) fn draw_az(
             ) {
                 spans.push(Span::styled(" standby", Style::new().fg(color)));
             }
+            // Launched by a scale-out and not in service yet.
+            if snapshot
+                .scaling
+                .as_ref()
+                .is_some_and(|s| s.launching.contains(&i.id))
+            {
+                spans.push(Span::styled(" scale-out", Style::new().fg(Color::Cyan)));
+            }
             lines.push(Line::from(spans));
         }
     }
