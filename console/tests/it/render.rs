@@ -183,6 +183,9 @@ fn drill_view(finished: bool) -> DrillView {
                 unknown: 0,
             }),
             aborted: None,
+            instance_actions: Vec::new(),
+            clock: None,
+            launches: Vec::new(),
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]

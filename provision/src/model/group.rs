@@ -496,11 +496,9 @@ impl Group {
     ) -> Result<RefreshId, CloudError> {
         self.check_can_start_refresh()?;
         let (version, prefs) = (request.version.as_str(), request.preferences.clone());
-        let todo: BTreeSet<String> = self
-            .live()
-            .filter(|m| !(prefs.skip_matching && matching.contains(&m.template)))
-            .map(|m| m.id.clone())
-            .collect();
+        let todo = self.refresh_scope(now, &prefs, |m| {
+            !(prefs.skip_matching && matching.contains(&m.template))
+        });
         let run = Run::new(now, id.clone(), desired, self.current, version, prefs, todo);
         self.runs.push_front(run);
         self.event(

@@ -18,15 +18,19 @@
 //!   draining / unused, thresholds, deregistration delay) and the routing rule with
 //!   fail-open.
 //! - [`timings`]: every duration the model schedules ([`Timings`]).
+//! - [`clock`](self::clock): the sandbox's `aws` and `fast` clocks ([`TimeScale`]), the one
+//!   mapping between model durations and wall time.
 //!
 //! Every event the model records carries the time of its own clock ([`ModelEvent`]).
 
+pub mod clock;
 pub mod group;
 pub mod refresh;
 pub mod scaling;
 pub mod target;
 pub mod timings;
 
+pub use clock::{ClockMode, TimeScale};
 pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent, capacity_after};
 pub use refresh::percentage;
 pub use scaling::{Reading, TRACKING, Tracking};

@@ -55,9 +55,10 @@ pub use scaling::{
     ScalingMetric, ScalingPolicy, ScalingView,
 };
 pub use snapshot::{
-    AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
-    LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics, ScalingProcess,
-    Section, SectionError, Snapshot, Target, TargetReason, TargetState,
+    AzView, Capacity, Database, DbRole, DbStatus, DurationInForce, Event, EventSource,
+    HealthStatus, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit,
+    Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target, TargetReason,
+    TargetState,
 };
 pub use stack::{
     ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,

@@ -4,7 +4,7 @@
 use super::file::{AppFile, MailerFile, NetworkFile, StackFile};
 use super::subnets::{carve_subnets, check_given, invalid, parse_cidr};
 use super::{
-    Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, Scaling, SpecError, StackSpec,
+    Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, Sandbox, Scaling, SpecError, StackSpec,
 };
 
 /// Longest stack name: it prefixes bucket names, which AWS caps at 63 characters.
@@ -140,6 +140,7 @@ impl StackSpec {
                 "must be at least 1 (ERROR lines in 5 minutes); leave it out for no alarm",
             ));
         }
+        check_sandbox(&file.sandbox)?;
         Ok(StackSpec {
             name: file.name,
             region: file.region,
@@ -159,6 +160,32 @@ impl StackSpec {
             sandbox: file.sandbox,
         })
     }
+}
+
+fn check_sandbox(sandbox: &Sandbox) -> Result<(), SpecError> {
+    if let Some(factor) = sandbox.fast_factor
+        && !(factor.is_finite() && (1.0..=1000.0).contains(&factor))
+    {
+        return Err(invalid(
+            "sandbox.fast_factor",
+            format!(
+                "{factor} is not a compression the sandbox can run: give a number from 1 to                  1000 (AWS seconds per sandbox second), or leave it out for the one that makes                  the health-check interval 1 s"
+            ),
+        ));
+    }
+    if sandbox.instance_boot_seconds > 3600 {
+        return Err(invalid(
+            "sandbox.instance_boot_seconds",
+            "must be 0 to 3600 (seconds from launch to the webapp listening)",
+        ));
+    }
+    if !(1..=3600).contains(&sandbox.rds_failover_seconds) {
+        return Err(invalid(
+            "sandbox.rds_failover_seconds",
+            "must be 1 to 3600 (seconds of a Multi-AZ failover; AWS documents 60-120)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), SpecError> {
