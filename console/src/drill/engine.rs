@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, Snapshot, StackRef,
+    CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, ScalingDecision,
+    Snapshot, StackRef,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -239,6 +240,8 @@ struct Run<'a> {
     clock: Option<SandboxClock>,
     /// Launches the model recorded, in seconds from `started_wall`.
     launches: Vec<f64>,
+    /// Scaling decisions made since `started_wall`, oldest first.
+    scaling: Vec<ScalingDecision>,
 }
 
 impl Run<'_> {
@@ -284,6 +287,12 @@ impl Run<'_> {
                     let at = (event.at - self.started_wall).as_seconds_f64();
                     if at >= 0.0 && !self.launches.contains(&at) {
                         self.launches.push(at);
+                    }
+                }
+                let decisions = snapshot.scaling.iter().flat_map(|s| s.decisions.iter());
+                for decision in decisions.rev() {
+                    if decision.at >= self.started_wall && !self.scaling.contains(decision) {
+                        self.scaling.push(decision.clone());
                     }
                 }
                 let sample = capacity_of(&snapshot, second);
@@ -407,6 +416,7 @@ pub async fn run(
         started_wall: time::OffsetDateTime::now_utc(),
         clock: first.clock.clone(),
         launches: Vec::new(),
+        scaling: Vec::new(),
     };
 
     // Steady state.
@@ -623,6 +633,7 @@ pub async fn run(
         writes,
         clock: run.clock.clone(),
         launches: run.launches.clone(),
+        scaling: run.scaling.clone(),
         aborted: aborted.clone().or_else(|| {
             restored
                 .as_ref()

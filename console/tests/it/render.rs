@@ -186,6 +186,7 @@ fn drill_view(finished: bool) -> DrillView {
             instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
+            scaling: Vec::new(),
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]
