@@ -102,6 +102,10 @@ pub enum Command {
     Gameday(GamedayArgs),
     /// Act on one instance of the group: terminate, mark unhealthy, standby, resume.
     Instance(InstanceArgs),
+    /// Move traffic away from one AZ for a while (a zonal shift), cancel it, or list it.
+    Shift(ShiftArgs),
+    /// Drive a steady or ramping load at the stack's endpoint and report how it scaled.
+    Load(LoadArgs),
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -176,9 +180,13 @@ pub struct GamedayArgs {
     /// The Availability Zone to fail.
     #[arg(long)]
     pub az: Option<String>,
-    /// The fault: terminate-az, blackhole-az, block-launches, failover-db, az-outage.
+    /// The fault: terminate-az, blackhole-az, block-launches, failover-db, az-outage,
+    /// slow-az.
     #[arg(long)]
     pub fault: Option<String>,
+    /// Latency slow-az adds to requests to the AZ's instances, in milliseconds (default 300).
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<u32>,
     /// How long the fault stays in place, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub duration: u64,
@@ -206,6 +214,47 @@ pub struct GamedayArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Requests per second (the starting rate, with --to).
+    #[arg(long)]
+    pub rate: u32,
+    /// Ramp linearly from --rate to this rate over --ramp seconds, then hold it.
+    #[arg(long, requires = "ramp", value_name = "RATE")]
+    pub to: Option<u32>,
+    /// How long the ramp takes, in seconds.
+    #[arg(long, requires = "to", value_name = "SECONDS")]
+    pub ramp: Option<u64>,
+    /// How long the load runs, in seconds (the ramp included).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: u64,
+    /// The path every request asks for.
+    #[arg(long, default_value = "/version")]
+    pub path: String,
+    /// Signups per second beside the load (SES mailbox-simulator addresses).
+    #[arg(long, default_value_t = 0)]
+    pub signups: u32,
+    /// After the load, how long to watch for the scale-in back to min, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub observe: u64,
+    /// Where to write the report.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+impl LoadArgs {
+    /// The schedule the flags describe, or why they describe none.
+    pub fn schedule(&self) -> Result<crate::load::generator::Schedule, String> {
+        if !self.path.starts_with('/') {
+            return Err(format!("--path {:?} must start with /", self.path));
+        }
+        crate::load::generator::Schedule::from_flags(self.rate, self.to, self.ramp, self.duration)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +316,43 @@ impl InstanceVerb {
             Self::Resume { id } => (id, InstanceAction::Resume),
         }
     }
+}
+
+/// `triad shift --az AZ --for 30m`, `triad shift cancel [--az AZ]`, `triad shift list`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ShiftArgs {
+    #[command(subcommand)]
+    pub command: Option<ShiftCommand>,
+    /// The AZ to move traffic away from.
+    #[arg(long)]
+    pub az: Option<String>,
+    /// How long the shift lasts: 90s, 30m, 2h, 1d (between 1m and 3d); it ends by itself.
+    #[arg(long = "for", value_name = "DURATION", default_value = "30m")]
+    pub expires_in: String,
+    /// Shift even when the other AZs have no healthy capacity or the target group fails open.
+    #[arg(long)]
+    pub force: bool,
+    /// Show what the shift would move and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShiftCommand {
+    /// End the active shift now (the one away from --az, if given).
+    Cancel {
+        #[arg(long)]
+        az: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show the active shift, if any.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,18 +20,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    BackendChoice, CapacityCheck, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent,
-    RefreshStatus, ScaleInProtectedInstances, Snapshot, StackRef, StandbyInstances,
-    parse_env_override,
+    BackendChoice, BackendKind, CapacityCheck, Cloud, CloudError, DeployRequest, Fault,
+    ProvisionEvent, RefreshStatus, ScaleInProtectedInstances, ShiftRequest, Snapshot, StackRef,
+    StandbyInstances, parse_env_override, shift,
 };
 use provision::spec::StackSpec;
 use tokio::sync::{mpsc, watch};
 
 use crate::backend;
-use crate::cli::{Cli, DeployArgs, GamedayArgs, InstanceArgs, ReleaseArgs};
+use crate::cli::{
+    Cli, DeployArgs, GamedayArgs, InstanceArgs, LoadArgs, ReleaseArgs, ShiftArgs, ShiftCommand,
+};
 use crate::drill::engine::{self, DrillConfig, DrillError, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
 use crate::drill::report::{self, Verdict};
+use crate::load::engine::{LoadError, LoadPlan, LoadUpdate};
 use crate::policy;
 
 /// How a command ended.
@@ -299,9 +302,12 @@ pub fn status_text(snapshot: &Snapshot) -> String {
         }
     }
     for az in &snapshot.azs {
-        let db = az.database.as_ref().map_or(String::new(), |d| {
+        let mut db = az.database.as_ref().map_or(String::new(), |d| {
             format!(" · DB {:?} {}", d.role, d.status)
         });
+        if let Some(shift) = snapshot.shift_away_from(&az.az) {
+            db.push_str(&format!(" · zonal shift {shift}"));
+        }
         let _ = writeln!(
             out,
             "{}: {} healthy of {} instances{db}",
@@ -470,7 +476,11 @@ fn gameday_fault(args: &GamedayArgs) -> Result<Fault, Outcome> {
         );
         return Err(Outcome::Invalid);
     };
-    Fault::parse(kind, args.az.as_deref()).map_err(|e| fail(&e))
+    let fault = Fault::parse(kind, args.az.as_deref()).map_err(|e| fail(&e))?;
+    match args.latency_ms {
+        Some(latency_ms) => fault.with_latency(latency_ms).map_err(|e| fail(&e)),
+        None => Ok(fault),
+    }
 }
 
 /// A GameDay from the command line once its stack is open: the dry run, the refusals
@@ -582,6 +592,186 @@ impl Gameday {
     }
 }
 
+/// `triad load …`. The refusals come first and touch nothing: bad flags (2), a read-only
+/// session (3), and a production stack (AWS, or tagged production) without `--yes` and
+/// without a terminal to confirm on (3). Then the stack (brought up first on the sandbox), on
+/// AWS the warning when the stack's own WAF rate rule would block this machine, the
+/// confirmation on production stacks (the endpoint and the peak rate named, the stack's name
+/// typed), the load with a live line a second, and the report. Ctrl-C stops the load (or,
+/// after it, the scale-in watch) and still writes the report. It exits 0 once the report is
+/// written, whatever the load saw: the report says what that was.
+pub async fn load(cli: &Cli, args: &LoadArgs) -> Outcome {
+    use std::io::IsTerminal;
+    let schedule = match args.schedule() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("triad: {e}");
+            return Outcome::Invalid;
+        }
+    };
+    let (spec, stack) = match load_spec(cli) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if cli.read_only {
+        eprintln!("triad: read-only session: load refused");
+        return Outcome::Refused;
+    }
+    let choice = match BackendChoice::from_process_env(&backend::flags(&cli.backend)) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let production = is_production(&choice, &spec);
+    if production && !args.yes && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "triad: a load on {} must be confirmed (it is a production stack): run it from a \
+             terminal, or pass --yes",
+            stack.name
+        );
+        return Outcome::Refused;
+    }
+    let (stack, _, cloud) = match session(cli).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let endpoint = match cloud.snapshot(&stack).await {
+        Ok(snapshot) => snapshot.endpoint,
+        Err(e) => return fail(&e),
+    };
+    let Some(endpoint) = endpoint else {
+        eprintln!("triad: the stack has no endpoint to load (is it up?)");
+        return Outcome::Refused;
+    };
+    if choice.kind() == BackendKind::Aws
+        && let Some(warning) =
+            policy::waf_warning(spec.waf.as_ref().and_then(|w| w.rate_limit), &schedule)
+    {
+        eprintln!("warning: {warning}");
+    }
+    let mut plan = LoadPlan::new(schedule);
+    plan.path = args.path.clone();
+    plan.signup_rate = args.signups;
+    plan.observe_after = Duration::from_secs(args.observe);
+    plan.endpoint = Some(endpoint.clone());
+    plan.activity_dir = Some(backend::stack_dir(&stack));
+    let report_dir = policy::load_report_dir(
+        &stack,
+        args.report.as_deref(),
+        time::OffsetDateTime::now_utc(),
+    );
+    plan.report_dir = Some(report_dir.clone());
+    println!(
+        "load on {}: {} at {endpoint}",
+        stack.name,
+        plan.shape().describe()
+    );
+    if production
+        && !args.yes
+        && !confirm(
+            &policy::load_prompt(&stack, &endpoint, &schedule),
+            &policy::confirmation_word(true, &stack, None),
+        )
+    {
+        eprintln!("triad: not confirmed; nothing was sent");
+        return Outcome::Refused;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupt = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping and writing the report");
+            let _ = stop_tx.send(true);
+        }
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let observe = args.observe;
+    let printer = tokio::spawn(async move {
+        let mut last: Option<crate::load::phases::Observation> = None;
+        let mut ended = false;
+        while let Some(update) = rx.recv().await {
+            match update {
+                LoadUpdate::Live(live) => println!("{}", load_line(&live, last.as_ref())),
+                LoadUpdate::Observed(o) => {
+                    // After the load no live line comes: say when capacity changes.
+                    let shown =
+                        |o: &crate::load::phases::Observation| (o.desired, o.total_healthy());
+                    if ended && last.as_ref().map(shown) != Some(shown(&o)) {
+                        println!(
+                            "t+{:>3}s desired {} · healthy {}",
+                            o.second,
+                            o.desired.map_or_else(|| "?".to_string(), |d| d.to_string()),
+                            o.total_healthy()
+                        );
+                    }
+                    last = Some(o);
+                }
+                LoadUpdate::LoadEnded { second } => {
+                    ended = true;
+                    println!(
+                        "t+{second:>3}s load ended; watching the scale-in back to min (up to \
+                         {observe} s, Ctrl-C to stop)"
+                    );
+                }
+                LoadUpdate::Failed(e) => eprintln!("load failed: {e}"),
+                _ => {}
+            }
+        }
+    });
+    let result = crate::load::engine::run(cloud, stack, plan, tx, stop_rx).await;
+    let _ = printer.await;
+    interrupt.abort();
+    match result {
+        Ok(report) => {
+            for line in crate::load::report::summary_lines(&report) {
+                println!("{line}");
+            }
+            println!("report: {}", report_dir.display());
+            Outcome::Done
+        }
+        Err(e) => {
+            eprintln!("triad: load: {e}");
+            match e {
+                LoadError::Cloud { source, .. } => Outcome::of(&source),
+                LoadError::NoEndpoint => Outcome::Refused,
+                LoadError::Client(_) | LoadError::Report(_) => Outcome::BackendError,
+            }
+        }
+    }
+}
+
+/// One live line of a load: "t+ 12s  50 req/s (target 50) · p50 3.1 ms · p99 12.0 ms ·
+/// errors 0 · desired 2 · healthy 2 · requests/target 840/600".
+pub fn load_line(
+    live: &crate::load::generator::LiveStats,
+    stack: Option<&crate::load::phases::Observation>,
+) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.1} ms"));
+    let errors: u64 = live.failed.values().sum();
+    let mut line = format!(
+        "t+{:>3}s {:>5} req/s (target {:.0}) · p50 {} · p99 {} · errors {errors}",
+        live.elapsed.as_secs(),
+        live.rate,
+        live.target_rate,
+        ms(live.latency.p50_ms),
+        ms(live.latency.p99_ms),
+    );
+    if live.dropped > 0 {
+        line.push_str(&format!(" · dropped {}", live.dropped));
+    }
+    if let Some(o) = stack {
+        if let Some(d) = o.desired {
+            line.push_str(&format!(" · desired {d}"));
+        }
+        line.push_str(&format!(" · healthy {}", o.total_healthy()));
+        for p in &o.policies {
+            let value = p
+                .value
+                .map_or_else(|| "?".to_string(), |v| format!("{v:.0}"));
+            line.push_str(&format!(" · {} {value}/{:.0}", p.metric, p.target));
+        }
+    }
+    line
+}
+
 /// `triad gameday restore`: undo what the journal says is still in place.
 pub async fn gameday_restore(cli: &Cli) -> Outcome {
     let stack = match load_stack(cli) {
@@ -598,7 +788,7 @@ pub async fn gameday_restore(cli: &Cli) -> Outcome {
     };
     if pending.is_empty() {
         println!(
-            "nothing to restore: the journal {} shows no fault in place",
+            "nothing to restore: the journal {} shows no fault or zonal shift in place",
             path.display()
         );
         return Outcome::Done;
@@ -640,6 +830,22 @@ pub async fn gameday_restore(cli: &Cli) -> Outcome {
             Err(e) => {
                 eprintln!("triad: restoring {}: {e}", record.id);
                 outcome = Outcome::of(&e);
+            }
+        }
+    }
+    for az in &pending.shifts {
+        match journal::cancel_shift(cloud.as_ref(), &stack, &path, Some(az)).await {
+            Ok(_) => println!("cancelled the zonal shift away from {az}"),
+            Err(journal::ActError::Cloud(CloudError::NotFound { .. })) => {
+                println!("the zonal shift away from {az} has already ended");
+            }
+            Err(journal::ActError::Cloud(e)) => {
+                eprintln!("triad: cancelling the zonal shift away from {az}: {e}");
+                outcome = Outcome::of(&e);
+            }
+            Err(e) => {
+                eprintln!("triad: cancelling the zonal shift away from {az}: {e}");
+                outcome = Outcome::BackendError;
             }
         }
     }
@@ -868,6 +1074,163 @@ pub async fn instance_action(
     match journal::act_on_instance(cloud, stack, run.journal, &plan, check).await {
         Ok(_) => {
             println!("instance {id}: {action} done");
+            Outcome::Done
+        }
+        Err(journal::ActError::Cloud(e)) => fail(&e),
+        Err(e @ journal::ActError::Journal(_)) => {
+            eprintln!("triad: {e}");
+            Outcome::BackendError
+        }
+    }
+}
+
+/// `triad shift`: start (`--az AZ --for 30m`), `cancel` or `list` zonal shifts.
+pub async fn shift(cli: &Cli, args: &ShiftArgs) -> Outcome {
+    // Bad input is exit 2 before anything is opened.
+    let request = match &args.command {
+        Some(_) => None,
+        None => {
+            let Some(az) = &args.az else {
+                eprintln!("triad: shift needs --az AZ (or `shift cancel`, `shift list`)");
+                return Outcome::Invalid;
+            };
+            match shift::parse_expires_in(&args.expires_in)
+                .and_then(|expires_in| ShiftRequest::new(az, expires_in, "triad shift"))
+            {
+                Ok(request) => Some(request),
+                Err(e) => return fail(&e),
+            }
+        }
+    };
+    let (stack, production, cloud) = match session(cli).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let journal = backend::journal_path(&stack);
+    let run = ShiftRun {
+        production,
+        read_only: cli.read_only,
+        journal: &journal,
+    };
+    match (&args.command, request) {
+        (Some(ShiftCommand::List), _) => match cloud.zonal_shifts(&stack).await {
+            Ok(shifts) if shifts.is_empty() => {
+                println!("no active zonal shift");
+                Outcome::Done
+            }
+            Ok(shifts) => {
+                for shift in shifts {
+                    println!("zonal shift {shift}");
+                }
+                Outcome::Done
+            }
+            Err(e) => fail(&e),
+        },
+        (Some(ShiftCommand::Cancel { az, yes }), _) => {
+            shift_cancel(&*cloud, &stack, run, az.as_deref(), *yes, confirm).await
+        }
+        (None, Some(request)) => shift_start(&*cloud, &stack, run, &request, args, confirm).await,
+        (None, None) => Outcome::Invalid,
+    }
+}
+
+/// Where and how a shift command runs.
+pub struct ShiftRun<'a> {
+    pub production: bool,
+    pub read_only: bool,
+    pub journal: &'a std::path::Path,
+}
+
+/// Starts a shift once its stack is open: the dry run (the other AZs' healthy capacity
+/// against the request rate), then (unless `--dry-run`) the refusals, the confirmation (the
+/// AZ typed where production is at stake), the journal entry and the shift.
+pub async fn shift_start(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    run: ShiftRun<'_>,
+    request: &ShiftRequest,
+    args: &ShiftArgs,
+    confirm: impl Fn(&str, &str) -> bool,
+) -> Outcome {
+    let snapshot = match cloud.snapshot(stack).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let plan = shift::plan_shift(&snapshot, request);
+    let lines = plan.lines();
+    for line in &lines {
+        println!("{line}");
+    }
+    if args.dry_run {
+        return Outcome::Done;
+    }
+    if run.read_only {
+        eprintln!("triad: read-only session: zonal shift refused; nothing was changed");
+        return Outcome::Refused;
+    }
+    if !args.yes
+        && !confirm(
+            &format!(
+                "This moves traffic of stack {stack} away from {} for {}.",
+                request.az,
+                shift::format_duration(request.expires_in)
+            ),
+            &policy::confirmation_word(run.production, stack, Some(&request.az)),
+        )
+    {
+        eprintln!("triad: not confirmed; nothing was changed");
+        return Outcome::Refused;
+    }
+    let check = if args.force {
+        CapacityCheck::Force
+    } else {
+        CapacityCheck::Enforce
+    };
+    match journal::start_shift(cloud, stack, run.journal, request, lines, check).await {
+        Ok(shift) => {
+            println!("zonal shift {shift}");
+            Outcome::Done
+        }
+        Err(journal::ActError::Cloud(e)) => fail(&e),
+        Err(e @ journal::ActError::Journal(_)) => {
+            eprintln!("triad: {e}");
+            Outcome::BackendError
+        }
+    }
+}
+
+/// Cancels the active shift (away from `az`, if given), confirmed unless `yes`.
+pub async fn shift_cancel(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    run: ShiftRun<'_>,
+    az: Option<&str>,
+    yes: bool,
+    confirm: impl Fn(&str, &str) -> bool,
+) -> Outcome {
+    if run.read_only {
+        eprintln!(
+            "triad: read-only session: cancelling a zonal shift refused; nothing was changed"
+        );
+        return Outcome::Refused;
+    }
+    if !yes
+        && !confirm(
+            &format!(
+                "This sends traffic of stack {stack} back to {}.",
+                az.unwrap_or("the shifted AZ")
+            ),
+            &policy::confirmation_word(run.production, stack, az),
+        )
+    {
+        eprintln!("triad: not confirmed; nothing was changed");
+        return Outcome::Refused;
+    }
+    match journal::cancel_shift(cloud, stack, run.journal, az).await {
+        Ok(cancelled) => {
+            for shift in cancelled {
+                println!("zonal shift away from {} cancelled", shift.az);
+            }
             Outcome::Done
         }
         Err(journal::ActError::Cloud(e)) => fail(&e),
@@ -1314,5 +1677,102 @@ mod tests {
         // An unknown instance is the backend's not-found, exit 4.
         let (o, _, _) = instance_outcome("unhealthy i-nope --yes", false, true).await;
         assert_eq!(o.code(), 4);
+    }
+
+    /// `triad shift …` on the in-memory cloud behind the guard: its exit code, the journal's
+    /// entries (kinds, in order) and the backend's zonal shift calls.
+    async fn shift_outcome(
+        line: &str,
+        read_only: bool,
+        answer: bool,
+    ) -> (Outcome, Vec<String>, Vec<String>) {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let memory = MemoryCloud::new(clock);
+        let stack = StackRef::new("demo").expect("name");
+        memory.seed_stack(&stack);
+        let words = ["triad", "shift"]
+            .into_iter()
+            .chain(line.split_whitespace());
+        let args = match Cli::parse_from(words).command {
+            Some(crate::cli::Command::Shift(args)) => args,
+            other => panic!("not a shift command: {other:?}"),
+        };
+        let mode = if read_only {
+            SessionMode::ReadOnly
+        } else {
+            SessionMode::ReadWrite
+        };
+        let guarded = Guarded::new(memory.clone(), mode);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("journal.jsonl");
+        let run = || ShiftRun {
+            production: false,
+            read_only,
+            journal: &journal,
+        };
+        let confirm = |_: &str, word: &str| answer && word == "y";
+        let outcome = match &args.command {
+            Some(ShiftCommand::Cancel { az, yes }) => {
+                // Something to cancel first.
+                let request =
+                    ShiftRequest::new("mem-1a", Duration::from_secs(600), "").expect("request");
+                memory
+                    .start_zonal_shift(&stack, &request, CapacityCheck::Enforce)
+                    .await
+                    .expect("a shift to cancel");
+                shift_cancel(&guarded, &stack, run(), az.as_deref(), *yes, confirm).await
+            }
+            _ => {
+                let az = args.az.clone().unwrap_or_default();
+                let request = match shift::parse_expires_in(&args.expires_in)
+                    .and_then(|e| ShiftRequest::new(az, e, ""))
+                {
+                    Ok(r) => r,
+                    Err(e) => return (fail(&e), Vec::new(), Vec::new()),
+                };
+                shift_start(&guarded, &stack, run(), &request, &args, confirm).await
+            }
+        };
+        let entries = std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["entry"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        let calls = memory
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains("zonal_shift"))
+            .collect();
+        (outcome, entries, calls)
+    }
+
+    #[tokio::test]
+    async fn shift_commands_have_the_readme_s_exit_codes() {
+        // Bad length: exit 2, nothing touched.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --for 30s --yes", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (2, 0, 0));
+        // Read-only, not confirmed: refused before the journal and the backend.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --yes", true, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        let (o, journal, calls) = shift_outcome("--az mem-1a", false, false).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (3, 0, 0));
+        // A dry run changes nothing.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --dry-run", false, true).await;
+        assert_eq!((o.code(), journal.len(), calls.len()), (0, 0, 0));
+        // Confirmed: journaled before it happens, then started.
+        let (o, journal, calls) = shift_outcome("--az mem-1a --for 10m", false, true).await;
+        assert_eq!(o.code(), 0);
+        assert_eq!(journal, ["shift_intent", "shift_started"]);
+        assert_eq!(calls, ["start_zonal_shift demo mem-1a 600s"]);
+        // Cancel: journaled, and the call made; refused read-only.
+        let (o, journal, _) = shift_outcome("cancel --az mem-1a --yes", false, true).await;
+        assert_eq!(o.code(), 0);
+        assert_eq!(journal, ["shift_cancel_intent", "shift_cancelled"]);
+        let (o, journal, calls) = shift_outcome("cancel --yes", true, true).await;
+        assert_eq!((o.code(), journal.len()), (3, 0));
+        assert_eq!(calls.len(), 1, "only the test's own start: {calls:?}");
     }
 }

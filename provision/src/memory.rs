@@ -49,8 +49,9 @@ use crate::port::{
     FaultChange, FaultPlan, FaultRecord, FaultStep, Instance, InstanceAction, InstancePlan,
     LogCursor, LogLine, LogPage, LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs,
     Plan, PlannedAction, ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent,
-    ResourceStatus, SandboxChange, ScalingProcess, Section, SectionError, Snapshot, StackOperation,
-    StackRef, StackStatus, StepPlan, Target, TargetReason, TargetState, plan_fault,
+    ResourceStatus, SandboxChange, ScalingProcess, Section, SectionError, ShiftRequest, Snapshot,
+    StackOperation, StackRef, StackStatus, StepPlan, Target, TargetReason, TargetState, ZonalShift,
+    plan_fault,
 };
 
 /// The group's health check grace period: AWS's default, so an unhealthy instance is
@@ -125,6 +126,8 @@ struct MemStack {
     targets: BTreeMap<String, TargetHealth>,
     db: Option<MemDb>,
     silenced: BTreeSet<String>,
+    /// AZs under `slow-az`, with the latency added (recorded only: nothing is served here).
+    slowed: BTreeMap<String, u32>,
     section_errors: BTreeMap<Section, String>,
     target_overrides: BTreeMap<String, TargetState>,
     /// A failure the next tick gives the active refresh.
@@ -603,6 +606,7 @@ impl MemStack {
             targets: BTreeMap::new(),
             db,
             silenced: BTreeSet::new(),
+            slowed: BTreeMap::new(),
             section_errors: BTreeMap::new(),
             target_overrides: BTreeMap::new(),
             refresh_failure: None,
@@ -754,6 +758,7 @@ impl MemStack {
             snapshot.capacity = Some(self.group.capacity());
             snapshot.enabled_azs = self.group.enabled_azs();
             snapshot.suspended_processes = self.group.suspended();
+            snapshot.zonal_shifts = self.group.zonal_shifts();
         }
         if readable(Section::Refreshes) {
             snapshot.refreshes = self
@@ -794,6 +799,7 @@ impl MemStack {
             snapshot.metrics = Metrics {
                 period_seconds: 60,
                 series,
+                instances: Vec::new(),
             };
         }
         snapshot.errors = self
@@ -867,6 +873,11 @@ impl MemStack {
                     }
                     actions
                 }
+                FaultStep::Slow(az, latency_ms) => vec![PlannedAction::new(
+                    format!("load balancer path to the targets in {az}"),
+                    format!("delay requests by {latency_ms} ms"),
+                    true,
+                )],
                 FaultStep::Failover => {
                     let db = db.ok_or_else(|| CloudError::not_found("database"))?;
                     vec![PlannedAction::new(
@@ -969,6 +980,20 @@ impl MemStack {
                 self.block_launches(az, now, &mut changes);
                 Some(az.clone())
             }
+            Fault::SlowAz { az, latency_ms } => {
+                self.slowed.insert(az.clone(), *latency_ms);
+                self.event(
+                    now,
+                    EventSource::Fault,
+                    Some(az),
+                    format!("requests to {az} delayed by {latency_ms} ms"),
+                );
+                changes.push(FaultChange::Sandbox(SandboxChange::AzSlowed {
+                    az: az.clone(),
+                    latency_ms: *latency_ms,
+                }));
+                Some(az.clone())
+            }
             Fault::FailoverDb => {
                 let change = self.fail_over(now)?;
                 let SandboxChange::DbFailedOver { from_az, .. } = &change else {
@@ -1005,6 +1030,9 @@ impl MemStack {
                 }
                 FaultChange::Sandbox(SandboxChange::LaunchesBlocked { az }) => {
                     self.group.enable_az(az);
+                }
+                FaultChange::Sandbox(SandboxChange::AzSlowed { az, .. }) => {
+                    self.slowed.remove(az);
                 }
                 FaultChange::Sandbox(SandboxChange::ProcessesSuspended { processes }) => {
                     for process in processes {
@@ -1307,6 +1335,42 @@ impl Cloud for MemoryCloud {
             mem.group.act_on_instance(now, id, action)?;
             Ok(plan)
         })
+    }
+
+    async fn start_zonal_shift(
+        &self,
+        stack: &StackRef,
+        request: &ShiftRequest,
+        _check: CapacityCheck,
+    ) -> Result<ZonalShift, CloudError> {
+        self.record_call(format!(
+            "start_zonal_shift {} {} {}s",
+            stack.name,
+            request.az,
+            request.expires_in.as_secs()
+        ));
+        let now = self.now();
+        self.with_stack(stack, |mem, _| {
+            let resources = vec![
+                format!("load balancer {}-alb", stack.name),
+                format!("auto scaling group {}-asg", stack.name),
+            ];
+            mem.group.start_zonal_shift(now, request, resources)
+        })
+    }
+
+    async fn cancel_zonal_shift(
+        &self,
+        stack: &StackRef,
+        az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError> {
+        self.record_call(format!(
+            "cancel_zonal_shift {} {}",
+            stack.name,
+            az.unwrap_or("*")
+        ));
+        let now = self.now();
+        self.with_stack(stack, |mem, _| mem.group.cancel_zonal_shift(now, az))
     }
 
     async fn restore(&self, record: &FaultRecord) -> Result<(), CloudError> {

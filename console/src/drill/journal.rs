@@ -5,13 +5,19 @@
 //! A fault whose intent was journaled but whose record never was (the process died during the
 //! inject call) cannot be restored from the journal alone: [`Pending::unrecorded`] lists it so
 //! the operator can check by hand, with the dry run that was shown before confirmation.
+//!
+//! Zonal shifts are journaled the same way ([`start_shift`], [`cancel_shift`]): the intent
+//! before the call, the shift after it; [`Pending::shifts`] lists those started and not
+//! cancelled, which `triad gameday restore` cancels (one that has expired meanwhile is
+//! already gone).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use provision::port::{
-    CapacityCheck, Cloud, CloudError, Fault, FaultRecord, InstancePlan, PlannedAction, StackRef,
+    CapacityCheck, Cloud, CloudError, Fault, FaultRecord, InstancePlan, PlannedAction,
+    ShiftRequest, StackRef, ZonalShift,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -74,6 +80,33 @@ pub enum Entry {
         at: OffsetDateTime,
         instance_id: String,
         outcome: String,
+    },
+    /// About to start a zonal shift; `plan` is the dry run the operator confirmed.
+    ShiftIntent {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        request: ShiftRequest,
+        #[serde(default)]
+        plan: Vec<String>,
+    },
+    /// The shift started.
+    ShiftStarted {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        shift: ZonalShift,
+    },
+    /// About to cancel the shift away from `az` (any, without one).
+    ShiftCancelIntent {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        az: Option<String>,
+    },
+    /// The shifts away from these AZs ended (cancelled, or found already gone).
+    ShiftCancelled {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        azs: Vec<String>,
     },
 }
 
@@ -162,6 +195,74 @@ pub async fn act_on_instance(
     result.map_err(ActError::Cloud)
 }
 
+/// Why a journaled zonal shift (or its cancel) did not happen, or failed.
+pub type ShiftError = ActError;
+
+/// Starts the zonal shift `request` (a confirmed dry run, `plan`) on `cloud`, journaled at
+/// `path` before it happens and with the shift after. The one way the CLI, the console and a
+/// drill's remedy start a shift.
+pub async fn start_shift(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    path: &Path,
+    request: &ShiftRequest,
+    plan: Vec<String>,
+    check: CapacityCheck,
+) -> Result<ZonalShift, ShiftError> {
+    let mut journal = Journal::open(path).map_err(ActError::Journal)?;
+    journal
+        .append(&Entry::ShiftIntent {
+            at: OffsetDateTime::now_utc(),
+            request: request.clone(),
+            plan,
+        })
+        .map_err(ActError::Journal)?;
+    let shift = cloud
+        .start_zonal_shift(stack, request, check)
+        .await
+        .map_err(ActError::Cloud)?;
+    if let Err(e) = journal.append(&Entry::ShiftStarted {
+        at: OffsetDateTime::now_utc(),
+        shift: shift.clone(),
+    }) {
+        tracing::warn!("cannot write the journal after a zonal shift started: {e}");
+    }
+    Ok(shift)
+}
+
+/// Cancels the active zonal shift (away from `az`, if given), journaled at `path` before and
+/// after. `NotFound` from the cloud (nothing active) is returned as is.
+pub async fn cancel_shift(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    path: &Path,
+    az: Option<&str>,
+) -> Result<Vec<ZonalShift>, ShiftError> {
+    let mut journal = Journal::open(path).map_err(ActError::Journal)?;
+    journal
+        .append(&Entry::ShiftCancelIntent {
+            at: OffsetDateTime::now_utc(),
+            az: az.map(str::to_owned),
+        })
+        .map_err(ActError::Journal)?;
+    let result = cloud.cancel_zonal_shift(stack, az).await;
+    let ended: Vec<String> = match &result {
+        Ok(cancelled) => cancelled.iter().map(|s| s.az.clone()).collect(),
+        // Nothing active: whatever the journal holds for these AZs has ended.
+        Err(CloudError::NotFound { .. }) => az.map(str::to_owned).into_iter().collect(),
+        Err(_) => Vec::new(),
+    };
+    if !ended.is_empty()
+        && let Err(e) = journal.append(&Entry::ShiftCancelled {
+            at: OffsetDateTime::now_utc(),
+            azs: ended,
+        })
+    {
+        tracing::warn!("cannot write the journal after a zonal shift was cancelled: {e}");
+    }
+    result.map_err(ActError::Cloud)
+}
+
 /// What a journal says is still in place.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pending {
@@ -169,11 +270,14 @@ pub struct Pending {
     pub records: Vec<FaultRecord>,
     /// Intents with no record after them: the inject may or may not have happened.
     pub unrecorded: Vec<(Fault, Vec<PlannedAction>)>,
+    /// Zonal shifts started (or about to be: the intent's AZ, its shift unknown) and not
+    /// cancelled, by AZ.
+    pub shifts: Vec<String>,
 }
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.unrecorded.is_empty()
+        self.records.is_empty() && self.unrecorded.is_empty() && self.shifts.is_empty()
     }
 }
 
@@ -212,6 +316,7 @@ pub fn pending(path: &Path) -> std::io::Result<Pending> {
     let mut records: Vec<FaultRecord> = Vec::new();
     let mut intent: Option<(Fault, Vec<PlannedAction>)> = None;
     let mut unrecorded = Vec::new();
+    let mut shifts: Vec<String> = Vec::new();
     for entry in entries(path)? {
         match entry {
             Entry::InjectIntent { fault, plan, .. } => {
@@ -224,6 +329,14 @@ pub fn pending(path: &Path) -> std::io::Result<Pending> {
                 records.push(record);
             }
             Entry::Restored { record_id, .. } => records.retain(|r| r.id != record_id),
+            // An intent counts: the shift may have started before the process died.
+            Entry::ShiftIntent { request, .. } if !shifts.contains(&request.az) => {
+                shifts.push(request.az);
+            }
+            Entry::ShiftStarted { shift, .. } if !shifts.contains(&shift.az) => {
+                shifts.push(shift.az);
+            }
+            Entry::ShiftCancelled { azs, .. } => shifts.retain(|az| !azs.contains(az)),
             _ => {}
         }
     }
@@ -231,6 +344,7 @@ pub fn pending(path: &Path) -> std::io::Result<Pending> {
     Ok(Pending {
         records,
         unrecorded,
+        shifts,
     })
 }
 
@@ -318,6 +432,38 @@ mod tests {
         let p = pending(&path).expect("read");
         assert_eq!(p.records, vec![record("r2")]);
         assert!(p.unrecorded.is_empty());
+    }
+
+    #[test]
+    fn a_shift_started_and_not_cancelled_is_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.jsonl");
+        let mut j = Journal::open(&path).expect("open");
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let request = |az: &str| {
+            ShiftRequest::new(az, std::time::Duration::from_secs(600), "").expect("request")
+        };
+        for entry in [
+            Entry::ShiftIntent {
+                at,
+                request: request("a"),
+                plan: vec![],
+            },
+            Entry::ShiftCancelled {
+                at,
+                azs: vec!["a".into()],
+            },
+            Entry::ShiftIntent {
+                at,
+                request: request("b"),
+                plan: vec![],
+            },
+        ] {
+            j.append(&entry).expect("append");
+        }
+        let p = pending(&path).expect("read");
+        assert_eq!(p.shifts, vec!["b".to_owned()]);
+        assert!(!p.is_empty());
     }
 
     #[test]

@@ -240,6 +240,7 @@ pub(crate) async fn describe(
                 }
                 StepPlan::of(actions)
             }
+            FaultStep::Slow(..) => return Err(slow_az_unsupported()),
             FaultStep::Failover => {
                 let id = scene.db_id()?;
                 let mut plan = StepPlan::of(vec![PlannedAction::new(
@@ -256,6 +257,16 @@ pub(crate) async fn describe(
             }
         })
     })
+}
+
+/// `slow-az` on AWS needs Systems Manager Run Command (`AWSFIS-Run-Network-Latency` on the
+/// AZ's instances) and the template's SSM permissions, which this backend does not have yet:
+/// refused before anything is touched.
+fn slow_az_unsupported() -> CloudError {
+    CloudError::Unsupported {
+        operation: "slow-az (Systems Manager Run Command AWSFIS-Run-Network-Latency)".into(),
+        backend: "AWS".into(),
+    }
 }
 
 fn check_az(scene: &Scene, fault: &Fault) -> Result<(), CloudError> {
@@ -332,6 +343,7 @@ async fn take_step(
 ) -> Result<(), CloudError> {
     let asg = &scene.resources.asg;
     match step {
+        FaultStep::Slow(..) => return Err(slow_az_unsupported()),
         FaultStep::Terminate(az) => {
             let ids = scene.in_service(az);
             if !ids.is_empty() {

@@ -46,7 +46,8 @@ pub use render::render_plan;
 use crate::port::{
     Attachment, AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream,
     DeployRequest, DesiredStack, Fault, FaultPlan, FaultRecord, InstanceAction, InstancePlan,
-    LogCursor, LogPage, LogQuery, Plan, ProvisionEvent, Refresh, RefreshId, Snapshot, StackRef,
+    LogCursor, LogPage, LogQuery, Plan, ProvisionEvent, Refresh, RefreshId, ShiftRequest, Snapshot,
+    StackRef, ZonalShift,
 };
 
 /// The clients of the services a running stack is made of.
@@ -407,5 +408,31 @@ impl Cloud for AwsCloud {
         _check: CapacityCheck,
     ) -> Result<InstancePlan, CloudError> {
         instance::act(self, stack, id, action).await
+    }
+
+    /// Not yet on AWS: ARC's StartZonalShift needs the aws-sdk-arczonalshift client and the
+    /// template's `zonal_shift.config.enabled` / AZ impairment policy. Refused before any call.
+    async fn start_zonal_shift(
+        &self,
+        _stack: &StackRef,
+        _request: &ShiftRequest,
+        _check: CapacityCheck,
+    ) -> Result<ZonalShift, CloudError> {
+        Err(zonal_shift_unsupported())
+    }
+
+    async fn cancel_zonal_shift(
+        &self,
+        _stack: &StackRef,
+        _az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError> {
+        Err(zonal_shift_unsupported())
+    }
+}
+
+fn zonal_shift_unsupported() -> CloudError {
+    CloudError::Unsupported {
+        operation: "zonal shift (ARC StartZonalShift / CancelZonalShift)".into(),
+        backend: "AWS".into(),
     }
 }

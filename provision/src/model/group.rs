@@ -38,6 +38,18 @@
 //!   is deregistered, not health-checked and not counted toward capacity; entering keeps or
 //!   decrements desired, exiting increments it, refused above max)
 //!   (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-enter-exit-standby.html>).
+//! - Zonal shift (the group's AZ impairment policy with `ZonalShiftEnabled`): while a shift
+//!   away from an AZ is active the group treats the AZ as impaired: every launch (capacity,
+//!   replacement, refresh) goes to the other enabled AZs, and instances already there stay
+//!   ("Auto Scaling will launch all new capacity requests in the healthy Availability
+//!   Zones", <https://docs.aws.amazon.com/r53recovery/latest/dg/arc-zonal-shift.resource-types.ec2-auto-scaling-groups.html>,
+//!   <https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-zonal-shift.html>).
+//!   Unhealthy instances are replaced in every AZ (the template's
+//!   `ImpairedZoneHealthCheckBehavior: ReplaceUnhealthy`), their replacements launched
+//!   elsewhere. AWS does not say how AZ rebalancing treats a shifted AZ; the model holds
+//!   rebalancing while a shift is active (so it neither launches into the impaired AZ nor
+//!   terminates the instances kept there) and rebalances once the shift ends. One shift at a
+//!   time (ARC's rule, see [`crate::port::shift`]); it ends by itself at its expiry.
 //! - Instance refresh: see [`super::refresh`].
 //! - Target tracking scaling: see [`super::scaling`]; the driver feeds it with
 //!   [`Group::observe`].
@@ -54,7 +66,7 @@ use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     Capacity, CloudError, DeployRequest, Event, EventSource, FaultChange, HealthStatus,
     LifecycleState, Refresh, RefreshId, RefreshPreferences, RefreshRefusal, SandboxChange,
-    ScalingProcess, TargetState, no_active_refresh,
+    ScalingProcess, ShiftRequest, TargetState, ZonalShift, no_active_refresh,
 };
 
 /// How many events the group keeps.
@@ -110,6 +122,8 @@ pub enum EventKind {
     Standby,
     /// A scaling policy changed desired capacity.
     Scaling,
+    /// A zonal shift started, was cancelled or expired.
+    ZonalShift,
     /// Something the driver recorded (a fault, a restart).
     Driver,
 }
@@ -216,6 +230,8 @@ pub struct Group {
     events: VecDeque<ModelEvent>,
     queued: Vec<Action>,
     rebalancing: Option<Rebalancing>,
+    /// Active zonal shifts by AZ (at most one).
+    shifts: BTreeMap<String, ZonalShift>,
     id_prefix: String,
     next_id: u64,
     last_step: Option<OffsetDateTime>,
@@ -245,6 +261,7 @@ impl Group {
             events: VecDeque::new(),
             queued: Vec::new(),
             rebalancing: None,
+            shifts: BTreeMap::new(),
             id_prefix: config.id_prefix,
             next_id: 0,
             last_step: None,
@@ -339,7 +356,22 @@ impl Group {
             .iter()
             .filter(|r| !r.refresh.status.is_terminal())
             .filter_map(|r| r.deadline(&self.timings));
-        graces.chain(runs).chain(self.scaling_deadline()).min()
+        let expiries = self.shifts.values().map(|shift| shift.expires_at);
+        graces
+            .chain(runs)
+            .chain(expiries)
+            .chain(self.scaling_deadline())
+            .min()
+    }
+
+    /// Active zonal shifts.
+    pub fn zonal_shifts(&self) -> Vec<ZonalShift> {
+        self.shifts.values().cloned().collect()
+    }
+
+    /// The AZs with an active zonal shift: the load balancer sends them no new request.
+    pub fn shifted_azs(&self) -> BTreeSet<String> {
+        self.shifts.keys().cloned().collect()
     }
 
     // ----- the driver's reports
@@ -471,6 +503,108 @@ impl Group {
     /// Resumes `process`; returns whether it was suspended.
     pub fn resume(&mut self, process: ScalingProcess) -> bool {
         self.suspended.remove(&process)
+    }
+
+    /// Starts a zonal shift away from `request.az` at `now`, on `resources`; refused as ARC
+    /// refuses it (an AZ not the group's, a shift already active).
+    pub fn start_zonal_shift(
+        &mut self,
+        now: OffsetDateTime,
+        request: &ShiftRequest,
+        resources: Vec<String>,
+    ) -> Result<ZonalShift, CloudError> {
+        request.validate()?;
+        if !self.azs.contains(&request.az) {
+            return Err(CloudError::invalid(
+                "az",
+                format!(
+                    "{:?} is not one of the group's AZs ({})",
+                    request.az,
+                    self.azs.join(", ")
+                ),
+            ));
+        }
+        if let Some(active) = self.shifts.values().next() {
+            return Err(CloudError::conflict(format!(
+                "a zonal shift is already active ({active}); cancel it first"
+            )));
+        }
+        let expires_in = time::Duration::try_from(request.expires_in)
+            .map_err(|e| CloudError::invalid("expires_in", e.to_string()))?;
+        let shift = ZonalShift {
+            az: request.az.clone(),
+            started_at: now,
+            expires_at: now + expires_in,
+            resources,
+            ids: vec![format!("shift-{}", now.unix_timestamp_nanos())],
+            comment: request.comment.clone(),
+        };
+        self.shifts.insert(shift.az.clone(), shift.clone());
+        self.event(
+            EventKind::ZonalShift,
+            now,
+            Some(&shift.az),
+            format!("Zonal shift started: {shift}"),
+        );
+        Ok(shift)
+    }
+
+    /// Cancels the active zonal shift (the one away from `az`, if given); returns what was
+    /// cancelled, `NotFound` when nothing was active.
+    pub fn cancel_zonal_shift(
+        &mut self,
+        now: OffsetDateTime,
+        az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError> {
+        let azs: Vec<String> = self
+            .shifts
+            .keys()
+            .filter(|shifted| az.is_none_or(|az| az == shifted.as_str()))
+            .cloned()
+            .collect();
+        if azs.is_empty() {
+            return Err(CloudError::not_found(match az {
+                Some(az) => format!("active zonal shift away from {az}"),
+                None => "active zonal shift".to_owned(),
+            }));
+        }
+        let mut cancelled = Vec::new();
+        for az in azs {
+            if let Some(shift) = self.shifts.remove(&az) {
+                self.event(
+                    EventKind::ZonalShift,
+                    now,
+                    Some(&az),
+                    format!("Zonal shift away from {az} cancelled"),
+                );
+                cancelled.push(shift);
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Ends the shifts whose time is up.
+    fn expire_shifts(&mut self, now: OffsetDateTime) {
+        let expired: Vec<String> = self
+            .shifts
+            .values()
+            .filter(|shift| shift.expires_at <= now)
+            .map(|shift| shift.az.clone())
+            .collect();
+        for az in expired {
+            self.shifts.remove(&az);
+            self.event(
+                EventKind::ZonalShift,
+                now,
+                Some(&az),
+                format!("Zonal shift away from {az} expired"),
+            );
+        }
+    }
+
+    /// Whether the group may launch into `az`: enabled, and not shifted away from.
+    fn can_launch_in(&self, az: &str) -> bool {
+        self.enabled.contains(az) && !self.shifts.contains_key(az)
     }
 
     /// Whether a refresh may start now (none is active).
@@ -761,6 +895,7 @@ impl Group {
         target: &dyn Fn(&str) -> TargetState,
     ) -> Vec<Action> {
         self.last_step = Some(now);
+        self.expire_shifts(now);
         self.health(now, target);
         self.settle_launching();
         self.step_refresh(now, target);
@@ -908,12 +1043,13 @@ impl Group {
         counts
     }
 
-    /// The enabled AZ with the fewest live instances (first in order on a tie).
+    /// The enabled AZ not shifted away from with the fewest live instances (first in order on
+    /// a tie).
     fn launch_az(&self) -> Option<String> {
         let counts = self.counts();
         self.azs
             .iter()
-            .filter(|az| self.enabled.contains(*az))
+            .filter(|az| self.can_launch_in(az))
             .min_by_key(|az| counts.get(*az).copied().unwrap_or(0))
             .cloned()
     }
@@ -925,7 +1061,7 @@ impl Group {
     }
 
     fn rebalance(&mut self, now: OffsetDateTime) {
-        if self.suspended.iter().any(|p| blocks_rebalance(*p)) {
+        if self.suspended.iter().any(|p| blocks_rebalance(*p)) || !self.shifts.is_empty() {
             self.rebalancing = None;
             return;
         }
@@ -1014,7 +1150,7 @@ impl Group {
         az: Option<&str>,
         why: &str,
     ) -> Option<String> {
-        let az = match az.filter(|az| self.enabled.contains(*az)) {
+        let az = match az.filter(|az| self.can_launch_in(az)) {
             Some(az) => az.to_owned(),
             None => self.launch_az()?,
         };

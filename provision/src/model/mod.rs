@@ -34,5 +34,5 @@ pub use clock::{ClockMode, TimeScale};
 pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent, capacity_after};
 pub use refresh::percentage;
 pub use scaling::{Reading, TRACKING, Tracking};
-pub use target::{CheckResult, TargetHealth, routable};
+pub use target::{CheckResult, TargetHealth, failing_open, routable};
 pub use timings::{AWS_METRIC_PERIOD, HealthCheck, Timings};

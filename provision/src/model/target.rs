@@ -182,10 +182,22 @@ impl TargetHealth {
 /// registered targets, the load balancer routes requests to all those targets, regardless of
 /// their health status",
 /// <https://docs.aws.amazon.com/elasticloadbalancing/latest/application/target-group-health-checks.html>).
-pub fn routable<T>(targets: &[T], state: impl Fn(&T) -> TargetState) -> Vec<&T> {
+///
+/// Targets in an AZ with an active zonal shift (`shifted` says which) get no new request, and
+/// the choice above is made among the others ("the load balancer stops sending traffic to
+/// targets in the impaired Availability Zone", requests already under way finish;
+/// <https://docs.aws.amazon.com/elasticloadbalancing/latest/application/zonal-shift.html>).
+/// So fail-open, too, only reaches the AZs not shifted away from; with every AZ shifted there
+/// is nothing to route to.
+pub fn routable<T>(
+    targets: &[T],
+    state: impl Fn(&T) -> TargetState,
+    shifted: impl Fn(&T) -> bool,
+) -> Vec<&T> {
     let in_service: Vec<&T> = targets
         .iter()
         .filter(|t| !matches!(state(t), TargetState::Draining | TargetState::Unused))
+        .filter(|t| !shifted(t))
         .collect();
     let healthy: Vec<&T> = in_service
         .iter()
@@ -197,4 +209,19 @@ pub fn routable<T>(targets: &[T], state: impl Fn(&T) -> TargetState) -> Vec<&T> 
     } else {
         healthy
     }
+}
+
+/// Whether the target group is failing open: targets are registered and in service, and none
+/// of them is healthy. A zonal shift does nothing useful then (every target already gets
+/// traffic regardless of health), so a shift is refused unless forced.
+pub fn failing_open(states: impl IntoIterator<Item = TargetState>) -> bool {
+    let mut any = false;
+    for state in states {
+        match state {
+            TargetState::Healthy => return false,
+            TargetState::Draining | TargetState::Unused => {}
+            _ => any = true,
+        }
+    }
+    any
 }

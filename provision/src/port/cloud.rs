@@ -24,6 +24,7 @@ use super::fault::{CapacityCheck, Fault, FaultPlan, FaultRecord};
 use super::instance::{InstanceAction, InstancePlan};
 use super::logs::{LogCursor, LogPage, LogQuery};
 use super::refresh::{DeployRequest, Refresh, RefreshId};
+use super::shift::{ShiftRequest, ZonalShift};
 use super::snapshot::Snapshot;
 use super::stack::{DesiredStack, Plan, ProvisionEvent, StackRef};
 
@@ -137,6 +138,29 @@ pub trait Cloud: Send + Sync {
         action: InstanceAction,
         check: CapacityCheck,
     ) -> Result<InstancePlan, CloudError>;
+
+    /// Starts a zonal shift away from `request.az` on the load balancer and the Auto Scaling
+    /// group together (see [`super::shift`]). `check` is for the safety guard; backends
+    /// ignore it.
+    async fn start_zonal_shift(
+        &self,
+        stack: &StackRef,
+        request: &ShiftRequest,
+        check: CapacityCheck,
+    ) -> Result<ZonalShift, CloudError>;
+
+    /// Cancels the active zonal shift (away from `az`, if given) on both resources; returns
+    /// what was cancelled (`NotFound` when none is active).
+    async fn cancel_zonal_shift(
+        &self,
+        stack: &StackRef,
+        az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError>;
+
+    /// The active zonal shifts (what a snapshot carries in `zonal_shifts`).
+    async fn zonal_shifts(&self, stack: &StackRef) -> Result<Vec<ZonalShift>, CloudError> {
+        Ok(self.snapshot(stack).await?.zonal_shifts)
+    }
 }
 
 #[async_trait]
@@ -218,6 +242,24 @@ impl<C: Cloud + ?Sized> Cloud for Arc<C> {
         check: CapacityCheck,
     ) -> Result<InstancePlan, CloudError> {
         (**self).act_on_instance(stack, id, action, check).await
+    }
+    async fn start_zonal_shift(
+        &self,
+        stack: &StackRef,
+        request: &ShiftRequest,
+        check: CapacityCheck,
+    ) -> Result<ZonalShift, CloudError> {
+        (**self).start_zonal_shift(stack, request, check).await
+    }
+    async fn cancel_zonal_shift(
+        &self,
+        stack: &StackRef,
+        az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError> {
+        (**self).cancel_zonal_shift(stack, az).await
+    }
+    async fn zonal_shifts(&self, stack: &StackRef) -> Result<Vec<ZonalShift>, CloudError> {
+        (**self).zonal_shifts(stack).await
     }
 }
 

@@ -30,6 +30,14 @@ pub enum Fault {
     BlockLaunchesInAz { az: String },
     /// Fail the database over to its standby.
     FailoverDb,
+    /// A gray failure: requests to the AZ's instances get `latency_ms` slower while their
+    /// health checks keep passing (in the sandbox only the load balancer's requests are
+    /// delayed; on AWS the instances' whole outbound traffic, see [`NOTE_SLOW_AWS`]).
+    SlowAz {
+        az: String,
+        #[serde(default = "default_latency_ms")]
+        latency_ms: u32,
+    },
     /// The AZ loses power: a database failover if the primary is there, then blackhole and
     /// launch block (see [`Fault::steps`]).
     AzOutage { az: String },
@@ -43,7 +51,14 @@ impl Fault {
         "block-launches",
         "failover-db",
         "az-outage",
+        "slow-az",
     ];
+
+    /// The latency `slow-az` adds when none is given (`--latency-ms`).
+    pub const DEFAULT_LATENCY_MS: u32 = 300;
+    /// The most latency `slow-az` adds: a minute, ALB's default idle timeout, beyond which
+    /// the fault is an outage rather than a gray failure.
+    pub const MAX_LATENCY_MS: u32 = 60_000;
 
     /// Builds a fault from its command-line name and AZ.
     pub fn parse(kind: &str, az: Option<&str>) -> Result<Self, CloudError> {
@@ -57,6 +72,10 @@ impl Fault {
             "blackhole-az" => Ok(Self::BlackholeAz { az: need_az()? }),
             "block-launches" => Ok(Self::BlockLaunchesInAz { az: need_az()? }),
             "az-outage" => Ok(Self::AzOutage { az: need_az()? }),
+            "slow-az" => Ok(Self::SlowAz {
+                az: need_az()?,
+                latency_ms: Self::DEFAULT_LATENCY_MS,
+            }),
             "failover-db" if az.is_none() => Ok(Self::FailoverDb),
             "failover-db" => Err(CloudError::invalid(
                 "az",
@@ -65,6 +84,29 @@ impl Fault {
             other => Err(CloudError::invalid(
                 "fault",
                 format!("{other:?} is not one of {}", Self::KINDS.join(", ")),
+            )),
+        }
+    }
+
+    /// The same fault with `latency_ms` of added latency (`--latency-ms`): only `slow-az`
+    /// takes one, between 1 and [`Fault::MAX_LATENCY_MS`].
+    pub fn with_latency(self, latency_ms: u32) -> Result<Self, CloudError> {
+        match self {
+            Self::SlowAz { az, .. } => {
+                if !(1..=Self::MAX_LATENCY_MS).contains(&latency_ms) {
+                    return Err(CloudError::invalid(
+                        "latency_ms",
+                        format!(
+                            "{latency_ms} ms is not between 1 and {} ms",
+                            Self::MAX_LATENCY_MS
+                        ),
+                    ));
+                }
+                Ok(Self::SlowAz { az, latency_ms })
+            }
+            other => Err(CloudError::invalid(
+                "latency_ms",
+                format!("only slow-az takes a latency, not {}", other.kind()),
             )),
         }
     }
@@ -82,6 +124,7 @@ impl Fault {
             Self::BlockLaunchesInAz { .. } => FaultKind::BlockLaunches,
             Self::FailoverDb => FaultKind::FailoverDb,
             Self::AzOutage { .. } => FaultKind::AzOutage,
+            Self::SlowAz { .. } => FaultKind::SlowAz,
         }
     }
 
@@ -91,7 +134,8 @@ impl Fault {
             Self::TerminateAz { az }
             | Self::BlackholeAz { az }
             | Self::BlockLaunchesInAz { az }
-            | Self::AzOutage { az } => Some(az),
+            | Self::AzOutage { az }
+            | Self::SlowAz { az, .. } => Some(az),
             Self::FailoverDb => None,
         }
     }
@@ -106,6 +150,7 @@ impl Fault {
             Self::BlackholeAz { az } => vec![FaultStep::Blackhole(az)],
             Self::BlockLaunchesInAz { az } => vec![FaultStep::BlockLaunches(az)],
             Self::FailoverDb => vec![FaultStep::Failover],
+            Self::SlowAz { az, latency_ms } => vec![FaultStep::Slow(az, *latency_ms)],
             Self::AzOutage { az } => {
                 let mut steps = Vec::with_capacity(3);
                 if primary_az == Some(az.as_str()) {
@@ -135,16 +180,18 @@ pub enum FaultKind {
     BlockLaunches,
     FailoverDb,
     AzOutage,
+    SlowAz,
 }
 
 impl FaultKind {
     /// Every kind, in [`Fault::KINDS`] order.
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::TerminateAz,
         FaultKind::BlackholeAz,
         FaultKind::BlockLaunches,
         FaultKind::FailoverDb,
         FaultKind::AzOutage,
+        FaultKind::SlowAz,
     ];
 
     /// The command-line name.
@@ -155,6 +202,7 @@ impl FaultKind {
             FaultKind::BlockLaunches => "block-launches",
             FaultKind::FailoverDb => "failover-db",
             FaultKind::AzOutage => "az-outage",
+            FaultKind::SlowAz => "slow-az",
         }
     }
 
@@ -177,6 +225,9 @@ impl fmt::Display for FaultKind {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Self::SlowAz { az, latency_ms } = self {
+            return write!(f, "{} {az} +{latency_ms} ms", self.kind());
+        }
         match self.az() {
             Some(az) => write!(f, "{} {az}", self.kind()),
             None => f.write_str(self.kind()),
@@ -196,6 +247,8 @@ pub enum FaultStep<'a> {
     BlockLaunches(&'a str),
     /// Fail the database over from wherever its primary is.
     Failover,
+    /// Delay requests to the AZ's instances by this many milliseconds.
+    Slow(&'a str, u32),
 }
 
 /// What carrying out one [`FaultStep`] will do: its calls, and what the operator should know
@@ -233,6 +286,18 @@ pub const NOTE_TERMINATE: &str = "terminated instances are not restored; the gro
 pub const NOTE_FAILOVER: &str =
     "a failover is not undone; the database stays on its new primary and gets a new standby";
 
+/// The note every backend gives for `slow-az` (what the operator should watch for).
+pub const NOTE_SLOW: &str = "a gray failure: the AZ's targets stay healthy, so the load balancer \
+     keeps sending them requests; a zonal shift away from the AZ is the remedy";
+/// What `slow-az` delays on AWS, where the latency is added on the instances themselves.
+pub const NOTE_SLOW_AWS: &str = "on AWS the delay applies to all of the instances' outbound \
+     traffic: their answers to requests and to health checks, and their database calls; a \
+     latency at or above the health check timeout makes the targets unhealthy";
+
+fn default_latency_ms() -> u32 {
+    Fault::DEFAULT_LATENCY_MS
+}
+
 /// Checks that a fault's `az` is one of the stack's `azs`.
 pub fn check_fault_az(azs: &[String], az: &str) -> Result<(), CloudError> {
     if azs.iter().any(|known| known == az) {
@@ -262,6 +327,7 @@ pub fn plan_fault(
         match step {
             FaultStep::Terminate(_) => notes.push(NOTE_TERMINATE.to_owned()),
             FaultStep::Failover => notes.push(NOTE_FAILOVER.to_owned()),
+            FaultStep::Slow(..) => notes.push(NOTE_SLOW.to_owned()),
             FaultStep::Blackhole(_) | FaultStep::BlockLaunches(_) => {}
         }
         notes.extend(planned.notes);
@@ -493,6 +559,9 @@ pub enum SandboxChange {
     },
     /// Processes suspended that were not already; restore resumes exactly these.
     ProcessesSuspended { processes: Vec<ScalingProcess> },
+    /// The load balancer delays every request it sends to the AZ's targets by
+    /// `latency_ms` (health checks are not delayed); restore removes the delay.
+    AzSlowed { az: String, latency_ms: u32 },
     /// The database primary moved (not reversible).
     DbFailedOver { from_az: String, to_az: String },
 }

@@ -13,6 +13,9 @@
 //! - One-instance actions (terminate, unhealthy, standby) are refused in read-only mode and,
 //!   unless forced, when no other instance has a healthy target
 //!   ([`check_instance_action`](super::instance::check_instance_action)).
+//! - A zonal shift is refused in read-only mode (start and cancel), when another is active,
+//!   and, unless forced, when it would leave no healthy capacity or the target group is
+//!   failing open ([`check_shift`](super::shift::check_shift)).
 //! - Inputs are validated before they reach a backend (deploy requests and preferences).
 
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use super::instance::{InstanceAction, InstancePlan, check_instance_action};
 use super::logs::{LogCursor, LogPage, LogQuery};
 use super::names::join;
 use super::refresh::{DeployRequest, Refresh, RefreshId};
+use super::shift::{ShiftRequest, ZonalShift, check_shift};
 use super::snapshot::{Section, Snapshot};
 use super::stack::{DesiredStack, Plan, ProvisionEvent, StackRef};
 
@@ -296,5 +300,32 @@ impl<C: Cloud> Cloud for Guarded<C> {
     ) -> Result<LogPage, CloudError> {
         query.validate()?;
         self.inner.logs(stack, query, cursor).await
+    }
+
+    async fn start_zonal_shift(
+        &self,
+        stack: &StackRef,
+        request: &ShiftRequest,
+        check: CapacityCheck,
+    ) -> Result<ZonalShift, CloudError> {
+        check_mutation(self.mode, "zonal shift")?;
+        // Held like inject's, so two shifts cannot race the rules.
+        let _active = self.active.lock().await;
+        let snapshot = self.inner.snapshot(stack).await?;
+        check_shift(&snapshot, request, check)?;
+        self.inner.start_zonal_shift(stack, request, check).await
+    }
+
+    async fn cancel_zonal_shift(
+        &self,
+        stack: &StackRef,
+        az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError> {
+        check_mutation(self.mode, "cancel zonal shift")?;
+        self.inner.cancel_zonal_shift(stack, az).await
+    }
+
+    async fn zonal_shifts(&self, stack: &StackRef) -> Result<Vec<ZonalShift>, CloudError> {
+        self.inner.zonal_shifts(stack).await
     }
 }

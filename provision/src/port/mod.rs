@@ -12,6 +12,7 @@
 //! - [`refresh`]: deploy requests, instance refresh preferences and status.
 //! - [`scaling`]: target tracking policies, their alarms and decisions.
 //! - [`fault`]: faults, their dry runs, and records of what they changed.
+//! - [`shift`]: zonal shifts (away from one AZ for a bounded time) and their rules.
 //! - [`logs`]: the webapp's log lines, their filters and follow cursor.
 //! - [`cloud`]: the [`Cloud`] trait.
 //! - [`guard`]: the safety rules.
@@ -30,6 +31,7 @@ pub mod instance;
 pub mod logs;
 pub mod refresh;
 pub mod scaling;
+pub mod shift;
 pub mod snapshot;
 pub mod stack;
 
@@ -54,11 +56,12 @@ pub use scaling::{
     AlarmSide, AlarmState, PolicyAlarm, PolicyView, ScalingDecision, ScalingDirection,
     ScalingMetric, ScalingPolicy, ScalingView,
 };
+pub use shift::{ShiftPlan, ShiftRequest, ZonalShift, check_shift, plan_shift};
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, DurationInForce, Event, EventSource,
-    HealthStatus, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit,
-    Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target, TargetReason,
-    TargetState,
+    HealthStatus, Instance, InstanceMetrics, LifecycleState, MetricKind, MetricPoint, MetricSeries,
+    MetricUnit, Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target,
+    TargetReason, TargetState,
 };
 pub use stack::{
     ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,

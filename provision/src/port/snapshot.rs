@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::names::aws_names;
 use super::refresh::Refresh;
 use super::scaling::ScalingView;
+use super::shift::ZonalShift;
 use super::stack::{StackRef, StackStatus};
 use crate::model::TimeScale;
 
@@ -42,6 +43,9 @@ pub struct Snapshot {
     /// Auto Scaling processes currently suspended.
     #[serde(default)]
     pub suspended_processes: Vec<ScalingProcess>,
+    /// Active zonal shifts (at most one: see [`super::shift`]).
+    #[serde(default)]
+    pub zonal_shifts: Vec<ZonalShift>,
     /// The active instance refresh, if any, and recent ones; newest first.
     #[serde(default)]
     pub refreshes: Vec<Refresh>,
@@ -143,6 +147,7 @@ impl Snapshot {
             capacity: None,
             enabled_azs: Vec::new(),
             suspended_processes: Vec::new(),
+            zonal_shifts: Vec::new(),
             refreshes: Vec::new(),
             events: Vec::new(),
             metrics: Metrics::default(),
@@ -193,6 +198,11 @@ impl Snapshot {
             .filter(|view| view.az != az)
             .map(AzView::healthy_capacity)
             .sum()
+    }
+
+    /// The active zonal shift away from `az`, if any.
+    pub fn shift_away_from(&self, az: &str) -> Option<&ZonalShift> {
+        self.zonal_shifts.iter().find(|shift| shift.az == az)
     }
 
     /// The error recorded for `section`, if that section could not be read.
@@ -456,9 +466,32 @@ pub struct Metrics {
     /// The width of one point, in seconds.
     pub period_seconds: u32,
     pub series: Vec<MetricSeries>,
+    /// Figures per instance, where the backend has them at no extra cost: the sandbox
+    /// measures each instance's process and counts each target's requests; on AWS they would
+    /// take calls per instance, so the AWS backend leaves this empty and reports per AZ only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceMetrics>,
+}
+
+/// One instance's latest figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMetrics {
+    /// The instance id.
+    pub id: String,
+    /// Share of one CPU its process used over the last sample (100 = one full CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Requests the load balancer sent it per second, over the last few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
 }
 
 impl Metrics {
+    /// The figures of instance `id`, if the backend has any.
+    pub fn instance(&self, id: &str) -> Option<&InstanceMetrics> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
     /// The series of `metric` for `az` (`None` for stack-wide series).
     pub fn series(&self, metric: MetricKind, az: Option<&str>) -> Option<&MetricSeries> {
         self.series

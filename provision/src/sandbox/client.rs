@@ -26,16 +26,16 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use super::daemon::{
-    ADDRESS_FILE, InjectRequest, InstanceRequest, LogsRequest, SPEC_FILE, SandboxSpec,
-    live_daemon_pid,
+    ADDRESS_FILE, InjectRequest, InstanceRequest, LogsRequest, SPEC_FILE, SandboxSpec, ShiftCancel,
+    ShiftStart, live_daemon_pid,
 };
 use super::fleet::Timing;
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     BackendKind, CapacityCheck, ChangeAction, Cloud, CloudError, CloudStream, DeployRequest,
     DesiredStack, Fault, FaultPlan, FaultRecord, LogCursor, LogPage, LogQuery, Outputs, Plan,
-    ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent, ResourceStatus, Snapshot,
-    StackOperation, StackRef, StackStatus,
+    ProvisionEvent, Refresh, RefreshId, ResourceChange, ResourceEvent, ResourceStatus,
+    ShiftRequest, Snapshot, StackOperation, StackRef, StackStatus, ZonalShift,
 };
 
 /// How long `apply` waits for a spawned daemon to publish its address.
@@ -558,6 +558,33 @@ impl Cloud for SandboxCloud {
             action,
         };
         self.post("/instance/act", &request).await
+    }
+
+    async fn start_zonal_shift(
+        &self,
+        stack: &StackRef,
+        request: &ShiftRequest,
+        check: CapacityCheck,
+    ) -> Result<ZonalShift, CloudError> {
+        self.check_stack(stack)?;
+        request.validate()?;
+        let body = ShiftStart {
+            request: request.clone(),
+            check,
+        };
+        self.post("/shift/start", &body).await
+    }
+
+    async fn cancel_zonal_shift(
+        &self,
+        stack: &StackRef,
+        az: Option<&str>,
+    ) -> Result<Vec<ZonalShift>, CloudError> {
+        self.check_stack(stack)?;
+        let body = ShiftCancel {
+            az: az.map(str::to_owned),
+        };
+        self.post("/shift/cancel", &body).await
     }
 }
 

@@ -26,7 +26,9 @@
 //! ([`InjectRequest`] → [`FaultRecord`]), `POST /fault/restore` ([`FaultRecord`]),
 //! `POST /logs` ([`LogsRequest`] → [`LogPage`], see [`super::logs`]),
 //! `POST /instance/describe` and `POST /instance/act` ([`InstanceRequest`] →
-//! [`InstancePlan`](crate::port::InstancePlan)), `POST /shutdown`.
+//! [`InstancePlan`](crate::port::InstancePlan)), `POST /shift/start` ([`ShiftStart`] →
+//! [`ZonalShift`](crate::port::ZonalShift)), `POST /shift/cancel` ([`ShiftCancel`] → the cancelled shifts),
+//! `POST /shutdown`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -52,15 +54,15 @@ use super::logs::{LogStore, SCAN_INTERVAL};
 use super::metrics::{Samples, cpu_ticks};
 use super::process::{ProcessGroup, command, free_port, signal_tree};
 use super::side_channel::{ManagedResources, Retry, SideChannel, SideChannelConfig};
-use crate::port::check_fault_az;
 use crate::port::instance::InstanceAction;
 use crate::port::{
     BackendKind, Capacity, CapacityCheck, Clock, CloudError, Database, DbRole, DbStatus,
     DeployRequest, Event, EventSource, Fault, FaultChange, FaultPlan, FaultRecord, FaultStep,
     LogCursor, LogQuery, MetricKind, MetricPoint, MetricSeries, Metrics, Outputs, PlannedAction,
-    ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus, SandboxChange, Snapshot,
-    StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
+    ProvisionEvent, RefreshId, ResourceEvent, ResourceStatus, SandboxChange, ShiftRequest,
+    Snapshot, StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
 };
+use crate::port::{check_fault_az, fault};
 use crate::spec::Sandbox;
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
@@ -249,6 +251,21 @@ pub struct InstanceRequest {
     pub action: InstanceAction,
 }
 
+/// The body of `POST /shift/start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftStart {
+    pub request: ShiftRequest,
+    #[serde(default)]
+    pub check: CapacityCheck,
+}
+
+/// The body of `POST /shift/cancel`: the AZ whose shift to cancel, or any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftCancel {
+    #[serde(default)]
+    pub az: Option<String>,
+}
+
 /// The running parts of the stack.
 struct Stack {
     moto: ProcessGroup,
@@ -266,6 +283,8 @@ struct Daemon {
     status: Mutex<StackStatus>,
     faults: Mutex<Vec<FaultRecord>>,
     samples: Mutex<Samples>,
+    /// The gentle traffic's summaries, newest last.
+    traffic: Mutex<Vec<Event>>,
     logs: LogStore,
     shutdown: watch::Sender<bool>,
     /// The clock the stack runs on and the durations in force.
@@ -445,6 +464,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         status: Mutex::new(StackStatus::CreateInProgress),
         faults: Mutex::new(Vec::new()),
         samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
+        traffic: Mutex::new(Vec::new()),
         logs: LogStore::new(&dir.join("logs")),
         shutdown,
         timing: config
@@ -464,6 +484,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     };
     let sampler = tokio::spawn(sample_metrics(daemon.clone()));
     let log_reader = tokio::spawn(read_logs(daemon.clone()));
+    let traffic = (daemon.spec.sandbox.traffic == crate::spec::Traffic::Gentle)
+        .then(|| tokio::spawn(send_traffic(daemon.clone())));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io_error("handling SIGTERM"))?;
     tokio::select! {
@@ -477,6 +499,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let _ = sampler.await;
     log_reader.abort();
     let _ = log_reader.await;
+    if let Some(traffic) = traffic {
+        traffic.abort();
+        let _ = traffic.await;
+    }
     *lock(&daemon.status) = StackStatus::DeleteInProgress;
     if let Some(stack) = daemon.stack.write().await.take() {
         stack.fleet.shutdown().await;
@@ -557,32 +583,62 @@ async fn sample_metrics(daemon: Arc<Daemon>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let (healthy, instances) = {
+        let (healthy, instances, requests) = {
             let stack = daemon.stack.read().await;
             let Some(stack) = stack.as_ref() else {
                 continue;
             };
             let mut healthy: BTreeMap<String, usize> =
                 daemon.spec.azs.iter().map(|az| (az.clone(), 0)).collect();
+            let mut requests = BTreeMap::new();
             for target in stack.lb.target_health() {
                 if target.state == super::lb::TargetState::Healthy {
                     *healthy.entry(target.target.az.clone()).or_default() += 1;
                 }
+                requests.insert(target.target.id.clone(), target.requests);
             }
-            let instances: BTreeMap<String, Vec<u32>> = daemon
+            let instances: BTreeMap<String, Vec<(String, u32)>> = daemon
                 .spec
                 .azs
                 .iter()
-                .map(|az| {
-                    let pids = stack.fleet.instances_in(az).into_iter().map(|(_, p)| p);
-                    (az.clone(), pids.collect())
-                })
+                .map(|az| (az.clone(), stack.fleet.instances_in(az)))
                 .collect();
-            (healthy, instances)
+            (healthy, instances, requests)
         };
         let now = OffsetDateTime::now_utc();
         let at = now.replace_nanosecond(0).unwrap_or(now);
-        lock(&daemon.samples).sample(at, Instant::now(), &healthy, &instances, cpu_ticks);
+        lock(&daemon.samples).sample(
+            at,
+            Instant::now(),
+            &healthy,
+            &instances,
+            &requests,
+            cpu_ticks,
+        );
+    }
+}
+
+/// Sends the stack gentle traffic through its load balancer once it is up, and keeps the
+/// minute summaries for the events log (see [`super::traffic`]).
+async fn send_traffic(daemon: Arc<Daemon>) {
+    let mut source = super::traffic::Gentle::new();
+    let mut tick = tokio::time::interval(super::traffic::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let endpoint = {
+            let stack = daemon.stack.read().await;
+            stack.as_ref().map(|s| s.lb.address())
+        };
+        let Some(endpoint) = endpoint else {
+            continue;
+        };
+        if let Some(summary) = source.tick(endpoint, OffsetDateTime::now_utc()).await {
+            let mut kept = lock(&daemon.traffic);
+            kept.push(summary);
+            let over = kept.len().saturating_sub(super::traffic::SUMMARIES_KEPT);
+            kept.drain(..over);
+        }
     }
 }
 
@@ -987,6 +1043,28 @@ async fn handle(daemon: Arc<Daemon>, request: Request<hyper::body::Incoming>) ->
             }
             Err(e) => reply::<()>(Err(e)),
         },
+        (Method::POST, "/shift/start") => match body_of::<ShiftStart>(request).await {
+            Ok(req) => {
+                let name = &daemon.spec.name;
+                let resources = vec![
+                    format!("load balancer {name}-lb"),
+                    format!("auto scaling group {name}-asg"),
+                ];
+                reply(
+                    with_stack(&daemon, |s| {
+                        s.fleet.start_zonal_shift(&req.request, resources)
+                    })
+                    .await,
+                )
+            }
+            Err(e) => reply::<()>(Err(e)),
+        },
+        (Method::POST, "/shift/cancel") => match body_of::<ShiftCancel>(request).await {
+            Ok(req) => {
+                reply(with_stack(&daemon, |s| s.fleet.cancel_zonal_shift(req.az.as_deref())).await)
+            }
+            Err(e) => reply::<()>(Err(e)),
+        },
         (Method::POST, "/fault/restore") => match body_of::<FaultRecord>(request).await {
             Ok(record) => reply(restore(&daemon, &record).await),
             Err(e) => reply::<()>(Err(e)),
@@ -1062,6 +1140,7 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
     snapshot.capacity = Some(stack.fleet.capacity());
     snapshot.enabled_azs = stack.fleet.enabled_azs();
     snapshot.suspended_processes = stack.fleet.suspended();
+    snapshot.zonal_shifts = stack.fleet.zonal_shifts();
     snapshot.refreshes = stack.fleet.refreshes();
     snapshot.events = snapshot_events(
         stack.fleet.events(),
@@ -1069,7 +1148,11 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .side_channel
             .as_ref()
             .map(|side_channel| side_channel.events())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            // The gentle traffic's signups are counted in its summaries instead.
+            .filter(|e| !super::traffic::is_own_event(e))
+            .collect(),
         db.events
             .iter()
             .map(|e| Event {
@@ -1078,6 +1161,8 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
                 az: None,
                 message: e.message.clone(),
             })
+            // The gentle traffic's minute summaries (not one event per request).
+            .chain(lock(&daemon.traffic).iter().cloned())
             .collect(),
     );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
@@ -1136,6 +1221,7 @@ fn metrics(lb: &LoadBalancer, samples: &Samples) -> Metrics {
     Metrics {
         period_seconds: 1,
         series,
+        instances: samples.instances(),
     }
 }
 
@@ -1187,6 +1273,17 @@ async fn describe_fault(daemon: &Daemon, fault: &Fault) -> Result<FaultPlan, Clo
                 PlannedAction::new(format!("az {az}"), "remove from launch AZs", true),
                 PlannedAction::new("process AZRebalance", "suspend", true),
             ]),
+            FaultStep::Slow(az, latency_ms) => StepPlan {
+                actions: vec![PlannedAction::new(
+                    format!("load balancer path to the targets in {az}"),
+                    format!("delay requests by {latency_ms} ms"),
+                    true,
+                )],
+                notes: vec![
+                    "health checks are not delayed: the targets stay healthy".into(),
+                    fault::NOTE_SLOW_AWS.into(),
+                ],
+            },
             FaultStep::Failover => StepPlan::of(vec![PlannedAction::new(
                 format!("database {}-db", daemon.spec.name),
                 format!(
@@ -1257,6 +1354,16 @@ async fn inject(
             block(az, &mut changes);
             Some(az.clone())
         }
+        Fault::SlowAz { az, latency_ms } => {
+            stack
+                .lb
+                .slow_az(az, Some(Duration::from_millis(u64::from(*latency_ms))));
+            changes.push(FaultChange::Sandbox(SandboxChange::AzSlowed {
+                az: az.clone(),
+                latency_ms: *latency_ms,
+            }));
+            Some(az.clone())
+        }
         Fault::FailoverDb => {
             let record = stack.db.failover().await.map_err(db_error)?;
             changes.push(FaultChange::Sandbox(SandboxChange::DbFailedOver {
@@ -1312,6 +1419,7 @@ async fn restore(daemon: &Daemon, record: &FaultRecord) -> Result<(), CloudError
                 let _ = stack.db.signal_node(node, NodeSignal::Continue);
             }
             SandboxChange::LaunchesBlocked { az } => stack.fleet.unblock_launches(az),
+            SandboxChange::AzSlowed { az, .. } => stack.lb.slow_az(az, None),
             SandboxChange::ProcessesSuspended { processes } => {
                 for process in processes {
                     stack.fleet.resume(*process);

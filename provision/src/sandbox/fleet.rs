@@ -37,7 +37,7 @@ use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     AzView, Capacity, Clock, CloudError, DeployRequest, DurationInForce, Event, EventSource,
     Instance, LifecycleState, Refresh, RefreshId, SandboxClock, ScalingPolicy, ScalingProcess,
-    ScalingView, Target, TargetState,
+    ScalingView, ShiftRequest, Target, TargetState, ZonalShift,
 };
 use crate::spec::Sandbox;
 
@@ -552,6 +552,8 @@ impl State {
             self.group.observe(now, &readings);
         }
         let actions = self.group.step(now, &|id| lb.target_health_of(id).state);
+        // A shift that expired in this step stops steering the load balancer now.
+        lb.set_shifted(self.group.shifted_azs());
         self.carry_out(lb, actions);
     }
 
@@ -946,6 +948,35 @@ impl Fleet {
     /// changed.
     pub fn block_launches(&self, az: &str) -> Vec<crate::port::FaultChange> {
         self.lock().group.block_launches(az)
+    }
+
+    /// Starts a zonal shift on the group and the load balancer together: from now on the load
+    /// balancer sends no new request to the AZ's targets and the group launches elsewhere;
+    /// the group's step ends it at its expiry.
+    pub fn start_zonal_shift(
+        &self,
+        request: &ShiftRequest,
+        resources: Vec<String>,
+    ) -> Result<ZonalShift, CloudError> {
+        let mut state = self.lock();
+        let now = state.now();
+        let shift = state.group.start_zonal_shift(now, request, resources)?;
+        self.lb.set_shifted(state.group.shifted_azs());
+        Ok(shift)
+    }
+
+    /// Cancels the active zonal shift (away from `az`, if given) on both.
+    pub fn cancel_zonal_shift(&self, az: Option<&str>) -> Result<Vec<ZonalShift>, CloudError> {
+        let mut state = self.lock();
+        let now = state.now();
+        let cancelled = state.group.cancel_zonal_shift(now, az)?;
+        self.lb.set_shifted(state.group.shifted_azs());
+        Ok(cancelled)
+    }
+
+    /// The active zonal shifts.
+    pub fn zonal_shifts(&self) -> Vec<ZonalShift> {
+        self.lock().group.zonal_shifts()
     }
 
     /// Puts `az` back among the launch AZs.

@@ -12,7 +12,10 @@
 //! target; with none it answers 503. A target that refuses or breaks the connection yields
 //! 502, one that does not answer in time 504 — both counted as the balancer's own 5xx, apart
 //! from the target's 5xx. A deregistered target gets no new request; it drains until its
-//! in-flight requests finish or the deregistration delay ends. Per-AZ metrics (requests, target
+//! in-flight requests finish or the deregistration delay ends. Targets in an AZ with an active
+//! zonal shift get no new request either (open ones finish; health checks go on), and the
+//! `slow-az` fault delays every request to an AZ's targets, not their health checks, so the
+//! failure stays gray (see [`LoadBalancer::slow_az`], [`LoadBalancer::set_shifted`]). Per-AZ metrics (requests, target
 //! 5xx, balancer 5xx, latency p50/p99) are kept in per-second buckets.
 //!
 //! Built on hyper 1 and hyper-util (server connections, and the pooled legacy client towards
@@ -21,7 +24,7 @@
 //! such as pingora would take over together with its own runtime and server lifecycle, while
 //! the small reverse-proxy crates on hyper 1 add little over the client call made here.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -173,6 +176,9 @@ pub struct TargetHealth {
     pub description: Option<String>,
     /// Requests being served by it now.
     pub in_flight: usize,
+    /// Requests sent to it since it was registered (ALB's `RequestCountPerTarget`, summed).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 /// One second of one AZ's traffic.
@@ -329,6 +335,7 @@ impl Entry {
             reason: self.health.reason,
             description: self.health.description.clone(),
             in_flight: self.in_flight.load(Ordering::SeqCst),
+            requests: self.routed.load(Ordering::Relaxed),
         }
     }
 }
@@ -344,6 +351,10 @@ impl Drop for Entry {
 struct Shared {
     config: LbConfig,
     targets: Mutex<Vec<Entry>>,
+    /// Latency added to every request sent to a target in these AZs (the `slow-az` fault).
+    slowed: Mutex<BTreeMap<String, Duration>>,
+    /// AZs with an active zonal shift: their targets get no new request.
+    shifted: Mutex<BTreeSet<String>>,
     metrics: Mutex<Metrics>,
     next: AtomicUsize,
     client: Client<HttpConnector, Incoming>,
@@ -357,6 +368,14 @@ impl Shared {
 
     fn metrics(&self) -> MutexGuard<'_, Metrics> {
         self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shifted(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.shifted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slowed(&self) -> MutexGuard<'_, BTreeMap<String, Duration>> {
+        self.slowed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn az_enabled(&self, az: &str) -> bool {
@@ -379,10 +398,16 @@ impl Shared {
         series.record(second, retention, &outcome);
     }
 
-    /// The next target round robin: healthy ones, or (fail-open) every registered one.
+    /// The next target round robin: healthy ones, or (fail-open) every registered one, outside
+    /// the AZs shifted away from.
     fn pick(&self) -> Option<(Target, Arc<AtomicUsize>)> {
+        let shifted = self.shifted().clone();
         let targets = self.targets();
-        let pool = routable(&targets, |e| e.health.state);
+        let pool = routable(
+            &targets,
+            |e| e.health.state,
+            |e| shifted.contains(&e.target.az),
+        );
         if pool.is_empty() {
             return None;
         }
@@ -502,12 +527,18 @@ async fn handle(
     }
 
     let started = Instant::now();
-    match tokio::time::timeout(
-        shared.config.request_timeout,
-        shared.client.request(request),
-    )
-    .await
-    {
+    // The slow-az fault: the request waits on its way to the target, as it would on a slow
+    // network path; health checks take another path and are not delayed. The wait counts
+    // toward the target's response time and the request timeout, as on ALB. Real time: a
+    // clock that compresses the model's durations does not divide it.
+    let delay = shared.slowed().get(&target.az).copied();
+    let forwarded = async {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        shared.client.request(request).await
+    };
+    match tokio::time::timeout(shared.config.request_timeout, forwarded).await {
         Ok(Ok(response)) => {
             let status = response.status().as_u16();
             shared.record(
@@ -633,6 +664,8 @@ impl LoadBalancer {
         let shared = Arc::new(Shared {
             config,
             targets: Mutex::new(Vec::new()),
+            slowed: Mutex::new(BTreeMap::new()),
+            shifted: Mutex::new(BTreeSet::new()),
             metrics: Mutex::new(Metrics::default()),
             next: AtomicUsize::new(0),
             client,
@@ -700,6 +733,32 @@ impl LoadBalancer {
         true
     }
 
+    /// Adds `latency` to every request sent to a target in `az` from now on (`None` removes
+    /// it); requests under way are not affected, health checks never are.
+    pub fn slow_az(&self, az: &str, latency: Option<Duration>) {
+        let mut slowed = self.shared.slowed();
+        match latency {
+            Some(latency) => slowed.insert(az.to_owned(), latency),
+            None => slowed.remove(az),
+        };
+    }
+
+    /// The latency added to requests to each slowed AZ.
+    pub fn slowed_azs(&self) -> BTreeMap<String, Duration> {
+        self.shared.slowed().clone()
+    }
+
+    /// Sets the AZs with an active zonal shift: their targets get no new request from now on
+    /// (requests under way finish); health checks go on.
+    pub fn set_shifted(&self, azs: BTreeSet<String>) {
+        *self.shared.shifted() = azs;
+    }
+
+    /// The AZs with an active zonal shift.
+    pub fn shifted_azs(&self) -> BTreeSet<String> {
+        self.shared.shifted().clone()
+    }
+
     /// Every registered or draining target's health (`DescribeTargetHealth`).
     pub fn target_health(&self) -> Vec<TargetHealth> {
         self.shared.targets().iter().map(Entry::health).collect()
@@ -724,6 +783,7 @@ impl LoadBalancer {
                     reason: unknown.reason,
                     description: unknown.description,
                     in_flight: 0,
+                    requests: 0,
                 }
             })
     }

@@ -1658,6 +1658,254 @@ rds_failover_seconds = 75
     sandbox.down().await;
 }
 
+/// The per-second points of `metric` in `az` stamped at or after `since`.
+fn points_since(
+    snapshot: &Snapshot,
+    metric: MetricKind,
+    az: &str,
+    since: time::OffsetDateTime,
+) -> Vec<f64> {
+    snapshot
+        .metrics
+        .series(metric, Some(az))
+        .map(|series| {
+            series
+                .points
+                .iter()
+                .filter(|p| p.at >= since)
+                .map(|p| p.value)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// slow-az is gray: requests to the slowed AZ's targets take at least the added latency
+/// (their median response time is above every other AZ's) while every target stays healthy,
+/// because health checks are not delayed; restore takes the delay away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_az_stays_healthy_while_its_requests_get_slower() {
+    const LATENCY_MS: u32 = 300;
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let az = snapshot.azs[0].az.clone();
+    let probe = Probe::start(format!("{endpoint}/version"));
+    probe.answered_after(Instant::now(), 5).await;
+
+    let fault = Fault::parse("slow-az", Some(&az))
+        .and_then(|f| f.with_latency(LATENCY_MS))
+        .expect("a slow-az fault");
+    let plan = sandbox
+        .cloud
+        .describe_fault(&sandbox.stack, &fault)
+        .await
+        .expect("dry run");
+    assert!(
+        plan.notes.iter().any(|n| n.contains("health checks")),
+        "the dry run says what happens to health checks: {plan:?}"
+    );
+    let record = sandbox
+        .cloud
+        .inject(&sandbox.stack, &fault, CapacityCheck::Enforce)
+        .await
+        .expect("inject");
+    assert_eq!(
+        record.changes,
+        vec![FaultChange::Sandbox(SandboxChange::AzSlowed {
+            az: az.clone(),
+            latency_ms: LATENCY_MS,
+        })]
+    );
+    // Whole seconds after the injection, so no bucket mixes requests from before it.
+    let since = record
+        .injected_at
+        .replace_nanosecond(0)
+        .expect("whole second")
+        + time::Duration::seconds(1);
+    let slowed = sandbox
+        .until("three seconds of the slowed AZ's latency", |s| {
+            points_since(s, MetricKind::LatencyP50, &az, since).len() >= 3
+                && s.azs
+                    .iter()
+                    .filter(|a| a.az != az)
+                    .all(|a| points_since(s, MetricKind::LatencyP50, &a.az, since).len() >= 3)
+        })
+        .await;
+    assert!(
+        all_targets_healthy(&slowed, 3),
+        "every target stays healthy under slow-az: {:#?}",
+        slowed.azs
+    );
+    let slow = points_since(&slowed, MetricKind::LatencyP50, &az, since);
+    assert!(
+        slow.iter().all(|ms| *ms >= f64::from(LATENCY_MS)),
+        "the slowed AZ's median response time includes the added latency: {slow:?}"
+    );
+    let slowest_elsewhere = slowed
+        .azs
+        .iter()
+        .filter(|a| a.az != az)
+        .flat_map(|a| points_since(&slowed, MetricKind::LatencyP50, &a.az, since))
+        .fold(0.0_f64, f64::max);
+    let fastest_slowed = slow.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        fastest_slowed > slowest_elsewhere,
+        "the slowed AZ ({slow:?}) is slower than every other AZ (at most {slowest_elsewhere})"
+    );
+
+    sandbox.cloud.restore(&record).await.expect("restore");
+    let restored_at = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("second")
+        + time::Duration::seconds(1);
+    sandbox
+        .until("the AZ answers without the added latency", |s| {
+            points_since(s, MetricKind::LatencyP50, &az, restored_at)
+                .iter()
+                .any(|ms| *ms < f64::from(LATENCY_MS))
+        })
+        .await;
+    let results = probe.stop().await;
+    assert_eq!(failures(&results).len(), 0, "{:?}", failures(&results));
+    sandbox.down().await;
+}
+
+/// Requests the load balancer sent to each AZ's targets in the whole seconds at or after
+/// `since` (the per-AZ request counters).
+fn requests_since(snapshot: &Snapshot, since: time::OffsetDateTime) -> Vec<(String, f64)> {
+    snapshot
+        .azs
+        .iter()
+        .map(|view| {
+            let total = points_since(snapshot, MetricKind::Requests, &view.az, since)
+                .iter()
+                .sum();
+            (view.az.clone(), total)
+        })
+        .collect()
+}
+
+fn count_in(counts: &[(String, f64)], az: &str) -> f64 {
+    counts
+        .iter()
+        .find(|(name, _)| name == az)
+        .map_or(0.0, |(_, n)| *n)
+}
+
+/// A zonal shift away from an AZ: from the second after it starts, the AZ's targets get no new
+/// request (per-AZ counters) while they stay registered and healthy, and no request fails;
+/// the group does not launch there (a killed instance's replacement goes elsewhere); cancel
+/// brings requests back to it. Guarded: refused in read-only mode and while one is active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_zonal_shift_moves_new_requests_away_and_cancel_brings_them_back() {
+    use provision::port::{Guarded, SessionMode, ShiftRequest};
+    let sandbox = Sandbox::up(1).await;
+    let snapshot = sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let endpoint = snapshot.endpoint.clone().expect("an endpoint");
+    let az = snapshot.azs[0].az.clone();
+    let probe = Probe::start(format!("{endpoint}/version"));
+    probe.answered_after(Instant::now(), 5).await;
+
+    let request = ShiftRequest::new(&az, Duration::from_secs(600), "test").expect("request");
+    let read_only = Guarded::new(sandbox.cloud.clone(), SessionMode::ReadOnly);
+    assert!(matches!(
+        read_only
+            .start_zonal_shift(&sandbox.stack, &request, CapacityCheck::Enforce)
+            .await,
+        Err(provision::port::CloudError::ReadOnly { .. })
+    ));
+    let guarded = Guarded::new(sandbox.cloud.clone(), SessionMode::ReadWrite);
+    let shift = guarded
+        .start_zonal_shift(&sandbox.stack, &request, CapacityCheck::Enforce)
+        .await
+        .expect("start the shift");
+    assert_eq!(shift.az, az);
+    let other = snapshot.azs[1].az.clone();
+    let again = ShiftRequest::new(&other, Duration::from_secs(600), "").expect("request");
+    assert!(
+        guarded
+            .start_zonal_shift(&sandbox.stack, &again, CapacityCheck::Enforce)
+            .await
+            .is_err(),
+        "one shift at a time"
+    );
+
+    let since =
+        shift.started_at.replace_nanosecond(0).expect("second") + time::Duration::seconds(1);
+    let mark = Instant::now();
+    probe.answered_after(mark, 40).await;
+    let shifted = sandbox
+        .until("three seconds of requests after the shift", |s| {
+            s.azs
+                .iter()
+                .filter(|a| a.az != az)
+                .all(|a| points_since(s, MetricKind::Requests, &a.az, since).len() >= 3)
+        })
+        .await;
+    let counts = requests_since(&shifted, since);
+    assert_eq!(
+        count_in(&counts, &az),
+        0.0,
+        "no new request to the shifted AZ: {counts:?}"
+    );
+    assert!(
+        counts
+            .iter()
+            .filter(|(name, _)| *name != az)
+            .all(|(_, n)| *n > 0.0),
+        "the other AZs serve: {counts:?}"
+    );
+    assert!(
+        all_targets_healthy(&shifted, 3),
+        "the shifted AZ's targets stay registered and healthy"
+    );
+    assert_eq!(
+        shifted.shift_away_from(&az).map(|s| s.az.as_str()),
+        Some(az.as_str()),
+        "the snapshot shows the active shift"
+    );
+
+    // The group does not launch into the shifted AZ: a killed instance there is replaced
+    // elsewhere.
+    sandbox
+        .cloud
+        .inject(
+            &sandbox.stack,
+            &Fault::TerminateAz { az: az.clone() },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("terminate the shifted AZ's instance");
+    let replaced = sandbox
+        .until("three healthy targets outside the shifted AZ", |s| {
+            s.healthy_capacity_outside(&az) == 3
+        })
+        .await;
+    assert_eq!(live_in(&replaced, &az), 0, "nothing launched into {az}");
+
+    let cancelled = sandbox
+        .cloud
+        .cancel_zonal_shift(&sandbox.stack, Some(&az))
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.len(), 1);
+    assert!(sandbox.snapshot().await.zonal_shifts.is_empty());
+    // Once the shift is over the group rebalances into the AZ, and the AZ serves again.
+    let back_at = time::OffsetDateTime::now_utc();
+    sandbox
+        .until("requests reach the AZ again", |s| {
+            count_in(&requests_since(s, back_at), &az) > 0.0
+        })
+        .await;
+    let results = probe.stop().await;
+    assert_eq!(failures(&results).len(), 0, "{:?}", failures(&results));
+    sandbox.down().await;
+}
+
 /// Sends requests to `url` from `workers` loops, each pausing `pace` between requests, until
 /// `stop` is set; returns how many got an answer.
 fn load(
