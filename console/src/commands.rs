@@ -304,6 +304,31 @@ pub fn status_text(snapshot: &Snapshot) -> String {
             c.desired, c.min, c.max
         );
     }
+    if let Some(scaling) = &snapshot.scaling {
+        for view in &scaling.policies {
+            let p = &view.policy;
+            let current = view
+                .current
+                .map_or("no datapoint yet".to_owned(), |v| format!("{v:.0}"));
+            let alarms: Vec<String> = view
+                .alarms
+                .iter()
+                .map(|a| format!("{} {}", a.name, a.state))
+                .collect();
+            let _ = writeln!(
+                out,
+                "scaling policy {}: {} {current}, target {}{} · {}",
+                p.name,
+                p.metric.label(),
+                p.target,
+                if p.scale_in { "" } else { ", scale-in off" },
+                alarms.join(", ")
+            );
+        }
+        if let Some(d) = scaling.last_decision() {
+            let _ = writeln!(out, "last scaling {} {}: {}", d.at, d.policy, d.reason);
+        }
+    }
     if let Some(url) = &snapshot.endpoint {
         let _ = writeln!(out, "endpoint {url}");
     }
@@ -1366,6 +1391,58 @@ mod tests {
                 "refresh time 20.0 s here → ≈ 191 s on AWS (clock fast ×10; 1.0 s of real \
                  program start kept as measured)"
             )
+        );
+    }
+
+    #[test]
+    fn status_text_shows_each_policy_and_the_last_decision() {
+        use provision::port::{
+            AlarmSide, AlarmState, PolicyAlarm, PolicyView, ScalingDecision, ScalingDirection,
+            ScalingMetric, ScalingPolicy, ScalingView,
+        };
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let mut snapshot = Snapshot::empty(StackRef::new("demo").expect("name"), at);
+        snapshot.scaling = Some(ScalingView {
+            policies: vec![PolicyView {
+                policy: ScalingPolicy {
+                    name: "requests-per-target".into(),
+                    metric: ScalingMetric::RequestsPerTarget,
+                    target: 60.0,
+                    scale_in: false,
+                },
+                current: Some(84.0),
+                alarms: vec![PolicyAlarm {
+                    name: "TargetTracking-requests-per-target-AlarmHigh".into(),
+                    state: AlarmState::Alarm,
+                    side: AlarmSide::Above,
+                    threshold: 60.0,
+                    datapoints: 3,
+                    period_seconds: 60,
+                }],
+            }],
+            decisions: vec![ScalingDecision {
+                at,
+                policy: "requests-per-target".into(),
+                direction: ScalingDirection::Out,
+                from: 3,
+                to: 5,
+                reason: "requests/target 84 > 60 for 3 periods → desired 3 → 5".into(),
+            }],
+            launching: Vec::new(),
+        });
+        let text = status_text(&snapshot);
+        assert!(
+            text.contains(
+                "scaling policy requests-per-target: requests/target 84, target 60, scale-in \
+                 off · TargetTracking-requests-per-target-AlarmHigh ALARM"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "requests-per-target: requests/target 84 > 60 for 3 periods → desired 3 → 5"
+            ),
+            "{text}"
         );
     }
 

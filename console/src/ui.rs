@@ -14,7 +14,9 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Wrap};
 
-use provision::port::{HealthStatus, Instance, LifecycleState, RefreshStatus, Target, TargetState};
+use provision::port::{
+    HealthStatus, Instance, LifecycleState, RefreshStatus, ScalingDirection, Target, TargetState,
+};
 
 use crate::app::{Mode, Screen, State};
 use crate::keys::{self, Context};
@@ -110,6 +112,29 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &State) {
     }
     if let Some(capacity) = capacity {
         spans.push(Span::raw(capacity));
+    }
+    // The last scaling decision, after everything else (cut by the screen's edge first).
+    if let Some(decision) = state
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.scaling.as_ref())
+        .and_then(|s| s.last_decision())
+    {
+        let (arrow, color) = match decision.direction {
+            ScalingDirection::Out => ("▲", Color::Cyan),
+            ScalingDirection::In => ("▼", Color::Blue),
+        };
+        spans.push(Span::raw(" · "));
+        spans.push(Span::styled(
+            format!(
+                "{arrow} {:02}:{:02}:{:02} {}",
+                decision.at.hour(),
+                decision.at.minute(),
+                decision.at.second(),
+                decision.reason
+            ),
+            Style::new().fg(color),
+        ));
     }
     frame.render_widget(Line::from(spans), area);
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, Snapshot, StackRef,
+    CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, ScalingDecision,
+    Snapshot, StackRef,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -243,6 +244,8 @@ struct Run<'a> {
     clock: Option<SandboxClock>,
     /// Launches the model recorded, in seconds from `started_wall`.
     launches: Vec<f64>,
+    /// Scaling decisions made since `started_wall`, oldest first.
+    scaling: Vec<ScalingDecision>,
 }
 
 impl Run<'_> {
@@ -289,6 +292,12 @@ impl Run<'_> {
                     let at = (event.at - self.started_wall).as_seconds_f64();
                     if at >= 0.0 && !self.launches.contains(&at) {
                         self.launches.push(at);
+                    }
+                }
+                let decisions = snapshot.scaling.iter().flat_map(|s| s.decisions.iter());
+                for decision in decisions.rev() {
+                    if decision.at >= self.started_wall && !self.scaling.contains(decision) {
+                        self.scaling.push(decision.clone());
                     }
                 }
                 let sample = capacity_of(&snapshot, second);
@@ -418,6 +427,7 @@ pub async fn run(
         started_wall: time::OffsetDateTime::now_utc(),
         clock: first.clock.clone(),
         launches: Vec::new(),
+        scaling: Vec::new(),
     };
 
     // Steady state.
@@ -635,6 +645,7 @@ pub async fn run(
         concurrent: run.concurrent.clone(),
         clock: run.clock.clone(),
         launches: run.launches.clone(),
+        scaling: run.scaling.clone(),
         aborted: aborted.clone().or_else(|| {
             restored
                 .as_ref()

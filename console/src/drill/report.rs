@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use provision::model::TimeScale;
-use provision::port::SandboxClock;
+use provision::port::{SandboxClock, ScalingDecision};
 
 use super::probe::{Latency, ProbeSecond};
 
@@ -108,6 +108,10 @@ pub struct DrillRecord {
     /// injection, from the model's own event times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launches: Vec<f64>,
+    /// Scaling decisions the group's policies made while the drill ran, oldest first (a
+    /// drill's load or lost capacity can move the metric; see the report's scaling section).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling: Vec<ScalingDecision>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,6 +466,22 @@ pub fn to_markdown(report: &DrillReport) -> String {
             );
         }
     }
+    if !r.scaling.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Scaling during the drill\n\nDecisions of the group's scaling policies while \
+             the drill ran; `gameday restore` does not undo them.\n"
+        );
+        let _ = writeln!(md, "| t | policy | desired | why |\n|---|---|---|---|");
+        for d in &r.scaling {
+            let second = (d.at - r.started_at).whole_seconds().max(0);
+            let _ = writeln!(
+                md,
+                "| t+{second}s | {} | {} → {} | {} |",
+                d.policy, d.from, d.to, d.reason
+            );
+        }
+    }
     if let Some(w) = &r.writes
         && !w.lost.is_empty()
     {
@@ -641,6 +661,7 @@ mod tests {
             instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
+            scaling: Vec::new(),
         }
     }
 
@@ -836,6 +857,31 @@ mod tests {
         assert!(md.contains("## Instance actions during the drill"), "{md}");
         assert!(
             md.contains("| t+4s | i-7 | az-b | terminate | no outcome journaled |"),
+            "{md}"
+        );
+    }
+    #[test]
+    fn lists_scaling_decisions_made_during_the_drill() {
+        let mut r = record();
+        assert!(!to_markdown(&summarize(r.clone())).contains("## Scaling during the drill"));
+        r.scaling = vec![ScalingDecision {
+            at: r.started_at + time::Duration::seconds(12),
+            policy: "requests-per-target".into(),
+            direction: provision::port::ScalingDirection::Out,
+            from: 3,
+            to: 5,
+            reason: "requests/target 84 > 60 for 3 periods → desired 3 → 5".into(),
+        }];
+        let json = serde_json::to_string(&r).expect("json");
+        let back: DrillRecord = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back.scaling, r.scaling);
+        let md = to_markdown(&summarize(r));
+        assert!(md.contains("## Scaling during the drill"), "{md}");
+        assert!(
+            md.contains(
+                "| t+12s | requests-per-target | 3 → 5 | requests/target 84 > 60 for 3 periods \
+                 → desired 3 → 5 |"
+            ),
             "{md}"
         );
     }

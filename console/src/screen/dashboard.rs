@@ -519,6 +519,14 @@ pub(crate) fn instance_lines(
         ) {
             spans.push(Span::styled(" standby", Style::new().fg(color)));
         }
+        // Launched by a scale-out and not in service yet.
+        if snapshot
+            .scaling
+            .as_ref()
+            .is_some_and(|s| s.launching.contains(&i.id))
+        {
+            spans.push(Span::styled(" scale-out", Style::new().fg(Color::Cyan)));
+        }
         lines.extend(pack_instance(
             spans,
             [instance_state(az, i), instance_figures(snapshot, i)],

@@ -188,6 +188,7 @@ fn drill_view(finished: bool) -> DrillView {
             instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
+            scaling: Vec::new(),
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]
@@ -978,4 +979,49 @@ async fn load_dialog_and_live_view() {
         ],
     );
     insta::assert_snapshot!("load_running_120x40", screen);
+}
+
+/// The header shows the last scaling decision after the capacity, and the dashboard marks the
+/// instances a scale-out launched until they are in service.
+#[tokio::test]
+async fn the_last_scaling_decision_and_the_instances_it_launched() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    let mut snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let launched = snapshot.azs[1].instances[0].id.clone();
+    let other = snapshot.azs[0].instances[0].id.clone();
+    snapshot.scaling = Some(provision::port::ScalingView {
+        policies: Vec::new(),
+        decisions: vec![provision::port::ScalingDecision {
+            at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(75),
+            policy: "requests-per-target".into(),
+            direction: provision::port::ScalingDirection::Out,
+            from: 3,
+            to: 5,
+            reason: "requests/target 84 > 60 for 3 periods → desired 3 → 5".into(),
+        }],
+        launching: vec![launched.clone()],
+    });
+    let mut state = State::new(stack, BackendKind::Sandbox, "local sandbox".into(), false);
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    let screen = render(&state, 160, 48);
+    let header = screen.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        header.contains("▲ 00:01:15 requests/target 84 > 60 for 3 periods → desired 3 → 5"),
+        "{header}"
+    );
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(&launched) && l.contains(&format!("{launched} v1 scale-out"))),
+        "{screen}"
+    );
+    assert!(
+        !screen
+            .lines()
+            .any(|l| l.contains(&format!("{other} v1 scale-out"))),
+        "{screen}"
+    );
 }

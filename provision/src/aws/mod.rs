@@ -23,6 +23,7 @@ pub mod logs;
 mod observe;
 mod render;
 mod resources;
+mod scaling;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -4,7 +4,9 @@
 //! launch time: the group's instances found by its `aws:autoscaling:groupName` tag, one call
 //! per page of [`INSTANCES_PAGE`] instances, so one call for any group up to that size),
 //! DescribeTargetHealth per target group, DescribeDBInstances, DescribeInstanceRefreshes and
-//! DescribeScalingActivities (the first page of each: the recent ones), made concurrently.
+//! DescribeScalingActivities (the first page of each: the recent ones), and the scaling
+//! policies (DescribePolicies, then DescribeAlarms for their alarms when there are any, see
+//! [`super::scaling`]), made concurrently.
 //! Subnet → AZ is asked once and cached. Metrics come from one batched GetMetricData, at most
 //! once per [`METRICS_PERIOD`] (CloudWatch's resolution); the stack's CloudFormation events
 //! (DescribeStackEvents, the newest page) and the database's RDS events (DescribeEvents for the
@@ -35,12 +37,12 @@ use time::OffsetDateTime;
 
 use super::error::{from_sdk, to_time};
 use super::resources::{Resources, describe_group, group_subnets, resolve, subnet_infos};
-use super::{AwsCloud, OpsClients, cfn};
+use super::{AwsCloud, OpsClients, cfn, scaling};
 use crate::port::{
     AzView, Capacity, CheckpointInfo, CloudError, CloudStream, Database, DbRole, Event,
-    EventSource, Instance, MetricKind, MetricPoint, MetricSeries, Metrics, Refresh, RefreshId,
-    RefreshStatus, RollbackDetails, ScalingProcess, Section, SectionError, Snapshot, StackRef,
-    StackStatus, Target,
+    EventSource, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, Metrics, Refresh,
+    RefreshId, RefreshStatus, RollbackDetails, ScalingProcess, ScalingView, Section, SectionError,
+    Snapshot, StackRef, StackStatus, Target,
 };
 use crate::template::VERSION_TAG;
 
@@ -127,7 +129,7 @@ impl Observer {
         let mut snapshot = Snapshot::empty(self.stack.clone(), OffsetDateTime::now_utc());
         snapshot.endpoint = resources.endpoint.clone();
 
-        let (stack, group, details, targets, db, refreshes, activities) = tokio::join!(
+        let (stack, group, details, targets, db, refreshes, activities, policies) = tokio::join!(
             async {
                 match resources.managed {
                     true => Some(cfn::describe_stack(&cfn_client, &self.stack.name).await),
@@ -145,6 +147,7 @@ impl Observer {
             },
             recent_refreshes(&ops, &resources.asg, None),
             recent_activities(&ops, &resources.asg),
+            scaling::read_policies(&ops, &resources.asg),
         );
         for throttled in [
             matches!(stack, Some(Err(CloudError::Throttled { .. }))),
@@ -154,6 +157,7 @@ impl Observer {
             matches!(db, Some(Err(CloudError::Throttled { .. }))),
             matches!(refreshes, Err(CloudError::Throttled { .. })),
             matches!(activities, Err(CloudError::Throttled { .. })),
+            matches!(policies, Err(CloudError::Throttled { .. })),
         ] {
             self.throttled |= throttled;
         }
@@ -297,6 +301,32 @@ impl Observer {
                 snapshot.refreshes = refreshes;
             }
             Err(error) => fail(Section::Refreshes, &error),
+        }
+        let (decisions, launched) = match &activities {
+            Ok(activities) => (
+                scaling::decisions_of(activities),
+                scaling::scale_out_launches(activities),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        match policies {
+            Ok(policies) => {
+                let pending: BTreeSet<&str> = instances
+                    .values()
+                    .flatten()
+                    .filter(|i| i.lifecycle != LifecycleState::InService)
+                    .map(|i| i.id.as_str())
+                    .collect();
+                snapshot.scaling = Some(ScalingView {
+                    policies,
+                    decisions,
+                    launching: launched
+                        .into_iter()
+                        .filter(|id| pending.contains(id.as_str()))
+                        .collect(),
+                });
+            }
+            Err(error) => fail(Section::Scaling, &error),
         }
         match activities {
             Ok(activities) => snapshot.events = activities.iter().filter_map(event_of).collect(),

@@ -37,10 +37,10 @@ impl ScalingMetric {
         }
     }
 
-    /// A short label for reasons and the console: `cpu`, `requests/target`.
+    /// A short label for reasons and the console: `cpu` (percent), `requests/target`.
     pub fn label(self) -> &'static str {
         match self {
-            Self::CpuPercent => "cpu %",
+            Self::CpuPercent => "cpu",
             Self::RequestsPerTarget => "requests/target",
         }
     }

@@ -391,7 +391,8 @@ fn check_scaling(scaling: &Scaling, min: u32, max: u32) -> Result<(), SpecError>
     if scaling.cpu_percent.is_none() && scaling.requests_per_target.is_none() {
         return Err(invalid(
             "app.scaling",
-            "names no metric; set cpu_percent (e.g. 60) and/or requests_per_target (e.g. 1000),              or remove the table for a fixed size",
+            "names no metric; set cpu_percent (e.g. 60) and/or requests_per_target (e.g. 1000), \
+             or remove the table for a fixed size",
         ));
     }
     if let Some(cpu) = scaling.cpu_percent
@@ -408,7 +409,8 @@ fn check_scaling(scaling: &Scaling, min: u32, max: u32) -> Result<(), SpecError>
         return Err(invalid(
             "app.scaling.requests_per_target",
             format!(
-                "{requests} is not a request target; use 1 to {MAX_REQUESTS_PER_TARGET}                  (requests per target per minute)"
+                "{requests} is not a request target; use 1 to {MAX_REQUESTS_PER_TARGET} \
+                 (requests per target per minute)"
             ),
         ));
     }
@@ -416,7 +418,8 @@ fn check_scaling(scaling: &Scaling, min: u32, max: u32) -> Result<(), SpecError>
         return Err(invalid(
             "app.max",
             format!(
-                "max ({max}) leaves no room to scale above min ({min}); raise max or remove                  [app.scaling]"
+                "max ({max}) leaves no room to scale above min ({min}); raise max or remove \
+                 [app.scaling]"
             ),
         ));
     }

@@ -37,6 +37,60 @@ pub(super) fn add(stack: &mut Stack) {
     security_groups(stack);
     load_balancer(stack);
     instances(stack);
+    scaling_policies(stack);
+}
+
+/// The logical id of the CPU target tracking policy.
+pub(super) const CPU_SCALING_POLICY: &str = "CpuScalingPolicy";
+/// The logical id of the requests-per-target target tracking policy.
+pub(super) const REQUESTS_SCALING_POLICY: &str = "RequestsScalingPolicy";
+
+/// `[app.scaling]`: one target tracking policy per metric
+/// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-autoscaling-scalingpolicy.html>,
+/// <https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-scaling-target-tracking.html>).
+/// `ALBRequestCountPerTarget` names its target group with a `ResourceLabel` of the form
+/// `app/<lb-name>/<lb-id>/targetgroup/<tg-name>/<tg-id>`: the load balancer's and target
+/// group's full names joined by `/`. The launch template's detailed monitoring gives the
+/// one-minute metrics the alarms evaluate.
+fn scaling_policies(stack: &mut Stack) {
+    let Some(scaling) = stack.spec.app.scaling.clone() else {
+        return;
+    };
+    let policy = |metric: Value, target: u32| {
+        json!({
+            "AutoScalingGroupName": ref_(AUTO_SCALING_GROUP),
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingConfiguration": {
+                "PredefinedMetricSpecification": metric,
+                "TargetValue": target,
+                "DisableScaleIn": !scaling.scale_in,
+            },
+        })
+    };
+    if let Some(target) = scaling.cpu_percent {
+        let metric = json!({ "PredefinedMetricType": "ASGAverageCPUUtilization" });
+        stack.add(
+            CPU_SCALING_POLICY,
+            "AWS::AutoScaling::ScalingPolicy",
+            policy(metric, target),
+        );
+    }
+    if let Some(target) = scaling.requests_per_target {
+        let metric = json!({
+            "PredefinedMetricType": "ALBRequestCountPerTarget",
+            "ResourceLabel": {
+                "Fn::Join": ["/", [
+                    get_att(LOAD_BALANCER, "LoadBalancerFullName"),
+                    get_att(TARGET_GROUP, "TargetGroupFullName"),
+                ]],
+            },
+        });
+        stack.add(
+            REQUESTS_SCALING_POLICY,
+            "AWS::AutoScaling::ScalingPolicy",
+            policy(metric, target),
+        );
+    }
 }
 
 fn security_groups(stack: &mut Stack) {

@@ -502,6 +502,7 @@ async fn a_watch_tick_makes_the_same_calls_for_3_and_for_300_instances() {
     let expected: BTreeMap<String, u64> = [
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:DescribeInstanceRefreshes",
+        "autoscaling:DescribePolicies",
         "autoscaling:DescribeScalingActivities",
         "ec2:DescribeInstances",
         "elasticloadbalancing:DescribeTargetHealth",
@@ -1432,4 +1433,63 @@ async fn a_decrement_at_min_and_an_exit_at_max_are_refused() {
     assert_eq!(desired, 2);
     assert_eq!(states.get(&ids[0]).map(String::as_str), Some("Standby"));
     assert!(states.contains_key(&ids[1]));
+}
+
+/// An attached group shows its own target tracking policies (DescribePolicies on moto): the
+/// metric, the target and whether scale-in is on. The alarms AWS creates for them and their
+/// states are tested with SDK mocks (`aws_ops_mocks.rs`): moto creates none.
+#[tokio::test]
+async fn the_scaling_section_lists_the_groups_own_policies() {
+    let w = world(3, Db::None).await;
+    let before = w.snapshot().await;
+    assert_eq!(
+        before.scaling.as_ref().map(|s| s.policies.len()),
+        Some(0),
+        "no policy yet: {:?}",
+        before.scaling
+    );
+    w.asg
+        .put_scaling_policy()
+        .auto_scaling_group_name(&w.group)
+        .policy_name("web-cpu")
+        .policy_type("TargetTrackingScaling")
+        .target_tracking_configuration(
+            aws_sdk_autoscaling::types::TargetTrackingConfiguration::builder()
+                .predefined_metric_specification(
+                    aws_sdk_autoscaling::types::PredefinedMetricSpecification::builder()
+                        .predefined_metric_type(
+                            aws_sdk_autoscaling::types::MetricType::AsgAverageCpuUtilization,
+                        )
+                        .build(),
+                )
+                .target_value(55.0)
+                .disable_scale_in(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put scaling policy");
+    let snapshot = w.snapshot().await;
+    assert!(
+        snapshot.error_for(Section::Scaling).is_none(),
+        "{:?}",
+        snapshot.errors
+    );
+    let scaling = snapshot.scaling.expect("a scaling section");
+    let policies: Vec<(&str, ScalingMetric, f64, bool)> = scaling
+        .policies
+        .iter()
+        .map(|p| {
+            (
+                p.policy.name.as_str(),
+                p.policy.metric,
+                p.policy.target,
+                p.policy.scale_in,
+            )
+        })
+        .collect();
+    assert_eq!(
+        policies,
+        [("web-cpu", ScalingMetric::CpuPercent, 55.0, false)]
+    );
 }

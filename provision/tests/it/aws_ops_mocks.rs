@@ -12,6 +12,7 @@ use aws_sdk_autoscaling::operation::cancel_instance_refresh::{
 };
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+use aws_sdk_autoscaling::operation::describe_policies::DescribePoliciesOutput;
 use aws_sdk_autoscaling::operation::describe_scaling_activities::DescribeScalingActivitiesOutput;
 use aws_sdk_autoscaling::operation::rollback_instance_refresh::{
     RollbackInstanceRefreshError, RollbackInstanceRefreshOutput,
@@ -27,6 +28,7 @@ use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
 use aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput;
 use aws_sdk_cloudformation::operation::list_stack_resources::ListStackResourcesOutput;
 use aws_sdk_cloudformation::types as cfn;
+use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
 use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataError, GetMetricDataOutput};
 use aws_sdk_cloudwatch::types::MetricDataResult;
 use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
@@ -101,6 +103,10 @@ impl Rules {
         autoscaling.push(
             mock!(aws_sdk_autoscaling::Client::describe_scaling_activities)
                 .then_output(|| DescribeScalingActivitiesOutput::builder().build()),
+        );
+        autoscaling.push(
+            mock!(aws_sdk_autoscaling::Client::describe_policies)
+                .then_output(|| DescribePoliciesOutput::builder().build()),
         );
         let mut cloudwatch = self.cloudwatch.clone();
         cloudwatch.push(
@@ -1355,4 +1361,159 @@ async fn deploy_with_env_is_refused(cloud: &AwsCloud, version: &str, why: &str) 
         "{refused}"
     );
     assert!(refused.to_string().contains(why), "{refused}");
+}
+
+/// The scaling section on AWS: the group's target tracking policy from DescribePolicies, its
+/// two alarms' states, thresholds and datapoints from one DescribeAlarms (their real values,
+/// not the model's assumptions), the current value from the alarm's recent datapoints, and the
+/// decision from the scaling activity a policy caused.
+/// Moto gap: moto creates no alarms for a target tracking policy, and the Rust SDK's CloudWatch
+/// protocol is not one moto serves.
+#[tokio::test]
+async fn the_scaling_section_shows_policies_alarms_and_the_last_decision() {
+    let high = "TargetTracking-web-AlarmHigh-1a2b";
+    let low = "TargetTracking-web-AlarmLow-3c4d";
+    let mut rules = Rules::attached();
+    rules.autoscaling.push(
+        mock!(aws_sdk_autoscaling::Client::describe_policies)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some(GROUP)
+                    && r.policy_types() == ["TargetTrackingScaling".to_owned()]
+            })
+            .then_output(move || {
+                DescribePoliciesOutput::builder()
+                    .scaling_policies(
+                        asg::ScalingPolicy::builder()
+                            .policy_name("web-requests")
+                            .policy_type("TargetTrackingScaling")
+                            .target_tracking_configuration(
+                                asg::TargetTrackingConfiguration::builder()
+                                    .predefined_metric_specification(
+                                        asg::PredefinedMetricSpecification::builder()
+                                            .predefined_metric_type(
+                                                asg::MetricType::AlbRequestCountPerTarget,
+                                            )
+                                            .resource_label("app/web/1/targetgroup/web/2")
+                                            .build(),
+                                    )
+                                    .target_value(60.0)
+                                    .build(),
+                            )
+                            .alarms(asg::Alarm::builder().alarm_name(high).build())
+                            .alarms(asg::Alarm::builder().alarm_name(low).build())
+                            .build(),
+                    )
+                    .build()
+            }),
+    );
+    rules.autoscaling.push(
+        mock!(aws_sdk_autoscaling::Client::describe_scaling_activities).then_output(|| {
+            DescribeScalingActivitiesOutput::builder()
+                .activities(
+                    asg::Activity::builder()
+                        .activity_id("a-2")
+                        .auto_scaling_group_name(GROUP)
+                        .description("Launching a new EC2 instance: i-0c1")
+                        .cause(
+                            "At 2023-11-14T22:15:00Z a monitor alarm \
+                             TargetTracking-web-AlarmHigh-1a2b in state ALARM triggered policy \
+                             web-requests changing the desired capacity from 3 to 4.  At \
+                             2023-11-14T22:15:05Z an instance was started in response to a \
+                             difference between desired and actual capacity, increasing the \
+                             capacity from 3 to 4.",
+                        )
+                        .start_time(DateTime::from_secs(1_700_000_105))
+                        .status_code(asg::ScalingActivityStatusCode::Successful)
+                        .build(),
+                )
+                .build()
+        }),
+    );
+    let names = [high.to_owned(), low.to_owned()];
+    rules.cloudwatch.push(
+        mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+            .match_requests(move |r| r.alarm_names() == names)
+            .then_output(move || {
+                let alarm = |name: &str, state, operator, threshold: f64, periods: i32| {
+                    aws_sdk_cloudwatch::types::MetricAlarm::builder()
+                        .alarm_name(name)
+                        .state_value(state)
+                        .comparison_operator(operator)
+                        .threshold(threshold)
+                        .evaluation_periods(periods)
+                        .datapoints_to_alarm(periods)
+                        .period(60)
+                        .state_reason_data(
+                            r#"{"version":"1.0","recentDatapoints":[70.0,84.0],"threshold":60.0}"#,
+                        )
+                        .build()
+                };
+                use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue};
+                DescribeAlarmsOutput::builder()
+                    .metric_alarms(alarm(
+                        high,
+                        StateValue::Alarm,
+                        ComparisonOperator::GreaterThanThreshold,
+                        60.0,
+                        3,
+                    ))
+                    .metric_alarms(alarm(
+                        low,
+                        StateValue::Ok,
+                        ComparisonOperator::LessThanThreshold,
+                        54.0,
+                        15,
+                    ))
+                    .build()
+            }),
+    );
+    let snapshot = rules
+        .cloud(true)
+        .snapshot(&stack())
+        .await
+        .expect("snapshot");
+    assert!(
+        snapshot.error_for(Section::Scaling).is_none(),
+        "{:?}",
+        snapshot.errors
+    );
+    let scaling = snapshot.scaling.expect("a scaling section");
+    assert_eq!(scaling.policies.len(), 1);
+    let policy = &scaling.policies[0];
+    assert_eq!(policy.policy.name, "web-requests");
+    assert_eq!(policy.policy.metric, ScalingMetric::RequestsPerTarget);
+    assert_eq!(policy.policy.target, 60.0);
+    assert!(policy.policy.scale_in);
+    assert_eq!(policy.current, Some(84.0));
+    let alarms: Vec<(&str, AlarmState, AlarmSide, f64, u32, u32)> = policy
+        .alarms
+        .iter()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                a.state,
+                a.side,
+                a.threshold,
+                a.datapoints,
+                a.period_seconds,
+            )
+        })
+        .collect();
+    assert_eq!(
+        alarms,
+        [
+            (high, AlarmState::Alarm, AlarmSide::Above, 60.0, 3, 60),
+            (low, AlarmState::Ok, AlarmSide::Below, 54.0, 15, 60),
+        ]
+    );
+    let decision = scaling.last_decision().expect("a decision");
+    assert_eq!(decision.policy, "web-requests");
+    assert_eq!((decision.from, decision.to), (3, 4));
+    assert_eq!(decision.direction, ScalingDirection::Out);
+    assert!(decision.reason.contains(high), "{}", decision.reason);
+    assert!(
+        scaling.launching.is_empty(),
+        "i-0c1 is already InService: {:?}",
+        scaling.launching
+    );
 }

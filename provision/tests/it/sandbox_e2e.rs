@@ -1905,3 +1905,146 @@ async fn a_zonal_shift_moves_new_requests_away_and_cancel_brings_them_back() {
     assert_eq!(failures(&results).len(), 0, "{:?}", failures(&results));
     sandbox.down().await;
 }
+
+/// Sends requests to `url` from `workers` loops, each pausing `pace` between requests, until
+/// `stop` is set; returns how many got an answer.
+fn load(
+    url: String,
+    workers: usize,
+    pace: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut loops = Vec::new();
+        for _ in 0..workers {
+            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+            loops.push(tokio::spawn(async move {
+                let mut answered = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if client.get(&url).send().await.is_ok() {
+                        answered += 1;
+                    }
+                    tokio::time::sleep(pace).await;
+                }
+                answered
+            }));
+        }
+        let mut total = 0;
+        for handle in loops {
+            total += handle.await.unwrap_or(0);
+        }
+        total
+    })
+}
+
+/// Target tracking end to end: a load over the requests-per-target target raises desired
+/// capacity, the new instances become healthy targets, and when the load stops the group
+/// scales back to min. The metric period is shortened with the test-only
+/// `[sandbox] scaling_period_seconds`, so the 15 periods of the scale-in alarm take seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_over_the_target_scales_out_and_back_in_when_it_stops() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let text = r#"
+name = "sbx-e2e"
+region = "us-east-1"
+[app]
+version = "1.0.0"
+min = 3
+max = 6
+desired = 3
+[app.scaling]
+requests_per_target = 120
+[mailer]
+sender = "no-reply@example.com"
+[sandbox]
+scaling_period_seconds = 1
+"#;
+    let sandbox = Sandbox::up_with(text, 0o755).await;
+    sandbox
+        .until("three healthy targets", |s| all_targets_healthy(s, 3))
+        .await;
+    let before = sandbox.snapshot().await;
+    let scaling = before.scaling.clone().expect("a scaling section");
+    assert_eq!(scaling.policies.len(), 1, "{scaling:?}");
+    assert_eq!(scaling.policies[0].policy.target, 120.0);
+    assert!(scaling.decisions.is_empty(), "{scaling:?}");
+
+    // Six loops of about ten requests a second: far over 2 requests a second per target
+    // (120 a minute) for three targets.
+    let endpoint = before.endpoint.clone().expect("an endpoint");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let traffic = load(
+        format!("{endpoint}/healthz"),
+        6,
+        Duration::from_millis(100),
+        stop.clone(),
+    );
+    let out = sandbox
+        .until("a scale-out decision", |s| {
+            s.scaling
+                .as_ref()
+                .and_then(|v| v.last_decision())
+                .is_some_and(|d| d.direction == provision::port::ScalingDirection::Out)
+        })
+        .await;
+    let decision = out
+        .scaling
+        .as_ref()
+        .and_then(|v| v.last_decision())
+        .cloned()
+        .expect("a decision");
+    assert_eq!(decision.from, 3);
+    assert!(decision.to > 3 && decision.to <= 6, "{decision:?}");
+    assert!(
+        decision.reason.starts_with("requests/target ")
+            && decision
+                .reason
+                .contains("> 120 for 3 periods → desired 3 → "),
+        "{}",
+        decision.reason
+    );
+    assert!(
+        out.events
+            .iter()
+            .any(|e| e.message.starts_with("Scaling policy requests-per-target:")),
+        "{:?}",
+        out.events
+    );
+    let scaled = sandbox
+        .until("the new instances are healthy targets", |s| {
+            s.capacity.is_some_and(|c| c.desired > 3)
+                && all_targets_healthy(s, s.capacity.map_or(0, |c| c.desired as usize))
+        })
+        .await;
+    let launched_by_scale_out = scaled
+        .events
+        .iter()
+        .filter(|e| {
+            e.message
+                .contains("in response to scaling policy requests-per-target")
+        })
+        .count();
+    assert!(launched_by_scale_out >= 1, "{:?}", scaled.events);
+
+    stop.store(true, Ordering::Relaxed);
+    let answered = traffic.await.expect("the load ends");
+    assert!(answered > 0);
+    let back = sandbox
+        .until("back to min", |s| {
+            s.capacity.is_some_and(|c| c.desired == 3) && all_targets_healthy(s, 3)
+        })
+        .await;
+    let decisions = &back.scaling.as_ref().expect("a scaling section").decisions;
+    assert_eq!(
+        decisions.first().map(|d| d.direction),
+        Some(provision::port::ScalingDirection::In),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.windows(2).all(|w| w[0].at >= w[1].at),
+        "newest first: {decisions:?}"
+    );
+    sandbox.down().await;
+}

@@ -353,6 +353,38 @@ fn a_missing_file_names_the_path() {
     &with("[logs]\nerror_alarm_threshold = 0"),
     "line 12, field logs.error_alarm_threshold: must be at least 1"
 )]
+#[case::scaling_without_metric(
+    &with("[app.scaling]\nscale_in = true"),
+    "line 11, field app.scaling: names no metric; set cpu_percent"
+)]
+#[case::scaling_cpu_zero(
+    &with("[app.scaling]\ncpu_percent = 0"),
+    "line 12, field app.scaling.cpu_percent: 0 is not a CPU target; use 1 to 100"
+)]
+#[case::scaling_cpu_too_high(
+    &with("[app.scaling]\ncpu_percent = 101"),
+    "line 12, field app.scaling.cpu_percent: 101 is not a CPU target"
+)]
+#[case::scaling_requests_zero(
+    &with("[app.scaling]\nrequests_per_target = 0"),
+    "line 12, field app.scaling.requests_per_target: 0 is not a request target"
+)]
+#[case::scaling_wrong_type(
+    &with("[app.scaling]\ncpu_percent = \"high\""),
+    "line 12, field app.scaling.cpu_percent: invalid type"
+)]
+#[case::scaling_unknown_field(
+    &with("[app.scaling]\ntarget = 5"),
+    "line 12, field app.scaling.target: unknown field `target`"
+)]
+#[case::scaling_without_room(
+    &format!("{}\n[app.scaling]\ncpu_percent = 60\n", app("min = 3\nmax = 3")),
+    "line 8, field app.max: max (3) leaves no room to scale above min (3)"
+)]
+#[case::sandbox_scaling_period(
+    &with("[sandbox]\nscaling_period_seconds = 0"),
+    "line 12, field sandbox.scaling_period_seconds: must be between 1 and 60"
+)]
 fn refuses_with_a_message_naming_the_field(#[case] text: &str, #[case] expected: &str) {
     let message = error_of(text).to_string();
     assert!(

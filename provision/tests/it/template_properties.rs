@@ -520,3 +520,58 @@ fn bootstrap_bucket_is_private_versioned_encrypted_and_tls_only() {
         "shop-prod-bootstrap"
     );
 }
+
+/// `[app.scaling]`: one target tracking policy per metric on the group; requests per target
+/// name the load balancer and target group in the ResourceLabel; no table, no policy.
+#[test]
+fn scaling_policies_follow_the_scaling_table() {
+    let spec = |scaling: &str| {
+        StackSpec::parse(&format!(
+            "name = \"shop\"\nregion = \"eu-west-1\"\n[app]\nversion = \"1.0.0\"\nmax = 6\n\
+             {scaling}\n[mailer]\nsender = \"no-reply@example.com\"\n"
+        ))
+        .expect("a valid spec")
+    };
+    let none = main_template(&spec(""));
+    assert!(of_type(&none, "AWS::AutoScaling::ScalingPolicy").is_empty());
+
+    let cpu = main_template(&spec("[app.scaling]\ncpu_percent = 70\nscale_in = false"));
+    let policies = of_type(&cpu, "AWS::AutoScaling::ScalingPolicy");
+    assert_eq!(policies.len(), 1);
+    let (id, policy) = policies[0];
+    assert_eq!(id, "CpuScalingPolicy");
+    let props = &policy["Properties"];
+    assert_eq!(props["AutoScalingGroupName"]["Ref"], "AutoScalingGroup");
+    assert_eq!(props["PolicyType"], "TargetTrackingScaling");
+    let config = &props["TargetTrackingConfiguration"];
+    assert_eq!(
+        config["PredefinedMetricSpecification"]["PredefinedMetricType"],
+        "ASGAverageCPUUtilization"
+    );
+    assert_eq!(config["TargetValue"], 70);
+    assert_eq!(config["DisableScaleIn"], true);
+
+    let both = main_template(&spec(
+        "[app.scaling]\ncpu_percent = 70\nrequests_per_target = 500",
+    ));
+    let policies = of_type(&both, "AWS::AutoScaling::ScalingPolicy");
+    assert_eq!(policies.len(), 2);
+    let requests =
+        &both["Resources"]["RequestsScalingPolicy"]["Properties"]["TargetTrackingConfiguration"];
+    assert_eq!(requests["TargetValue"], 500);
+    assert_eq!(requests["DisableScaleIn"], false);
+    let metric = &requests["PredefinedMetricSpecification"];
+    assert_eq!(metric["PredefinedMetricType"], "ALBRequestCountPerTarget");
+    assert_eq!(
+        metric["ResourceLabel"]["Fn::Join"],
+        serde_json::json!(["/", [
+            { "Fn::GetAtt": ["LoadBalancer", "LoadBalancerFullName"] },
+            { "Fn::GetAtt": ["TargetGroup", "TargetGroupFullName"] },
+        ]])
+    );
+    // The alarms evaluate one-minute metrics: detailed monitoring on the launch template.
+    assert_eq!(
+        both["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["Monitoring"]["Enabled"],
+        true
+    );
+}

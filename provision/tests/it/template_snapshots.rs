@@ -50,3 +50,26 @@ fn lean_example_bootstrap_template() {
         .expect("json");
     insta::assert_snapshot!("lean_bootstrap", json);
 }
+
+/// The scaling policies of a spec with both metrics and scale-in off (the example has only
+/// requests per target): the `AWS::AutoScaling::ScalingPolicy` resources alone.
+#[test]
+fn scaling_policies_for_each_metric() {
+    let spec = StackSpec::parse(
+        "name = \"shop\"\nregion = \"eu-west-1\"\n[app]\nversion = \"1.0.0\"\nmax = 6\n\
+         [app.scaling]\ncpu_percent = 60\nrequests_per_target = 1000\nscale_in = false\n\
+         [mailer]\nsender = \"no-reply@example.com\"\n",
+    )
+    .expect("a valid spec");
+    let template: serde_json::Value =
+        serde_json::from_str(&render(&spec).to_json().expect("json")).expect("valid json");
+    let policies: serde_json::Map<String, serde_json::Value> = template["Resources"]
+        .as_object()
+        .expect("resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::AutoScaling::ScalingPolicy")
+        .map(|(id, r)| (id.clone(), r.clone()))
+        .collect();
+    let json = serde_json::to_string_pretty(&policies).expect("json");
+    insta::assert_snapshot!("scaling_policies", json);
+}
