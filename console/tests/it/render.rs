@@ -183,6 +183,7 @@ fn drill_view(finished: bool) -> DrillView {
                 unknown: 0,
             }),
             aborted: None,
+            remedy: None,
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]
