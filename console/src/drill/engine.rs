@@ -673,9 +673,12 @@ pub async fn run(
     let end_at = run.second();
 
     // Report.
+    let shifted_at = remedy.as_ref().and_then(|r| r.record.shifted_at);
+    let mut latency_shifted = None;
     let (probe_seconds, latency, writes) = match run.probe.take() {
         Some(mut probe) => {
             probe.halt().await;
+            latency_shifted = shifted_at.map(|at| probe.latency_between(at + 1, restore_at));
             let latency = [
                 probe.latency_between(0, latency_before_end),
                 probe.latency_between(inject_at, during_end),
@@ -693,6 +696,7 @@ pub async fn run(
     let remedy = remedy.map(|mut remedy| {
         let azs: Vec<String> = first.azs.iter().map(|v| v.az.clone()).collect();
         let shifted = remedy.record.shifted_at;
+        remedy.record.latency_shifted = latency_shifted;
         remedy.record.served_before = served_per_az(
             &probe_seconds,
             &azs,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::probe::ProbeSecond;
+use super::probe::{Latency, ProbeSecond};
 
 /// When the faulted AZ counts as impaired.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -143,6 +143,9 @@ pub struct RemedyRecord {
     pub served_before: BTreeMap<String, u32>,
     /// Requests served per AZ from the second after the shift started to the restore.
     pub served_after: BTreeMap<String, u32>,
+    /// The probe's latency over the same span (shifted, fault still in place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_shifted: Option<Latency>,
 }
 
 impl RemedyRecord {
@@ -185,8 +188,12 @@ impl RemedyRecord {
             counts(&self.served_before)
         ));
         if self.shifted_at.is_some() {
+            let p99 = self
+                .latency_shifted
+                .and_then(|l| l.p99_ms)
+                .map_or("—".to_owned(), |ms| format!("{ms:.1} ms"));
             lines.push(format!(
-                "probe requests per AZ after the shift: {}",
+                "probe requests per AZ after the shift: {} (p99 {p99}, fault still in place)",
                 counts(&self.served_after)
             ));
         }
