@@ -924,19 +924,24 @@ mod tests {
         // skip matching: space flips it.
         update(&mut s, key(KeyCode::Tab));
         update(&mut s, key(KeyCode::Char(' ')));
-        // scale-in protected: → steps forward from Ignore, ← back again wraps to Refresh.
+        // scale-in protected: → from Wait (AWS's default) wraps to Refresh, ← ← goes back
+        // past Wait to Ignore.
         update(&mut s, key(KeyCode::Tab));
         update(&mut s, key(KeyCode::Tab));
         update(&mut s, key(KeyCode::Right));
-        assert_eq!(s.deploy.scale_in_protected, ScaleInProtectedInstances::Wait);
-        update(&mut s, key(KeyCode::Left));
-        update(&mut s, key(KeyCode::Left));
         assert_eq!(
             s.deploy.scale_in_protected,
             ScaleInProtectedInstances::Refresh
         );
-        // standby: ← from Ignore is Terminate; typing on a choice field changes nothing.
+        update(&mut s, key(KeyCode::Left));
+        update(&mut s, key(KeyCode::Left));
+        assert_eq!(
+            s.deploy.scale_in_protected,
+            ScaleInProtectedInstances::Ignore
+        );
+        // standby: ← ← from Wait is Terminate; typing on a choice field changes nothing.
         update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Left));
         update(&mut s, key(KeyCode::Left));
         chars(&mut s, "x");
         assert_eq!(s.deploy.standby, StandbyInstances::Terminate);
@@ -957,7 +962,7 @@ mod tests {
         );
         assert!(review.contains("alarms shop-5xx, shop-p99"), "{review}");
         assert!(
-            review.contains("scale-in protected Refresh, standby Terminate"),
+            review.contains("scale-in protected Ignore, standby Terminate"),
             "{review}"
         );
         assert!(
@@ -973,7 +978,7 @@ mod tests {
         assert!(p.skip_matching);
         assert_eq!(
             p.scale_in_protected_instances,
-            ScaleInProtectedInstances::Refresh
+            ScaleInProtectedInstances::Ignore
         );
         assert_eq!(p.standby_instances, StandbyInstances::Terminate);
     }

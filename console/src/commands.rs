@@ -271,6 +271,11 @@ pub fn status_text(snapshot: &Snapshot) -> String {
     if let Some(url) = &snapshot.endpoint {
         let _ = writeln!(out, "endpoint {url}");
     }
+    if let Some(clock) = &snapshot.clock {
+        for line in clock.lines() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     for az in &snapshot.azs {
         let mut db = az.database.as_ref().map_or(String::new(), |d| {
             format!(" · DB {:?} {}", d.role, d.status)

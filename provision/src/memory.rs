@@ -776,6 +776,9 @@ impl MemStack {
                 .map(|e| e.event.clone())
                 .collect();
         }
+        if readable(Section::Scaling) {
+            snapshot.scaling = Some(self.group.scaling_view());
+        }
         if readable(Section::Metrics) {
             let mut series = self.recorded_metrics.clone();
             for view in &snapshot.azs {

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    CapacityCheck, Cloud, CloudError, Fault, ShiftRequest, Snapshot, StackRef, shift,
+    CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, ShiftRequest,
+    Snapshot, StackRef, shift,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -230,6 +231,13 @@ fn capacity_of(snapshot: &Snapshot, second: u64) -> CapacitySample {
     }
 }
 
+/// An instance launch the group recorded (not a failed one).
+fn is_launch(event: &Event) -> bool {
+    event.source == EventSource::Scaling
+        && event.message.starts_with("Launching a new EC2 instance: ")
+        && !event.message.contains("Status Reason")
+}
+
 struct Run<'a> {
     cloud: Arc<dyn Cloud>,
     stack: StackRef,
@@ -243,6 +251,12 @@ struct Run<'a> {
     steps: Vec<StepRecord>,
     capacity: Vec<CapacitySample>,
     ticker: tokio::time::Interval,
+    /// The wall time `started` stands for, to place the model's event times.
+    started_wall: time::OffsetDateTime,
+    /// The sandbox's clock, from the latest snapshot that had one.
+    clock: Option<SandboxClock>,
+    /// Launches the model recorded, in seconds from `started_wall`.
+    launches: Vec<f64>,
 }
 
 /// The remedy while the drill observes.
@@ -347,6 +361,15 @@ impl Run<'_> {
         }
         match self.cloud.snapshot(&self.stack).await {
             Ok(snapshot) => {
+                if snapshot.clock.is_some() {
+                    self.clock = snapshot.clock.clone();
+                }
+                for event in snapshot.events.iter().filter(|e| is_launch(e)) {
+                    let at = (event.at - self.started_wall).as_seconds_f64();
+                    if at >= 0.0 && !self.launches.contains(&at) {
+                        self.launches.push(at);
+                    }
+                }
                 let sample = capacity_of(&snapshot, second);
                 let _ = self.updates.send(DrillUpdate::Capacity(sample.clone()));
                 self.capacity.push(sample.clone());
@@ -465,6 +488,9 @@ pub async fn run(
         steps: Vec::new(),
         capacity: Vec::new(),
         ticker,
+        started_wall: time::OffsetDateTime::now_utc(),
+        clock: first.clock.clone(),
+        launches: Vec::new(),
     };
 
     // Steady state.
@@ -724,6 +750,14 @@ pub async fn run(
             ),
         )?;
     }
+    // Actions on single instances an operator took meanwhile (the CLI and the console journal
+    // them in this same journal). An unreadable journal costs the report this list, not the
+    // drill.
+    let instance_actions = journal::instance_actions_since(run.journal.path(), started_at)
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read instance actions from the journal: {e}");
+            Vec::new()
+        });
     let record = DrillRecord {
         stack: stack.name.clone(),
         backend: cloud.kind().to_string(),
@@ -744,6 +778,8 @@ pub async fn run(
         latency_during: latency[1],
         latency_after: latency[2],
         writes,
+        clock: run.clock.clone(),
+        launches: run.launches.clone(),
         aborted: aborted.clone().or_else(|| {
             restored
                 .as_ref()
@@ -751,6 +787,7 @@ pub async fn run(
                 .map(|e| format!("restore failed: {e}"))
         }),
         remedy,
+        instance_actions,
     };
     let report = report::summarize(record);
     let files = match &config.report_dir {

@@ -22,6 +22,8 @@ use provision::port::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::report::InstanceActionTaken;
+
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "entry", rename_all = "snake_case")]
@@ -279,26 +281,24 @@ impl Pending {
     }
 }
 
-/// Reads the journal at `path`. A missing file means nothing is pending; a torn last line
-/// (the process died mid-write) is ignored; any other unreadable line is an error naming it.
-pub fn pending(path: &Path) -> std::io::Result<Pending> {
+/// Reads every entry of the journal at `path`, oldest first. A missing file has none; a torn
+/// last line (the process died mid-write) is ignored; any other unreadable line is an error
+/// naming it.
+fn entries(path: &Path) -> std::io::Result<Vec<Entry>> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pending::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>()?;
-    let mut records: Vec<FaultRecord> = Vec::new();
-    let mut intent: Option<(Fault, Vec<PlannedAction>)> = None;
-    let mut unrecorded = Vec::new();
-    let mut shifts: Vec<String> = Vec::new();
     let last = lines.len().saturating_sub(1);
+    let mut entries = Vec::with_capacity(lines.len());
     for (n, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let entry: Entry = match serde_json::from_str(line) {
-            Ok(e) => e,
+        match serde_json::from_str(line) {
+            Ok(e) => entries.push(e),
             Err(_) if n == last => break,
             Err(e) => {
                 return Err(std::io::Error::new(
@@ -306,7 +306,18 @@ pub fn pending(path: &Path) -> std::io::Result<Pending> {
                     format!("{} line {}: {e}", path.display(), n + 1),
                 ));
             }
-        };
+        }
+    }
+    Ok(entries)
+}
+
+/// Reads the journal at `path` and says which faults are still in place.
+pub fn pending(path: &Path) -> std::io::Result<Pending> {
+    let mut records: Vec<FaultRecord> = Vec::new();
+    let mut intent: Option<(Fault, Vec<PlannedAction>)> = None;
+    let mut unrecorded = Vec::new();
+    let mut shifts: Vec<String> = Vec::new();
+    for entry in entries(path)? {
         match entry {
             Entry::InjectIntent { fault, plan, .. } => {
                 if let Some(previous) = intent.replace((fault, plan)) {
@@ -335,6 +346,44 @@ pub fn pending(path: &Path) -> std::io::Result<Pending> {
         unrecorded,
         shifts,
     })
+}
+
+/// The actions on single instances journaled at `path` at or after `since` (from the CLI or
+/// the console, while a drill ran), each with its outcome: `done`, the error, or that none was
+/// journaled (the process stopped during the call).
+pub fn instance_actions_since(
+    path: &Path,
+    since: OffsetDateTime,
+) -> std::io::Result<Vec<InstanceActionTaken>> {
+    let mut taken: Vec<InstanceActionTaken> = Vec::new();
+    for entry in entries(path)? {
+        match entry {
+            Entry::InstanceIntent { at, plan } if at >= since => {
+                taken.push(InstanceActionTaken {
+                    second: u64::try_from((at - since).whole_seconds()).unwrap_or(0),
+                    instance_id: plan.instance_id,
+                    az: plan.az,
+                    action: plan.action.to_string(),
+                    outcome: None,
+                });
+            }
+            Entry::InstanceActed {
+                instance_id,
+                outcome,
+                ..
+            } => {
+                if let Some(action) = taken
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.instance_id == instance_id && a.outcome.is_none())
+                {
+                    action.outcome = Some(outcome);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(taken)
 }
 
 #[cfg(test)]
@@ -437,6 +486,75 @@ mod tests {
         assert!(
             pending(&dir.path().join("missing"))
                 .expect("missing")
+                .is_empty()
+        );
+    }
+
+    /// The drill's report lists the instance actions journaled since it started, each with
+    /// its outcome; earlier ones are left out, and one without an outcome says so.
+    #[test]
+    fn instance_actions_since_a_drill_started() {
+        use provision::port::{InstanceAction, InstancePlan};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.jsonl");
+        let mut j = Journal::open(&path).expect("open");
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let start = t0 + time::Duration::seconds(100);
+        let plan = |id: &str, action| InstancePlan::new(id, "az-b", action, vec![]);
+        for entry in [
+            Entry::InstanceIntent {
+                at: t0,
+                plan: plan("i-before", InstanceAction::Unhealthy),
+            },
+            Entry::InstanceActed {
+                at: t0,
+                instance_id: "i-before".into(),
+                outcome: "done".into(),
+            },
+            Entry::Started {
+                at: start,
+                drill: "terminate-az".into(),
+                stack: StackRef::new("demo").expect("name"),
+            },
+            Entry::InstanceIntent {
+                at: start + time::Duration::seconds(7),
+                plan: plan("i-1", InstanceAction::Terminate { decrement: true }),
+            },
+            Entry::InstanceActed {
+                at: start + time::Duration::seconds(8),
+                instance_id: "i-1".into(),
+                outcome: "refused: min size".into(),
+            },
+            Entry::InstanceIntent {
+                at: start + time::Duration::seconds(20),
+                plan: plan("i-2", InstanceAction::Standby { decrement: false }),
+            },
+        ] {
+            j.append(&entry).expect("append");
+        }
+        let taken = instance_actions_since(&path, start).expect("read");
+        assert_eq!(
+            taken,
+            vec![
+                InstanceActionTaken {
+                    second: 7,
+                    instance_id: "i-1".into(),
+                    az: "az-b".into(),
+                    action: InstanceAction::Terminate { decrement: true }.to_string(),
+                    outcome: Some("refused: min size".into()),
+                },
+                InstanceActionTaken {
+                    second: 20,
+                    instance_id: "i-2".into(),
+                    az: "az-b".into(),
+                    action: "standby".into(),
+                    outcome: None,
+                },
+            ]
+        );
+        assert!(
+            instance_actions_since(&dir.path().join("none.jsonl"), start)
+                .expect("a missing journal has none")
                 .is_empty()
         );
     }

@@ -10,6 +10,9 @@
 //! - **failed requests**: probe failures from injection to the end of the drill;
 //! - **capacity dip** per AZ: steady-state healthy capacity minus the lowest seen after
 //!   injection.
+//!
+//! A sandbox drill records the sandbox's clock; under the `fast` clock the report gives each
+//! duration twice, as measured and on the spec's AWS clock ([`OnAws`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use provision::model::TimeScale;
+use provision::port::SandboxClock;
 
 use super::probe::{Latency, ProbeSecond};
 
@@ -52,6 +58,20 @@ pub struct WriteCheck {
     pub unknown: u32,
 }
 
+/// An action on one instance (terminate, unhealthy, standby, resume) taken while the drill ran,
+/// from the stack's journal. Not a fault: the drill does not restore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceActionTaken {
+    /// Seconds after the drill started.
+    pub second: u64,
+    pub instance_id: String,
+    pub az: String,
+    /// `terminate`, `standby (decrement)`, …
+    pub action: String,
+    /// `done`, the error, or `None` when no outcome was journaled.
+    pub outcome: Option<String>,
+}
+
 /// Everything the drill recorded; the report is computed from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -76,6 +96,17 @@ pub struct DrillRecord {
     /// What the drill's remedy (`--remedy`) did, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remedy: Option<super::remedy::RemedyRecord>,
+    /// Actions on single instances taken while the drill ran (reports written before they
+    /// were recorded have none).
+    #[serde(default)]
+    pub instance_actions: Vec<InstanceActionTaken>,
+    /// The sandbox's clock during the drill (none on AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<SandboxClock>,
+    /// Seconds (from the start of the probe) at which the group launched an instance after
+    /// injection, from the model's own event times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launches: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +126,49 @@ pub struct DrillReport {
     pub failures_by_kind: BTreeMap<String, u64>,
     pub capacity_dip: BTreeMap<String, CapacityDip>,
     pub verdict: Verdict,
+    /// Under the sandbox's `fast` clock: the same durations on the spec's AWS clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_aws: Option<OnAws>,
+}
+
+/// A `fast` sandbox drill's durations on the spec's AWS clock. The scheduled part of a
+/// measured duration (health checks, grace period, deregistration delay, instance boot,
+/// RDS failover: everything the model waits on) is multiplied by the clock's factor; the
+/// real work in it (a replacement's program starting, measured by the sandbox) is kept as
+/// measured, since AWS's equivalent is already in the scaled instance-boot assumption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnAws {
+    pub scale: TimeScale,
+    pub time_to_detect_s: Option<f64>,
+    pub time_to_recover_s: Option<f64>,
+    /// Real seconds kept unscaled in the recovery (a launched program's start).
+    pub unscaled_s: f64,
+}
+
+/// The AWS-clock figures of a drill measured under a compressed clock.
+fn on_aws(record: &DrillRecord, detect: Option<u64>, recover: Option<u64>) -> Option<OnAws> {
+    let clock = record.clock.as_ref()?;
+    if !clock.scale.is_compressed() {
+        return None;
+    }
+    let inject = record.inject_at? as f64;
+    let launched = recover.is_some_and(|r| {
+        record
+            .launches
+            .iter()
+            .any(|at| *at >= inject && *at <= inject + r as f64)
+    });
+    let unscaled_s = if launched {
+        clock.program_start_seconds.unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    Some(OnAws {
+        scale: clock.scale,
+        time_to_detect_s: detect.map(|d| clock.scale.predict(d as f64, 0.0)),
+        time_to_recover_s: recover.map(|r| clock.scale.predict(r as f64, unscaled_s)),
+        unscaled_s,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,9 +250,12 @@ pub fn summarize(record: DrillRecord) -> DrillReport {
     } else {
         Verdict::Failed
     };
+    let time_to_detect_s = detect_at.zip(inject).map(|(d, i)| d - i);
+    let time_to_recover_s = recover_at.zip(inject).map(|(r, i)| r - i);
     DrillReport {
-        time_to_detect_s: detect_at.zip(inject).map(|(d, i)| d - i),
-        time_to_recover_s: recover_at.zip(inject).map(|(r, i)| r - i),
+        on_aws: on_aws(&record, time_to_detect_s, time_to_recover_s),
+        time_to_detect_s,
+        time_to_recover_s,
         requests_during,
         failed_requests,
         failures_by_kind,
@@ -190,6 +267,31 @@ pub fn summarize(record: DrillRecord) -> DrillReport {
 
 fn fmt_secs(v: Option<u64>) -> String {
     v.map_or_else(|| "—".to_string(), |s| format!("{s} s"))
+}
+
+/// "3 s", or under a `fast` clock "3 s here → ≈ 30 s on AWS".
+fn fmt_both(measured: Option<u64>, on_aws: Option<Option<f64>>) -> String {
+    match (measured, on_aws) {
+        (Some(_), Some(Some(aws))) => {
+            format!("{} here → ≈ {} s on AWS", fmt_secs(measured), aws.round())
+        }
+        _ => fmt_secs(measured),
+    }
+}
+
+/// The clock line of a sandbox report: "clock fast ×10 (AWS figures: …)" or "clock aws".
+fn clock_line(report: &DrillReport) -> Option<String> {
+    let clock = report.record.clock.as_ref()?;
+    Some(match &report.on_aws {
+        Some(on_aws) => format!(
+            "clock {}: durations measured here, and on the spec's AWS clock (scheduled time × \
+             {}, {:.2} s of real program start kept as measured)",
+            clock.scale,
+            provision::model::clock::trim(clock.scale.factor),
+            on_aws.unscaled_s
+        ),
+        None => format!("clock {}: durations as measured", clock.scale),
+    })
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -215,10 +317,14 @@ pub fn summary_lines(report: &DrillReport) -> Vec<String> {
             .collect();
         format!(" ({})", kinds.join(", "))
     };
+    if let Some(line) = clock_line(report) {
+        lines.push(line);
+    }
+    let aws = report.on_aws.as_ref();
     lines.push(format!(
         "detect {} · recover {} · failed {} of {}{kinds}",
-        fmt_secs(report.time_to_detect_s),
-        fmt_secs(report.time_to_recover_s),
+        fmt_both(report.time_to_detect_s, aws.map(|a| a.time_to_detect_s)),
+        fmt_both(report.time_to_recover_s, aws.map(|a| a.time_to_recover_s)),
         report.failed_requests,
         report.requests_during
     ));
@@ -272,17 +378,21 @@ pub fn to_markdown(report: &DrillReport) -> String {
     if let Some(reason) = &r.aborted {
         let _ = writeln!(md, "\nAborted: {reason}");
     }
+    if let Some(line) = clock_line(report) {
+        let _ = writeln!(md, "\nSandbox {line}.");
+    }
     let _ = writeln!(md, "\n## Summary\n");
     let _ = writeln!(md, "| measure | value |\n|---|---|");
+    let aws = report.on_aws.as_ref();
     let _ = writeln!(
         md,
         "| time to detect | {} |",
-        fmt_secs(report.time_to_detect_s)
+        fmt_both(report.time_to_detect_s, aws.map(|a| a.time_to_detect_s))
     );
     let _ = writeln!(
         md,
         "| time to recover | {} |",
-        fmt_secs(report.time_to_recover_s)
+        fmt_both(report.time_to_recover_s, aws.map(|a| a.time_to_recover_s))
     );
     let _ = writeln!(
         md,
@@ -328,6 +438,28 @@ pub fn to_markdown(report: &DrillReport) -> String {
     let _ = writeln!(md, "\n## Timeline\n");
     for step in &r.steps {
         let _ = writeln!(md, "- t+{}s **{}** {}", step.second, step.step, step.detail);
+    }
+    if !r.instance_actions.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Instance actions during the drill\n\nTaken by an operator while the drill \
+             ran; `gameday restore` does not undo them.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| t | instance | AZ | action | outcome |\n|---|---|---|---|---|"
+        );
+        for a in &r.instance_actions {
+            let _ = writeln!(
+                md,
+                "| t+{}s | {} | {} | {} | {} |",
+                a.second,
+                a.instance_id,
+                a.az,
+                a.action,
+                a.outcome.as_deref().unwrap_or("no outcome journaled")
+            );
+        }
     }
     if let Some(w) = &r.writes
         && !w.lost.is_empty()
@@ -580,6 +712,9 @@ mod tests {
             }),
             aborted: None,
             remedy: None,
+            instance_actions: Vec::new(),
+            clock: None,
+            launches: Vec::new(),
         }
     }
 
@@ -603,6 +738,57 @@ mod tests {
             })
         );
         assert_eq!(report.verdict, Verdict::Passed);
+    }
+
+    fn clock(scale: TimeScale) -> SandboxClock {
+        SandboxClock {
+            scale,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            durations: Vec::new(),
+            program_start_seconds: Some(0.5),
+        }
+    }
+
+    #[test]
+    fn a_fast_clock_report_gives_each_duration_on_the_aws_clock_too() {
+        let mut fast = record();
+        fast.clock = Some(clock(TimeScale::fast(10.0)));
+        fast.launches = vec![3.4];
+        let report = summarize(fast);
+        let on_aws = report
+            .on_aws
+            .clone()
+            .expect("AWS figures under a fast clock");
+        // Detect (2 s) is all scheduled time; recover (3 s) launched instances, whose real
+        // program start (0.5 s) is kept as measured.
+        assert_eq!(on_aws.time_to_detect_s, Some(20.0));
+        assert_eq!(on_aws.time_to_recover_s, Some(25.5));
+        let lines = summary_lines(&report).join("\n");
+        assert!(lines.contains("clock fast ×10"), "{lines}");
+        assert!(
+            lines.contains("detect 2 s here → ≈ 20 s on AWS · recover 3 s here → ≈ 26 s on AWS"),
+            "{lines}"
+        );
+        assert!(to_markdown(&report).contains("| time to recover | 3 s here → ≈ 26 s on AWS |"));
+
+        // Without a launch nothing is kept unscaled.
+        let mut no_launch = record();
+        no_launch.clock = Some(clock(TimeScale::fast(10.0)));
+        let on_aws = summarize(no_launch).on_aws.expect("AWS figures");
+        assert_eq!(on_aws.time_to_recover_s, Some(30.0));
+
+        // On the aws clock, and on AWS, one figure each.
+        let mut aws = record();
+        aws.clock = Some(clock(TimeScale::aws()));
+        let report = summarize(aws);
+        assert_eq!(report.on_aws, None);
+        assert!(
+            summary_lines(&report)
+                .join("\n")
+                .contains("clock aws: durations as measured")
+        );
+        assert_eq!(summarize(record()).on_aws, None);
     }
 
     #[test]
@@ -686,6 +872,10 @@ mod tests {
         let md = to_markdown(&report);
         assert!(md.contains("| time to detect | 2 s |"), "{md}");
         assert!(md.contains("| az-a | 2 | 0 |"), "{md}");
+        assert!(
+            !md.contains("Instance actions"),
+            "none taken: no section\n{md}"
+        );
         let svg = to_svg(&report).expect("svg");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(svg.contains("az-b"));
@@ -696,5 +886,23 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&paths[0]).expect("read json"))
                 .expect("json round-trip");
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn lists_instance_actions_taken_during_the_drill() {
+        let mut r = record();
+        r.instance_actions = vec![InstanceActionTaken {
+            second: 4,
+            instance_id: "i-7".into(),
+            az: "az-b".into(),
+            action: "terminate".into(),
+            outcome: None,
+        }];
+        let md = to_markdown(&summarize(r));
+        assert!(md.contains("## Instance actions during the drill"), "{md}");
+        assert!(
+            md.contains("| t+4s | i-7 | az-b | terminate | no outcome journaled |"),
+            "{md}"
+        );
     }
 }

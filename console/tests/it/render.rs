@@ -184,6 +184,9 @@ fn drill_view(finished: bool) -> DrillView {
             }),
             aborted: None,
             remedy: None,
+            instance_actions: Vec::new(),
+            clock: None,
+            launches: Vec::new(),
         };
         view.report = Some(Box::new(summarize(record)));
         view.report_files = ["report.json", "report.md", "report.svg"]

@@ -99,6 +99,16 @@ fn up_status_down_from_the_shell() {
     // Every instance becomes healthy behind the load balancer.
     let azs = wait_until_healthy(&home, &spec);
 
+    // The status names the clock and the durations in force: the default spec's 10 s
+    // interval under the default fast clock.
+    let status = run(&mut triad(&home, &spec, &["status"]));
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        out.contains("clock fast ×10:") && out.contains("health check interval: 10 s (here 1 s)"),
+        "{}",
+        crate::support::text(&status)
+    );
+
     logs_from_the_shell(&home, &spec, &azs);
 
     // `down` without --yes wants the stack's name: an empty answer changes nothing.
@@ -322,6 +332,39 @@ fn a_gameday_from_the_shell_says_where_its_report_is() {
         let size = std::fs::metadata(Path::new(dir).join(file)).map_or(0, |m| m.len());
         assert!(size > 0, "{dir}/{file} is written");
     }
+
+    // The drill ran on the fast clock: the report gives the durations twice, as measured
+    // and on the spec's AWS clock, and says which clock.
+    assert!(
+        out.contains("clock fast ×10") && out.contains("on AWS"),
+        "{}",
+        crate::support::text(&ran)
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(dir).join("report.json")).expect("report.json"),
+    )
+    .expect("report.json is JSON");
+    assert_eq!(json["record"]["clock"]["scale"]["factor"], 10.0, "{json:#}");
+    let measured = json["time_to_recover_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("recovered: {json:#}"));
+    let on_aws = json["on_aws"]["time_to_recover_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("an AWS-clock recovery: {json:#}"));
+    let kept = json["on_aws"]["unscaled_s"].as_f64().unwrap_or(-1.0);
+    assert!(
+        !json["record"]["launches"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "terminate-az launched replacements: {json:#}"
+    );
+    assert!((0.0..measured).contains(&kept), "{json:#}");
+    assert!(
+        (on_aws - ((measured - kept) * 10.0 + kept)).abs() < 1e-6,
+        "{json:#}"
+    );
+    let md = std::fs::read_to_string(Path::new(dir).join("report.md")).expect("report.md");
+    assert!(md.contains("here → ≈"), "{md}");
 }
 
 /// A slow-az drill with `--remedy zonal-shift`: the probe sees the AZ's requests get slow, the

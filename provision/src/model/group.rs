@@ -51,6 +51,8 @@
 //!   terminates the instances kept there) and rebalances once the shift ends. One shift at a
 //!   time (ARC's rule, see [`crate::port::shift`]); it ends by itself at its expiry.
 //! - Instance refresh: see [`super::refresh`].
+//! - Target tracking scaling: see [`super::scaling`]; the driver feeds it with
+//!   [`Group::observe`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -58,6 +60,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::refresh::Run;
+use super::scaling::Tracker;
 use super::timings::Timings;
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
@@ -119,6 +122,8 @@ pub enum EventKind {
     Standby,
     /// A zonal shift started, was cancelled or expired.
     ZonalShift,
+    /// A scaling policy changed desired capacity.
+    Scaling,
     /// Something the driver recorded (a fault, a restart).
     Driver,
 }
@@ -140,6 +145,8 @@ pub struct Member {
     pub lifecycle: LifecycleState,
     pub health: HealthStatus,
     pub launched_at: OffsetDateTime,
+    /// When it last went InService (its default instance warmup counts from there).
+    pub in_service_at: Option<OffsetDateTime>,
 }
 
 impl Member {
@@ -228,6 +235,7 @@ pub struct Group {
     id_prefix: String,
     next_id: u64,
     last_step: Option<OffsetDateTime>,
+    pub(super) scaling: Tracker,
 }
 
 /// Whether `process` is one AZRebalance needs (AWS: with Launch suspended it does nothing).
@@ -257,6 +265,7 @@ impl Group {
             id_prefix: config.id_prefix,
             next_id: 0,
             last_step: None,
+            scaling: Tracker::default(),
         }
     }
 
@@ -348,7 +357,11 @@ impl Group {
             .filter(|r| !r.refresh.status.is_terminal())
             .filter_map(|r| r.deadline(&self.timings));
         let expiries = self.shifts.values().map(|shift| shift.expires_at);
-        graces.chain(runs).chain(expiries).min()
+        graces
+            .chain(runs)
+            .chain(self.scaling_deadline())
+            .chain(expiries)
+            .min()
     }
 
     /// Active zonal shifts.
@@ -372,6 +385,17 @@ impl Group {
         message: String,
     ) {
         self.push_event(EventKind::Driver, at, source, az, message);
+    }
+
+    /// Records an event of the model's own of `kind`.
+    pub(super) fn record_kind(
+        &mut self,
+        kind: EventKind,
+        at: OffsetDateTime,
+        source: EventSource,
+        message: String,
+    ) {
+        self.push_event(kind, at, source, None, message);
     }
 
     /// Instance `id` has stopped: after a termination the group asked for, or on its own (a
@@ -435,6 +459,11 @@ impl Group {
         }
         self.capacity = capacity;
         Ok(())
+    }
+
+    /// Sets desired capacity (a scaling policy's decision, already within min and max).
+    pub(super) fn set_desired(&mut self, desired: u32) {
+        self.capacity.desired = desired.clamp(self.capacity.min, self.capacity.max);
     }
 
     /// Removes `az` from the launch AZs (its subnets taken out of the group); returns
@@ -601,11 +630,9 @@ impl Group {
     ) -> Result<RefreshId, CloudError> {
         self.check_can_start_refresh()?;
         let (version, prefs) = (request.version.as_str(), request.preferences.clone());
-        let todo: BTreeSet<String> = self
-            .live()
-            .filter(|m| !(prefs.skip_matching && matching.contains(&m.template)))
-            .map(|m| m.id.clone())
-            .collect();
+        let todo = self.refresh_scope(now, &prefs, |m| {
+            !(prefs.skip_matching && matching.contains(&m.template))
+        });
         let run = Run::new(now, id.clone(), desired, self.current, version, prefs, todo);
         self.runs.push_front(run);
         self.event(
@@ -870,6 +897,7 @@ impl Group {
         self.last_step = Some(now);
         self.expire_shifts(now);
         self.health(now, target);
+        self.settle_launching();
         self.step_refresh(now, target);
         self.rebalance(now);
         self.scale(now);
@@ -892,6 +920,7 @@ impl Group {
                 && (state == TargetState::Healthy || past_grace)
             {
                 member.lifecycle = LifecycleState::InService;
+                member.in_service_at = Some(now);
             }
             if past_grace
                 && state == TargetState::Unhealthy
@@ -931,9 +960,21 @@ impl Group {
         let desired = usize::try_from(self.capacity.desired).unwrap_or(usize::MAX);
         if !self.is_suspended(ScalingProcess::Launch) {
             let missing = desired.saturating_sub(self.live_count());
+            let why = self
+                .scaling
+                .out_cause
+                .as_ref()
+                .map(|cause| format!(" ({cause})"))
+                .unwrap_or_default();
             for _ in 0..missing {
                 let template = self.current;
-                if self.launch(now, template, None, "").is_none() {
+                let launched = self.launch(now, template, None, &why);
+                if let Some(id) = &launched
+                    && !why.is_empty()
+                {
+                    self.scaling.launching.insert(id.clone());
+                }
+                if launched.is_none() {
                     self.event(
                         EventKind::LaunchFailed,
                         now,
@@ -945,6 +986,9 @@ impl Group {
                     break;
                 }
             }
+        }
+        if self.live_count() >= desired {
+            self.scaling.out_cause = None;
         }
         let busy = self.runs.iter().any(Run::has_batch) || self.rebalancing.is_some();
         if !busy && !self.is_suspended(ScalingProcess::Terminate) {
@@ -1119,6 +1163,7 @@ impl Group {
             lifecycle: LifecycleState::Pending,
             health: HealthStatus::Healthy,
             launched_at: now,
+            in_service_at: None,
         });
         self.queued.push(Action::Launch {
             id: id.clone(),

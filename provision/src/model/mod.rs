@@ -12,19 +12,27 @@
 //! - [`refresh`](self::refresh): the instance refresh inside the group, with every
 //!   preference AWS has and AWS's status names; its refusals are
 //!   [`RefreshRefusal`](crate::port::RefreshRefusal).
+//! - [`scaling`]: target tracking policies, their alarms and decisions, fed by the
+//!   driver's per-instance counters.
 //! - [`target`]: one target's health-check state machine (initial / healthy / unhealthy /
 //!   draining / unused, thresholds, deregistration delay) and the routing rule with
 //!   fail-open.
 //! - [`timings`]: every duration the model schedules ([`Timings`]).
+//! - [`clock`](self::clock): the sandbox's `aws` and `fast` clocks ([`TimeScale`]), the one
+//!   mapping between model durations and wall time.
 //!
 //! Every event the model records carries the time of its own clock ([`ModelEvent`]).
 
+pub mod clock;
 pub mod group;
 pub mod refresh;
+pub mod scaling;
 pub mod target;
 pub mod timings;
 
+pub use clock::{ClockMode, TimeScale};
 pub use group::{Action, EventKind, Group, GroupConfig, Member, ModelEvent, capacity_after};
 pub use refresh::percentage;
+pub use scaling::{Reading, TRACKING, Tracking};
 pub use target::{CheckResult, TargetHealth, failing_open, routable};
-pub use timings::{HealthCheck, Timings};
+pub use timings::{AWS_METRIC_PERIOD, HealthCheck, Timings};

@@ -21,6 +21,14 @@
 //! - CheckpointPercentages and CheckpointDelay pause the refresh; a last checkpoint below
 //!   100 ends it there (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/asg-adding-checkpoints-instance-refresh.html>).
 //! - BakeTime holds the refresh in `Baking` before `Successful`.
+//! - StandbyInstances (AWS's default `Wait`): instances in Standby are replaced once they
+//!   return to service, and the refresh fails when only they are left and none returns within
+//!   an hour ([`Timings::standby_wait`]); `Ignore` leaves them out; `Terminate` terminates them
+//!   when the refresh (or its rollback) starts — they do not count toward desired capacity, so
+//!   the group's in-service instances already stand in for them
+//!   (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
+//!   The group model has no scale-in protection, so ScaleInProtectedInstances changes nothing
+//!   here.
 //! - Cancel lets the batch in flight finish, then `Cancelled`
 //!   (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CancelInstanceRefresh.html>);
 //!   rollback stops the batch in flight and replaces every instance not on the previous
@@ -36,8 +44,8 @@ use time::OffsetDateTime;
 use super::group::Group;
 use super::timings::Timings;
 use crate::port::{
-    CheckpointInfo, HealthStatus, Refresh, RefreshId, RefreshPreferences, RefreshStatus,
-    RollbackDetails, TargetState,
+    CheckpointInfo, HealthStatus, LifecycleState, Refresh, RefreshId, RefreshPreferences,
+    RefreshStatus, RollbackDetails, StandbyInstances, TargetState,
 };
 
 #[derive(Debug, Clone)]
@@ -64,6 +72,8 @@ pub(crate) struct Run {
     bake_until: Option<OffsetDateTime>,
     /// Instances left when a last checkpoint below 100 ended the refresh.
     partial_end: Option<u32>,
+    /// Since when only instances in Standby are left to replace (StandbyInstances `Wait`).
+    standby_since: Option<OffsetDateTime>,
 }
 
 /// `done` of `total` as a whole percentage (100 when there is nothing to do).
@@ -114,6 +124,7 @@ impl Run {
             resume_at: None,
             bake_until: None,
             partial_end: None,
+            standby_since: None,
         }
     }
 
@@ -140,7 +151,8 @@ impl Run {
             Some(since) => since + warmup,
             None => b.started + timings.refresh_batch_timeout,
         });
-        [self.resume_at, self.bake_until, batch]
+        let standby = self.standby_since.map(|since| since + timings.standby_wait);
+        [self.resume_at, self.bake_until, batch, standby]
             .into_iter()
             .flatten()
             .min()
@@ -211,13 +223,9 @@ impl Group {
         let previous = run.previous;
         run.refresh.status = RefreshStatus::RollbackInProgress;
         run.refresh.status_reason = Some(reason.clone());
-        run.todo = self
-            .members
-            .iter()
-            .filter(|m| m.is_live() && m.template != previous)
-            .map(|m| m.id.clone())
-            .collect();
+        run.todo = self.refresh_scope(now, &run.prefs, |m| m.template != previous);
         run.resume_at = None;
+        run.standby_since = None;
         run.refresh.checkpoint = None;
         let todo = count(run.todo.len());
         run.refresh.rollback = Some(RollbackDetails {
@@ -343,19 +351,85 @@ impl Group {
             run.refresh.checkpoint = None;
             run.refresh.status_reason = None;
         }
-        // Forget instances that went away on their own.
-        let live: BTreeSet<&str> = self
+        // Forget instances that went away on their own (or, unless the refresh waits for
+        // them, went into Standby).
+        let wait = run.prefs.standby_instances == StandbyInstances::Wait;
+        let kept: BTreeSet<&str> = self
             .members
             .iter()
-            .filter(|m| m.is_live())
+            .filter(|m| m.is_live() && (wait || m.lifecycle != LifecycleState::Standby))
             .map(|m| m.id.as_str())
             .collect();
-        run.todo.retain(|id| live.contains(id.as_str()));
+        run.todo.retain(|id| kept.contains(id.as_str()));
         if run.todo.is_empty() {
             self.finish(now, run);
             return;
         }
+        if self.waiting_for_standby(now, run) {
+            return;
+        }
         self.start_batch(now, run);
+    }
+
+    /// The instances a refresh (or its rollback) is to replace: those `wanted` that count
+    /// toward capacity, and those in Standby as the StandbyInstances preference says —
+    /// included (`Wait`), left out (`Ignore`) or terminated now (`Terminate`).
+    pub(super) fn refresh_scope(
+        &mut self,
+        now: OffsetDateTime,
+        prefs: &RefreshPreferences,
+        wanted: impl Fn(&super::group::Member) -> bool,
+    ) -> BTreeSet<String> {
+        let mut todo = BTreeSet::new();
+        let mut standby = Vec::new();
+        for m in self.members().iter().filter(|m| m.is_live() && wanted(m)) {
+            if m.lifecycle == LifecycleState::Standby {
+                standby.push(m.id.clone());
+            } else {
+                todo.insert(m.id.clone());
+            }
+        }
+        match prefs.standby_instances {
+            StandbyInstances::Wait => todo.extend(standby),
+            StandbyInstances::Ignore => {}
+            StandbyInstances::Terminate => {
+                for id in &standby {
+                    self.terminate(now, id, "instance refresh (StandbyInstances: Terminate)");
+                }
+            }
+        }
+        todo
+    }
+
+    /// Whether every instance left to replace is in Standby: the refresh waits for one to
+    /// return to service, and fails after [`Timings::standby_wait`].
+    fn waiting_for_standby(&mut self, now: OffsetDateTime, run: &mut Run) -> bool {
+        let only_standby = run.todo.iter().all(|id| {
+            self.member(id)
+                .is_some_and(|m| m.lifecycle == LifecycleState::Standby)
+        });
+        if !only_standby {
+            run.standby_since = None;
+            return false;
+        }
+        let since = *run.standby_since.get_or_insert(now);
+        let limit = self.timings.standby_wait;
+        if now >= since + limit {
+            run.standby_since = None;
+            let reason = format!(
+                "Instance refresh failed: {} instance(s) in Standby did not return to service \
+                 within {} s (StandbyInstances: Wait)",
+                run.todo.len(),
+                limit.as_secs()
+            );
+            self.fail(now, run, reason);
+        } else {
+            run.refresh.status_reason = Some(format!(
+                "Waiting for {} instance(s) in Standby to return to service",
+                run.todo.len()
+            ));
+        }
+        true
     }
 
     /// After a batch at `pct` %: pause at a checkpoint reached, or end at the last one.
@@ -425,7 +499,9 @@ impl Group {
         let old: Vec<(String, String)> = self
             .members
             .iter()
-            .filter(|m| m.is_live() && run.todo.contains(&m.id))
+            .filter(|m| {
+                m.is_live() && m.lifecycle != LifecycleState::Standby && run.todo.contains(&m.id)
+            })
             .take(size)
             .map(|m| (m.id.clone(), m.az.clone()))
             .collect();

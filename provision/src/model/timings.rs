@@ -35,6 +35,9 @@ impl Default for HealthCheck {
     }
 }
 
+/// AWS's wait for instances in Standby during a refresh with StandbyInstances `Wait`.
+pub const STANDBY_WAIT: Duration = Duration::from_secs(3600);
+
 /// The durations of the Auto Scaling group and its target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timings {
@@ -50,12 +53,30 @@ pub struct Timings {
     /// How long one refresh batch may take to pass its health checks before the refresh
     /// fails. AWS does not publish its own limit; this one is the model's.
     pub refresh_batch_timeout: Duration,
+    /// How long a refresh with StandbyInstances `Wait` waits for instances in Standby to
+    /// return to service before it fails: one hour, as AWS documents
+    /// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
+    pub standby_wait: Duration,
+    /// The period of the metrics target tracking evaluates: one datapoint per period, and
+    /// the alarms count periods (AWS: one minute, the detailed monitoring the template turns
+    /// on). The scale-out and scale-in windows are counts of it (see
+    /// [`super::scaling::TRACKING`]), so they follow it when the clock is compressed.
+    pub metric_period: Duration,
+    /// From launch until the instance's program is started (on AWS: the instance boots and
+    /// its user data fetches and starts the webapp). The model does not wait on it; a driver
+    /// that runs real programs holds the start this long. AWS publishes no figure: it is a
+    /// stated assumption (`[sandbox] instance_boot_seconds`).
+    pub instance_boot: Duration,
 }
+
+/// The metric period on AWS: one minute.
+pub const AWS_METRIC_PERIOD: Duration = Duration::from_secs(60);
 
 impl Timings {
     /// Every duration zero and every threshold one: each health check decides at once and
     /// nothing waits on the clock but what a refresh's preferences ask for (checkpoint delays,
-    /// bake time, warmup). The memory backend runs on these.
+    /// bake time, warmup) and the metric period (AWS's minute). The memory backend runs on
+    /// these.
     pub fn immediate() -> Timings {
         Timings {
             health_check: HealthCheck {
@@ -70,6 +91,9 @@ impl Timings {
             grace_period: Duration::ZERO,
             default_warmup: Duration::ZERO,
             refresh_batch_timeout: Duration::from_secs(3600),
+            standby_wait: STANDBY_WAIT,
+            metric_period: AWS_METRIC_PERIOD,
+            instance_boot: Duration::ZERO,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`stack`]: which stack, what it should be, plans, provisioning events, outputs.
 //! - [`snapshot`]: the stack now, per Availability Zone, with per-section errors.
 //! - [`refresh`]: deploy requests, instance refresh preferences and status.
+//! - [`scaling`]: target tracking policies, their alarms and decisions.
 //! - [`fault`]: faults, their dry runs, and records of what they changed.
 //! - [`shift`]: zonal shifts (away from one AZ for a bounded time) and their rules.
 //! - [`logs`]: the webapp's log lines, their filters and follow cursor.
@@ -29,6 +30,7 @@ pub mod guard;
 pub mod instance;
 pub mod logs;
 pub mod refresh;
+pub mod scaling;
 pub mod shift;
 pub mod snapshot;
 pub mod stack;
@@ -50,11 +52,16 @@ pub use refresh::{
     RefreshPreferences, RefreshRefusal, RefreshStatus, RollbackDetails, ScaleInProtectedInstances,
     StandbyInstances, no_active_refresh, parse_env_override,
 };
+pub use scaling::{
+    AlarmSide, AlarmState, PolicyAlarm, PolicyView, ScalingDecision, ScalingDirection,
+    ScalingMetric, ScalingPolicy, ScalingView,
+};
 pub use shift::{ShiftPlan, ShiftRequest, ZonalShift, check_shift, plan_shift};
 pub use snapshot::{
-    AzView, Capacity, Database, DbRole, DbStatus, Event, EventSource, HealthStatus, Instance,
-    LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit, Metrics, ScalingProcess,
-    Section, SectionError, Snapshot, Target, TargetReason, TargetState,
+    AzView, Capacity, Database, DbRole, DbStatus, DurationInForce, Event, EventSource,
+    HealthStatus, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit,
+    Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target, TargetReason,
+    TargetState,
 };
 pub use stack::{
     ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,

@@ -199,9 +199,9 @@ aws_names! {
     pub enum ScaleInProtectedInstances ("ScaleInProtectedInstances value") {
         /// Replace them too.
         Refresh = "Refresh",
-        /// Leave them alone (AWS's default).
+        /// Leave them alone.
         Ignore = "Ignore",
-        /// Wait until the protection is removed.
+        /// Wait (up to an hour) until the protection is removed (AWS's default).
         Wait = "Wait",
     }
 }
@@ -211,9 +211,10 @@ aws_names! {
     pub enum StandbyInstances ("StandbyInstances value") {
         /// Terminate them.
         Terminate = "Terminate",
-        /// Leave them alone (AWS's default).
+        /// Leave them alone.
         Ignore = "Ignore",
-        /// Wait until they return to service.
+        /// Wait (up to an hour) until they return to service, then replace them (AWS's
+        /// default).
         Wait = "Wait",
     }
 }
@@ -268,8 +269,10 @@ impl Default for RefreshPreferences {
             auto_rollback: false,
             alarms: Vec::new(),
             bake_time_seconds: 0,
-            scale_in_protected_instances: ScaleInProtectedInstances::Ignore,
-            standby_instances: StandbyInstances::Ignore,
+            // AWS's defaults: "Wait (default)" for both
+            // (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
+            scale_in_protected_instances: ScaleInProtectedInstances::Wait,
+            standby_instances: StandbyInstances::Wait,
         }
     }
 }

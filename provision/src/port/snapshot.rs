@@ -14,8 +14,10 @@ use time::OffsetDateTime;
 
 use super::names::aws_names;
 use super::refresh::Refresh;
+use super::scaling::ScalingView;
 use super::shift::ZonalShift;
 use super::stack::{StackRef, StackStatus};
+use crate::model::TimeScale;
 
 /// The whole stack at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,9 +54,85 @@ pub struct Snapshot {
     pub events: Vec<Event>,
     #[serde(default)]
     pub metrics: Metrics,
+    /// Dynamic scaling: policies, their alarms, recent decisions; `None` when the backend
+    /// could not tell (see `errors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingView>,
     /// Sections that could not be read, and why.
     #[serde(default)]
     pub errors: Vec<SectionError>,
+    /// The clock a sandbox stack runs on and the durations in force (none on AWS, where the
+    /// clock is AWS's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<SandboxClock>,
+}
+
+/// The clock a sandbox stack runs on: the spec's own (`aws`) or a compression of it (`fast`,
+/// every duration the model schedules divided by `scale.factor`), with every duration in
+/// force on both clocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxClock {
+    pub scale: TimeScale,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Each duration in force, in a fixed order.
+    pub durations: Vec<DurationInForce>,
+    /// How long the last instance's program took from its start to listening, in real time
+    /// (not scaled by the clock): what a report keeps as measured when it puts a recovery
+    /// that launched instances on the AWS clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program_start_seconds: Option<f64>,
+}
+
+/// One duration the sandbox applies: its value on the spec's AWS clock and the wall time the
+/// sandbox waits for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DurationInForce {
+    /// What it is: "health check interval", "instance boot (assumed)", ….
+    pub name: String,
+    pub aws_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+impl SandboxClock {
+    /// The duration named `name`, if in force.
+    pub fn duration(&self, name: &str) -> Option<&DurationInForce> {
+        self.durations.iter().find(|d| d.name == name)
+    }
+
+    /// The clock and the durations in force, a few lines: "clock fast ×10: …".
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![if self.scale.is_compressed() {
+            format!(
+                "clock {}: every duration below runs {} times faster here (AWS clock, here)",
+                self.scale,
+                crate::model::clock::trim(self.scale.factor)
+            )
+        } else {
+            "clock aws: the spec's durations as AWS applies them".to_owned()
+        }];
+        lines.push(format!(
+            "  health check thresholds: healthy {}, unhealthy {}",
+            self.healthy_threshold, self.unhealthy_threshold
+        ));
+        for d in &self.durations {
+            if self.scale.is_compressed() {
+                lines.push(format!(
+                    "  {}: {} s (here {} s)",
+                    d.name,
+                    crate::model::clock::trim(d.aws_seconds),
+                    crate::model::clock::trim(d.wall_seconds)
+                ));
+            } else {
+                lines.push(format!(
+                    "  {}: {} s",
+                    d.name,
+                    crate::model::clock::trim(d.aws_seconds)
+                ));
+            }
+        }
+        lines
+    }
 }
 
 impl Snapshot {
@@ -73,7 +151,9 @@ impl Snapshot {
             refreshes: Vec::new(),
             events: Vec::new(),
             metrics: Metrics::default(),
+            scaling: None,
             errors: Vec::new(),
+            clock: None,
         }
     }
 
@@ -472,6 +552,7 @@ pub enum Section {
     Refreshes,
     Events,
     Metrics,
+    Scaling,
 }
 
 impl fmt::Display for Section {
@@ -485,6 +566,7 @@ impl fmt::Display for Section {
             Self::Refreshes => "refreshes",
             Self::Events => "events",
             Self::Metrics => "metrics",
+            Self::Scaling => "scaling",
         })
     }
 }

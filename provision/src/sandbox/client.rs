@@ -29,6 +29,7 @@ use super::daemon::{
     ADDRESS_FILE, InjectRequest, InstanceRequest, LogsRequest, SPEC_FILE, SandboxSpec, ShiftCancel,
     ShiftStart, live_daemon_pid,
 };
+use super::fleet::Timing;
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
     BackendKind, CapacityCheck, ChangeAction, Cloud, CloudError, CloudStream, DeployRequest,
@@ -260,6 +261,61 @@ impl SandboxCloud {
         }
     }
 
+    /// When the running stack's clock or durations differ from what `desired` asks for: the
+    /// change (the running stack must be restarted to take them) and what to do about it.
+    /// A running daemon keeps the timings it started with.
+    fn clock_change(&self, desired: &SandboxSpec) -> Option<(ResourceChange, String)> {
+        let text = std::fs::read_to_string(self.dir.join(SPEC_FILE)).ok()?;
+        let value = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+        let running = SandboxSpec::from_json(&value).ok()?;
+        let now = Timing::sandbox(&running.app, &running.sandbox);
+        let wanted = Timing::sandbox(&desired.app, &desired.sandbox);
+        if now == wanted {
+            return None;
+        }
+        let mut reasons = Vec::new();
+        if now.scale != wanted.scale {
+            reasons.push(format!(
+                "clock: running {}, the spec says {}",
+                now.scale, wanted.scale
+            ));
+        }
+        let (now_clock, wanted_clock) = (now.clock(), wanted.clock());
+        for (a, b) in now_clock.durations.iter().zip(&wanted_clock.durations) {
+            if a.aws_seconds != b.aws_seconds {
+                reasons.push(format!(
+                    "{}: running {} s, the spec says {} s",
+                    a.name,
+                    crate::model::clock::trim(a.aws_seconds),
+                    crate::model::clock::trim(b.aws_seconds)
+                ));
+            }
+        }
+        if (now_clock.healthy_threshold, now_clock.unhealthy_threshold)
+            != (
+                wanted_clock.healthy_threshold,
+                wanted_clock.unhealthy_threshold,
+            )
+        {
+            reasons.push("health check thresholds differ".to_owned());
+        }
+        reasons.push("needs restart: a running sandbox keeps the clock it started with".into());
+        Some((
+            ResourceChange {
+                logical_id: "SandboxClock".into(),
+                resource_type: "Sandbox::Clock".into(),
+                physical_id: None,
+                action: ChangeAction::Replace,
+                reasons,
+            },
+            format!(
+                "the running sandbox uses clock {} and other timings than the spec: it needs a \
+                 restart (`triad down`, then `triad up`) to run on the spec's",
+                now.scale
+            ),
+        ))
+    }
+
     /// Streams the daemon's bring-up events until its `Finished`.
     fn progress(&self) -> CloudStream<ProvisionEvent> {
         let client = self.clone();
@@ -301,8 +357,15 @@ impl Cloud for SandboxCloud {
             ));
         }
         let running = self.is_running().await;
+        let mut blockers = Vec::new();
         let changes = if running {
-            Vec::new()
+            match self.clock_change(&spec) {
+                Some((change, blocker)) => {
+                    blockers.push(blocker);
+                    vec![change]
+                }
+                None => Vec::new(),
+            }
         } else {
             spec.resources()
                 .into_iter()
@@ -321,7 +384,7 @@ impl Cloud for SandboxCloud {
             change_set: None,
             changes,
             prepare: Vec::new(),
-            blockers: Vec::new(),
+            blockers,
             planned_at: OffsetDateTime::now_utc(),
         })
     }

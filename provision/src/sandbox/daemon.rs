@@ -63,6 +63,7 @@ use crate::port::{
     Snapshot, StackOperation, StackRef, StackStatus, StepPlan, SystemClock, plan_fault,
 };
 use crate::port::{check_fault_az, fault};
+use crate::spec::Sandbox;
 
 /// The file in the state directory holding the control API's address (`127.0.0.1:port`).
 pub const ADDRESS_FILE: &str = "daemon.addr";
@@ -109,7 +110,7 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonErr
 
 /// What the sandbox needs of the stack spec. It deserialises from the JSON of a `StackSpec`
 /// (other fields are ignored), which is what `DesiredStack::spec` carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxSpec {
     pub name: String,
     pub region: String,
@@ -117,6 +118,9 @@ pub struct SandboxSpec {
     pub app: SandboxApp,
     pub db: SandboxDb,
     pub mailer: SandboxMailer,
+    /// The clock and the AWS assumptions (defaults in specs written before it existed).
+    #[serde(default)]
+    pub sandbox: Sandbox,
 }
 
 /// The spec's `[db]` section, as far as the sandbox uses it.
@@ -281,6 +285,8 @@ struct Daemon {
     samples: Mutex<Samples>,
     logs: LogStore,
     shutdown: watch::Sender<bool>,
+    /// The clock the stack runs on and the durations in force.
+    timing: Timing,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -458,6 +464,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
         logs: LogStore::new(&dir.join("logs")),
         shutdown,
+        timing: config
+            .timing
+            .clone()
+            .unwrap_or_else(|| Timing::sandbox(&config.spec.app, &config.spec.sandbox)),
     });
     let server = tokio::spawn(serve_control(listener, daemon.clone()));
     let tmp = dir.join(format!("{ADDRESS_FILE}.tmp"));
@@ -660,7 +670,14 @@ async fn start_stack(
         .map_err(|e| (1, e))?;
     daemon.resource(1, ResourceStatus::CreateInProgress, note);
     daemon.resource(2, ResourceStatus::CreateInProgress, None);
-    let db_config = DbConfig::new(db_dir, spec.azs.clone());
+    let timing = daemon.timing.clone();
+    let mut db_config = DbConfig::new(db_dir, spec.azs.clone());
+    // RDS's failover time on the sandbox's clock: the database waits that long before it
+    // fails over from a primary that does not answer (at least two of its probe intervals).
+    db_config.detection_time = timing
+        .scale
+        .to_wall(timing.rds_failover)
+        .max(db_config.check_interval * 2);
     let db = DbCluster::start(db_config)
         .await
         .map_err(|e| (1, e.to_string()))?;
@@ -672,10 +689,6 @@ async fn start_stack(
 
     // The load balancer.
     daemon.resource(3, ResourceStatus::CreateInProgress, None);
-    let timing = config
-        .timing
-        .clone()
-        .unwrap_or_else(|| Timing::sandbox(&spec.app));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut lb_config = LbConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     lb_config.health_check = timing.model.health_check.clone();
@@ -779,6 +792,12 @@ async fn start_stack(
             clock,
             log_dir: logs.clone(),
             marker,
+            policies: spec
+                .app
+                .scaling
+                .as_ref()
+                .map(crate::spec::Scaling::policies)
+                .unwrap_or_default(),
         },
         lb.clone(),
     );
@@ -1045,6 +1064,7 @@ fn db_status_name(cluster: db::ClusterStatus, node: db::NodeStatus) -> DbStatus 
 async fn snapshot(daemon: &Daemon) -> Snapshot {
     let mut snapshot = Snapshot::empty(daemon.stack_ref.clone(), OffsetDateTime::now_utc());
     snapshot.stack_status = Some(*lock(&daemon.status));
+    snapshot.clock = Some(daemon.timing.clock());
     let stack = daemon.stack.read().await;
     let Some(stack) = stack.as_ref() else {
         snapshot.azs = daemon
@@ -1055,6 +1075,9 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .collect();
         return snapshot;
     };
+    if let Some(clock) = snapshot.clock.as_mut() {
+        clock.program_start_seconds = stack.fleet.last_start().map(|d| d.as_secs_f64());
+    }
     snapshot.endpoint = Some(format!("http://{}", stack.lb.address()));
     snapshot.azs = stack.fleet.az_views();
     let db = stack.db.status();
@@ -1098,6 +1121,7 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .collect(),
     );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
+    snapshot.scaling = Some(stack.fleet.scaling());
     snapshot
 }
 

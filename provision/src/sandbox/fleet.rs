@@ -30,60 +30,132 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use super::lb::{self, LoadBalancer};
+use super::metrics::{TICKS_PER_SECOND, cpu_ticks};
 use super::process::{ProcessGroup, az_address, command, free_port};
-use crate::model::{self, Action, Group, GroupConfig, Timings};
+use crate::model::{self, Action, Group, GroupConfig, Reading, TimeScale, Timings};
 use crate::port::instance::{InstanceAction, InstancePlan};
 use crate::port::{
-    AzView, Capacity, Clock, CloudError, DeployRequest, Event, EventSource, Instance,
-    LifecycleState, Refresh, RefreshId, ScalingProcess, ShiftRequest, Target, TargetState,
-    ZonalShift,
+    AzView, Capacity, Clock, CloudError, DeployRequest, DurationInForce, Event, EventSource,
+    Instance, LifecycleState, Refresh, RefreshId, SandboxClock, ScalingPolicy, ScalingProcess,
+    ScalingView, ShiftRequest, Target, TargetState, ZonalShift,
 };
+use crate::spec::Sandbox;
 
 /// Environment variable put on every process the sandbox starts, naming its state directory,
 /// so a later start can find and kill what a crashed daemon left running.
 pub const SANDBOX_MARKER: &str = "TRIAD_SANDBOX_DIR";
 /// How long a terminated webapp gets after SIGTERM before SIGKILL.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// How long the check that a started program listens waits for a connection on loopback.
+const LISTEN_PROBE: Duration = Duration::from_millis(20);
+/// How the event saying a program listens starts.
+pub const PROGRAM_STARTED: &str = "Webapp started: ";
 /// The webapp unit's `RestartSec`.
 const RESTART_DELAY: Duration = Duration::from_secs(2);
 /// The webapp unit's `RestartPreventExitStatus` (a configuration error).
 const PREVENT_RESTART_STATUS: i32 = 2;
 
-/// The sandbox's clock settings: the model's durations, and how often the driver steps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The sandbox's clock settings: the model's durations on the wall clock, and how often the
+/// driver steps it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Timing {
     /// How often the group is stepped at least (target states change between deadlines).
     pub tick: Duration,
-    /// Every duration the model schedules.
+    /// The clock: how the spec's durations map to wall time.
+    pub scale: TimeScale,
+    /// The spec's durations on its own AWS clock (what `status` shows as in force).
+    pub spec: Timings,
+    /// Every duration the model schedules, on the wall clock: [`Timing::spec`] through
+    /// [`Timing::scale`].
     pub model: Timings,
+    /// How long an RDS Multi-AZ failover takes, on the AWS clock (`[sandbox]
+    /// rds_failover_seconds`): the database's detection time, on the wall clock.
+    pub rds_failover: Duration,
 }
 
 impl Timing {
-    /// The spec's health check path and thresholds, with the sandbox's short clock: checks
-    /// every second (half a second timeout), a deregistration delay of at most 2 s, a grace
-    /// period of at most 15 s, the spec's default instance warmup up to 15 s (none when the
-    /// spec sets none), and 60 s for a refresh batch.
-    pub fn sandbox(app: &SandboxApp) -> Timing {
-        let capped = |seconds: u32, cap: u64| Duration::from_secs(u64::from(seconds).min(cap));
-        Timing {
-            tick: Duration::from_millis(250),
-            model: Timings {
-                health_check: lb::HealthCheck {
-                    path: app.health_check.path.clone(),
-                    interval: Duration::from_secs(1),
-                    timeout: Duration::from_millis(500),
-                    healthy_threshold: app.health_check.healthy_threshold.clamp(1, 10),
-                    unhealthy_threshold: app.health_check.unhealthy_threshold.clamp(1, 10),
-                    success_codes: 200..=200,
-                },
-                deregistration_delay: capped(app.deregistration_delay_seconds, 2),
-                grace_period: capped(app.health_check_grace_period_seconds, 15),
-                default_warmup: capped(app.default_instance_warmup_seconds.unwrap_or(0), 15),
-                refresh_batch_timeout: Duration::from_secs(60),
+    /// The spec's health check, deregistration delay, grace period, default instance warmup
+    /// and the `[sandbox]` instance boot assumption, on the clock `[sandbox]` asks for: the
+    /// spec's own (`aws`) or divided by the `fast` factor. A refresh batch gets 600 s on the
+    /// AWS clock to pass its health checks.
+    pub fn sandbox(app: &SandboxApp, sandbox: &Sandbox) -> Timing {
+        let seconds = |s: u32| Duration::from_secs(u64::from(s));
+        let check = &app.health_check;
+        let spec = Timings {
+            health_check: lb::HealthCheck {
+                path: check.path.clone(),
+                interval: seconds(check.interval_seconds),
+                timeout: seconds(check.timeout_seconds),
+                healthy_threshold: check.healthy_threshold.clamp(1, 10),
+                unhealthy_threshold: check.unhealthy_threshold.clamp(1, 10),
+                success_codes: 200..=200,
             },
+            deregistration_delay: seconds(app.deregistration_delay_seconds),
+            grace_period: seconds(app.health_check_grace_period_seconds),
+            default_warmup: seconds(app.default_instance_warmup_seconds.unwrap_or(0)),
+            refresh_batch_timeout: Duration::from_secs(600),
+            standby_wait: model::timings::STANDBY_WAIT,
+            metric_period: model::AWS_METRIC_PERIOD,
+            instance_boot: seconds(sandbox.instance_boot_seconds),
+        };
+        let mut timing = Timing::on(spec, sandbox.time_scale(check.interval_seconds));
+        timing.rds_failover = seconds(sandbox.rds_failover_seconds);
+        if let Some(period) = sandbox.scaling_period_seconds {
+            // The test-only shortening of the metric period, in wall seconds.
+            timing.model.metric_period = seconds(period);
+        }
+        timing
+    }
+
+    /// `spec` on the clock `scale`, stepped at least four times per health-check interval
+    /// (every 50 to 250 ms).
+    pub fn on(spec: Timings, scale: TimeScale) -> Timing {
+        let model = spec.scaled(&scale);
+        let tick = (model.health_check.interval / 4)
+            .clamp(Duration::from_millis(50), Duration::from_millis(250));
+        Timing {
+            tick,
+            scale,
+            spec,
+            model,
+            rds_failover: Duration::from_secs(90),
+        }
+    }
+
+    /// What `status` shows: the clock and every duration in force on both clocks.
+    pub fn clock(&self) -> SandboxClock {
+        let entry = |name: &str, aws: Duration| DurationInForce {
+            name: name.to_owned(),
+            aws_seconds: aws.as_secs_f64(),
+            wall_seconds: self.scale.to_wall(aws).as_secs_f64(),
+        };
+        let spec = &self.spec;
+        SandboxClock {
+            scale: self.scale,
+            healthy_threshold: spec.health_check.healthy_threshold,
+            unhealthy_threshold: spec.health_check.unhealthy_threshold,
+            durations: vec![
+                entry(HEALTH_CHECK_INTERVAL, spec.health_check.interval),
+                entry(HEALTH_CHECK_TIMEOUT, spec.health_check.timeout),
+                entry(DEREGISTRATION_DELAY, spec.deregistration_delay),
+                entry(GRACE_PERIOD, spec.grace_period),
+                entry(DEFAULT_WARMUP, spec.default_warmup),
+                entry(INSTANCE_BOOT, spec.instance_boot),
+                entry(RDS_FAILOVER, self.rds_failover),
+            ],
+            program_start_seconds: None,
         }
     }
 }
+
+/// The names of the durations [`Timing::clock`] lists.
+pub const HEALTH_CHECK_INTERVAL: &str = "health check interval";
+pub const HEALTH_CHECK_TIMEOUT: &str = "health check timeout";
+pub const DEREGISTRATION_DELAY: &str = "deregistration delay";
+pub const GRACE_PERIOD: &str = "health check grace period";
+pub const DEFAULT_WARMUP: &str = "default instance warmup";
+pub const INSTANCE_BOOT: &str = "instance boot (assumed)";
+pub const RDS_FAILOVER: &str = "RDS failover (assumed)";
 
 /// What the sandbox needs of the stack spec's `[app]` section. It deserialises from the JSON
 /// of a `StackSpec` (other fields are ignored), so `DesiredStack::spec` carries it.
@@ -99,14 +171,30 @@ pub struct SandboxApp {
     #[serde(default)]
     pub default_instance_warmup_seconds: Option<u32>,
     pub health_check: SandboxHealthCheck,
+    /// Target tracking (`[app.scaling]`), if any.
+    #[serde(default)]
+    pub scaling: Option<crate::spec::Scaling>,
 }
 
 /// The spec's target group health check, as far as the sandbox uses it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SandboxHealthCheck {
     pub path: String,
+    /// Absent in specs written before the sandbox ran on the spec's clock.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+}
+
+fn default_interval() -> u32 {
+    crate::spec::HealthCheck::default().interval_seconds
+}
+
+fn default_timeout() -> u32 {
+    crate::spec::HealthCheck::default().timeout_seconds
 }
 
 /// One launch template version: the program and its environment.
@@ -144,6 +232,8 @@ pub struct FleetConfig {
     pub log_dir: PathBuf,
     /// The value of [`SANDBOX_MARKER`] on every instance.
     pub marker: String,
+    /// The group's target tracking policies (none: a fixed size).
+    pub policies: Vec<ScalingPolicy>,
 }
 
 /// One instance's machine: its address and its program.
@@ -156,12 +246,19 @@ struct Machine {
     stopper: Option<JoinHandle<()>>,
     /// The instance itself was killed (a fault), not just its program.
     killed: bool,
-    /// When the init system starts the program again after it failed.
+    /// When the init system starts the program again after it failed, or (while `booting`)
+    /// when the instance has booted and starts it the first time.
     restart_at: Option<Instant>,
+    /// The instance has not finished booting: its program has never run.
+    booting: bool,
+    /// When its program was last started and has not yet been seen listening.
+    starting: Option<Instant>,
 }
 
 struct State {
     config: FleetConfig,
+    /// How long the last program took from its start to listening (real time).
+    last_start: Option<Duration>,
     group: Group,
     templates: BTreeMap<u32, LaunchTemplate>,
     machines: BTreeMap<String, Machine>,
@@ -259,24 +356,32 @@ impl State {
         let ip = az_address(az_index, host);
         let port = free_port(ip).map_err(|e| format!("picking a port on {ip}: {e}"))?;
         let address = SocketAddr::from((ip, port));
-        let process = self.spawn(&lt, id, az, address)?;
+        let boot = self.group.timings().instance_boot;
+        let process = if boot.is_zero() {
+            Some(self.spawn(&lt, id, az, address)?)
+        } else {
+            None
+        };
         self.machines.insert(
             id.to_owned(),
             Machine {
                 az: az.to_owned(),
                 address,
                 template,
-                pid: process.pid(),
-                process: Some(process),
+                pid: process.as_ref().map_or(0, ProcessGroup::pid),
+                process,
                 stopper: None,
                 killed: false,
-                restart_at: None,
+                restart_at: (!boot.is_zero()).then(|| Instant::now() + boot),
+                booting: !boot.is_zero(),
+                starting: boot.is_zero().then(Instant::now),
             },
         );
         Ok(())
     }
 
-    /// Starts again the programs whose restart is due.
+    /// Starts the programs of instances that have booted, and again those whose restart is
+    /// due.
     fn restart_due(&mut self) {
         let due: Vec<String> = self
             .machines
@@ -289,6 +394,7 @@ impl State {
                 continue;
             };
             machine.restart_at = None;
+            let booting = std::mem::take(&mut machine.booting);
             let (az, address, template) = (machine.az.clone(), machine.address, machine.template);
             let started = self
                 .templates
@@ -300,7 +406,13 @@ impl State {
                     if let Some(machine) = self.machines.get_mut(&id) {
                         machine.pid = process.pid();
                         machine.process = Some(process);
+                        machine.starting = Some(Instant::now());
                     }
+                }
+                Err(reason) if booting => {
+                    let now = self.now();
+                    self.machines.remove(&id);
+                    self.group.launch_failed(now, &id, &reason);
                 }
                 Err(reason) => {
                     let now = self.now();
@@ -371,11 +483,74 @@ impl State {
         }
     }
 
+    /// Every live instance's counters for the scaling policies: the requests the load
+    /// balancer routed to it, and its process's CPU time from `/proc`.
+    fn readings(&self, lb: &LoadBalancer) -> BTreeMap<String, Reading> {
+        self.group
+            .members()
+            .iter()
+            .filter(|m| m.is_live())
+            .filter_map(|m| {
+                let machine = self.machines.get(&m.id)?;
+                let cpu_seconds = machine
+                    .process
+                    .as_ref()
+                    .and_then(|_| cpu_ticks(machine.pid))
+                    .map(|ticks| ticks as f64 / TICKS_PER_SECOND);
+                Some((
+                    m.id.clone(),
+                    Reading {
+                        requests: lb.requests_to(&m.id),
+                        cpu_seconds,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Programs started and now listening: how long that took in real time (it does not
+    /// scale with the clock; reports keep it as measured), recorded as an event and kept as
+    /// the last start.
+    fn listening(&mut self) {
+        let mut started = Vec::new();
+        for (id, machine) in &mut self.machines {
+            let Some(since) = machine.starting else {
+                continue;
+            };
+            if machine.process.is_none() || self.silenced.contains(&machine.az) {
+                continue;
+            }
+            if std::net::TcpStream::connect_timeout(&machine.address, LISTEN_PROBE).is_ok() {
+                machine.starting = None;
+                started.push((id.clone(), machine.az.clone(), since.elapsed()));
+            }
+        }
+        for (id, az, took) in started {
+            self.last_start = Some(took);
+            let now = self.now();
+            self.group.record(
+                now,
+                EventSource::Scaling,
+                Some(&az),
+                format!(
+                    "{PROGRAM_STARTED}{id} listens {:.2} s after its program started (real \
+                     time, not scaled)",
+                    took.as_secs_f64()
+                ),
+            );
+        }
+    }
+
     /// One step: the machines, then the model, then its actions.
     fn step(&mut self, lb: &Arc<LoadBalancer>) {
         self.reap(lb);
         self.restart_due();
+        self.listening();
         let now = self.now();
+        if self.group.wants_readings(now) {
+            let readings = self.readings(lb);
+            self.group.observe(now, &readings);
+        }
         let actions = self.group.step(now, &|id| lb.target_health_of(id).state);
         // A shift that expired in this step stops steering the load balancer now.
         lb.set_shifted(self.group.shifted_azs());
@@ -450,12 +625,15 @@ impl Fleet {
             timings: config.timing.model.clone(),
             id_prefix: prefix,
         });
+        let mut group = group;
+        group.set_policies(config.policies.clone());
         let state = State {
             group,
             templates: BTreeMap::from([(first.version, first)]),
             machines: BTreeMap::new(),
             silenced: BTreeSet::new(),
             next_host: BTreeMap::new(),
+            last_start: None,
             config,
         };
         let tick = state.config.timing.tick;
@@ -814,6 +992,16 @@ impl Fleet {
     /// Resumes `process`.
     pub fn resume(&self, process: ScalingProcess) {
         self.lock().group.resume(process);
+    }
+
+    /// The scaling section of a snapshot (see [`Group::scaling_view`]).
+    pub fn scaling(&self) -> ScalingView {
+        self.lock().group.scaling_view()
+    }
+
+    /// How long the last instance's program took from its start to listening, real time.
+    pub fn last_start(&self) -> Option<Duration> {
+        self.lock().last_start
     }
 
     /// The model's timings.

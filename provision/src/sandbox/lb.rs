@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -319,6 +319,8 @@ struct Entry {
     target: Target,
     health: Machine,
     in_flight: Arc<AtomicUsize>,
+    /// Requests routed to it since it was registered.
+    routed: Arc<AtomicU64>,
     checker: Option<JoinHandle<()>>,
 }
 
@@ -408,6 +410,7 @@ impl Shared {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let chosen = pool[n % pool.len()];
         chosen.in_flight.fetch_add(1, Ordering::SeqCst);
+        chosen.routed.fetch_add(1, Ordering::Relaxed);
         Some((chosen.target.clone(), chosen.in_flight.clone()))
     }
 
@@ -697,6 +700,7 @@ impl LoadBalancer {
             target,
             health: Machine::registered(enabled),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            routed: Arc::new(AtomicU64::new(0)),
             checker,
         };
         let mut targets = self.shared.targets();
@@ -777,6 +781,16 @@ impl LoadBalancer {
                     in_flight: 0,
                 }
             })
+    }
+
+    /// Requests routed to target `id` since it was registered (0 for an unknown id): what
+    /// `RequestCountPerTarget` counts.
+    pub fn requests_to(&self, id: &str) -> u64 {
+        self.shared
+            .targets()
+            .iter()
+            .find(|e| e.target.id == id)
+            .map_or(0, |e| e.routed.load(Ordering::Relaxed))
     }
 
     /// Metrics so far.

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::port::{MetricKind, MetricPoint, MetricSeries};
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on Linux).
-const TICKS_PER_SECOND: f64 = 100.0;
+pub const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU time process `pid` (every thread of it) used so far, in clock ticks; `None` when it is
 /// gone.

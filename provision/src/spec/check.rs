@@ -3,7 +3,9 @@
 
 use super::file::{AppFile, MailerFile, NetworkFile, StackFile};
 use super::subnets::{carve_subnets, check_given, invalid, parse_cidr};
-use super::{Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, SpecError, StackSpec};
+use super::{
+    Ami, App, HealthCheck, Mailer, Network, RETENTION_DAYS, Sandbox, Scaling, SpecError, StackSpec,
+};
 
 /// Longest stack name: it prefixes bucket names, which AWS caps at 63 characters.
 pub const MAX_NAME_LEN: usize = 24;
@@ -122,12 +124,23 @@ impl StackSpec {
                 ),
             ));
         }
+        if file
+            .sandbox
+            .scaling_period_seconds
+            .is_some_and(|s| !(1..=60).contains(&s))
+        {
+            return Err(invalid(
+                "sandbox.scaling_period_seconds",
+                "must be between 1 and 60 seconds (a test-only shortening of the metric period)",
+            ));
+        }
         if file.logs.error_alarm_threshold == Some(0) {
             return Err(invalid(
                 "logs.error_alarm_threshold",
                 "must be at least 1 (ERROR lines in 5 minutes); leave it out for no alarm",
             ));
         }
+        check_sandbox(&file.sandbox)?;
         Ok(StackSpec {
             name: file.name,
             region: file.region,
@@ -144,8 +157,35 @@ impl StackSpec {
             dns: file.dns,
             alarms: file.alarms,
             logs: file.logs,
+            sandbox: file.sandbox,
         })
     }
+}
+
+fn check_sandbox(sandbox: &Sandbox) -> Result<(), SpecError> {
+    if let Some(factor) = sandbox.fast_factor
+        && !(factor.is_finite() && (1.0..=1000.0).contains(&factor))
+    {
+        return Err(invalid(
+            "sandbox.fast_factor",
+            format!(
+                "{factor} is not a compression the sandbox can run: give a number from 1 to                  1000 (AWS seconds per sandbox second), or leave it out for the one that makes                  the health-check interval 1 s"
+            ),
+        ));
+    }
+    if sandbox.instance_boot_seconds > 3600 {
+        return Err(invalid(
+            "sandbox.instance_boot_seconds",
+            "must be 0 to 3600 (seconds from launch to the webapp listening)",
+        ));
+    }
+    if !(1..=3600).contains(&sandbox.rds_failover_seconds) {
+        return Err(invalid(
+            "sandbox.rds_failover_seconds",
+            "must be 1 to 3600 (seconds of a Multi-AZ failover; AWS documents 60-120)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), SpecError> {
@@ -325,6 +365,9 @@ fn app(file: AppFile, az_count: usize) -> Result<App, SpecError> {
         ));
     }
     check_version("app.version", &file.version)?;
+    if let Some(scaling) = &file.scaling {
+        check_scaling(scaling, min, max)?;
+    }
     Ok(App {
         instance_type: file.instance_type,
         ami,
@@ -337,7 +380,47 @@ fn app(file: AppFile, az_count: usize) -> Result<App, SpecError> {
         health_check_grace_period_seconds: file.health_check_grace_period_seconds,
         default_instance_warmup_seconds: file.default_instance_warmup_seconds,
         version: file.version,
+        scaling: file.scaling,
     })
+}
+
+/// The largest `requests_per_target` accepted (requests per target per minute).
+const MAX_REQUESTS_PER_TARGET: u32 = 1_000_000;
+
+fn check_scaling(scaling: &Scaling, min: u32, max: u32) -> Result<(), SpecError> {
+    if scaling.cpu_percent.is_none() && scaling.requests_per_target.is_none() {
+        return Err(invalid(
+            "app.scaling",
+            "names no metric; set cpu_percent (e.g. 60) and/or requests_per_target (e.g. 1000),              or remove the table for a fixed size",
+        ));
+    }
+    if let Some(cpu) = scaling.cpu_percent
+        && !(1..=100).contains(&cpu)
+    {
+        return Err(invalid(
+            "app.scaling.cpu_percent",
+            format!("{cpu} is not a CPU target; use 1 to 100 (percent of the instances' CPU)"),
+        ));
+    }
+    if let Some(requests) = scaling.requests_per_target
+        && !(1..=MAX_REQUESTS_PER_TARGET).contains(&requests)
+    {
+        return Err(invalid(
+            "app.scaling.requests_per_target",
+            format!(
+                "{requests} is not a request target; use 1 to {MAX_REQUESTS_PER_TARGET}                  (requests per target per minute)"
+            ),
+        ));
+    }
+    if max <= min {
+        return Err(invalid(
+            "app.max",
+            format!(
+                "max ({max}) leaves no room to scale above min ({min}); raise max or remove                  [app.scaling]"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_health(check: &HealthCheck) -> Result<(), SpecError> {

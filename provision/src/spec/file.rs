@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, SpecError, Waf};
+use super::{
+    Alarms, Alb, CloudTrail, Db, Dns, HealthCheck, Https, Logs, Nat, Sandbox, Scaling, SpecError,
+    Waf,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +35,8 @@ pub(super) struct StackFile {
     pub alarms: Alarms,
     #[serde(default)]
     pub logs: Logs,
+    #[serde(default)]
+    pub sandbox: Sandbox,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +85,7 @@ pub(super) struct AppFile {
     #[serde(default)]
     pub default_instance_warmup_seconds: Option<u32>,
     pub version: String,
+    pub scaling: Option<Scaling>,
 }
 
 fn default_instance_type() -> String {

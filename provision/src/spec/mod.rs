@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use subnets::carve_subnets;
 
+use crate::model::{ClockMode, TimeScale};
+
 /// Engine version of PostgreSQL used when the spec does not name one.
 pub const DEFAULT_DB_ENGINE_VERSION: &str = "17.9";
 /// The SSM parameter giving the latest Amazon Linux 2023 AMI, used when the spec names no AMI.
@@ -52,6 +54,8 @@ pub struct StackSpec {
     pub dns: Option<Dns>,
     pub alarms: Alarms,
     pub logs: Logs,
+    /// Settings of the local sandbox only (the template ignores them).
+    pub sandbox: Sandbox,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,6 +104,47 @@ pub struct App {
     pub default_instance_warmup_seconds: Option<u32>,
     /// The webapp release deployed at creation (`s3://<bucket>/webapp/<version>/webapp`).
     pub version: String,
+    /// Target tracking scaling; `None` keeps the group at its desired capacity.
+    pub scaling: Option<Scaling>,
+}
+
+/// `[app.scaling]`: target tracking policies on the group, one per metric given
+/// (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-scaling-target-tracking.html>).
+/// At least one of `cpu_percent` (average CPU of the instances, `ASGAverageCPUUtilization`)
+/// and `requests_per_target` (requests per target per minute, `ALBRequestCountPerTarget`).
+/// `scale_in = false` only ever adds capacity (default: true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub cpu_percent: Option<u32>,
+    pub requests_per_target: Option<u32>,
+    #[serde(default = "yes")]
+    pub scale_in: bool,
+}
+
+/// The policy names every backend gives the two target tracking policies.
+pub const CPU_POLICY: &str = "cpu";
+/// See [`CPU_POLICY`].
+pub const REQUESTS_POLICY: &str = "requests-per-target";
+
+impl Scaling {
+    /// The policies this table asks for, CPU first.
+    pub fn policies(&self) -> Vec<crate::port::ScalingPolicy> {
+        use crate::port::{ScalingMetric, ScalingPolicy};
+        let cpu = self.cpu_percent.map(|target| ScalingPolicy {
+            name: CPU_POLICY.to_owned(),
+            metric: ScalingMetric::CpuPercent,
+            target: f64::from(target),
+            scale_in: self.scale_in,
+        });
+        let requests = self.requests_per_target.map(|target| ScalingPolicy {
+            name: REQUESTS_POLICY.to_owned(),
+            metric: ScalingMetric::RequestsPerTarget,
+            target: f64::from(target),
+            scale_in: self.scale_in,
+        });
+        cpu.into_iter().chain(requests).collect()
+    }
 }
 
 /// Where the instances' image comes from.
@@ -272,6 +317,67 @@ impl Default for Alarms {
             cpu_high_percent: 80,
             alb_5xx_percent: 5,
             db_free_storage_low_gb: 2,
+        }
+    }
+}
+
+/// How the sandbox runs this stack (ignored on AWS): on the spec's own clock or a stated
+/// compression of it, and what the sandbox assumes for the work AWS does that a local process
+/// does not. Defaults: the `fast` clock with the factor that makes the health-check interval
+/// 1 s, 60 s instance boot, 90 s RDS failover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sandbox {
+    /// `fast` (default): every duration the model schedules divided by `fast_factor`; `aws`:
+    /// the spec's durations exactly.
+    pub clock: ClockMode,
+    /// AWS seconds per sandbox second under the `fast` clock, 1 to 1000. Unset: the
+    /// health-check interval in seconds (the interval becomes 1 s).
+    pub fast_factor: Option<f64>,
+    /// Seconds from launch to the webapp listening on AWS (boot, user data fetching the
+    /// release, the unit starting). AWS publishes no figure; 60 is an estimate to replace with
+    /// what `triad` shows on AWS (an instance's launch to its first healthy check, minus the
+    /// health checks).
+    pub instance_boot_seconds: u32,
+    /// Seconds a Multi-AZ failover takes on RDS: "typically 60–120 seconds"
+    /// (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.MultiAZSingleStandby.html>);
+    /// 90 is the middle of that range.
+    pub rds_failover_seconds: u32,
+    /// FOR TESTS ONLY: the length of one metric period of target tracking in the sandbox, in
+    /// seconds (1 to 60), so a test sees scale-in within seconds. Unset, the sandbox uses
+    /// AWS's minute on the sandbox's clock, like its other durations.
+    pub scaling_period_seconds: Option<u32>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            clock: ClockMode::Fast,
+            fast_factor: None,
+            instance_boot_seconds: 60,
+            rds_failover_seconds: 90,
+            scaling_period_seconds: None,
+        }
+    }
+}
+
+impl StackSpec {
+    /// The clock the sandbox runs this stack on.
+    pub fn time_scale(&self) -> TimeScale {
+        self.sandbox
+            .time_scale(self.app.health_check.interval_seconds)
+    }
+}
+
+impl Sandbox {
+    /// The clock these settings ask for, given the spec's health-check interval.
+    pub fn time_scale(&self, interval_seconds: u32) -> TimeScale {
+        match self.clock {
+            ClockMode::Aws => TimeScale::aws(),
+            ClockMode::Fast => TimeScale::fast(
+                self.fast_factor
+                    .unwrap_or_else(|| f64::from(interval_seconds.max(1))),
+            ),
         }
     }
 }

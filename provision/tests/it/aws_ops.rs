@@ -1341,6 +1341,59 @@ async fn standby_and_back_then_terminate_with_a_decrement() {
     assert!(!states.contains_key(&id), "{states:?}");
 }
 
+/// Marking one instance unhealthy on moto, which models SetInstanceHealth: its health status
+/// becomes Unhealthy (on AWS the group then replaces it once its grace period is over; moto does
+/// not replace it, so that part is the group model's, tested there).
+#[tokio::test]
+async fn an_instance_marked_unhealthy_has_that_health_status() {
+    let w = world(2, Db::None).await;
+    let (_, states) = w.group_state().await;
+    let id = states.keys().next().expect("an instance").clone();
+    let plan = w
+        .cloud
+        .describe_instance_action(&w.stack, &id, InstanceAction::Unhealthy)
+        .await
+        .expect("describe");
+    assert!(
+        plan.calls.iter().any(|c| c.contains("SetInstanceHealth")),
+        "{:?}",
+        plan.calls
+    );
+    w.cloud
+        .act_on_instance(
+            &w.stack,
+            &id,
+            InstanceAction::Unhealthy,
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("set unhealthy");
+    let answer = w
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&w.group)
+        .send()
+        .await
+        .expect("describe group");
+    let health: BTreeMap<String, String> = answer.auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .filter_map(|i| Some((i.instance_id()?.to_owned(), i.health_status()?.to_owned())))
+        .collect();
+    assert_eq!(
+        health.get(&id).map(String::as_str),
+        Some("Unhealthy"),
+        "{health:?}"
+    );
+    assert!(
+        health
+            .iter()
+            .filter(|(i, _)| **i != id)
+            .all(|(_, h)| h == "Healthy"),
+        "only that one: {health:?}"
+    );
+}
+
 /// The capacity rules refuse before any call: a decrement at min, an exit from standby at
 /// max (moto does not check either; AWS does, with the same rule).
 #[tokio::test]

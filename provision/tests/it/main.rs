@@ -7,6 +7,7 @@ mod aws_logs;
 mod aws_ops;
 mod aws_ops_mocks;
 mod model_group;
+mod model_scaling;
 mod port_backend;
 mod port_guard;
 mod port_memory;

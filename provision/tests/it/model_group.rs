@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use provision::model::target::TargetHealth;
 use provision::model::{
-    Action, CheckResult, Group, GroupConfig, HealthCheck, Timings, failing_open, routable,
+    Action, CheckResult, Group, GroupConfig, HealthCheck, TimeScale, Timings, failing_open,
+    routable,
 };
 use provision::port::{
     Capacity, Clock, CloudError, DeployRequest, HealthStatus, LifecycleState, ManualClock,
-    RefreshId, RefreshPreferences, RefreshStatus, ScalingProcess, ShiftRequest, TargetReason,
-    TargetState,
+    RefreshId, RefreshPreferences, RefreshStatus, ScalingProcess, ShiftRequest, StandbyInstances,
+    TargetReason, TargetState,
 };
 use rstest::rstest;
 use time::OffsetDateTime;
@@ -40,6 +41,17 @@ struct World {
 
 impl World {
     fn new(desired: u32, max: u32) -> World {
+        World::with_timings(
+            desired,
+            max,
+            Timings {
+                grace_period: GRACE,
+                ..Timings::immediate()
+            },
+        )
+    }
+
+    fn with_timings(desired: u32, max: u32, timings: Timings) -> World {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
         let group = Group::new(GroupConfig {
             azs: AZS.iter().map(|s| (*s).to_owned()).collect(),
@@ -49,10 +61,7 @@ impl World {
                 max,
             },
             launch_template: 1,
-            timings: Timings {
-                grace_period: GRACE,
-                ..Timings::immediate()
-            },
+            timings,
             id_prefix: "i-".into(),
         });
         let mut world = World {
@@ -853,4 +862,156 @@ fn one_shift_at_a_time_and_cancel_ends_it() {
         world.group.cancel_zonal_shift(now, None),
         Err(CloudError::NotFound { .. })
     ));
+}
+
+/// What a refresh does with an instance in Standby, by StandbyInstances: `Wait` (AWS's
+/// default) replaces it once it returns to service, or fails after an hour; `Ignore` leaves it
+/// on the old configuration; `Terminate` terminates it when the refresh starts.
+#[rstest]
+#[case::wait_and_return(StandbyInstances::Wait, Some(0), RefreshStatus::Successful)]
+#[case::wait_too_long(StandbyInstances::Wait, None, RefreshStatus::Failed)]
+#[case::ignore(StandbyInstances::Ignore, None, RefreshStatus::Successful)]
+#[case::terminate(StandbyInstances::Terminate, None, RefreshStatus::Successful)]
+fn a_refresh_treats_standby_instances_as_its_preference_says(
+    #[case] standby_instances: StandbyInstances,
+    #[case] returns_after_minutes: Option<i64>,
+    #[case] expected: RefreshStatus,
+) {
+    let mut w = World::new(3, 6);
+    let id = w.group.members()[0].id.clone();
+    let now = w.now();
+    w.group.enter_standby(now, &id, true).expect("standby");
+    w.settle();
+    w.deploy(RefreshPreferences {
+        standby_instances,
+        ..RefreshPreferences::default()
+    });
+    w.settle();
+    let lifecycle = |w: &World| w.group.member(&id).map(|m| m.lifecycle);
+    match standby_instances {
+        StandbyInstances::Wait => {
+            // The two in service are replaced; the refresh then waits for the third.
+            assert_eq!(w.status(), RefreshStatus::InProgress);
+            let reason = w.group.refreshes()[0]
+                .status_reason
+                .clone()
+                .unwrap_or_default();
+            assert!(reason.contains("Standby"), "{reason}");
+            match returns_after_minutes {
+                Some(minutes) => {
+                    w.advance(minutes * 60);
+                    let now = w.now();
+                    w.group.exit_standby(now, &id).expect("exit standby");
+                }
+                None => {
+                    w.advance(3599);
+                    w.settle();
+                    assert_eq!(w.status(), RefreshStatus::InProgress, "an hour is not up");
+                    assert!(
+                        w.group
+                            .next_deadline()
+                            .is_some_and(|at| at <= w.now() + time::Duration::seconds(1)),
+                        "the model wakes when the wait runs out"
+                    );
+                    w.advance(1);
+                }
+            }
+            w.settle();
+        }
+        StandbyInstances::Ignore => assert_eq!(lifecycle(&w), Some(LifecycleState::Standby)),
+        StandbyInstances::Terminate => assert!(
+            w.group.member(&id).is_none_or(|m| !m.is_live()),
+            "terminated when the refresh started"
+        ),
+    }
+    assert_eq!(w.status(), expected, "{:?}", w.group.refreshes()[0]);
+    let old: Vec<_> = w
+        .group
+        .members()
+        .iter()
+        .filter(|m| m.is_live() && m.template == 1)
+        .map(|m| (m.id.clone(), m.lifecycle))
+        .collect();
+    match (standby_instances, expected) {
+        (StandbyInstances::Wait, RefreshStatus::Failed) => {
+            assert_eq!(old, vec![(id.clone(), LifecycleState::Standby)]);
+            let reason = w.group.refreshes()[0]
+                .status_reason
+                .clone()
+                .unwrap_or_default();
+            assert!(reason.contains("did not return to service"), "{reason}");
+        }
+        (StandbyInstances::Ignore, _) => {
+            assert_eq!(old, vec![(id.clone(), LifecycleState::Standby)]);
+        }
+        _ => assert!(old.is_empty(), "every live instance replaced: {old:?}"),
+    }
+}
+
+/// The spec's durations on the AWS clock: a 120 s grace period, 30 s deregistration delay and
+/// a 10 s × 2 health check.
+fn aws_timings() -> Timings {
+    Timings {
+        health_check: HealthCheck {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            ..HealthCheck::default()
+        },
+        deregistration_delay: Duration::from_secs(30),
+        grace_period: Duration::from_secs(120),
+        ..Timings::immediate()
+    }
+}
+
+#[rstest]
+#[case::aws(TimeScale::aws())]
+#[case::fast_default(TimeScale::fast_for_interval(Duration::from_secs(10)))]
+#[case::fast_stated(TimeScale::fast(4.0))]
+fn the_model_keeps_the_specs_times_on_either_clock(#[case] scale: TimeScale) {
+    let spec = aws_timings();
+    let mut w = World::with_timings(3, 6, spec.scaled(&scale));
+    let victim = w.group.members()[0].id.clone();
+    let launched = w.group.members()[0].launched_at;
+    w.targets.insert(victim.clone(), TargetState::Unhealthy);
+    w.step();
+    // The replacement is due at the grace period on the model's clock: 120 s on AWS's,
+    // 120 s / factor here.
+    let due = w
+        .group
+        .next_deadline()
+        .expect("the grace period is a deadline");
+    let wall = Duration::try_from(due - launched).expect("a positive duration");
+    assert_eq!(wall, scale.to_wall(spec.grace_period));
+    assert_eq!(scale.to_model(wall), spec.grace_period);
+    // Just before it the instance stays; at it, it is replaced.
+    w.clock
+        .advance(time::Duration::try_from(wall).expect("fits") - time::Duration::milliseconds(1));
+    w.step();
+    assert!(w.group.member(&victim).is_some(), "within the grace period");
+    w.clock.advance(time::Duration::milliseconds(1));
+    w.step();
+    assert!(
+        w.group.member(&victim).is_none(),
+        "replaced at the grace period"
+    );
+    // The model's own event times say what AWS would take.
+    let terminated = w
+        .group
+        .events()
+        .find(|e| e.event.message.contains(&victim) && e.event.message.starts_with("Terminating"))
+        .map(|e| e.event.at)
+        .expect("a termination event");
+    let on_aws = scale.to_model(Duration::try_from(terminated - launched).expect("positive"));
+    assert_eq!(on_aws, Duration::from_secs(120));
+    // Draining: the deregistration delay on the same clock.
+    let mut health = TargetHealth::registered(true);
+    let now = w.now();
+    health.deregister(now, w.group.timings().deregistration_delay);
+    let until = health.drain_deadline().expect("draining");
+    assert_eq!(
+        scale.to_model(Duration::try_from(until - now).expect("positive")),
+        Duration::from_secs(30)
+    );
 }

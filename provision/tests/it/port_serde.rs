@@ -440,11 +440,12 @@ fn preferences_default_to_aws_defaults() {
     assert_eq!(prefs, RefreshPreferences::default());
     assert_eq!(prefs.min_healthy_percentage, 90);
     assert_eq!(prefs.max_healthy_percentage, 100);
+    // "Wait (default)" for both, in AWS's API reference.
     assert_eq!(
         prefs.scale_in_protected_instances,
-        ScaleInProtectedInstances::Ignore
+        ScaleInProtectedInstances::Wait
     );
-    assert_eq!(prefs.standby_instances, StandbyInstances::Ignore);
+    assert_eq!(prefs.standby_instances, StandbyInstances::Wait);
     assert_eq!(prefs.effective_checkpoint_delay_seconds(), None);
     assert!(prefs.validate().is_ok());
     let with_checkpoints = RefreshPreferences {

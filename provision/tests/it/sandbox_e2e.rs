@@ -68,6 +68,11 @@ impl Sandbox {
     /// [`Sandbox::up`] with the state directory under a directory of mode `mode`. (PostgreSQL
     /// runs as its own user when the tests run as root: 0700 locks it out.)
     async fn up_in(per_az: u32, mode: u32) -> Sandbox {
+        Sandbox::up_with(&spec_toml(per_az), mode).await
+    }
+
+    /// [`Sandbox::up_in`] with the spec `toml` (named `sbx-e2e`).
+    async fn up_with(toml: &str, mode: u32) -> Sandbox {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         {
             use std::os::unix::fs::PermissionsExt;
@@ -75,7 +80,7 @@ impl Sandbox {
                 .expect("set the temporary directory's mode");
         }
         let dir = tmp.path().join("sbx-e2e");
-        let spec = StackSpec::parse(&spec_toml(per_az)).expect("a valid spec");
+        let spec = StackSpec::parse(toml).expect("a valid spec");
         let spec_json = serde_json::to_value(&spec).expect("spec as JSON");
         let config = DaemonConfig {
             dir: dir.clone(),
@@ -1460,7 +1465,9 @@ async fn after_an_az_outage_and_its_restore_the_group_rebalances_by_itself() {
 /// One-instance actions through the daemon and the group model: a decrement at min is
 /// refused; standby takes the instance's target out while its process lives on and a
 /// replacement becomes healthy; resume brings it back (desired one higher); terminate
-/// replaces it.
+/// replaces it, and a probe sending one request at a time through the load balancer meanwhile
+/// loses at most the one in flight (deregistration drains the target before the process
+/// stops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_instance_standby_resume_and_terminate() {
     use provision::port::{CloudError, InstanceAction};
@@ -1525,6 +1532,10 @@ async fn one_instance_standby_resume_and_terminate() {
         })
         .await;
 
+    let endpoint = sandbox.snapshot().await.endpoint.expect("an endpoint");
+    let probe = Probe::start(format!("{endpoint}/version"));
+    let mark = Instant::now();
+    probe.answered_after(mark, 5).await;
     sandbox
         .cloud
         .act_on_instance(
@@ -1540,6 +1551,110 @@ async fn one_instance_standby_resume_and_terminate() {
             all_targets_healthy(s, 4) && s.azs.iter().flat_map(|a| &a.instances).all(|i| i.id != id)
         })
         .await;
+    let results = probe.stop().await;
+    let during: Vec<ProbeResult> = results.into_iter().filter(|r| r.sent >= mark).collect();
+    let failed = failures(&during);
+    assert!(
+        failed.len() <= 1,
+        "at most the request in flight fails: {} of {} failed: {failed:?}",
+        failed.len(),
+        during.len()
+    );
+    assert!(during.len() > failed.len(), "the probe was answered");
+    sandbox.down().await;
+}
+
+/// A stack started with `clock = "aws"` and a 5 s health-check interval runs the spec's
+/// durations as they are: its status shows them in force, unscaled, and a spec asking for
+/// another clock is planned as a restart that `up` cannot apply. (Instance boot is set to 0
+/// so the bring-up does not wait the assumed minute; the durations in force are what is
+/// asserted, not a drill on the AWS clock.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aws_clock_stack_shows_the_specs_timings_in_force_and_plans_a_restart_for_another() {
+    let aws = r#"
+name = "sbx-e2e"
+region = "us-east-1"
+[app]
+version = "1.0.0"
+deregistration_delay_seconds = 20
+health_check_grace_period_seconds = 90
+[app.health_check]
+interval_seconds = 5
+timeout_seconds = 2
+[mailer]
+sender = "no-reply@example.com"
+[sandbox]
+clock = "aws"
+instance_boot_seconds = 0
+rds_failover_seconds = 75
+"#;
+    let sandbox = Sandbox::up_with(aws, 0o755).await;
+    let snapshot = sandbox.snapshot().await;
+    let clock = snapshot
+        .clock
+        .as_ref()
+        .expect("a sandbox snapshot carries its clock");
+    assert_eq!(clock.scale, provision::model::TimeScale::aws());
+    for (name, seconds) in [
+        ("health check interval", 5.0),
+        ("health check timeout", 2.0),
+        ("deregistration delay", 20.0),
+        ("health check grace period", 90.0),
+        ("instance boot (assumed)", 0.0),
+        ("RDS failover (assumed)", 75.0),
+    ] {
+        let d = clock
+            .duration(name)
+            .unwrap_or_else(|| panic!("{name} in force"));
+        assert_eq!(
+            (d.aws_seconds, d.wall_seconds),
+            (seconds, seconds),
+            "{name}"
+        );
+    }
+    assert_eq!((clock.healthy_threshold, clock.unhealthy_threshold), (2, 2));
+
+    // The same stack asked to run fast: a restart, which `up` cannot do by itself.
+    let fast = aws.replace("clock = \"aws\"", "clock = \"fast\"");
+    let spec = StackSpec::parse(&fast).expect("a valid spec");
+    let desired = DesiredStack {
+        stack: sandbox.stack.clone(),
+        template_body: "{}".into(),
+        parameters: Default::default(),
+        tags: Default::default(),
+        spec: serde_json::to_value(&spec).expect("spec as JSON"),
+    };
+    let plan = sandbox.cloud.plan(&desired).await.expect("plan");
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.logical_id == "SandboxClock")
+        .expect("the clock change is planned");
+    assert!(
+        change
+            .reasons
+            .iter()
+            .any(|r| r == "clock: running aws, the spec says fast ×5"),
+        "{:?}",
+        change.reasons
+    );
+    assert!(
+        plan.blockers.iter().any(|b| b.contains("needs a restart")),
+        "{:?}",
+        plan.blockers
+    );
+    // The spec it runs plans nothing.
+    assert!(
+        sandbox
+            .cloud
+            .plan(&DesiredStack {
+                spec: sandbox.spec_json.clone(),
+                ..desired
+            })
+            .await
+            .expect("plan")
+            .is_empty()
+    );
     sandbox.down().await;
 }
 

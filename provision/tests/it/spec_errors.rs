@@ -155,6 +155,18 @@ fn a_missing_file_names_the_path() {
     "line 8, field mailer: missing field `sender`"
 )]
 #[case::not_toml(&with("[db"), "line 11: ")]
+#[case::unknown_clock(
+    &with("[sandbox]\nclock = \"slow\""),
+    "line 12, field sandbox.clock: unknown variant `slow`, expected `aws` or `fast`"
+)]
+#[case::fast_factor_below_one(
+    &with("[sandbox]\nfast_factor = 0.5"),
+    "line 12, field sandbox.fast_factor: 0.5 is not a compression the sandbox can run"
+)]
+#[case::rds_failover_zero(
+    &with("[sandbox]\nrds_failover_seconds = 0"),
+    "line 12, field sandbox.rds_failover_seconds: must be 1 to 3600"
+)]
 // Semantic checks: field, what is wrong, how to fix it.
 #[case::bad_name(
     &BASE.replace("name = \"shop\"", "name = \"Shop_1\""),
@@ -347,4 +359,21 @@ fn refuses_with_a_message_naming_the_field(#[case] text: &str, #[case] expected:
         message.starts_with(expected),
         "expected {expected:?}\n     got {message:?}"
     );
+}
+
+#[test]
+fn the_sandbox_clock_defaults_to_fast_with_the_interval_as_factor() {
+    use provision::model::{ClockMode, TimeScale};
+    let spec = StackSpec::parse(BASE).expect("valid");
+    assert_eq!(spec.sandbox.clock, ClockMode::Fast);
+    assert_eq!(spec.time_scale(), TimeScale::fast(10.0));
+    let spec = StackSpec::parse(&with("[sandbox]\nfast_factor = 4")).expect("valid");
+    assert_eq!(spec.time_scale(), TimeScale::fast(4.0));
+    let spec = StackSpec::parse(&with(
+        "[sandbox]\nclock = \"aws\"\ninstance_boot_seconds = 45",
+    ))
+    .expect("valid");
+    assert_eq!(spec.time_scale(), TimeScale::aws());
+    assert_eq!(spec.sandbox.instance_boot_seconds, 45);
+    assert_eq!(spec.sandbox.rds_failover_seconds, 90);
 }
