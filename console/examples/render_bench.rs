@@ -244,6 +244,7 @@ fn snapshot(instances: usize, points: usize) -> anyhow::Result<Snapshot> {
     snapshot.metrics = Metrics {
         period_seconds: 1,
         series: all,
+        instances: Vec::new(),
     };
     Ok(snapshot)
 }

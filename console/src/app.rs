@@ -17,18 +17,21 @@ use std::collections::{BTreeMap, VecDeque};
 use crossterm::event::{KeyCode, KeyEvent};
 use provision::port::{
     BackendKind, DeployRequest, Event, Fault, FaultPlan, InstanceAction, InstancePlan,
-    LifecycleState, Plan, ProvisionEvent, RefreshId, ShiftRequest, Snapshot, StackRef, ZonalShift,
-    shift,
+    LifecycleState, LogLine, Plan, ProvisionEvent, RefreshId, ShiftRequest, Snapshot, StackRef,
+    ZonalShift, shift,
 };
 
 use crate::drill::engine::{DrillConfig, DrillUpdate};
 use crate::keys::{self, Act, Binding, Context};
+use crate::load::engine::{LoadPlan, LoadUpdate};
 use crate::policy;
 use crate::screen::command::run_command;
 use crate::screen::dashboard::{ask_cancel, ask_rollback};
 use crate::screen::deploy::{self, open_deploy};
 use crate::screen::gameday::{self, ask_failover, on_drill, open_gameday, stop_drill};
 use crate::screen::help;
+use crate::screen::load;
+use crate::screen::logs;
 use crate::screen::provision::{
     ask_apply, ask_destroy, on_planned, on_provision_event, open_provision,
 };
@@ -37,6 +40,8 @@ pub use crate::keys::{command_matches, commands, complete};
 pub use crate::screen::deploy::DeployForm;
 pub use crate::screen::events::{EVENT_LOG, source_label};
 pub use crate::screen::gameday::{DrillView, GamedayForm};
+pub use crate::screen::load::{LoadForm, LoadView};
+pub use crate::screen::logs::{LogRequest, LogScope, LogView};
 pub use crate::screen::provision::{ProvisionPhase, ProvisionView};
 
 /// The screens, reachable by key or by `:name` in command mode.
@@ -47,8 +52,11 @@ pub enum Screen {
     Events,
     Deploy,
     GameDay,
+    Load,
     Provision,
     Help,
+    /// The webapp's log lines (see `screen::logs`).
+    Logs,
 }
 
 impl Screen {
@@ -59,8 +67,10 @@ impl Screen {
             Screen::Events => "events",
             Screen::Deploy => "deploy",
             Screen::GameDay => "gameday",
+            Screen::Load => "load",
             Screen::Provision => "provision",
             Screen::Help => "help",
+            Screen::Logs => "logs",
         }
     }
 }
@@ -82,6 +92,10 @@ pub enum Effect {
     Destroy,
     /// Stop the running drill early: it restores and writes its report.
     StopDrill,
+    /// Start a load (its report directory and listing are the runner's).
+    StartLoad(Box<LoadPlan>),
+    /// Stop the running load early: it writes its report.
+    StopLoad,
     /// Act on one instance (journaled before it happens).
     Instance {
         id: String,
@@ -94,6 +108,11 @@ pub enum Effect {
     },
     /// Cancel the zonal shift away from this AZ (journaled before it happens).
     CancelShift(String),
+    /// Read the webapp's log lines for the log view, newest first, then follow them (this
+    /// replaces any reading under way).
+    StartLogs(Box<LogRequest>),
+    /// Stop reading log lines (the log view was left).
+    StopLogs,
     /// Put text on the clipboard (OSC 52, works over SSH).
     Copy(String),
     Quit,
@@ -118,6 +137,7 @@ pub enum Action {
     /// Zonal shifts were cancelled.
     ShiftCancelled(Vec<ZonalShift>),
     Drill(DrillUpdate),
+    Load(LoadUpdate),
     Planned(Box<Plan>),
     /// One event of an apply or destroy.
     Provision(Box<ProvisionEvent>),
@@ -132,6 +152,16 @@ pub enum Action {
         error: String,
     },
     Copied(String),
+    /// Log lines read for the log view's reading `generation`, oldest first.
+    LogLines {
+        generation: u64,
+        lines: Vec<LogLine>,
+    },
+    /// Reading log lines failed (the runner retries what can be retried).
+    LogsFailed {
+        generation: u64,
+        error: String,
+    },
 }
 
 /// A pending confirmation. Enter with the wrong (or empty) text cancels: cancel is the default.
@@ -190,13 +220,21 @@ pub struct State {
     pub deploy: DeployForm,
     pub gameday: GamedayForm,
     pub drill: Option<DrillView>,
+    pub load_form: LoadForm,
+    pub load: Option<LoadView>,
     pub provision: Option<ProvisionView>,
+    /// The log view, while it is open or was last open.
+    pub logs: Option<LogView>,
+    /// The last log reading started (each gets a new number).
+    pub log_generation: u64,
     pub notices: VecDeque<Notice>,
     /// Every event the watch has seen, newest first: a snapshot carries only the cloud's
     /// recent ones (100 in the sandbox, 20 scaling activities on AWS).
     pub events: VecDeque<Event>,
     /// The stack spec tags the stack as production (see `StackSpec::is_tagged_production`).
     pub tagged_production: bool,
+    /// The spec's WAF rate rule (requests per five minutes per IP), for the load's warning.
+    pub waf_rate_limit: Option<u32>,
     pub quit: bool,
 }
 
@@ -220,10 +258,15 @@ impl State {
             deploy: DeployForm::default(),
             gameday: GamedayForm::default(),
             drill: None,
+            load_form: LoadForm::default(),
+            load: None,
             provision: None,
+            logs: None,
+            log_generation: 0,
             notices: VecDeque::new(),
             events: VecDeque::new(),
             tagged_production: false,
+            waf_rate_limit: None,
             quit: false,
         }
     }
@@ -433,6 +476,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             on_drill(state, update);
             Vec::new()
         }
+        Action::Load(update) => {
+            load::on_load(state, update);
+            Vec::new()
+        }
         Action::Planned(plan) => {
             on_planned(state, plan);
             Vec::new()
@@ -467,6 +514,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.notice(Level::Info, format!("copied {text}"));
             Vec::new()
         }
+        Action::LogLines { generation, lines } => {
+            logs::on_lines(state, generation, lines);
+            Vec::new()
+        }
+        Action::LogsFailed { generation, error } => {
+            logs::on_failed(state, generation, error);
+            Vec::new()
+        }
     }
 }
 
@@ -491,6 +546,35 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         _ => None,
     });
     let context = Context::of(state);
+    if context == Context::Logs {
+        match binding.act {
+            Act::RowDown | Act::RowUp | Act::Follow | Act::Expand | Act::LogLevel => {
+                return logs::on_key(state, binding.act);
+            }
+            Act::Back | Act::Leave => return logs::back(state),
+            Act::Copy => return logs::copy(state),
+            Act::FilterMode => {
+                let text = state.logs.as_ref().map(|v| v.text.clone());
+                state.mode = Mode::Filter(text.unwrap_or_default());
+                return Vec::new();
+            }
+            _ => {}
+        }
+    }
+    if context == Context::Filter && state.screen == Screen::Logs {
+        match binding.act {
+            Act::SetFilter => {
+                if let Mode::Filter(input) = std::mem::replace(&mut state.mode, Mode::Normal) {
+                    return logs::set_filter(state, input);
+                }
+            }
+            Act::ClearFilter => {
+                state.mode = Mode::Normal;
+                return logs::set_filter(state, String::new());
+            }
+            _ => {}
+        }
+    }
     match binding.act {
         Act::Quit => {
             state.quit = true;
@@ -521,6 +605,8 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         Act::CancelRefresh => return ask_cancel(state),
         Act::Rollback => return ask_rollback(state),
         Act::StopDrill => return stop_drill(state),
+        Act::Load => return load::open_load(state),
+        Act::StopLoad => return load::stop_load(state),
         Act::TerminateInstance => {
             return ask_instance(state, InstanceAction::Terminate { decrement: false });
         }
@@ -531,6 +617,17 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         Act::ResumeInstance => return ask_instance(state, InstanceAction::Resume),
         Act::ZonalShift => return ask_shift(state),
         Act::Copy => return copy_selected(state),
+        Act::AzLogs | Act::InstanceLogs | Act::LogsAll => {
+            return match logs::scope_here(state, binding.act) {
+                Some(scope) => logs::open_logs(state, scope),
+                None => {
+                    state.notice(Level::Info, "no instance selected");
+                    Vec::new()
+                }
+            };
+        }
+        // The log view's own keys (handled above, where the log view is).
+        Act::Follow | Act::Expand | Act::LogLevel => {}
         // A form's keys: the dialog on screen takes them; elsewhere typing edits the line.
         Act::NextField
         | Act::PreviousField
@@ -541,6 +638,7 @@ pub(crate) fn perform(state: &mut State, binding: &Binding, key: Option<&KeyEven
         | Act::Erase => match context {
             Context::Deploy => return deploy::on_form(state, binding.act, typed),
             Context::GameDay => return gameday::on_form(state, binding.act, typed),
+            Context::LoadForm => return load::on_form(state, binding.act, typed),
             _ if matches!(binding.act, Act::Type | Act::Erase) => {
                 edit_line(state, binding.act == Act::Erase, typed)
             }
@@ -858,7 +956,15 @@ mod tests {
         assert_eq!(complete("d", true), "dashboard");
         assert_eq!(
             command_matches("", true),
-            ["dashboard", "instances", "events", "plan", "help", "quit"]
+            [
+                "dashboard",
+                "instances",
+                "events",
+                "logs",
+                "plan",
+                "help",
+                "quit"
+            ]
         );
         assert!(command_matches("", true).contains(&"plan"));
         assert_eq!(command_matches("d", false), ["dashboard", "deploy", "down"]);
@@ -1397,5 +1503,74 @@ mod tests {
         with_versions(&mut read_only, &["1.0.0"]);
         assert!(update(&mut read_only, key(KeyCode::Char('Z'))).is_empty());
         assert_eq!(read_only.mode, Mode::Normal, "refused before any dialog");
+    }
+
+    /// `L`: the form, then a confirmation naming the endpoint and the peak rate (the stack's
+    /// name typed on AWS, with the WAF warning), then the load; `s` stops it; read-only
+    /// refuses it.
+    #[test]
+    fn the_load_form_confirms_endpoint_and_peak_then_starts_and_s_stops_it() {
+        let mut s = state(BackendKind::Aws, false);
+        with_versions(&mut s, &["1.0.0"]);
+        if let Some(snapshot) = s.snapshot.as_mut() {
+            snapshot.endpoint = Some("https://shop.example.com".into());
+        }
+        s.waf_rate_limit = Some(2000);
+        update(&mut s, key(KeyCode::Char('L')));
+        assert_eq!(s.screen, Screen::Load);
+        assert_eq!(keys::Context::of(&s), keys::Context::LoadForm);
+        // rate 20 → ramp to 80 over 30 s, for 120 s.
+        update(&mut s, key(KeyCode::Tab));
+        chars(&mut s, "80");
+        update(&mut s, key(KeyCode::Tab));
+        chars(&mut s, "30");
+        update(&mut s, key(KeyCode::Tab));
+        update(&mut s, key(KeyCode::Backspace));
+        update(&mut s, key(KeyCode::Backspace));
+        chars(&mut s, "120");
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        let Mode::Confirm(confirm) = &s.mode else {
+            panic!("a confirmation: {:?}", s.notices);
+        };
+        assert_eq!(confirm.title, "Load: up to 80 req/s");
+        assert_eq!(
+            confirm.lines[0],
+            "This sends up to 80 req/s to https://shop.example.com (stack demo) for 120 s."
+        );
+        assert!(
+            confirm.lines.iter().any(|l| l.contains("WAF rate rule")),
+            "{:?}",
+            confirm.lines
+        );
+        assert_eq!(confirm.expected, "demo", "the stack's name on AWS");
+        chars(&mut s, "demo");
+        let effects = update(&mut s, key(KeyCode::Enter));
+        let [Effect::StartLoad(plan)] = effects.as_slice() else {
+            panic!("the load starts: {effects:?}");
+        };
+        assert_eq!(plan.schedule.from, 20.0);
+        assert_eq!(plan.schedule.to, 80.0);
+        assert_eq!(plan.schedule.ramp.as_secs(), 30);
+        assert_eq!(plan.schedule.duration.as_secs(), 120);
+        update(
+            &mut s,
+            Action::Load(LoadUpdate::Started {
+                title: "load".into(),
+                shape: "20 → 80 req/s".into(),
+                endpoint: "https://shop.example.com".into(),
+            }),
+        );
+        assert_eq!(keys::Context::of(&s), keys::Context::Load);
+        assert_eq!(update(&mut s, key(KeyCode::Char('s'))), [Effect::StopLoad]);
+        // A form that describes no load says why and starts nothing.
+        s.load = None;
+        s.load_form.duration = "0".into();
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+        assert!(s.notices[0].text.contains("--duration"), "{:?}", s.notices);
+
+        let mut ro = state(BackendKind::Sandbox, true);
+        assert!(update(&mut ro, key(KeyCode::Char('L'))).is_empty());
+        assert_eq!(ro.screen, Screen::Dashboard);
+        assert!(ro.notices[0].text.contains("read-only"));
     }
 }

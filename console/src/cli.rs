@@ -104,6 +104,8 @@ pub enum Command {
     Instance(InstanceArgs),
     /// Move traffic away from one AZ for a while (a zonal shift), cancel it, or list it.
     Shift(ShiftArgs),
+    /// Drive a steady or ramping load at the stack's endpoint and report how it scaled.
+    Load(LoadArgs),
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -225,6 +227,47 @@ pub struct GamedayArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Requests per second (the starting rate, with --to).
+    #[arg(long)]
+    pub rate: u32,
+    /// Ramp linearly from --rate to this rate over --ramp seconds, then hold it.
+    #[arg(long, requires = "ramp", value_name = "RATE")]
+    pub to: Option<u32>,
+    /// How long the ramp takes, in seconds.
+    #[arg(long, requires = "to", value_name = "SECONDS")]
+    pub ramp: Option<u64>,
+    /// How long the load runs, in seconds (the ramp included).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: u64,
+    /// The path every request asks for.
+    #[arg(long, default_value = "/version")]
+    pub path: String,
+    /// Signups per second beside the load (SES mailbox-simulator addresses).
+    #[arg(long, default_value_t = 0)]
+    pub signups: u32,
+    /// After the load, how long to watch for the scale-in back to min, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub observe: u64,
+    /// Where to write the report.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+impl LoadArgs {
+    /// The schedule the flags describe, or why they describe none.
+    pub fn schedule(&self) -> Result<crate::load::generator::Schedule, String> {
+        if !self.path.starts_with('/') {
+            return Err(format!("--path {:?} must start with /", self.path));
+        }
+        crate::load::generator::Schedule::from_flags(self.rate, self.to, self.ramp, self.duration)
+    }
 }
 
 #[derive(Debug, Args)]

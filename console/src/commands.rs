@@ -20,21 +20,22 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use provision::port::{
-    BackendChoice, CapacityCheck, Cloud, CloudError, DeployRequest, Fault, ProvisionEvent,
-    RefreshStatus, ScaleInProtectedInstances, ShiftRequest, Snapshot, StackRef, StandbyInstances,
-    parse_env_override, shift,
+    BackendChoice, BackendKind, CapacityCheck, Cloud, CloudError, DeployRequest, Fault,
+    ProvisionEvent, RefreshStatus, ScaleInProtectedInstances, ShiftRequest, Snapshot, StackRef,
+    StandbyInstances, parse_env_override, shift,
 };
 use provision::spec::StackSpec;
 use tokio::sync::{mpsc, watch};
 
 use crate::backend;
 use crate::cli::{
-    Cli, DeployArgs, GamedayArgs, InstanceArgs, ReleaseArgs, ShiftArgs, ShiftCommand,
+    Cli, DeployArgs, GamedayArgs, InstanceArgs, LoadArgs, ReleaseArgs, ShiftArgs, ShiftCommand,
 };
 use crate::drill::engine::{self, DrillConfig, DrillError, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
 use crate::drill::remedy::{Impairment, Remedy};
 use crate::drill::report::{self, Verdict};
+use crate::load::engine::{LoadError, LoadPlan, LoadUpdate};
 use crate::policy;
 
 /// How a command ended.
@@ -604,6 +605,186 @@ impl Gameday {
             }
         }
     }
+}
+
+/// `triad load …`. The refusals come first and touch nothing: bad flags (2), a read-only
+/// session (3), and a production stack (AWS, or tagged production) without `--yes` and
+/// without a terminal to confirm on (3). Then the stack (brought up first on the sandbox), on
+/// AWS the warning when the stack's own WAF rate rule would block this machine, the
+/// confirmation on production stacks (the endpoint and the peak rate named, the stack's name
+/// typed), the load with a live line a second, and the report. Ctrl-C stops the load (or,
+/// after it, the scale-in watch) and still writes the report. It exits 0 once the report is
+/// written, whatever the load saw: the report says what that was.
+pub async fn load(cli: &Cli, args: &LoadArgs) -> Outcome {
+    use std::io::IsTerminal;
+    let schedule = match args.schedule() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("triad: {e}");
+            return Outcome::Invalid;
+        }
+    };
+    let (spec, stack) = match load_spec(cli) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if cli.read_only {
+        eprintln!("triad: read-only session: load refused");
+        return Outcome::Refused;
+    }
+    let choice = match BackendChoice::from_process_env(&backend::flags(&cli.backend)) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let production = is_production(&choice, &spec);
+    if production && !args.yes && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "triad: a load on {} must be confirmed (it is a production stack): run it from a \
+             terminal, or pass --yes",
+            stack.name
+        );
+        return Outcome::Refused;
+    }
+    let (stack, _, cloud) = match session(cli).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let endpoint = match cloud.snapshot(&stack).await {
+        Ok(snapshot) => snapshot.endpoint,
+        Err(e) => return fail(&e),
+    };
+    let Some(endpoint) = endpoint else {
+        eprintln!("triad: the stack has no endpoint to load (is it up?)");
+        return Outcome::Refused;
+    };
+    if choice.kind() == BackendKind::Aws
+        && let Some(warning) =
+            policy::waf_warning(spec.waf.as_ref().and_then(|w| w.rate_limit), &schedule)
+    {
+        eprintln!("warning: {warning}");
+    }
+    let mut plan = LoadPlan::new(schedule);
+    plan.path = args.path.clone();
+    plan.signup_rate = args.signups;
+    plan.observe_after = Duration::from_secs(args.observe);
+    plan.endpoint = Some(endpoint.clone());
+    plan.activity_dir = Some(backend::stack_dir(&stack));
+    let report_dir = policy::load_report_dir(
+        &stack,
+        args.report.as_deref(),
+        time::OffsetDateTime::now_utc(),
+    );
+    plan.report_dir = Some(report_dir.clone());
+    println!(
+        "load on {}: {} at {endpoint}",
+        stack.name,
+        plan.shape().describe()
+    );
+    if production
+        && !args.yes
+        && !confirm(
+            &policy::load_prompt(&stack, &endpoint, &schedule),
+            &policy::confirmation_word(true, &stack, None),
+        )
+    {
+        eprintln!("triad: not confirmed; nothing was sent");
+        return Outcome::Refused;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupt = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping and writing the report");
+            let _ = stop_tx.send(true);
+        }
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let observe = args.observe;
+    let printer = tokio::spawn(async move {
+        let mut last: Option<crate::load::phases::Observation> = None;
+        let mut ended = false;
+        while let Some(update) = rx.recv().await {
+            match update {
+                LoadUpdate::Live(live) => println!("{}", load_line(&live, last.as_ref())),
+                LoadUpdate::Observed(o) => {
+                    // After the load no live line comes: say when capacity changes.
+                    let shown =
+                        |o: &crate::load::phases::Observation| (o.desired, o.total_healthy());
+                    if ended && last.as_ref().map(shown) != Some(shown(&o)) {
+                        println!(
+                            "t+{:>3}s desired {} · healthy {}",
+                            o.second,
+                            o.desired.map_or_else(|| "?".to_string(), |d| d.to_string()),
+                            o.total_healthy()
+                        );
+                    }
+                    last = Some(o);
+                }
+                LoadUpdate::LoadEnded { second } => {
+                    ended = true;
+                    println!(
+                        "t+{second:>3}s load ended; watching the scale-in back to min (up to \
+                         {observe} s, Ctrl-C to stop)"
+                    );
+                }
+                LoadUpdate::Failed(e) => eprintln!("load failed: {e}"),
+                _ => {}
+            }
+        }
+    });
+    let result = crate::load::engine::run(cloud, stack, plan, tx, stop_rx).await;
+    let _ = printer.await;
+    interrupt.abort();
+    match result {
+        Ok(report) => {
+            for line in crate::load::report::summary_lines(&report) {
+                println!("{line}");
+            }
+            println!("report: {}", report_dir.display());
+            Outcome::Done
+        }
+        Err(e) => {
+            eprintln!("triad: load: {e}");
+            match e {
+                LoadError::Cloud { source, .. } => Outcome::of(&source),
+                LoadError::NoEndpoint => Outcome::Refused,
+                LoadError::Client(_) | LoadError::Report(_) => Outcome::BackendError,
+            }
+        }
+    }
+}
+
+/// One live line of a load: "t+ 12s  50 req/s (target 50) · p50 3.1 ms · p99 12.0 ms ·
+/// errors 0 · desired 2 · healthy 2 · requests/target 840/600".
+pub fn load_line(
+    live: &crate::load::generator::LiveStats,
+    stack: Option<&crate::load::phases::Observation>,
+) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.1} ms"));
+    let errors: u64 = live.failed.values().sum();
+    let mut line = format!(
+        "t+{:>3}s {:>5} req/s (target {:.0}) · p50 {} · p99 {} · errors {errors}",
+        live.elapsed.as_secs(),
+        live.rate,
+        live.target_rate,
+        ms(live.latency.p50_ms),
+        ms(live.latency.p99_ms),
+    );
+    if live.dropped > 0 {
+        line.push_str(&format!(" · dropped {}", live.dropped));
+    }
+    if let Some(o) = stack {
+        if let Some(d) = o.desired {
+            line.push_str(&format!(" · desired {d}"));
+        }
+        line.push_str(&format!(" · healthy {}", o.total_healthy()));
+        for p in &o.policies {
+            let value = p
+                .value
+                .map_or_else(|| "?".to_string(), |v| format!("{v:.0}"));
+            line.push_str(&format!(" · {} {value}/{:.0}", p.metric, p.target));
+        }
+    }
+    line
 }
 
 /// `triad gameday restore`: undo what the journal says is still in place.

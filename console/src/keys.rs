@@ -31,16 +31,22 @@ pub enum Context {
     GameDay,
     /// The GameDay screen while it shows a drill (running or finished).
     Drill,
+    /// The load dialog, before a load.
+    LoadForm,
+    /// The load screen while it shows a load (running or finished).
+    Load,
     /// Command mode (`:`).
     Command,
     /// The filter line (`/`).
     Filter,
     /// A confirmation dialog.
     Confirm,
+    /// The log view.
+    Logs,
 }
 
 impl Context {
-    pub const ALL: [Context; 11] = [
+    pub const ALL: [Context; 14] = [
         Context::Dashboard,
         Context::Instances,
         Context::Events,
@@ -49,9 +55,12 @@ impl Context {
         Context::Deploy,
         Context::GameDay,
         Context::Drill,
+        Context::LoadForm,
+        Context::Load,
         Context::Command,
         Context::Filter,
         Context::Confirm,
+        Context::Logs,
     ];
 
     /// The context the state is in.
@@ -66,9 +75,12 @@ impl Context {
                 Screen::Events => Context::Events,
                 Screen::Provision => Context::Provision,
                 Screen::Help => Context::Help,
+                Screen::Logs => Context::Logs,
                 Screen::Deploy => Context::Deploy,
                 Screen::GameDay if state.drill.is_some() => Context::Drill,
                 Screen::GameDay => Context::GameDay,
+                Screen::Load if state.load.is_some() => Context::Load,
+                Screen::Load => Context::LoadForm,
             },
         }
     }
@@ -83,9 +95,11 @@ impl Context {
             Context::Help => "help",
             Context::Deploy => "deploy",
             Context::GameDay | Context::Drill => "gameday",
+            Context::LoadForm | Context::Load => "load",
             Context::Command => "command",
             Context::Filter => "filter",
             Context::Confirm => "confirm",
+            Context::Logs => "logs",
         }
     }
 }
@@ -142,6 +156,9 @@ pub enum Act {
     CancelRefresh,
     Rollback,
     StopDrill,
+    /// The load dialog, or the running load's view.
+    Load,
+    StopLoad,
     /// One-instance actions on the selected instance.
     TerminateInstance,
     UnhealthyInstance,
@@ -150,6 +167,16 @@ pub enum Act {
     /// Zonal shift away from the focused AZ, or cancel the one active there.
     ZonalShift,
     Copy,
+    /// The log view of the focused AZ (of the AZ under fault, on a drill).
+    AzLogs,
+    /// The log view of the selected instance.
+    InstanceLogs,
+    /// The log view of every AZ.
+    LogsAll,
+    // The log view.
+    Follow,
+    Expand,
+    LogLevel,
     // Forms.
     NextField,
     PreviousField,
@@ -192,13 +219,24 @@ use KeyCode as K;
 
 /// The screens with the list keys and the screen keys.
 const SCREENS: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision, C::Help];
+/// The screens and the log view: the list keys, the filter, copy, back, help and quit.
+const SCREENS_LOGS: &[Context] = &[
+    C::Dashboard,
+    C::Instances,
+    C::Events,
+    C::Provision,
+    C::Help,
+    C::Logs,
+];
 /// The screens but one: a key that opens a screen does nothing on that screen.
 const BUT_INSTANCES: &[Context] = &[C::Dashboard, C::Events, C::Provision, C::Help];
 const BUT_EVENTS: &[Context] = &[C::Dashboard, C::Instances, C::Provision, C::Help];
-const BUT_HELP: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision];
+const BUT_HELP: &[Context] = &[C::Dashboard, C::Instances, C::Events, C::Provision, C::Logs];
 /// The screens that list instances: the instances list and the dashboard's AZ columns.
 const LISTS: &[Context] = &[C::Dashboard, C::Instances];
-const FORMS: &[Context] = &[C::Deploy, C::GameDay];
+const FORMS: &[Context] = &[C::Deploy, C::GameDay, C::LoadForm];
+/// The forms with fields to choose from.
+const CHOICE_FORMS: &[Context] = &[C::Deploy, C::GameDay];
 const TYPING: &[Context] = &[C::Command, C::Filter, C::Confirm];
 
 const fn row(
@@ -242,8 +280,8 @@ pub const TABLE: &[Binding] = &[
         "j ↓",
         None,
         Act::RowDown,
-        "next row in the list",
-        SCREENS,
+        "next row in the list (a log line: pauses follow)",
+        SCREENS_LOGS,
     ),
     row(
         &[Key::Code(K::Char('k')), Key::Code(K::Up)],
@@ -251,7 +289,7 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::RowUp,
         "previous row in the list",
-        SCREENS,
+        SCREENS_LOGS,
     ),
     row(
         &[
@@ -311,12 +349,40 @@ pub const TABLE: &[Binding] = &[
     ),
     footer(
         row(
+            &[Key::Code(K::Char('t'))],
+            "t",
+            None,
+            Act::AzLogs,
+            "logs of the focused AZ, followed live (on a drill: of the AZ under fault)",
+            &[C::Dashboard, C::Drill],
+        ),
+        6,
+        "logs",
+    ),
+    row(
+        &[Key::Code(K::Char('T'))],
+        "T",
+        None,
+        Act::InstanceLogs,
+        "logs of the selected instance, followed live",
+        LISTS,
+    ),
+    row(
+        &[],
+        "",
+        Some("logs"),
+        Act::LogsAll,
+        "logs of every AZ, followed live",
+        SCREENS,
+    ),
+    footer(
+        row(
             &[Key::Code(K::Char('/'))],
             "/",
             None,
             Act::FilterMode,
-            "filter instances by id or version, events by text",
-            SCREENS,
+            "filter instances by id or version, events and log lines by text",
+            SCREENS_LOGS,
         ),
         7,
         "filter",
@@ -350,8 +416,8 @@ pub const TABLE: &[Binding] = &[
         "y",
         None,
         Act::Copy,
-        "copy the selected instance id, or event (OSC 52)",
-        SCREENS,
+        "copy the selected instance id, event or log line (OSC 52: the terminal's clipboard, over SSH too, where the terminal allows it)",
+        SCREENS_LOGS,
     ),
     row(
         &[Key::Code(K::Esc)],
@@ -359,7 +425,7 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::Back,
         "clear the filter, else back",
-        SCREENS,
+        SCREENS_LOGS,
     ),
     // What changes the stack.
     footer(
@@ -420,6 +486,15 @@ pub const TABLE: &[Binding] = &[
         Some("stop"),
         Act::StopDrill,
         "stop the running GameDay (restores at once)",
+        SCREENS,
+    )),
+    // A load changes no resource but puts the stack under stress: refused in read-only mode.
+    changes(row(
+        &[Key::Code(K::Char('L'))],
+        "L",
+        Some("load"),
+        Act::Load,
+        "load: drive requests at the endpoint, watch it scale, report",
         SCREENS,
     )),
     changes(row(
@@ -497,7 +572,7 @@ pub const TABLE: &[Binding] = &[
             Some("quit"),
             Act::Quit,
             "quit (the stack keeps running)",
-            SCREENS,
+            SCREENS_LOGS,
         ),
         PINNED,
         "quit",
@@ -531,6 +606,68 @@ pub const TABLE: &[Binding] = &[
             Act::Leave,
             "back (a running drill goes on)",
             &[C::Drill],
+        ),
+        2,
+        "back",
+    ),
+    // The log view.
+    footer(
+        row(
+            &[Key::Code(K::Char('f'))],
+            "f",
+            None,
+            Act::Follow,
+            "follow: keep the newest line selected as lines arrive, or pause",
+            &[C::Logs],
+        ),
+        1,
+        "follow",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Char('v'))],
+            "v",
+            None,
+            Act::LogLevel,
+            "level: every line → debug → info → warn → error and above",
+            &[C::Logs],
+        ),
+        2,
+        "level",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Enter)],
+            "Enter",
+            None,
+            Act::Expand,
+            "show or hide the selected line's JSON fields",
+            &[C::Logs],
+        ),
+        3,
+        "fields",
+    ),
+    // The load view.
+    footer(
+        changes(row(
+            &[Key::Code(K::Char('s'))],
+            "s",
+            None,
+            Act::StopLoad,
+            "stop the load now, then the report",
+            &[C::Load],
+        )),
+        1,
+        "stop",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Esc), Key::Code(K::Char('q'))],
+            "Esc q",
+            None,
+            Act::Leave,
+            "back (a running load goes on)",
+            &[C::Load],
         ),
         2,
         "back",
@@ -586,7 +723,7 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::ChoosePrevious,
         "previous choice",
-        FORMS,
+        CHOICE_FORMS,
     ),
     footer(
         row(
@@ -607,7 +744,7 @@ pub const TABLE: &[Binding] = &[
             None,
             Act::Type,
             "edit the number",
-            &[C::GameDay],
+            &[C::GameDay, C::LoadForm],
         ),
         2,
         "edit",
@@ -618,7 +755,14 @@ pub const TABLE: &[Binding] = &[
         None,
         Act::Erase,
         "erase a character",
-        &[C::Deploy, C::GameDay, C::Command, C::Filter, C::Confirm],
+        &[
+            C::Deploy,
+            C::GameDay,
+            C::LoadForm,
+            C::Command,
+            C::Filter,
+            C::Confirm,
+        ],
     ),
     footer(
         row(
@@ -643,6 +787,18 @@ pub const TABLE: &[Binding] = &[
         ),
         4,
         "dry run",
+    ),
+    footer(
+        row(
+            &[Key::Code(K::Enter)],
+            "Enter",
+            None,
+            Act::Submit,
+            "review the load (endpoint, peak rate), then confirm it",
+            &[C::LoadForm],
+        ),
+        4,
+        "review",
     ),
     footer(
         row(
@@ -832,9 +988,10 @@ mod tests {
 
     use super::*;
     use crate::app::testing::{plan, state, with_versions};
-    use crate::app::{Action, Confirm, DrillView, Effect, update};
+    use crate::app::{Action, Confirm, DrillView, Effect, LoadView, update};
     use crate::screen::deploy::DeployField;
     use crate::screen::gameday::GamedayField;
+    use crate::screen::load::LoadField;
     use provision::port::BackendKind;
 
     /// Every key a terminal sends that the console could care about.
@@ -955,6 +1112,25 @@ mod tests {
                 });
                 vec![s]
             }
+            Context::LoadForm => [LoadField::Rate, LoadField::To]
+                .into_iter()
+                .map(|field| {
+                    let mut s = on(Screen::Load);
+                    s.load_form.field = field;
+                    if let Some(snapshot) = s.snapshot.as_mut() {
+                        snapshot.endpoint = Some("http://127.0.0.1:8080".into());
+                    }
+                    s
+                })
+                .collect(),
+            Context::Load => {
+                let mut s = on(Screen::Load);
+                s.load = Some(LoadView {
+                    running: true,
+                    ..LoadView::default()
+                });
+                vec![s]
+            }
             Context::Command => {
                 let mut s = base.clone();
                 s.mode = Mode::Command("dep".into());
@@ -963,6 +1139,23 @@ mod tests {
             Context::Filter => {
                 let mut s = base.clone();
                 s.mode = Mode::Filter("i-".into());
+                vec![s]
+            }
+            Context::Logs => {
+                let mut s = on(Screen::Logs);
+                let mut view = crate::app::LogView::new(crate::app::LogScope::default(), 1);
+                view.lines = (0..3)
+                    .map(|i| {
+                        provision::port::LogLine::parse(
+                            &format!(r#"{{"level":"INFO","message":"line {i}","status":200}}"#),
+                            "i-0",
+                            "eu-west-1a",
+                            time::OffsetDateTime::UNIX_EPOCH,
+                        )
+                    })
+                    .collect();
+                view.loaded = true;
+                s.logs = Some(view);
                 vec![s]
             }
             Context::Confirm => {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use provision::port::{CloudError, LogLevel, LogLine, LogQuery};
+use provision::port::{Cloud, CloudError, LogCursor, LogLevel, LogLine, LogQuery, StackRef};
 use time::OffsetDateTime;
 
 use crate::cli::Cli;
@@ -103,6 +103,49 @@ fn print(lines: &[LogLine], json: bool) -> bool {
         && out.flush().is_ok()
 }
 
+/// What a follower does after a page: go on reading or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    More,
+    Stop,
+}
+
+/// Reads the newest lines `query` selects, then (as long as `on_page` says [`Next::More`]) every
+/// new one as it arrives, with the port's cursor: each page once, in order. An error that can
+/// be retried goes to `on_retry`, and the read is tried again after [`FOLLOW_INTERVAL`] unless
+/// it says [`Next::Stop`]; any other error ends the reading. `triad logs` and the console's log view both read this way.
+pub async fn follow(
+    cloud: &dyn Cloud,
+    stack: &StackRef,
+    mut query: LogQuery,
+    mut on_page: impl FnMut(Vec<LogLine>) -> Next,
+    mut on_retry: impl FnMut(&CloudError) -> Next,
+) -> Result<(), CloudError> {
+    let mut cursor: Option<LogCursor> = None;
+    loop {
+        let page = match cloud.logs(stack, &query, cursor.as_ref()).await {
+            Ok(page) => page,
+            Err(e) if e.is_retryable() && on_retry(&e) == Next::More => {
+                tokio::time::sleep(FOLLOW_INTERVAL).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let first = cursor.is_none();
+        cursor = Some(page.cursor);
+        if on_page(page.lines) == Next::Stop {
+            return Ok(());
+        }
+        if first {
+            // The tail was limited; following takes every new line.
+            query.limit = None;
+        }
+        if !page.more {
+            tokio::time::sleep(FOLLOW_INTERVAL).await;
+        }
+    }
+}
+
 /// Runs `triad logs`.
 pub async fn logs(cli: &Cli, args: &LogsArgs) -> Outcome {
     let (stack, _, cloud) = match session(cli).await {
@@ -113,40 +156,33 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> Outcome {
         eprintln!("triad: {error}");
         Outcome::of(&error)
     };
-    let mut query = args.query(OffsetDateTime::now_utc());
-    let first = match cloud.logs(&stack, &query, None).await {
-        Ok(page) => page,
-        Err(e) => return fail(e),
-    };
-    if !print(&first.lines, args.json) || !args.follow {
-        return Outcome::Done;
-    }
-    query.limit = None;
-    let mut cursor = first.cursor;
-    loop {
-        let page = tokio::select! {
-            page = cloud.logs(&stack, &query, Some(&cursor)) => page,
-            _ = tokio::signal::ctrl_c() => return Outcome::Done,
-        };
-        let page = match page {
-            Ok(page) => page,
-            Err(e) if e.is_retryable() => {
+    let query = args.query(OffsetDateTime::now_utc());
+    let reading = follow(
+        cloud.as_ref(),
+        &stack,
+        query,
+        |lines| {
+            if print(&lines, args.json) && args.follow {
+                Next::More
+            } else {
+                Next::Stop
+            }
+        },
+        |e| {
+            if args.follow {
                 eprintln!("triad: {e} (retrying)");
-                tokio::time::sleep(FOLLOW_INTERVAL).await;
-                continue;
+                Next::More
+            } else {
+                Next::Stop
             }
-            Err(e) => return fail(e),
-        };
-        if !print(&page.lines, args.json) {
-            return Outcome::Done;
-        }
-        cursor = page.cursor;
-        if !page.more {
-            tokio::select! {
-                _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
-                _ = tokio::signal::ctrl_c() => return Outcome::Done,
-            }
-        }
+        },
+    );
+    tokio::select! {
+        result = reading => match result {
+            Ok(()) => Outcome::Done,
+            Err(e) => fail(e),
+        },
+        _ = tokio::signal::ctrl_c() => Outcome::Done,
     }
 }
 

@@ -71,6 +71,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
         },
         Some(Command::Instance(args)) => commands::instance(cli, args).await,
         Some(Command::Shift(args)) => commands::shift(cli, args).await,
+        Some(Command::Load(args)) => commands::load(cli, args).await,
         Some(Command::Plan(releases)) => commands::plan(cli, releases).await,
         Some(Command::Up { yes, releases }) => commands::up(cli, *yes, releases).await,
         Some(Command::Down { yes }) => commands::down(cli, *yes).await,
@@ -126,6 +127,7 @@ async fn console(cli: &Cli) -> Outcome {
         Err(e) => (None, Some(e.to_string())),
     };
     let tagged_production = spec.is_tagged_production();
+    let waf_rate_limit = spec.waf.as_ref().and_then(|w| w.rate_limit);
     let provisioning =
         triad::backend::Provisioning::new(choice.clone(), spec, stack.clone(), cli.read_only);
     let mut state = triad::app::State::new(
@@ -135,6 +137,7 @@ async fn console(cli: &Cli) -> Outcome {
         cli.read_only,
     );
     state.tagged_production = tagged_production;
+    state.waf_rate_limit = waf_rate_limit;
     match triad::run::run(state, cloud, provisioning, error).await {
         Ok(()) => Outcome::Done,
         Err(e) => {

@@ -49,6 +49,8 @@ pub async fn run(
         stack: state.stack.clone(),
         tx,
         drill_stop: None,
+        logs: None,
+        load_stop: None,
     };
     let mut terminal = ratatui::init();
     let result = async {
@@ -118,7 +120,13 @@ struct Runner {
     stack: StackRef,
     tx: mpsc::UnboundedSender<Action>,
     drill_stop: Option<watch::Sender<bool>>,
+    /// The task reading the log view's lines, while the view is open.
+    logs: Option<tokio::task::JoinHandle<()>>,
+    load_stop: Option<watch::Sender<bool>>,
 }
+
+/// How far back the log view reads when it opens.
+const LOG_HISTORY: time::Duration = time::Duration::hours(1);
 
 impl Runner {
     fn start(&mut self, effect: Effect) {
@@ -135,7 +143,19 @@ impl Runner {
             }
             return;
         }
+        if let Effect::StopLoad = &effect {
+            if let Some(stop) = &self.load_stop {
+                let _ = stop.send(true);
+            }
+            return;
+        }
         if let Effect::Quit = &effect {
+            return;
+        }
+        if let Effect::StopLogs = &effect {
+            if let Some(task) = self.logs.take() {
+                task.abort();
+            }
             return;
         }
         let Some(cloud) = self.cloud.clone() else {
@@ -306,7 +326,67 @@ impl Runner {
                     });
                 });
             }
-            Effect::Copy(_) | Effect::StopDrill | Effect::Quit => {}
+            Effect::StartLogs(request) => {
+                if let Some(task) = self.logs.take() {
+                    task.abort();
+                }
+                self.logs = Some(tokio::spawn(async move {
+                    let generation = request.generation;
+                    let mut query = request.query;
+                    query.since = Some(time::OffsetDateTime::now_utc() - LOG_HISTORY);
+                    let pages = tx.clone();
+                    let retries = tx.clone();
+                    let reading = crate::logs::follow(
+                        cloud.as_ref(),
+                        &stack,
+                        query,
+                        |lines| {
+                            let sent = pages.send(Action::LogLines { generation, lines });
+                            if sent.is_ok() {
+                                crate::logs::Next::More
+                            } else {
+                                crate::logs::Next::Stop
+                            }
+                        },
+                        |e| {
+                            let _ = retries.send(Action::LogsFailed {
+                                generation,
+                                error: format!("{e} (retrying)"),
+                            });
+                            crate::logs::Next::More
+                        },
+                    )
+                    .await;
+                    if let Err(e) = reading {
+                        let _ = tx.send(Action::LogsFailed {
+                            generation,
+                            error: e.to_string(),
+                        });
+                    }
+                }));
+            }
+            Effect::StartLoad(plan) => {
+                let (stop_tx, stop_rx) = watch::channel(false);
+                self.load_stop = Some(stop_tx);
+                let plan = crate::screen::load::console_plan(*plan, &stack);
+                tokio::spawn(async move {
+                    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+                    let forward_tx = tx.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(update) = updates_rx.recv().await {
+                            let _ = forward_tx.send(Action::Load(update));
+                        }
+                    });
+                    // The engine reports its own failure as an update.
+                    let _ = crate::load::engine::run(cloud, stack, plan, updates_tx, stop_rx).await;
+                    let _ = forward.await;
+                });
+            }
+            Effect::Copy(_)
+            | Effect::StopDrill
+            | Effect::StopLogs
+            | Effect::StopLoad
+            | Effect::Quit => {}
         }
     }
 }

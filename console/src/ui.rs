@@ -5,7 +5,7 @@
 //! - header: stack, region or origin, backend (a red PRODUCTION cue on AWS), capacity;
 //! - strip: the active instance refresh or drill, with its progress;
 //! - body: one column per AZ (DB role, target counts, instances, sparklines), or the current
-//!   screen (instances list, events, dialogs, help, drill view);
+//!   screen (instances list, events, log view, dialogs, help, drill view);
 //! - events pane; footer: key hints, or the command / filter line.
 
 use ratatui::Frame;
@@ -28,7 +28,7 @@ pub fn draw(frame: &mut Frame, state: &State) {
     let area = frame.area();
     let events_height = if area.height >= 30 { 8 } else { 4 };
     // The events screen takes the events pane's room too.
-    let events_height = if state.screen == Screen::Events {
+    let events_height = if matches!(state.screen, Screen::Events | Screen::Logs) {
         0
     } else {
         events_height
@@ -49,10 +49,12 @@ pub fn draw(frame: &mut Frame, state: &State) {
         Screen::Events => screen::events::draw(frame, body, state),
         Screen::Deploy => screen::deploy::draw(frame, body, state),
         Screen::GameDay => screen::gameday::draw(frame, body, state),
+        Screen::Load => screen::load::draw(frame, body, state),
         Screen::Provision => screen::provision::draw(frame, body, state),
         Screen::Help => screen::help::draw(frame, body, state),
+        Screen::Logs => screen::logs::draw(frame, body, state),
     }
-    if state.screen != Screen::Events {
+    if !matches!(state.screen, Screen::Events | Screen::Logs) {
         screen::events::draw_pane(
             frame,
             events,

@@ -799,6 +799,7 @@ impl MemStack {
             snapshot.metrics = Metrics {
                 period_seconds: 60,
                 series,
+                instances: Vec::new(),
             };
         }
         snapshot.errors = self

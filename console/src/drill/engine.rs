@@ -26,6 +26,7 @@ use super::journal::{self, Entry, Journal};
 use super::probe::{AckedSignup, Latency, Probe, ProbeConfig, ProbeSecond, signup_exists};
 use super::remedy::{Detector, Remedy, RemedyRecord, served_per_az};
 use super::report::{self, CapacitySample, DrillRecord, DrillReport, StepRecord, WriteCheck};
+use crate::activity::Marker;
 
 /// When the drill gives up and restores early.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +252,9 @@ struct Run<'a> {
     steps: Vec<StepRecord>,
     capacity: Vec<CapacitySample>,
     ticker: tokio::time::Interval,
+    /// This drill in the stack's list of running activities, and the others seen meanwhile.
+    marker: Marker,
+    concurrent: Vec<String>,
     /// The wall time `started` stands for, to place the model's event times.
     started_wall: time::OffsetDateTime,
     /// The sandbox's clock, from the latest snapshot that had one.
@@ -352,6 +356,7 @@ impl Run<'_> {
     async fn sample(&mut self) -> Option<CapacitySample> {
         self.ticker.tick().await;
         let second = self.second();
+        crate::activity::note(&mut self.concurrent, self.marker.others());
         if let Some(probe) = &self.probe {
             let seconds = probe.seconds();
             for s in seconds.iter().skip(self.probe_seen) {
@@ -445,6 +450,10 @@ pub async fn run(
     let _ = updates.send(DrillUpdate::Started {
         title: title.clone(),
     });
+    let marker = match journal.path().parent() {
+        Some(dir) => Marker::new(dir, "gameday", &format!("GameDay {title}")),
+        None => Marker::none(),
+    };
     journal
         .append(&Entry::Started {
             at: started_at,
@@ -488,6 +497,8 @@ pub async fn run(
         steps: Vec::new(),
         capacity: Vec::new(),
         ticker,
+        concurrent: marker.others(),
+        marker,
         started_wall: time::OffsetDateTime::now_utc(),
         clock: first.clock.clone(),
         launches: Vec::new(),
@@ -778,6 +789,7 @@ pub async fn run(
         latency_during: latency[1],
         latency_after: latency[2],
         writes,
+        concurrent: run.concurrent.clone(),
         clock: run.clock.clone(),
         launches: run.launches.clone(),
         aborted: aborted.clone().or_else(|| {

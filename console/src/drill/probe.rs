@@ -30,6 +30,18 @@ pub enum FailureKind {
     OtherStatus,
 }
 
+impl FailureKind {
+    /// Its name in reports (as serialised): `connect`, `timeout`, `status5xx`, `other_status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Status5xx => "status5xx",
+            FailureKind::OtherStatus => "other_status",
+        }
+    }
+}
+
 /// What the probe saw during one wall-clock second.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSecond {

@@ -96,6 +96,10 @@ pub struct DrillRecord {
     /// What the drill's remedy (`--remedy`) did, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remedy: Option<super::remedy::RemedyRecord>,
+    /// Other activities on the stack during the drill (a load), whose effects are in its
+    /// figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrent: Vec<String>,
     /// Actions on single instances taken while the drill ran (reports written before they
     /// were recorded have none).
     #[serde(default)]
@@ -354,6 +358,9 @@ pub fn summary_lines(report: &DrillReport) -> Vec<String> {
             w.unknown
         ));
     }
+    for other in &r.concurrent {
+        lines.push(format!("note: {other} ran at the same time"));
+    }
     lines
 }
 
@@ -377,6 +384,12 @@ pub fn to_markdown(report: &DrillReport) -> String {
     );
     if let Some(reason) = &r.aborted {
         let _ = writeln!(md, "\nAborted: {reason}");
+    }
+    for other in &r.concurrent {
+        let _ = writeln!(
+            md,
+            "\nNote: {other} ran at the same time; its effects are in these figures."
+        );
     }
     if let Some(line) = clock_line(report) {
         let _ = writeln!(md, "\nSandbox {line}.");
@@ -478,146 +491,71 @@ pub fn to_markdown(report: &DrillReport) -> String {
 /// (inject to restore, or to the end when the drill never restored) is shaded and labelled in
 /// every panel.
 pub fn to_svg(report: &DrillReport) -> Result<String, String> {
-    use plotters::prelude::*;
+    use crate::chart::{Line, Panel, Window, svg};
     let r = &report.record;
     let end = r.end_at.max(1);
-    let window = r.inject_at.map(|at| (at, r.restore_at.unwrap_or(end)));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 760)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let title = format!("{} in {} — {} ({})", r.fault, r.az, r.stack, r.backend);
-        let root = root
-            .titled(&title, ("sans-serif", 20))
-            .map_err(|e| e.to_string())?;
-        let panels = root.split_evenly((3, 1));
-        let shade = RGBColor(255, 140, 0).mix(0.15);
-        let edge = RGBColor(200, 90, 0);
-
-        // Healthy capacity per AZ.
-        let max_cap = r
-            .capacity
-            .iter()
-            .flat_map(|c| c.healthy.values().copied())
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let mut chart = ChartBuilder::on(&panels[0])
-            .caption("healthy capacity per AZ (instances)", ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(22)
-            .y_label_area_size(44)
-            .build_cartesian_2d(0u64..end, 0u32..max_cap + 1)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .y_desc("instances")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        if let Some((from, to)) = window {
-            let top = max_cap + 1;
-            chart
-                .draw_series([Rectangle::new([(from, 0), (to, top)], shade.filled())])
-                .map_err(|e| e.to_string())?;
-            for (at, label) in [(Some(from), "inject"), (r.restore_at, "restore")] {
-                let Some(at) = at else { continue };
-                chart
-                    .draw_series([PathElement::new(vec![(at, 0), (at, top)], edge)])
-                    .map_err(|e| e.to_string())?;
-                chart
-                    .draw_series([Text::new(
-                        format!("{label} {at} s"),
-                        (at, top),
-                        ("sans-serif", 13).into_font().color(&edge),
-                    )])
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        let azs: Vec<String> = report.capacity_dip.keys().cloned().collect();
-        for (i, az) in azs.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    r.capacity
-                        .iter()
-                        .map(|c| (c.second, c.healthy.get(az).copied().unwrap_or(0))),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(az.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK.mix(0.3))
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| e.to_string())?;
-
-        // Probe success, in percent.
-        let mut chart = ChartBuilder::on(&panels[1])
-            .caption("probe success (%)", ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(22)
-            .y_label_area_size(44)
-            .build_cartesian_2d(0u64..end, 0f64..100.0)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .y_desc("%")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        if let Some((from, to)) = window {
-            chart
-                .draw_series([Rectangle::new([(from, 0.0), (to, 100.0)], shade.filled())])
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .draw_series(LineSeries::new(
-                r.probe
+    let window = r.inject_at.map(|at| Window {
+        from: at,
+        to: r.restore_at.unwrap_or(end),
+        from_label: format!("inject {at} s"),
+        to_label: r.restore_at.map(|at| format!("restore {at} s")),
+    });
+    let per_az = report
+        .capacity_dip
+        .keys()
+        .map(|az| {
+            let points = r
+                .capacity
+                .iter()
+                .map(|c| (c.second, c.healthy.get(az).copied().unwrap_or(0)))
+                .collect();
+            (az.clone(), points)
+        })
+        .collect();
+    let panels = [
+        Panel::Capacity {
+            caption: "healthy capacity per AZ (instances)".into(),
+            per_az,
+            extra: Vec::new(),
+        },
+        Panel::Lines {
+            caption: "probe success (%)".into(),
+            y_desc: "%".into(),
+            y_max: Some(100.0),
+            lines: vec![Line {
+                label: "success".into(),
+                color: plotters::style::GREEN,
+                points: r
+                    .probe
                     .iter()
                     .filter(|p| p.total() > 0)
-                    .map(|p| (p.second, 100.0 * f64::from(p.ok) / f64::from(p.total()))),
-                GREEN.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?;
-
-        // Probe p99, in milliseconds, on an axis that fits the worst second.
-        let max_p99 = r
-            .probe
-            .iter()
-            .filter_map(|p| p.p99_ms)
-            .fold(1.0f64, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&panels[2])
-            .caption("probe p99 (ms)", ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(44)
-            .build_cartesian_2d(0u64..end, 0f64..max_p99)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the probe started")
-            .y_desc("ms")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        if let Some((from, to)) = window {
-            chart
-                .draw_series([Rectangle::new([(from, 0.0), (to, max_p99)], shade.filled())])
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .draw_series(LineSeries::new(
-                r.probe
+                    .map(|p| (p.second, 100.0 * f64::from(p.ok) / f64::from(p.total())))
+                    .collect(),
+            }],
+        },
+        Panel::Lines {
+            caption: "probe p99 (ms)".into(),
+            y_desc: "ms".into(),
+            y_max: None,
+            lines: vec![Line {
+                label: "p99".into(),
+                color: plotters::style::BLUE,
+                points: r
+                    .probe
                     .iter()
-                    .filter_map(|p| p.p99_ms.map(|v| (p.second, v))),
-                BLUE.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+                    .filter_map(|p| p.p99_ms.map(|v| (p.second, v)))
+                    .collect(),
+            }],
+        },
+    ];
+    let title = format!("{} in {} — {} ({})", r.fault, r.az, r.stack, r.backend);
+    svg(
+        &title,
+        "seconds since the probe started",
+        end,
+        window.as_ref(),
+        &panels,
+    )
 }
 
 /// Writes `report.json`, `report.md` and `report.svg` into `dir` and returns their paths.
@@ -712,6 +650,7 @@ mod tests {
             }),
             aborted: None,
             remedy: None,
+            concurrent: Vec::new(),
             instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
@@ -875,6 +814,14 @@ mod tests {
         assert!(
             !md.contains("Instance actions"),
             "none taken: no section\n{md}"
+        );
+        assert!(!md.contains("ran at the same time"), "{md}");
+        let mut with_load = record();
+        with_load.concurrent = vec!["load 50 req/s on /version, for 60 s".into()];
+        let md = to_markdown(&summarize(with_load));
+        assert!(
+            md.contains("Note: load 50 req/s on /version, for 60 s ran at the same time"),
+            "{md}"
         );
         let svg = to_svg(&report).expect("svg");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);

@@ -20,6 +20,7 @@ const SECTIONS: &[(&str, &[Context])] = &[
         &[Context::Deploy, Context::GameDay],
     ),
     ("on a GameDay's drill view", &[Context::Drill]),
+    ("in the log view", &[Context::Logs]),
     (
         "in command mode, the filter line and a confirmation",
         &[Context::Command, Context::Filter, Context::Confirm],

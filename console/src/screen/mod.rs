@@ -8,4 +8,6 @@ pub mod events;
 pub mod gameday;
 pub mod help;
 pub mod instances;
+pub mod load;
+pub mod logs;
 pub mod provision;

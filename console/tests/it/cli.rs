@@ -20,6 +20,7 @@ fn help_lists_commands_and_backend_flags() {
         "logs",
         "deploy",
         "gameday",
+        "load",
         "--aws",
         "--profile",
         "--region",

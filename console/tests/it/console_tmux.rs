@@ -24,10 +24,15 @@ struct Console {
 impl Console {
     /// Brings the stack `name` up from the shell, then opens the console on it in tmux.
     fn open(name: &str) -> Console {
+        Console::open_with(name, "")
+    }
+
+    /// Like [`Console::open`], with `extra` appended to the stack spec.
+    fn open_with(name: &str, extra: &str) -> Console {
         let tmp = crate::support::open_tempdir();
         let home = tmp.path().join("home");
         let spec = tmp.path().join("stack.toml");
-        std::fs::write(&spec, crate::support::spec_toml(name)).expect("write the spec");
+        std::fs::write(&spec, crate::support::spec_toml(name) + extra).expect("write the spec");
         let console = Console {
             socket: format!("triad-test-{}-{name}", std::process::id()),
             stack: name.to_string(),
@@ -170,7 +175,7 @@ impl Drop for Console {
 }
 
 fn healthy_columns(screen: &str) -> usize {
-    screen.matches("targets 1 healthy").count()
+    screen.matches("1/1 healthy").count()
 }
 
 fn three_healthy_azs(screen: &str) -> bool {
@@ -307,4 +312,71 @@ fn a_gameday_from_the_dialog_runs_to_a_written_report() {
         report["requests_during"].as_u64().unwrap_or(0) > 0,
         "the probe ran during the fault: {report}"
     );
+}
+
+/// The requests per second of each AZ column as the dashboard shows them ("req/s 0.5/s"),
+/// `None` for a column that says it has no traffic yet.
+fn request_rates(screen: &str) -> Vec<Option<f64>> {
+    let mut rates = Vec::new();
+    // A chart's label starts its column's line; an instance's "0.3 req/s" does not count.
+    for (i, _) in screen.match_indices("req/s ") {
+        if !screen[..i].ends_with('│') {
+            continue;
+        }
+        let rest = &screen[i + "req/s ".len()..];
+        let number: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        rates.push(number.parse().ok());
+    }
+    rates
+}
+
+/// With `[sandbox] traffic = "gentle"` the dashboard moves by itself: every column starts
+/// with no traffic, then shows requests per second above zero, and the events log sums the
+/// traffic up (one line, not one per request).
+#[test]
+fn gentle_traffic_moves_the_dashboard() {
+    let console = Console::open_with("tmux-gentle", "[sandbox]\ntraffic = \"gentle\"\n");
+    console.until(
+        "three healthy AZs",
+        Duration::from_secs(120),
+        three_healthy_azs,
+    );
+    let screen = console.until(
+        "a request rate above zero in every AZ column",
+        Duration::from_secs(120),
+        |s| {
+            let rates = request_rates(s);
+            rates.len() == 3 && rates.iter().all(|r| r.is_some_and(|r| r > 0.0))
+        },
+    );
+    assert!(!screen.contains("no traffic yet"), "{screen}");
+    console.until(
+        "the traffic's start in the events pane",
+        Duration::from_secs(30),
+        |s| s.contains("gentle traffic on"),
+    );
+    let snapshot = status_json(&console);
+    let traffic_events = snapshot["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("gentle traffic"))
+        })
+        .count();
+    assert!(
+        (1..=2).contains(&traffic_events),
+        "summed up, not one event per request: {traffic_events}"
+    );
+}
+
+#[test]
+fn request_rates_are_read_per_column() {
+    let screen = "│req/s 0.5/s   ││req/s no traffic yet ││req/s 12/s │\n│● i-1 v1 · 0.3 req/s │";
+    assert_eq!(request_rates(screen), vec![Some(0.5), None, Some(12.0)]);
 }

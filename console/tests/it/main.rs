@@ -4,6 +4,7 @@
 mod aws_cli;
 mod cli;
 mod console_tmux;
+mod load;
 mod probe;
 mod render;
 mod sandbox_cli;

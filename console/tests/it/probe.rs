@@ -15,7 +15,7 @@ use triad::drill::probe::{AckedSignup, FailureKind, Probe, ProbeConfig};
 /// A minimal HTTP/1.1 server: `answer` gets each request's head (lower-cased) and returns the
 /// whole response, or `None` to close the connection without one. Connections live in a
 /// JoinSet owned by this task, so aborting it closes them all.
-async fn serve<F, A>(listener: TcpListener, answer: A)
+pub(crate) async fn serve<F, A>(listener: TcpListener, answer: A)
 where
     A: Fn(String) -> F + Clone + Send + 'static,
     F: Future<Output = Option<String>> + Send,
@@ -53,7 +53,7 @@ where
 }
 
 /// Answers every request like the webapp's `/version`.
-async fn serve_version(listener: TcpListener) {
+pub(crate) async fn serve_version(listener: TcpListener) {
     serve(listener, |_| async {
         let body = r#"{"version":"v7","instance":"i-1","az":"az-b"}"#;
         Some(format!(

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use provision::memory::MemoryCloud;
 use provision::port::{
-    BackendKind, CapacityCheck, Cloud, DeployRequest, Fault, ManualClock, StackRef, TargetState,
+    BackendKind, CapacityCheck, Cloud, DeployRequest, Fault, LogLine, ManualClock, StackRef,
+    TargetState,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -184,6 +185,7 @@ fn drill_view(finished: bool) -> DrillView {
             }),
             aborted: None,
             remedy: None,
+            concurrent: Vec::new(),
             instance_actions: Vec::new(),
             clock: None,
             launches: Vec::new(),
@@ -658,4 +660,323 @@ async fn a_shifted_az_header() {
     );
     assert!(!dashboard.contains("mem-1a ⇄"), "{dashboard}");
     insta::assert_snapshot!("shifted_az_160x48", dashboard);
+}
+
+fn log_line(second: u32, instance: &str, az: &str, level: &str, message: &str) -> LogLine {
+    LogLine::parse(
+        &format!(
+            r#"{{"timestamp":"2026-03-04T05:06:{second:02}Z","level":"{level}","message":"{message}","request_id":"r-{second}","status":{},"path":"/signup","target":"webapp::http"}}"#,
+            if level == "ERROR" { 500 } else { 200 }
+        ),
+        instance,
+        az,
+        time::OffsetDateTime::UNIX_EPOCH,
+    )
+}
+
+/// The log view of one AZ, opened with `t` from the dashboard: levels coloured, the newest
+/// line selected while following, its JSON fields shown with Enter; at 80×24 and wide.
+#[tokio::test]
+async fn the_log_view_of_an_az() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(&mut state, Action::Key(crossterm_key('t')));
+    let generation = state.logs.as_ref().map_or(0, |v| v.generation);
+    let lines = (0..30)
+        .map(|s| {
+            let instance = if s % 2 == 0 {
+                "i-mem00001"
+            } else {
+                "i-mem00004"
+            };
+            let (level, message) = match s % 10 {
+                7 => ("WARN", "slow query"),
+                9 => ("ERROR", "database unreachable"),
+                _ => ("INFO", "request"),
+            };
+            log_line(s, instance, "mem-1a", level, message)
+        })
+        .collect();
+    update(&mut state, Action::LogLines { generation, lines });
+    let screen = render(&state, 80, 24);
+    assert_shows(
+        &screen,
+        &[
+            "logs · AZ mem-1a",
+            "following",
+            "ERROR",
+            "database unreachable",
+        ],
+    );
+    insta::assert_snapshot!("logs_az_80x24", screen);
+
+    // Up pauses following; Enter shows the selected line's fields.
+    update(&mut state, Action::Key(crossterm_key('k')));
+    update(
+        &mut state,
+        Action::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Enter,
+            crossterm::event::KeyModifiers::NONE,
+        )),
+    );
+    let screen = render(&state, 160, 48);
+    assert_shows(&screen, &["paused", "request_id  r-28", "f follow"]);
+    insta::assert_snapshot!("logs_az_expanded_160x48", screen);
+}
+
+/// Before the first page, while nothing matches, and when reading fails, the view says so.
+#[tokio::test]
+async fn the_log_view_says_why_it_is_empty() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    update(
+        &mut state,
+        Action::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('T'),
+            crossterm::event::KeyModifiers::SHIFT,
+        )),
+    );
+    assert_shows(
+        &render(&state, 80, 24),
+        &["instance i-mem00001 (mem-1a)", "reading…"],
+    );
+    let generation = state.logs.as_ref().map_or(0, |v| v.generation);
+    update(
+        &mut state,
+        Action::LogLines {
+            generation,
+            lines: Vec::new(),
+        },
+    );
+    assert_shows(
+        &render(&state, 80, 24),
+        &["no lines from instance i-mem00001"],
+    );
+    update(
+        &mut state,
+        Action::LogsFailed {
+            generation,
+            error: "the sandbox daemon is not running".into(),
+        },
+    );
+    assert_shows(
+        &render(&state, 80, 24),
+        &["cannot read the logs: the sandbox daemon is not running"],
+    );
+}
+
+/// The sizes the dashboard is drawn at: the smallest it must read well at, a common one, and a
+/// big one it must fill usefully.
+const DASHBOARD_SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+
+/// Five minutes of per-second traffic in every AZ of the state's snapshot, as the sandbox
+/// reports it (deterministic shapes, no clock): requests, some 5xx, p99, CPU, and each
+/// instance's CPU and request rate. `quiet` AZs have had no request for the last minute.
+fn with_traffic(state: &mut State, quiet: &[&str]) {
+    use provision::port::{InstanceMetrics, MetricKind, MetricPoint, MetricSeries, Metrics};
+    let snapshot = state.snapshot.as_mut().expect("a snapshot");
+    let now = snapshot.taken_at;
+    let mut series = Vec::new();
+    let mut instances = Vec::new();
+    for (n, az) in snapshot.azs.iter().enumerate() {
+        let mut push = |metric, value: &dyn Fn(i64) -> Option<f64>| {
+            let points = (1..300)
+                .rev()
+                .filter(|ago| !(quiet.contains(&az.az.as_str()) && *ago < 60))
+                .filter_map(|ago| {
+                    value(ago).map(|value| MetricPoint {
+                        at: now - time::Duration::seconds(ago),
+                        value,
+                    })
+                })
+                .collect();
+            series.push(MetricSeries {
+                metric,
+                az: Some(az.az.clone()),
+                points,
+            });
+        };
+        let base = 4 + n as i64;
+        push(MetricKind::Requests, &|ago| {
+            Some(((ago * 7 + base) % 9 + base) as f64)
+        });
+        push(MetricKind::Target5xx, &|ago| {
+            Some(if ago % 97 == 0 { 2.0 } else { 0.0 })
+        });
+        push(MetricKind::LatencyP99, &|ago| {
+            Some(20.0 + ((ago * 13) % 17) as f64 + 3.0 * n as f64)
+        });
+        push(MetricKind::Cpu, &|ago| Some(6.0 + ((ago * 5) % 11) as f64));
+        for (i, instance) in az.instances.iter().enumerate() {
+            instances.push(InstanceMetrics {
+                id: instance.id.clone(),
+                cpu_percent: Some(5.0 + (n * 2 + i) as f64),
+                requests_per_second: Some(if quiet.contains(&az.az.as_str()) {
+                    0.0
+                } else {
+                    2.5 + i as f64
+                }),
+            });
+        }
+    }
+    snapshot.metrics = Metrics {
+        period_seconds: 1,
+        series,
+        instances,
+    };
+}
+
+/// The dashboard with traffic: charts (sparklines at 80×24), last values, per-instance
+/// figures.
+#[tokio::test]
+async fn dashboard_with_traffic() {
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    with_traffic(&mut state, &[]);
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_shows(&screen, &["req/s", "p99", "CPU"]);
+        assert!(!screen.contains("no traffic yet"), "{screen}");
+        insta::assert_snapshot!(format!("traffic_{width}x{height}"), screen);
+    }
+    assert_shows(
+        &render(&state, 200, 60),
+        &["cpu 5 %", "2.5 req/s", "-5m", "now"],
+    );
+}
+
+/// A stack nobody has sent a request to yet says so in every chart.
+#[tokio::test]
+async fn dashboard_no_traffic_yet() {
+    let state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_eq!(
+            screen.matches("req/s no traffic yet").count(),
+            3,
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("no_traffic_{width}x{height}"), screen);
+    }
+}
+
+/// One AZ blackholed under traffic: its header counts no healthy target, its request chart
+/// drops to zero for the last minute while the others go on.
+#[tokio::test]
+async fn dashboard_one_az_down_under_traffic() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    cloud
+        .inject(
+            &stack,
+            &Fault::BlackholeAz {
+                az: "mem-1b".into(),
+            },
+            CapacityCheck::Enforce,
+        )
+        .await
+        .expect("inject");
+    cloud.tick(&stack).expect("tick");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let mut state = State::new(stack, BackendKind::Sandbox, "local sandbox".into(), false);
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    with_traffic(&mut state, &["mem-1b"]);
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_shows(&screen, &["0/2 healthy", "req/s 0/s"]);
+        insta::assert_snapshot!(format!("az_down_traffic_{width}x{height}"), screen);
+    }
+}
+
+/// A refresh in progress under traffic: each column's header carries its part of it.
+#[tokio::test]
+async fn dashboard_refresh_in_progress_under_traffic() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let cloud = MemoryCloud::new(clock);
+    let stack = StackRef::new("demo").expect("name");
+    cloud.seed_stack(&stack);
+    cloud
+        .deploy(&stack, &DeployRequest::new("v2"))
+        .await
+        .expect("deploy");
+    cloud.tick(&stack).expect("tick");
+    let snapshot = cloud.snapshot(&stack).await.expect("snapshot");
+    let mut state = State::new(stack, BackendKind::Sandbox, "local sandbox".into(), false);
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    with_traffic(&mut state, &[]);
+    for (width, height) in DASHBOARD_SIZES {
+        let screen = render(&state, width, height);
+        assert_eq!(screen.matches("refresh 0/2 on v2").count(), 3, "{screen}");
+        insta::assert_snapshot!(format!("refresh_traffic_{width}x{height}"), screen);
+    }
+}
+
+/// The load dialog, then a running load's view: the live line (rate against target, p50/p99,
+/// errors, desired and healthy), capacity per AZ with desired, and the req/s and p99 panels.
+#[tokio::test]
+async fn load_dialog_and_live_view() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use triad::drill::probe::FailureKind;
+    use triad::load::engine::LoadUpdate;
+    use triad::load::generator::{LiveStats, LoadSecond};
+    use triad::load::phases::Observation;
+    let mut state = stack_state(BackendKind::Sandbox, false, |_, _| {}).await;
+    state.screen = triad::app::Screen::Load;
+    let screen = render(&state, 80, 24);
+    assert_shows(
+        &screen,
+        &["rate /s", "ramp to /s", "no ramp: a constant rate"],
+    );
+    insta::assert_snapshot!("load_dialog_80x24", screen);
+
+    let snapshot = state.snapshot.clone().expect("a snapshot");
+    let mut send = |load: LoadUpdate| {
+        update(&mut state, Action::Load(load));
+    };
+    send(LoadUpdate::Started {
+        title: "load on demo".into(),
+        shape: "60 req/s on /version, for 60 s".into(),
+        endpoint: "http://127.0.0.1:8080".into(),
+    });
+    for second in 0..12u64 {
+        send(LoadUpdate::Observed(Observation::of(&snapshot, second)));
+        send(LoadUpdate::Second(LoadSecond {
+            second,
+            target_rate: 60.0,
+            sent: 60,
+            ok: 58,
+            failed: BTreeMap::from([(FailureKind::Status5xx, 2)]),
+            p50_ms: Some(3.0),
+            p99_ms: Some(10.0 + second as f64),
+            ..LoadSecond::default()
+        }));
+    }
+    send(LoadUpdate::Live(LiveStats {
+        elapsed: Duration::from_secs(12),
+        target_rate: 60.0,
+        rate: 60,
+        latency: Latency {
+            p50_ms: Some(3.0),
+            p99_ms: Some(21.0),
+            samples: 290,
+        },
+        sent: 720,
+        ok: 696,
+        failed: BTreeMap::from([(FailureKind::Status5xx, 24)]),
+        in_flight: 2,
+        ..LiveStats::default()
+    }));
+    let screen = render(&state, 120, 40);
+    assert_shows(
+        &screen,
+        &[
+            "60 req/s on /version, for 60 s",
+            "60 req/s (target 60) · p50 3.0 ms · p99",
+            "in flight 2 · failed 24",
+            "status5xx",
+            "desired",
+            "answered req/s (last 58, target 60)",
+        ],
+    );
+    insta::assert_snapshot!("load_running_120x40", screen);
 }

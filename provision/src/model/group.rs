@@ -121,10 +121,10 @@ pub enum EventKind {
     Rebalance,
     /// An instance moved to standby or back.
     Standby,
-    /// A zonal shift started, was cancelled or expired.
-    ZonalShift,
     /// A scaling policy changed desired capacity.
     Scaling,
+    /// A zonal shift started, was cancelled or expired.
+    ZonalShift,
     /// Something the driver recorded (a fault, a restart).
     Driver,
 }
@@ -360,8 +360,8 @@ impl Group {
         let expiries = self.shifts.values().map(|shift| shift.expires_at);
         graces
             .chain(runs)
-            .chain(self.scaling_deadline())
             .chain(expiries)
+            .chain(self.scaling_deadline())
             .min()
     }
 

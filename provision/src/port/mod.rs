@@ -59,9 +59,9 @@ pub use scaling::{
 pub use shift::{ShiftPlan, ShiftRequest, ZonalShift, check_shift, plan_shift};
 pub use snapshot::{
     AzView, Capacity, Database, DbRole, DbStatus, DurationInForce, Event, EventSource,
-    HealthStatus, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, MetricUnit,
-    Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target, TargetReason,
-    TargetState,
+    HealthStatus, Instance, InstanceMetrics, LifecycleState, MetricKind, MetricPoint, MetricSeries,
+    MetricUnit, Metrics, SandboxClock, ScalingProcess, Section, SectionError, Snapshot, Target,
+    TargetReason, TargetState,
 };
 pub use stack::{
     ChangeAction, DesiredStack, Outputs, Plan, PlanSummary, ProvisionEvent, ResourceChange,

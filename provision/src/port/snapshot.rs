@@ -466,9 +466,32 @@ pub struct Metrics {
     /// The width of one point, in seconds.
     pub period_seconds: u32,
     pub series: Vec<MetricSeries>,
+    /// Figures per instance, where the backend has them at no extra cost: the sandbox
+    /// measures each instance's process and counts each target's requests; on AWS they would
+    /// take calls per instance, so the AWS backend leaves this empty and reports per AZ only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceMetrics>,
+}
+
+/// One instance's latest figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMetrics {
+    /// The instance id.
+    pub id: String,
+    /// Share of one CPU its process used over the last sample (100 = one full CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Requests the load balancer sent it per second, over the last few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
 }
 
 impl Metrics {
+    /// The figures of instance `id`, if the backend has any.
+    pub fn instance(&self, id: &str) -> Option<&InstanceMetrics> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
     /// The series of `metric` for `az` (`None` for stack-wide series).
     pub fn series(&self, metric: MetricKind, az: Option<&str>) -> Option<&MetricSeries> {
         self.series

@@ -283,6 +283,8 @@ struct Daemon {
     status: Mutex<StackStatus>,
     faults: Mutex<Vec<FaultRecord>>,
     samples: Mutex<Samples>,
+    /// The gentle traffic's summaries, newest last.
+    traffic: Mutex<Vec<Event>>,
     logs: LogStore,
     shutdown: watch::Sender<bool>,
     /// The clock the stack runs on and the durations in force.
@@ -462,6 +464,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         status: Mutex::new(StackStatus::CreateInProgress),
         faults: Mutex::new(Vec::new()),
         samples: Mutex::new(Samples::new(SAMPLES_KEPT)),
+        traffic: Mutex::new(Vec::new()),
         logs: LogStore::new(&dir.join("logs")),
         shutdown,
         timing: config
@@ -481,6 +484,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     };
     let sampler = tokio::spawn(sample_metrics(daemon.clone()));
     let log_reader = tokio::spawn(read_logs(daemon.clone()));
+    let traffic = (daemon.spec.sandbox.traffic == crate::spec::Traffic::Gentle)
+        .then(|| tokio::spawn(send_traffic(daemon.clone())));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io_error("handling SIGTERM"))?;
     tokio::select! {
@@ -494,6 +499,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let _ = sampler.await;
     log_reader.abort();
     let _ = log_reader.await;
+    if let Some(traffic) = traffic {
+        traffic.abort();
+        let _ = traffic.await;
+    }
     *lock(&daemon.status) = StackStatus::DeleteInProgress;
     if let Some(stack) = daemon.stack.write().await.take() {
         stack.fleet.shutdown().await;
@@ -574,32 +583,62 @@ async fn sample_metrics(daemon: Arc<Daemon>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let (healthy, instances) = {
+        let (healthy, instances, requests) = {
             let stack = daemon.stack.read().await;
             let Some(stack) = stack.as_ref() else {
                 continue;
             };
             let mut healthy: BTreeMap<String, usize> =
                 daemon.spec.azs.iter().map(|az| (az.clone(), 0)).collect();
+            let mut requests = BTreeMap::new();
             for target in stack.lb.target_health() {
                 if target.state == super::lb::TargetState::Healthy {
                     *healthy.entry(target.target.az.clone()).or_default() += 1;
                 }
+                requests.insert(target.target.id.clone(), target.requests);
             }
-            let instances: BTreeMap<String, Vec<u32>> = daemon
+            let instances: BTreeMap<String, Vec<(String, u32)>> = daemon
                 .spec
                 .azs
                 .iter()
-                .map(|az| {
-                    let pids = stack.fleet.instances_in(az).into_iter().map(|(_, p)| p);
-                    (az.clone(), pids.collect())
-                })
+                .map(|az| (az.clone(), stack.fleet.instances_in(az)))
                 .collect();
-            (healthy, instances)
+            (healthy, instances, requests)
         };
         let now = OffsetDateTime::now_utc();
         let at = now.replace_nanosecond(0).unwrap_or(now);
-        lock(&daemon.samples).sample(at, Instant::now(), &healthy, &instances, cpu_ticks);
+        lock(&daemon.samples).sample(
+            at,
+            Instant::now(),
+            &healthy,
+            &instances,
+            &requests,
+            cpu_ticks,
+        );
+    }
+}
+
+/// Sends the stack gentle traffic through its load balancer once it is up, and keeps the
+/// minute summaries for the events log (see [`super::traffic`]).
+async fn send_traffic(daemon: Arc<Daemon>) {
+    let mut source = super::traffic::Gentle::new();
+    let mut tick = tokio::time::interval(super::traffic::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let endpoint = {
+            let stack = daemon.stack.read().await;
+            stack.as_ref().map(|s| s.lb.address())
+        };
+        let Some(endpoint) = endpoint else {
+            continue;
+        };
+        if let Some(summary) = source.tick(endpoint, OffsetDateTime::now_utc()).await {
+            let mut kept = lock(&daemon.traffic);
+            kept.push(summary);
+            let over = kept.len().saturating_sub(super::traffic::SUMMARIES_KEPT);
+            kept.drain(..over);
+        }
     }
 }
 
@@ -1109,7 +1148,11 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
             .side_channel
             .as_ref()
             .map(|side_channel| side_channel.events())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            // The gentle traffic's signups are counted in its summaries instead.
+            .filter(|e| !super::traffic::is_own_event(e))
+            .collect(),
         db.events
             .iter()
             .map(|e| Event {
@@ -1118,6 +1161,8 @@ async fn snapshot(daemon: &Daemon) -> Snapshot {
                 az: None,
                 message: e.message.clone(),
             })
+            // The gentle traffic's minute summaries (not one event per request).
+            .chain(lock(&daemon.traffic).iter().cloned())
             .collect(),
     );
     snapshot.metrics = metrics(&stack.lb, &lock(&daemon.samples));
@@ -1176,6 +1221,7 @@ fn metrics(lb: &LoadBalancer, samples: &Samples) -> Metrics {
     Metrics {
         period_seconds: 1,
         series,
+        instances: samples.instances(),
     }
 }
 

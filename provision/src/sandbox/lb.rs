@@ -176,6 +176,9 @@ pub struct TargetHealth {
     pub description: Option<String>,
     /// Requests being served by it now.
     pub in_flight: usize,
+    /// Requests sent to it since it was registered (ALB's `RequestCountPerTarget`, summed).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 /// One second of one AZ's traffic.
@@ -332,6 +335,7 @@ impl Entry {
             reason: self.health.reason,
             description: self.health.description.clone(),
             in_flight: self.in_flight.load(Ordering::SeqCst),
+            requests: self.routed.load(Ordering::Relaxed),
         }
     }
 }
@@ -779,6 +783,7 @@ impl LoadBalancer {
                     reason: unknown.reason,
                     description: unknown.description,
                     in_flight: 0,
+                    requests: 0,
                 }
             })
     }

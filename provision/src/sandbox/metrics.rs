@@ -5,13 +5,16 @@
 //!
 //! An instance's CPU is the share of one CPU its process used between two samples (`utime +
 //! stime` of `/proc/<pid>/stat`, all its threads, in clock ticks), so 100 means one full CPU.
+//! Each instance's latest CPU and its request rate (from the load balancer's count of requests
+//! sent to its target, over the last [`RATE_WINDOW`] samples) are kept too, for the snapshot's
+//! per-instance figures.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use crate::port::{MetricKind, MetricPoint, MetricSeries};
+use crate::port::{InstanceMetrics, MetricKind, MetricPoint, MetricSeries};
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on Linux).
 pub const TICKS_PER_SECOND: f64 = 100.0;
@@ -29,6 +32,9 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// How many samples (seconds) an instance's request rate is averaged over.
+pub const RATE_WINDOW: usize = 10;
+
 /// The per-second series the sandbox samples itself.
 #[derive(Debug)]
 pub struct Samples {
@@ -38,6 +44,10 @@ pub struct Samples {
     cpu: BTreeMap<Option<String>, VecDeque<MetricPoint>>,
     /// The last reading per instance process: (ticks, when).
     last: BTreeMap<u32, (u64, Instant)>,
+    /// Each live instance's CPU at the last sample.
+    instance_cpu: BTreeMap<String, f64>,
+    /// Each live instance's request count at the last samples: (when, requests so far).
+    instance_requests: BTreeMap<String, VecDeque<(Instant, u64)>>,
 }
 
 fn push(points: &mut VecDeque<MetricPoint>, point: MetricPoint, retention: usize) {
@@ -58,17 +68,21 @@ impl Samples {
             healthy_hosts: BTreeMap::new(),
             cpu: BTreeMap::new(),
             last: BTreeMap::new(),
+            instance_cpu: BTreeMap::new(),
+            instance_requests: BTreeMap::new(),
         }
     }
 
-    /// Records one sample at `at` (a whole second): the healthy targets per AZ and the
-    /// instances' process ids per AZ, whose CPU time `ticks` reads.
+    /// Records one sample at `at` (a whole second): the healthy targets per AZ, the live
+    /// instances per AZ (id and process id, whose CPU time `ticks` reads) and the requests
+    /// sent to each target so far.
     pub fn sample(
         &mut self,
         at: OffsetDateTime,
         now: Instant,
         healthy: &BTreeMap<String, usize>,
-        instances: &BTreeMap<String, Vec<u32>>,
+        instances: &BTreeMap<String, Vec<(String, u32)>>,
+        requests: &BTreeMap<String, u64>,
         ticks: impl Fn(u32) -> Option<u64>,
     ) {
         for (az, count) in healthy {
@@ -81,9 +95,19 @@ impl Samples {
         }
         let mut last = BTreeMap::new();
         let mut all = Vec::new();
-        for (az, pids) in instances {
+        let mut instance_cpu = BTreeMap::new();
+        let mut instance_requests = BTreeMap::new();
+        for (az, members) in instances {
             let mut in_az = Vec::new();
-            for pid in pids {
+            for (id, pid) in members {
+                if let Some(count) = requests.get(id) {
+                    let mut history = self.instance_requests.remove(id).unwrap_or_default();
+                    history.push_back((now, *count));
+                    while history.len() > RATE_WINDOW {
+                        history.pop_front();
+                    }
+                    instance_requests.insert(id.clone(), history);
+                }
                 let Some(now_ticks) = ticks(*pid) else {
                     continue;
                 };
@@ -91,7 +115,9 @@ impl Samples {
                     let seconds = now.duration_since(*then).as_secs_f64();
                     if seconds > 0.0 {
                         let used = now_ticks.saturating_sub(*then_ticks) as f64;
-                        in_az.push(used / TICKS_PER_SECOND / seconds * 100.0);
+                        let cpu = used / TICKS_PER_SECOND / seconds * 100.0;
+                        in_az.push(cpu);
+                        instance_cpu.insert(id.clone(), cpu);
                     }
                 }
                 last.insert(*pid, (now_ticks, now));
@@ -116,6 +142,29 @@ impl Samples {
         }
         // Processes that went away are forgotten.
         self.last = last;
+        self.instance_cpu = instance_cpu;
+        self.instance_requests = instance_requests;
+    }
+
+    /// The live instances' latest figures: CPU at the last sample, and requests per second
+    /// over the last samples (once there are two).
+    pub fn instances(&self) -> Vec<InstanceMetrics> {
+        let ids: std::collections::BTreeSet<&String> = self
+            .instance_cpu
+            .keys()
+            .chain(self.instance_requests.keys())
+            .collect();
+        ids.into_iter()
+            .map(|id| InstanceMetrics {
+                id: id.clone(),
+                cpu_percent: self.instance_cpu.get(id).copied(),
+                requests_per_second: self.instance_requests.get(id).and_then(|history| {
+                    let (first, last) = (history.front()?, history.back()?);
+                    let seconds = last.0.duration_since(first.0).as_secs_f64();
+                    (seconds > 0.0).then(|| last.1.saturating_sub(first.1) as f64 / seconds)
+                }),
+            })
+            .collect()
     }
 
     /// The sampled series, in the port's shape.
@@ -149,8 +198,21 @@ mod tests {
         let mut samples = Samples::new(3);
         let start = Instant::now();
         let healthy = BTreeMap::from([("a".to_owned(), 2), ("b".to_owned(), 1)]);
-        let instances =
-            BTreeMap::from([("a".to_owned(), vec![10, 11]), ("b".to_owned(), vec![20])]);
+        let instances = BTreeMap::from([
+            (
+                "a".to_owned(),
+                vec![("i-10".to_owned(), 10), ("i-11".to_owned(), 11)],
+            ),
+            ("b".to_owned(), vec![("i-20".to_owned(), 20)]),
+        ]);
+        // i-10 gets 4 requests a second, the others none.
+        let requests = |elapsed: u64| {
+            BTreeMap::from([
+                ("i-10".to_owned(), 4 * elapsed),
+                ("i-11".to_owned(), 0),
+                ("i-20".to_owned(), 0),
+            ])
+        };
         // 10 uses half a CPU, 11 none, 20 a whole one.
         let ticks = |elapsed: u64| {
             move |pid: u32| match pid {
@@ -160,7 +222,7 @@ mod tests {
                 _ => None,
             }
         };
-        samples.sample(at(100), start, &healthy, &instances, ticks(0));
+        samples.sample(at(100), start, &healthy, &instances, &requests(0), ticks(0));
         assert!(
             samples
                 .series()
@@ -173,6 +235,7 @@ mod tests {
             start + Duration::from_secs(1),
             &healthy,
             &instances,
+            &requests(1),
             ticks(1),
         );
         let series = samples.series();
@@ -188,6 +251,23 @@ mod tests {
         assert_eq!(value(MetricKind::Cpu, Some("a")), Some(25.0));
         assert_eq!(value(MetricKind::Cpu, Some("b")), Some(100.0));
         assert_eq!(value(MetricKind::Cpu, None), Some(50.0));
+        let per_instance = samples.instances();
+        let of = |id: &str| per_instance.iter().find(|i| i.id == id).cloned();
+        let ten = of("i-10").expect("i-10's figures");
+        assert_eq!(ten.cpu_percent, Some(50.0));
+        assert_eq!(ten.requests_per_second, Some(4.0));
+        assert_eq!(of("i-20").and_then(|i| i.requests_per_second), Some(0.0));
+        // An instance that is gone is forgotten.
+        let fewer = BTreeMap::from([("b".to_owned(), vec![("i-20".to_owned(), 20)])]);
+        samples.sample(
+            at(102),
+            start + Duration::from_secs(2),
+            &healthy,
+            &fewer,
+            &requests(2),
+            ticks(2),
+        );
+        assert!(samples.instances().iter().all(|i| i.id == "i-20"));
     }
 
     #[test]
@@ -195,9 +275,24 @@ mod tests {
         let mut samples = Samples::new(3);
         let healthy = BTreeMap::from([("a".to_owned(), 1)]);
         let none = BTreeMap::new();
+        let none_yet = BTreeMap::new();
         for second in 0..5 {
-            samples.sample(at(second), Instant::now(), &healthy, &none, |_| None);
-            samples.sample(at(second), Instant::now(), &healthy, &none, |_| None);
+            samples.sample(
+                at(second),
+                Instant::now(),
+                &healthy,
+                &none,
+                &none_yet,
+                |_| None,
+            );
+            samples.sample(
+                at(second),
+                Instant::now(),
+                &healthy,
+                &none,
+                &none_yet,
+                |_| None,
+            );
         }
         let series = samples.series();
         let points: Vec<i64> = series[0]

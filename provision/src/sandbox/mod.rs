@@ -11,6 +11,7 @@
 //!   Lambda's retries and a dead-letter queue;
 //! - [`logs`]: each instance's log, rotated, read and numbered for the port's `logs`;
 //! - [`metrics`]: per-second samples of healthy hosts and of the instances' CPU;
+//! - [`traffic`]: the gentle traffic a demo stack sends itself (`[sandbox] traffic`);
 //! - [`daemon`]: the per-stack daemon that runs all of the above and serves the control API;
 //! - [`client`]: [`client::SandboxCloud`], the Cloud port over that control API.
 
@@ -24,3 +25,4 @@ pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod side_channel;
+pub mod traffic;

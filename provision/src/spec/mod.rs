@@ -299,6 +299,18 @@ impl Default for Logs {
     }
 }
 
+/// Traffic the sandbox daemon sends its own stack through the load balancer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Traffic {
+    /// None: tests and benchmarks measure only what they send.
+    #[default]
+    Off,
+    /// A few requests every few seconds and a signup now and then (see
+    /// `sandbox::traffic`), summed up in one event a minute.
+    Gentle,
+}
+
 /// The retention periods (days) CloudWatch Logs accepts, from the `RetentionInDays` property
 /// of `AWS::Logs::LogGroup`
 /// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-logs-loggroup.html>).
@@ -355,6 +367,8 @@ pub struct Sandbox {
     /// seconds (1 to 60), so a test sees scale-in within seconds. Unset, the sandbox uses
     /// AWS's minute on the sandbox's clock, like its other durations.
     pub scaling_period_seconds: Option<u32>,
+    /// Traffic the sandbox sends its own stack, so that a demo moves (default `off`).
+    pub traffic: Traffic,
 }
 
 impl Default for Sandbox {
@@ -365,6 +379,7 @@ impl Default for Sandbox {
             instance_boot_seconds: 60,
             rds_failover_seconds: 90,
             scaling_period_seconds: None,
+            traffic: Traffic::Off,
         }
     }
 }

@@ -756,114 +756,6 @@ fn exit_standby_is_refused_above_max() {
     ));
 }
 
-fn shift_request(az: &str, minutes: u64) -> ShiftRequest {
-    ShiftRequest::new(az, Duration::from_secs(minutes * 60), "test").expect("a valid request")
-}
-
-/// During a zonal shift the group treats the AZ as impaired: a replacement for an instance
-/// lost there launches in another AZ, the instances kept there stay, rebalancing waits; once
-/// the shift expires (by the model's clock, with no other call) it rebalances back.
-#[test]
-fn a_shifted_az_gets_no_launch_until_the_shift_expires() {
-    let mut world = World::new(6, 12);
-    assert_eq!(world.counts(), vec![2, 2, 2]);
-    // Past the first instances' grace periods, so the shift's expiry is the next deadline.
-    world.advance(GRACE.as_secs() as i64);
-    world.settle();
-    let now = world.now();
-    let shift = world
-        .group
-        .start_zonal_shift(now, &shift_request("az-a", 30), vec!["asg".into()])
-        .expect("start");
-    assert_eq!(shift.expires_at, now + time::Duration::minutes(30));
-    assert_eq!(
-        world.group.shifted_azs(),
-        BTreeSet::from(["az-a".to_owned()])
-    );
-    assert_eq!(
-        world.group.next_deadline(),
-        Some(shift.expires_at),
-        "the group is stepped again at the expiry"
-    );
-
-    let lost = world
-        .group
-        .members()
-        .iter()
-        .find(|m| m.az == "az-a")
-        .map(|m| m.id.clone())
-        .expect("an instance in az-a");
-    world.group.gone(now, &lost, Some("killed"));
-    world.settle();
-    let counts = world.counts();
-    assert_eq!(
-        counts[0], 1,
-        "nothing launches into the shifted AZ: {counts:?}"
-    );
-    assert_eq!(
-        counts.iter().sum::<usize>(),
-        6,
-        "capacity is made up elsewhere"
-    );
-
-    world.advance(30 * 60 - 1);
-    world.settle();
-    assert_eq!(world.group.zonal_shifts().len(), 1, "not expired yet");
-    world.advance(1);
-    world.settle();
-    assert!(world.group.zonal_shifts().is_empty(), "the shift expired");
-    assert!(world.group.events().any(|e| {
-        e.event
-            .message
-            .contains("Zonal shift away from az-a expired")
-    }));
-    for _ in 0..10 {
-        world.settle();
-    }
-    assert_eq!(
-        world.counts(),
-        vec![2, 2, 2],
-        "rebalanced once the shift ended"
-    );
-}
-
-/// ARC's rules: one shift at a time, an AZ the group has, cancel ends it (NotFound when none).
-#[test]
-fn one_shift_at_a_time_and_cancel_ends_it() {
-    let mut world = World::new(3, 6);
-    let now = world.now();
-    assert!(
-        world
-            .group
-            .start_zonal_shift(now, &shift_request("az-x", 5), vec![])
-            .is_err(),
-        "an AZ the group does not have"
-    );
-    world
-        .group
-        .start_zonal_shift(now, &shift_request("az-a", 5), vec![])
-        .expect("start");
-    let again = world
-        .group
-        .start_zonal_shift(now, &shift_request("az-b", 5), vec![]);
-    assert!(
-        matches!(again, Err(CloudError::Conflict { .. })),
-        "{again:?}"
-    );
-    assert!(matches!(
-        world.group.cancel_zonal_shift(now, Some("az-b")),
-        Err(CloudError::NotFound { .. })
-    ));
-    let cancelled = world.group.cancel_zonal_shift(now, None).expect("cancel");
-    assert_eq!(cancelled.len(), 1);
-    assert_eq!(cancelled[0].az, "az-a");
-    assert!(world.group.shifted_azs().is_empty());
-    assert!(matches!(
-        world.group.cancel_zonal_shift(now, None),
-        Err(CloudError::NotFound { .. })
-    ));
-}
-
 /// What a refresh does with an instance in Standby, by StandbyInstances: `Wait` (AWS's
 /// default) replaces it once it returns to service, or fails after an hour; `Ignore` leaves it
 /// on the old configuration; `Terminate` terminates it when the refresh starts.
@@ -1014,4 +906,112 @@ fn the_model_keeps_the_specs_times_on_either_clock(#[case] scale: TimeScale) {
         scale.to_model(Duration::try_from(until - now).expect("positive")),
         Duration::from_secs(30)
     );
+}
+
+fn shift_request(az: &str, minutes: u64) -> ShiftRequest {
+    ShiftRequest::new(az, Duration::from_secs(minutes * 60), "test").expect("a valid request")
+}
+
+/// During a zonal shift the group treats the AZ as impaired: a replacement for an instance
+/// lost there launches in another AZ, the instances kept there stay, rebalancing waits; once
+/// the shift expires (by the model's clock, with no other call) it rebalances back.
+#[test]
+fn a_shifted_az_gets_no_launch_until_the_shift_expires() {
+    let mut world = World::new(6, 12);
+    assert_eq!(world.counts(), vec![2, 2, 2]);
+    // Past the first instances' grace periods, so the shift's expiry is the next deadline.
+    world.advance(GRACE.as_secs() as i64);
+    world.settle();
+    let now = world.now();
+    let shift = world
+        .group
+        .start_zonal_shift(now, &shift_request("az-a", 30), vec!["asg".into()])
+        .expect("start");
+    assert_eq!(shift.expires_at, now + time::Duration::minutes(30));
+    assert_eq!(
+        world.group.shifted_azs(),
+        BTreeSet::from(["az-a".to_owned()])
+    );
+    assert_eq!(
+        world.group.next_deadline(),
+        Some(shift.expires_at),
+        "the group is stepped again at the expiry"
+    );
+
+    let lost = world
+        .group
+        .members()
+        .iter()
+        .find(|m| m.az == "az-a")
+        .map(|m| m.id.clone())
+        .expect("an instance in az-a");
+    world.group.gone(now, &lost, Some("killed"));
+    world.settle();
+    let counts = world.counts();
+    assert_eq!(
+        counts[0], 1,
+        "nothing launches into the shifted AZ: {counts:?}"
+    );
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        6,
+        "capacity is made up elsewhere"
+    );
+
+    world.advance(30 * 60 - 1);
+    world.settle();
+    assert_eq!(world.group.zonal_shifts().len(), 1, "not expired yet");
+    world.advance(1);
+    world.settle();
+    assert!(world.group.zonal_shifts().is_empty(), "the shift expired");
+    assert!(world.group.events().any(|e| {
+        e.event
+            .message
+            .contains("Zonal shift away from az-a expired")
+    }));
+    for _ in 0..10 {
+        world.settle();
+    }
+    assert_eq!(
+        world.counts(),
+        vec![2, 2, 2],
+        "rebalanced once the shift ended"
+    );
+}
+
+/// ARC's rules: one shift at a time, an AZ the group has, cancel ends it (NotFound when none).
+#[test]
+fn one_shift_at_a_time_and_cancel_ends_it() {
+    let mut world = World::new(3, 6);
+    let now = world.now();
+    assert!(
+        world
+            .group
+            .start_zonal_shift(now, &shift_request("az-x", 5), vec![])
+            .is_err(),
+        "an AZ the group does not have"
+    );
+    world
+        .group
+        .start_zonal_shift(now, &shift_request("az-a", 5), vec![])
+        .expect("start");
+    let again = world
+        .group
+        .start_zonal_shift(now, &shift_request("az-b", 5), vec![]);
+    assert!(
+        matches!(again, Err(CloudError::Conflict { .. })),
+        "{again:?}"
+    );
+    assert!(matches!(
+        world.group.cancel_zonal_shift(now, Some("az-b")),
+        Err(CloudError::NotFound { .. })
+    ));
+    let cancelled = world.group.cancel_zonal_shift(now, None).expect("cancel");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].az, "az-a");
+    assert!(world.group.shifted_azs().is_empty());
+    assert!(matches!(
+        world.group.cancel_zonal_shift(now, None),
+        Err(CloudError::NotFound { .. })
+    ));
 }

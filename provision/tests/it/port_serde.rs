@@ -117,6 +117,11 @@ fn snapshot() -> Snapshot {
                 value: 12.5,
             }],
         }],
+        instances: vec![InstanceMetrics {
+            id: "i-1".into(),
+            cpu_percent: Some(12.5),
+            requests_per_second: None,
+        }],
     };
     snapshot.errors = vec![SectionError {
         section: Section::Metrics,
