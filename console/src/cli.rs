@@ -190,6 +190,19 @@ pub struct GamedayArgs {
     /// How long the fault stays in place, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub duration: u64,
+    /// What the drill does by itself when the faulted AZ is impaired: zonal-shift (shift away
+    /// from it, cancel after the restore).
+    #[arg(long, value_name = "REMEDY")]
+    pub remedy: Option<String>,
+    /// The AZ is impaired when more than this percentage of probe requests fail (default 5).
+    #[arg(long, value_name = "PCT", requires = "remedy")]
+    pub impaired_error_pct: Option<f64>,
+    /// … or when the requests it serves have a p99 above this, in ms (default 250).
+    #[arg(long, value_name = "MS", requires = "remedy")]
+    pub impaired_p99_ms: Option<f64>,
+    /// … for this many seconds in a row (default 5).
+    #[arg(long, value_name = "SECONDS", requires = "remedy")]
+    pub impaired_for: Option<u64>,
     /// Probe requests per second.
     #[arg(long, default_value_t = 20)]
     pub rate: u32,

@@ -33,6 +33,7 @@ use crate::cli::{
 };
 use crate::drill::engine::{self, DrillConfig, DrillError, DrillUpdate, StopConditions};
 use crate::drill::journal::{self, Entry, Journal};
+use crate::drill::remedy::{Impairment, Remedy};
 use crate::drill::report::{self, Verdict};
 use crate::load::engine::{LoadError, LoadPlan, LoadUpdate};
 use crate::policy;
@@ -483,6 +484,9 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
         Ok(f) => f,
         Err(o) => return o,
     };
+    if let Err(o) = gameday_remedy(args) {
+        return o;
+    }
     let (stack, production, cloud) = match session(cli).await {
         Ok(s) => s,
         Err(o) => return o,
@@ -509,6 +513,38 @@ pub async fn gameday(cli: &Cli, args: &GamedayArgs) -> Outcome {
     let outcome = drill.run(fault, args, confirm, stop_rx).await;
     interrupt.abort();
     outcome
+}
+
+/// The remedy `--remedy` and the `--impaired-*` thresholds name; bad input is exit 2.
+fn gameday_remedy(args: &GamedayArgs) -> Result<Option<Remedy>, Outcome> {
+    let Some(name) = &args.remedy else {
+        return Ok(None);
+    };
+    if name != "zonal-shift" {
+        eprintln!(
+            "triad: --remedy {name:?} is not one of {}",
+            Remedy::NAMES.join(", ")
+        );
+        return Err(Outcome::Invalid);
+    }
+    let defaults = Impairment::default();
+    let impaired = Impairment {
+        error_pct: args.impaired_error_pct.unwrap_or(defaults.error_pct),
+        p99_ms: args.impaired_p99_ms.unwrap_or(defaults.p99_ms),
+        for_seconds: args.impaired_for.unwrap_or(defaults.for_seconds),
+    };
+    if !(0.0..=100.0).contains(&impaired.error_pct)
+        || !impaired.p99_ms.is_finite()
+        || impaired.p99_ms <= 0.0
+        || impaired.for_seconds == 0
+    {
+        eprintln!(
+            "triad: --impaired-error-pct is 0-100, --impaired-p99-ms above 0, --impaired-for at \
+             least 1"
+        );
+        return Err(Outcome::Invalid);
+    }
+    Ok(Some(Remedy::ZonalShift { impaired }))
 }
 
 /// The fault `--fault` and `--az` name; bad input is exit 2 before anything is opened.
@@ -580,6 +616,10 @@ impl Gameday {
         config.signup_rate = args.signups;
         config.force = args.force;
         config.stop = StopConditions::for_drill(config.duration, args.max_error, args.min_healthy);
+        config.remedy = match gameday_remedy(args) {
+            Ok(remedy) => remedy,
+            Err(outcome) => return outcome,
+        };
         println!("  {}", config.summary());
         if args.dry_run {
             return Outcome::Done;

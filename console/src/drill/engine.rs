@@ -17,13 +17,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use provision::port::{
     CapacityCheck, Cloud, CloudError, Event, EventSource, Fault, SandboxClock, ScalingDecision,
-    Snapshot, StackRef,
+    ShiftRequest, Snapshot, StackRef, shift,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::journal::{self, Entry, Journal};
 use super::probe::{AckedSignup, Latency, Probe, ProbeConfig, ProbeSecond, signup_exists};
+use super::remedy::{Detector, Remedy, RemedyRecord, served_per_az};
 use super::report::{self, CapacitySample, DrillRecord, DrillReport, StepRecord, WriteCheck};
 use crate::activity::Marker;
 
@@ -95,6 +96,8 @@ pub struct DrillConfig {
     pub report_dir: Option<PathBuf>,
     /// The endpoint to probe; defaults to the stack's.
     pub endpoint: Option<String>,
+    /// What the drill does by itself when the faulted AZ is impaired (see [`super::remedy`]).
+    pub remedy: Option<Remedy>,
 }
 
 impl DrillConfig {
@@ -116,8 +119,21 @@ impl DrillConfig {
         } else {
             format!(", below {} healthy", self.stop.min_healthy_capacity)
         };
+        let remedy = match &self.remedy {
+            Some(remedy) => {
+                let rule = remedy.impairment();
+                format!(
+                    "; remedy {} once the AZ is impaired (p99 > {} ms or > {} % errors) for {} s",
+                    remedy.name(),
+                    rule.p99_ms,
+                    rule.error_pct,
+                    rule.for_seconds
+                )
+            }
+            None => String::new(),
+        };
         format!(
-            "{probe}{signups}; stops at {:.0} % errors over {} s{healthy} or after {} s",
+            "{probe}{signups}; stops at {:.0} % errors over {} s{healthy} or after {} s{remedy}",
             self.stop.max_error_rate * 100.0,
             self.stop.window_seconds,
             self.stop.max_duration.as_secs()
@@ -135,6 +151,7 @@ impl DrillConfig {
             recover_timeout: Duration::from_secs(300),
             report_dir: None,
             endpoint: None,
+            remedy: None,
         }
     }
 }
@@ -248,7 +265,73 @@ struct Run<'a> {
     scaling: Vec<ScalingDecision>,
 }
 
+/// The remedy while the drill observes.
+struct RemedyRun {
+    detector: Detector,
+    record: RemedyRecord,
+    /// Probe seconds already fed to the detector.
+    seen: usize,
+}
+
 impl Run<'_> {
+    /// Feeds the probe's new seconds to the remedy's detector; when it fires, starts the zonal
+    /// shift (journaled before it happens). A refused or failed shift is recorded, not retried.
+    async fn remedy_step(&mut self, remedy: &mut RemedyRun) -> Result<(), DrillError> {
+        if remedy.record.shifted_at.is_some() || remedy.record.shift_error.is_some() {
+            return Ok(());
+        }
+        let Some(probe) = &self.probe else {
+            return Ok(());
+        };
+        let seconds = probe.seconds();
+        let fired = seconds
+            .iter()
+            .skip(remedy.seen)
+            .any(|s| remedy.detector.observe(s));
+        remedy.seen = seconds.len();
+        if !fired {
+            return Ok(());
+        }
+        remedy.record.impaired_at = remedy.detector.first_impaired;
+        let az = remedy.record.az.clone();
+        let expires_in = (self.config.duration + self.config.recover_timeout)
+            .clamp(shift::MIN_EXPIRES_IN, shift::MAX_EXPIRES_IN);
+        let request = ShiftRequest::new(az.clone(), expires_in, "triad gameday remedy")
+            .map_err(DrillError::cloud("building the zonal shift"))?;
+        let plan = match self.cloud.snapshot(&self.stack).await {
+            Ok(snapshot) => shift::plan_shift(&snapshot, &request).lines(),
+            Err(_) => Vec::new(),
+        };
+        let journal_path = self.journal.path().to_path_buf();
+        let at = self.second();
+        match journal::start_shift(
+            self.cloud.as_ref(),
+            &self.stack,
+            &journal_path,
+            &request,
+            plan,
+            CapacityCheck::Enforce,
+        )
+        .await
+        {
+            Ok(shift) => {
+                remedy.record.shifted_at = Some(at);
+                self.step(
+                    "remedy",
+                    format!(
+                        "{az} impaired for {} s: zonal shift {shift}",
+                        remedy.detector.rule.for_seconds
+                    ),
+                )?;
+            }
+            Err(e) => {
+                remedy.record.shift_error = Some(e.to_string());
+                self.step("remedy", format!("zonal shift away from {az} failed: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn second(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
@@ -512,11 +595,31 @@ pub async fn run(
         .map_err(DrillError::journal)?;
     run.step("inject", plan.actions_summary(2))?;
 
-    // Observe.
+    // Observe (and, with a remedy, shift away once the faulted AZ is impaired long enough).
     let deadline = Instant::now() + config.duration;
     let mut aborted = None;
+    let fault_az = record
+        .az
+        .clone()
+        .or_else(|| config.fault.az().map(str::to_owned));
+    let mut remedy = match (&config.remedy, &fault_az) {
+        (Some(remedy), Some(az)) => Some(RemedyRun {
+            detector: Detector::new(remedy.impairment(), az.clone()),
+            record: RemedyRecord {
+                remedy: remedy.name().to_owned(),
+                az: az.clone(),
+                impaired: Some(remedy.impairment()),
+                ..RemedyRecord::default()
+            },
+            seen: usize::try_from(inject_at).unwrap_or(usize::MAX),
+        }),
+        _ => None,
+    };
     while Instant::now() < deadline {
         let sample = run.sample().await;
+        if let Some(remedy) = &mut remedy {
+            run.remedy_step(remedy).await?;
+        }
         if let Some(reason) = run.stop_reason(sample.as_ref()) {
             aborted = Some(reason);
             break;
@@ -550,6 +653,34 @@ pub async fn run(
                 "restore",
                 format!("FAILED: {e} — run `triad gameday restore` to retry"),
             )?;
+        }
+    }
+
+    // The fault is gone: so is the shift that moved traffic away from it.
+    if let Some(remedy) = &remedy
+        && remedy.record.shifted_at.is_some()
+    {
+        let journal_path = run.journal.path().to_path_buf();
+        match journal::cancel_shift(
+            cloud.as_ref(),
+            &stack,
+            &journal_path,
+            Some(&remedy.record.az),
+        )
+        .await
+        {
+            Ok(_) => run.step(
+                "remedy",
+                format!("zonal shift away from {} cancelled", remedy.record.az),
+            )?,
+            Err(e) => run.step(
+                "remedy",
+                format!(
+                    "cancelling the zonal shift away from {} FAILED: {e} — run `triad gameday \
+                     restore` to retry",
+                    remedy.record.az
+                ),
+            )?,
         }
     }
 
@@ -588,9 +719,12 @@ pub async fn run(
     let end_at = run.second();
 
     // Report.
+    let shifted_at = remedy.as_ref().and_then(|r| r.record.shifted_at);
+    let mut latency_shifted = None;
     let (probe_seconds, latency, writes) = match run.probe.take() {
         Some(mut probe) => {
             probe.halt().await;
+            latency_shifted = shifted_at.map(|at| probe.latency_between(at + 1, restore_at));
             let latency = [
                 probe.latency_between(0, latency_before_end),
                 probe.latency_between(inject_at, during_end),
@@ -605,6 +739,28 @@ pub async fn run(
         }
         None => (Vec::new(), [Latency::default(); 3], None),
     };
+    let remedy = remedy.map(|mut remedy| {
+        let azs: Vec<String> = first.azs.iter().map(|v| v.az.clone()).collect();
+        let shifted = remedy.record.shifted_at;
+        remedy.record.latency_shifted = latency_shifted;
+        remedy.record.served_before = served_per_az(
+            &probe_seconds,
+            &azs,
+            inject_at,
+            shifted.unwrap_or(restore_at),
+        );
+        if let Some(at) = shifted {
+            // From the second after the shift started: requests sent earlier in its second may
+            // have gone to the AZ before the shift took hold.
+            remedy.record.served_after = served_per_az(&probe_seconds, &azs, at + 1, restore_at);
+            remedy.record.recovered_at = probe_seconds
+                .iter()
+                .filter(|s| s.second >= at)
+                .find(|s| remedy.detector.rule.healthy(s))
+                .map(|s| s.second);
+        }
+        remedy.record
+    });
     if let Some(w) = &writes {
         run.step(
             "writes",
@@ -652,6 +808,7 @@ pub async fn run(
                 .err()
                 .map(|e| format!("restore failed: {e}"))
         }),
+        remedy,
         instance_actions,
     };
     let report = report::summarize(record);

@@ -4,4 +4,5 @@
 pub mod engine;
 pub mod journal;
 pub mod probe;
+pub mod remedy;
 pub mod report;

@@ -53,6 +53,9 @@ pub struct ProbeSecond {
     pub p99_ms: Option<f64>,
     /// Successful responses by "version@az".
     pub served_by: BTreeMap<String, u32>,
+    /// p99 latency (ms) of the successful responses each AZ served.
+    #[serde(default)]
+    pub az_p99_ms: BTreeMap<String, f64>,
 }
 
 impl ProbeSecond {
@@ -102,6 +105,16 @@ struct Bucket {
     failed: BTreeMap<FailureKind, u32>,
     latency_us: Option<Histogram<u64>>,
     served_by: BTreeMap<String, u32>,
+    /// Latencies (ms) of the successful responses per AZ.
+    az_latencies_ms: BTreeMap<String, Vec<f64>>,
+}
+
+/// The nearest-rank 99th percentile of `values`.
+fn p99(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (0.99 * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 impl Bucket {
@@ -130,6 +143,11 @@ impl Bucket {
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             served_by: self.served_by.clone(),
+            az_p99_ms: self
+                .az_latencies_ms
+                .iter()
+                .filter_map(|(az, values)| p99(values).map(|p| (az.clone(), p)))
+                .collect(),
         }
     }
 }
@@ -321,7 +339,7 @@ async fn read_loop(
             let second = sent.duration_since(started).as_secs();
             let outcome = match client.get(&url).send().await {
                 Ok(resp) if resp.status().is_success() => match resp.json::<VersionBody>().await {
-                    Ok(body) => Ok(format!("{}@{}", body.version, body.az)),
+                    Ok(body) => Ok((format!("{}@{}", body.version, body.az), body.az)),
                     Err(e) => Err(classify(&e)),
                 },
                 Ok(resp) if resp.status().is_server_error() => Err(FailureKind::Status5xx),
@@ -332,10 +350,15 @@ async fn read_loop(
             let mut record = lock(&record);
             let bucket = record.buckets.entry(second).or_default();
             match outcome {
-                Ok(served_by) => {
+                Ok((served_by, az)) => {
                     bucket.ok += 1;
                     bucket.record_latency(latency);
                     *bucket.served_by.entry(served_by).or_default() += 1;
+                    bucket
+                        .az_latencies_ms
+                        .entry(az)
+                        .or_default()
+                        .push(latency.as_secs_f64() * 1000.0);
                 }
                 Err(kind) => *bucket.failed.entry(kind).or_default() += 1,
             }

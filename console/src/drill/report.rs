@@ -93,6 +93,9 @@ pub struct DrillRecord {
     pub writes: Option<WriteCheck>,
     /// Why the drill stopped early, when a stop condition fired or an operator aborted it.
     pub aborted: Option<String>,
+    /// What the drill's remedy (`--remedy`) did, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<super::remedy::RemedyRecord>,
     /// Other activities on the stack during the drill (a load), whose effects are in its
     /// figures.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -339,6 +342,9 @@ pub fn summary_lines(report: &DrillReport) -> Vec<String> {
         fmt_ms(r.latency_during.p99_ms),
         fmt_ms(r.latency_after.p99_ms)
     ));
+    if let Some(remedy) = &r.remedy {
+        lines.extend(remedy.lines(r.inject_at));
+    }
     if !report.capacity_dip.is_empty() {
         let dips: Vec<String> = report
             .capacity_dip
@@ -434,6 +440,12 @@ pub fn to_markdown(report: &DrillReport) -> String {
             w.lost.len(),
             w.unknown
         );
+    }
+    if let Some(remedy) = &r.remedy {
+        let _ = writeln!(md, "\n## Remedy: {}\n", remedy.remedy);
+        for line in remedy.lines(r.inject_at) {
+            let _ = writeln!(md, "- {line}");
+        }
     }
     let _ = writeln!(md, "\n## Healthy capacity per AZ\n");
     let _ = writeln!(md, "| AZ | steady | lowest |\n|---|---|---|");
@@ -657,6 +669,7 @@ mod tests {
                 unknown: 0,
             }),
             aborted: None,
+            remedy: None,
             concurrent: Vec::new(),
             instance_actions: Vec::new(),
             clock: None,

@@ -184,6 +184,7 @@ fn drill_view(finished: bool) -> DrillView {
                 unknown: 0,
             }),
             aborted: None,
+            remedy: None,
             concurrent: Vec::new(),
             instance_actions: Vec::new(),
             clock: None,

@@ -366,3 +366,101 @@ fn a_gameday_from_the_shell_says_where_its_report_is() {
     let md = std::fs::read_to_string(Path::new(dir).join("report.md")).expect("report.md");
     assert!(md.contains("here → ≈"), "{md}");
 }
+
+/// A slow-az drill with `--remedy zonal-shift`: the probe sees the AZ's requests get slow, the
+/// drill shifts away by itself, the AZ serves no probe request after the shift, the report
+/// says so, and the shift is cancelled with the restore (nothing left for `gameday restore`).
+#[test]
+fn a_remedy_drill_shifts_away_from_the_slow_az_by_itself() {
+    let tmp = crate::support::open_tempdir();
+    let home = tmp.path().join("home");
+    let spec = tmp.path().join("stack.toml");
+    std::fs::write(&spec, crate::support::spec_toml("cli-remedy")).expect("write the spec");
+    let _take_down = TakeDown {
+        home: &home,
+        spec: &spec,
+    };
+    let up = run(&mut triad(&home, &spec, &["up", "--yes"]));
+    assert!(up.status.success(), "{}", crate::support::text(&up));
+    let azs = wait_until_healthy(&home, &spec);
+    let az = azs[0].as_str();
+    let report_dir = tmp.path().join("report");
+    let ran = run(&mut triad(
+        &home,
+        &spec,
+        &[
+            "gameday",
+            "--az",
+            az,
+            "--fault",
+            "slow-az",
+            "--latency-ms",
+            "400",
+            "--duration",
+            "15",
+            "--rate",
+            "20",
+            "--signups",
+            "0",
+            "--remedy",
+            "zonal-shift",
+            "--impaired-for",
+            "2",
+            "--yes",
+            "--report",
+            report_dir.to_str().expect("a UTF-8 path"),
+        ],
+    ));
+    assert!(ran.status.success(), "{}", crate::support::text(&ran));
+    let out = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        out.contains("remedy zonal-shift"),
+        "{}",
+        crate::support::text(&ran)
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("JSON");
+    let remedy = &report["record"]["remedy"];
+    let (impaired, shifted) = (
+        remedy["impaired_at"].as_u64().expect("impaired_at"),
+        remedy["shifted_at"].as_u64().expect("shifted_at"),
+    );
+    assert!(impaired <= shifted, "{remedy:#}");
+    assert!(
+        remedy["served_before"][az].as_u64().expect("before") > 0,
+        "the slow AZ served before the shift: {remedy:#}"
+    );
+    assert_eq!(
+        remedy["served_after"][az].as_u64(),
+        Some(0),
+        "no probe request reached the AZ after the shift: {remedy:#}"
+    );
+    assert!(
+        azs.iter()
+            .filter(|other| *other != az)
+            .all(|other| remedy["served_after"][other].as_u64().unwrap_or(0) > 0),
+        "the other AZs served: {remedy:#}"
+    );
+    let markdown = std::fs::read_to_string(report_dir.join("report.md")).expect("report.md");
+    assert!(markdown.contains("## Remedy: zonal-shift"), "{markdown}");
+
+    let restore = run(&mut triad(&home, &spec, &["gameday", "restore"]));
+    assert!(
+        restore.status.success(),
+        "{}",
+        crate::support::text(&restore)
+    );
+    assert!(
+        String::from_utf8_lossy(&restore.stdout).contains("nothing to restore"),
+        "{}",
+        crate::support::text(&restore)
+    );
+    let list = run(&mut triad(&home, &spec, &["shift", "list"]));
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("no active zonal shift"),
+        "{}",
+        crate::support::text(&list)
+    );
+}

@@ -48,7 +48,8 @@
 //!   `ImpairedZoneHealthCheckBehavior: ReplaceUnhealthy`), their replacements launched
 //!   elsewhere. AWS does not say how AZ rebalancing treats a shifted AZ; the model holds
 //!   rebalancing while a shift is active (so it neither launches into the impaired AZ nor
-//!   terminates the instances kept there) and rebalances once the shift ends. One shift at a
+//!   terminates the instances kept there) and rebalances once the shift ends. Scaling policies
+//!   may raise desired capacity but not lower it (see [`super::scaling`]). One shift at a
 //!   time (ARC's rule, see [`crate::port::shift`]); it ends by itself at its expiry.
 //! - Instance refresh: see [`super::refresh`].
 //! - Target tracking scaling: see [`super::scaling`]; the driver feeds it with

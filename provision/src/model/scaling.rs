@@ -21,6 +21,7 @@
 //! - With several target tracking policies, the group scales out when any policy wants to and
 //!   in only when every policy with scale-in enabled wants to; the largest capacity wins.
 //! - With scale-in disabled, a policy never removes capacity (AWS creates no low alarm then).
+//! - While a zonal shift is active, policies may raise desired capacity but not lower it.
 //!
 //! What AWS does not document, stated once here as the model's assumptions ([`TRACKING`]):
 //! the number of datapoints each alarm needs and the scale-in margin are read off the alarms
@@ -313,6 +314,12 @@ impl Group {
                 let name = tracked.policy.name.clone();
                 self.decided(now, name, ScalingDirection::Out, to, reason);
             }
+            return;
+        }
+        // No scale-in while a zonal shift is active: "Auto Scaling will block scaling policies
+        // from decreasing desired capacity" (scale-out goes on),
+        // <https://docs.aws.amazon.com/r53recovery/latest/dg/arc-zonal-shift.resource-types.ec2-auto-scaling-groups.html>.
+        if !self.shifted_azs().is_empty() {
             return;
         }
         // Scale in: only when every policy that may scale in wants to, none is warming up and

@@ -28,7 +28,15 @@ pub const DEFAULT_AMI_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 /// Interface endpoints created when `nat = "none"`: what the instances call besides S3 and
 /// DynamoDB (which get gateway endpoints).
-pub const INTERFACE_ENDPOINT_SERVICES: &[&str] = &["logs", "secretsmanager", "sns"];
+pub const INTERFACE_ENDPOINT_SERVICES: &[&str] = &[
+    "logs",
+    "secretsmanager",
+    "sns",
+    // Systems Manager's agent: Run Command reaches the instances through these three.
+    "ssm",
+    "ec2messages",
+    "ssmmessages",
+];
 
 /// A checked stack spec. Every default is filled in and every cross-field rule holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -215,6 +215,8 @@ fn load_balancer(stack: &mut Stack) {
                 attribute("deletion_protection.enabled", spec.alb.deletion_protection),
                 attribute("load_balancing.cross_zone.enabled", true),
                 attribute("routing.http.drop_invalid_header_fields.enabled", true),
+                // Lets ARC's zonal shift move traffic away from one AZ (`triad shift`).
+                attribute("zonal_shift.config.enabled", true),
             ],
             "Tags": tags,
         }),
@@ -374,6 +376,8 @@ fn instances(stack: &mut Stack) {
         json!({
             "Description": "Application instances: read releases, the DB secret and tokens; publish user events; write logs",
             "AssumeRolePolicyDocument": assume_role_by("ec2.amazonaws.com"),
+            // Systems Manager's agent (Run Command, for the slow-az fault's network latency).
+            "ManagedPolicyArns": [sub("arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore")],
             "Policies": [{
                 "PolicyName": "webapp",
                 "PolicyDocument": policy_document(vec![
@@ -486,6 +490,12 @@ fn instances(stack: &mut Stack) {
         "HealthCheckGracePeriod": spec.app.health_check_grace_period_seconds,
         "TargetGroupARNs": [ref_(TARGET_GROUP)],
         "MetricsCollection": [{ "Granularity": "1Minute" }],
+        // Registered with ARC's zonal shift: a shifted AZ is treated as impaired (no launch
+        // there); unhealthy instances are still replaced everywhere, elsewhere.
+        "AvailabilityZoneImpairmentPolicy": {
+            "ZonalShiftEnabled": true,
+            "ImpairedZoneHealthCheckBehavior": "ReplaceUnhealthy",
+        },
         "Tags": asg_tags,
     });
     // The warmup of new instances, and of every refresh that sets none (AWS's

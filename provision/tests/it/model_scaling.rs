@@ -11,7 +11,7 @@ use std::time::Duration;
 use provision::model::{Action, Group, GroupConfig, Reading, TRACKING, Timings};
 use provision::port::{
     AlarmSide, AlarmState, Capacity, Clock, ManualClock, ScalingDirection, ScalingMetric,
-    ScalingPolicy, TargetState,
+    ScalingPolicy, ShiftRequest, TargetState,
 };
 use rstest::rstest;
 use time::OffsetDateTime;
@@ -415,4 +415,34 @@ fn a_group_without_policies_never_scales() {
     assert_eq!(w.desired(), 3);
     assert!(w.group.scaling_view().policies.is_empty());
     assert!(w.group.next_deadline().is_none());
+}
+
+/// While a zonal shift is active the policies may raise desired capacity but not lower it
+/// (AWS blocks scale-in during a shift); the scale-out's launches avoid the shifted AZ.
+#[test]
+fn a_zonal_shift_blocks_scale_in_but_not_scale_out() {
+    let mut w = World::new(capacity(6, 2, 12), Duration::ZERO, vec![requests(60.0)]);
+    let now = w.now();
+    let request =
+        ShiftRequest::new("az-a", Duration::from_secs(24 * 3600), "test").expect("request");
+    w.group
+        .start_zonal_shift(now, &request, vec![])
+        .expect("shift");
+    w.periods(TRACKING.in_datapoints + 5, IDLE);
+    assert_eq!(w.desired(), 6, "no scale-in while shifted");
+    let in_a = |w: &World| {
+        w.group
+            .members()
+            .iter()
+            .filter(|m| m.az == "az-a" && m.is_live())
+            .count()
+    };
+    let before = in_a(&w);
+    w.periods(TRACKING.out_datapoints + 1, rpt(120));
+    assert!(
+        w.desired() > 6,
+        "scale-out goes on: desired {}",
+        w.desired()
+    );
+    assert_eq!(in_a(&w), before, "nothing launched into the shifted AZ");
 }

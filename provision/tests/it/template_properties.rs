@@ -183,9 +183,12 @@ fn nat_none_gives_gateway_and_interface_endpoints_and_no_default_route() {
         [
             "Gateway:dynamodb",
             "Gateway:s3",
+            "Interface:ec2messages",
             "Interface:logs",
             "Interface:secretsmanager",
-            "Interface:sns"
+            "Interface:sns",
+            "Interface:ssm",
+            "Interface:ssmmessages"
         ]
     );
     let routes: Vec<_> = of_type(&template, "AWS::EC2::Route");
@@ -573,5 +576,40 @@ fn scaling_policies_follow_the_scaling_table() {
     assert_eq!(
         both["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["Monitoring"]["Enabled"],
         true
+    );
+}
+
+/// Zonal shift is on for both resources it acts on (`triad shift`), and the instances can run
+/// Systems Manager commands (the slow-az fault on AWS).
+#[test]
+fn zonal_shift_is_enabled_on_the_load_balancer_and_the_group() {
+    let template = main_template(&example("stack.toml"));
+    let (_, alb) = of_type(&template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+        .into_iter()
+        .next()
+        .expect("a load balancer");
+    let attributes = alb["Properties"]["LoadBalancerAttributes"]
+        .as_array()
+        .expect("attributes");
+    assert!(
+        attributes
+            .iter()
+            .any(|a| { a["Key"] == "zonal_shift.config.enabled" && a["Value"] == "true" })
+    );
+    let (_, asg) = of_type(&template, "AWS::AutoScaling::AutoScalingGroup")
+        .into_iter()
+        .next()
+        .expect("a group");
+    assert_eq!(
+        asg["Properties"]["AvailabilityZoneImpairmentPolicy"],
+        serde_json::json!({
+            "ZonalShiftEnabled": true,
+            "ImpairedZoneHealthCheckBehavior": "ReplaceUnhealthy",
+        })
+    );
+    let role = &template["Resources"]["InstanceRole"]["Properties"]["ManagedPolicyArns"];
+    assert!(
+        role.to_string().contains("AmazonSSMManagedInstanceCore"),
+        "{role}"
     );
 }
