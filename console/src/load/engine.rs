@@ -155,6 +155,7 @@ async fn run_inner(
         None => Marker::none(),
     };
     let mut concurrent = marker.others();
+    let first_clock = first.clock.clone();
     let mut observations = vec![Observation::of(&first, 0)];
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -241,7 +242,7 @@ async fn run_inner(
         observations,
         aborted,
         concurrent,
-        aws_clock_factor: None,
+        clock: first_clock,
     };
     let report = report::summarize(record);
     let mut files = Vec::new();

@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use super::generator::{LoadSecond, Schedule};
 use super::phases::{self, Observation, ScaleIn, ScaleOut};
 use crate::drill::probe::Latency;
+use provision::port::SandboxClock;
 
 /// The load as asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,11 +86,29 @@ pub struct LoadRecord {
     /// Other activities on the stack while the load ran (a GameDay).
     #[serde(default)]
     pub concurrent: Vec<String>,
-    /// The factor from the sandbox's clock to the spec's AWS clock, when the backend runs a
-    /// compressed clock: each phase's AWS-clock equivalent is its measured time × this.
-    /// `None`: times are reported as measured only.
+    /// The sandbox's clock during the load (none on AWS). Under a compressed (`fast`) clock
+    /// each phase is also given on the spec's AWS clock (see [`aws_seconds`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws_clock_factor: Option<f64>,
+    pub clock: Option<SandboxClock>,
+}
+
+/// Phase `index` (of [`phases::PHASES`]), seen `at` seconds into a load under a compressed
+/// clock, on the spec's AWS clock: what the model schedules (metric periods, health checks,
+/// the grace period, the assumed instance boot) is multiplied by the clock's factor; from
+/// InService on, the new instance's real program start (measured by the sandbox, and already
+/// in AWS's boot assumption) is kept as measured — the drill report's rule,
+/// [`provision::model::clock::TimeScale::predict`]. `None` on an uncompressed clock.
+pub fn aws_seconds(clock: Option<&SandboxClock>, index: usize, at: u64) -> Option<f64> {
+    let clock = clock?;
+    if !clock.scale.is_compressed() {
+        return None;
+    }
+    let unscaled = if index >= 4 {
+        clock.program_start_seconds.unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    Some(clock.scale.predict(at as f64, unscaled))
 }
 
 /// The measured outcome of a load.
@@ -104,6 +123,10 @@ pub struct LoadReport {
     pub signups_acknowledged: u64,
     pub signups_failed: u64,
     pub scale_outs: Vec<ScaleOut>,
+    /// Each scale-out's phases on the spec's AWS clock ([`aws_seconds`]), under a compressed
+    /// sandbox clock; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_outs_on_aws: Vec<Vec<Option<f64>>>,
     pub scale_ins: Vec<ScaleIn>,
     /// Desired capacity at the start, its highest, and at the end.
     pub desired: Option<(u32, u32, u32)>,
@@ -175,7 +198,22 @@ pub fn summarize(record: LoadRecord) -> LoadReport {
             .find(|o| matches!((o.desired, o.min), (Some(d), Some(m)) if d <= m))
             .map(|o| o.second)
     };
+    let clock = record.clock.as_ref().filter(|c| c.scale.is_compressed());
+    let scale_outs_on_aws = match clock {
+        Some(clock) => scale_outs
+            .iter()
+            .map(|out| {
+                out.phases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, at)| at.and_then(|a| aws_seconds(Some(clock), i, a)))
+                    .collect()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     LoadReport {
+        scale_outs_on_aws,
         sent,
         ok,
         dropped,
@@ -345,7 +383,7 @@ pub fn to_markdown(report: &LoadReport) -> String {
     if report.scale_outs.is_empty() {
         let _ = writeln!(md, "Desired capacity did not rise during the load.");
     }
-    let factor = r.aws_clock_factor;
+    let clock = r.clock.as_ref().filter(|c| c.scale.is_compressed());
     let has_policies = r.observations.iter().any(|o| !o.policies.is_empty());
     for (n, out) in report.scale_outs.iter().enumerate() {
         let _ = writeln!(
@@ -363,7 +401,7 @@ pub fn to_markdown(report: &LoadReport) -> String {
         if let Some(reason) = &out.reason {
             let _ = writeln!(md, "Policy: {reason}\n");
         }
-        match factor {
+        match clock {
             Some(_) => {
                 let _ = writeln!(
                     md,
@@ -375,7 +413,7 @@ pub fn to_markdown(report: &LoadReport) -> String {
             }
         }
         let mut previous: Option<u64> = None;
-        for (name, at) in out.named() {
+        for (index, (name, at)) in out.named().enumerate() {
             let since = match (previous, at) {
                 (Some(p), Some(a)) => format!("{} s", a.saturating_sub(p)),
                 _ => "—".into(),
@@ -384,10 +422,13 @@ pub fn to_markdown(report: &LoadReport) -> String {
                 Some(a) => format!("{a} s"),
                 None => unobserved(name, has_policies).into(),
             };
-            match factor {
-                Some(f) => {
-                    let aws =
-                        at.map_or_else(|| "—".to_string(), |a| format!("≈ {:.0} s", a as f64 * f));
+            match clock {
+                Some(_) => {
+                    let aws = report
+                        .scale_outs_on_aws
+                        .get(n)
+                        .and_then(|phases| phases.get(index).copied().flatten())
+                        .map_or_else(|| "—".to_string(), |s| format!("≈ {s:.0} s"));
                     let _ = writeln!(md, "| {name} | {at_text} | {since} | {aws} |");
                 }
                 None => {
@@ -400,11 +441,23 @@ pub fn to_markdown(report: &LoadReport) -> String {
         }
         let _ = writeln!(md);
     }
-    if factor.is_none() {
-        let _ = writeln!(
-            md,
-            "Times are as measured on this backend's clock; no AWS-clock equivalent is given."
-        );
+    match (clock, &r.clock) {
+        (Some(c), _) => {
+            let _ = writeln!(
+                md,
+                "Sandbox clock {}: times measured here, and on the spec's AWS clock (scheduled \
+                 time × {}, {:.2} s of real program start kept as measured from InService on).",
+                c.scale,
+                provision::model::clock::trim(c.scale.factor),
+                c.program_start_seconds.unwrap_or(0.0)
+            );
+        }
+        (None, Some(c)) => {
+            let _ = writeln!(md, "Sandbox clock {}: times as measured.", c.scale);
+        }
+        (None, None) => {
+            let _ = writeln!(md, "Times as measured.");
+        }
     }
     let _ = writeln!(md, "\n## Scale-in after the load\n");
     if report.scale_ins.is_empty() {
@@ -631,7 +684,7 @@ mod tests {
             latency_after: Latency::default(),
             aborted: None,
             concurrent: vec!["GameDay terminate-az in az-b".into()],
-            aws_clock_factor: None,
+            clock: None,
         }
     }
 
@@ -671,9 +724,22 @@ mod tests {
             "{lines:?}"
         );
         let mut with_clock = record();
-        with_clock.aws_clock_factor = Some(10.0);
+        with_clock.clock = Some(SandboxClock {
+            scale: provision::model::clock::TimeScale::fast(10.0),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            durations: Vec::new(),
+            program_start_seconds: Some(0.5),
+        });
         let md = to_markdown(&summarize(with_clock));
-        assert!(md.contains("| InService | 4 s | 2 s | ≈ 40 s |"), "{md}");
+        // Before the launch everything is scheduled: × 10. From InService on, the program's
+        // real 0.5 s start stays as measured: (4 − 0.5) × 10 + 0.5.
+        assert!(
+            md.contains("| desired change | 2 s | 2 s | ≈ 20 s |"),
+            "{md}"
+        );
+        assert!(md.contains("| InService | 4 s | 2 s | ≈ 36 s |"), "{md}");
+        assert!(md.contains("Sandbox clock fast ×10"), "{md}");
     }
 
     #[test]

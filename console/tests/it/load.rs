@@ -354,6 +354,18 @@ fn a_load_over_the_target_scales_out_phase_by_phase_and_back_in() {
         "healthy capacity rose: {out}"
     );
     assert!(report.back_to_min_at.is_some(), "{out}");
+    // The sandbox runs its `fast` clock by default: every phase is also given on the spec's
+    // AWS clock, never shorter than measured.
+    let on_aws = report
+        .scale_outs_on_aws
+        .first()
+        .unwrap_or_else(|| panic!("AWS-clock phases: {out}"));
+    for (at, aws) in first.phases.iter().zip(on_aws) {
+        let (Some(at), Some(aws)) = (at, aws) else {
+            panic!("every phase on both clocks: {:?} {on_aws:?}", first.phases);
+        };
+        assert!(*aws >= *at as f64, "{at} s here, {aws} s on AWS");
+    }
     assert!(!report.scale_ins.is_empty(), "{out}");
     for file in ["report.md", "report.svg"] {
         assert!(report_dir.join(file).is_file(), "{file}");
