@@ -110,6 +110,28 @@ struct Bucket {
 }
 
 /// The nearest-rank 99th percentile of `values`.
+/// p50 and p99 (ms) of per-second latency histograms (µs) merged into one: exact, not
+/// per-second percentiles averaged. The probe and the load generator both report through it.
+pub fn merged_latency<'a>(histograms: impl Iterator<Item = &'a Histogram<u64>>) -> Latency {
+    let mut merged: Option<Histogram<u64>> = None;
+    for h in histograms {
+        match merged.as_mut() {
+            Some(m) => {
+                let _ = m.add(h);
+            }
+            None => merged = Some(h.clone()),
+        }
+    }
+    match merged.filter(|h| !h.is_empty()) {
+        Some(h) => Latency {
+            p50_ms: Some(h.value_at_quantile(0.50) as f64 / 1000.0),
+            p99_ms: Some(h.value_at_quantile(0.99) as f64 / 1000.0),
+            samples: h.len(),
+        },
+        None => Latency::default(),
+    }
+}
+
 fn p99(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -263,25 +285,12 @@ impl Probe {
     /// per-second percentiles averaged).
     pub fn latency_between(&self, from: u64, to: u64) -> Latency {
         let record = lock(&self.record);
-        let mut merged: Option<Histogram<u64>> = None;
-        for bucket in record.buckets.range(from..to).map(|(_, b)| b) {
-            if let Some(h) = &bucket.latency_us {
-                match merged.as_mut() {
-                    Some(m) => {
-                        let _ = m.add(h);
-                    }
-                    None => merged = Some(h.clone()),
-                }
-            }
-        }
-        match merged.filter(|h| !h.is_empty()) {
-            Some(h) => Latency {
-                p50_ms: Some(h.value_at_quantile(0.50) as f64 / 1000.0),
-                p99_ms: Some(h.value_at_quantile(0.99) as f64 / 1000.0),
-                samples: h.len(),
-            },
-            None => Latency::default(),
-        }
+        merged_latency(
+            record
+                .buckets
+                .range(from..to)
+                .filter_map(|(_, b)| b.latency_us.as_ref()),
+        )
     }
 }
 

@@ -580,16 +580,27 @@ pub fn to_svg(report: &DrillReport) -> Result<String, String> {
 
 /// Writes `report.json`, `report.md` and `report.svg` into `dir` and returns their paths.
 pub fn write(dir: &Path, report: &DrillReport) -> std::io::Result<Vec<PathBuf>> {
+    let svg = to_svg(report).map_err(std::io::Error::other)?;
+    write_files(dir, report, to_markdown(report), svg)
+}
+
+/// Writes a report's three files into `dir` (created if needed) — `report.json` (`report`
+/// serialised), `report.md` and `report.svg` — and returns their paths. GameDay and load
+/// reports both go through it.
+pub fn write_files(
+    dir: &Path,
+    report: &impl Serialize,
+    markdown: String,
+    svg: String,
+) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
-    let svg = to_svg(report).map_err(std::io::Error::other)?;
-    let files = [
-        ("report.json", json),
-        ("report.md", to_markdown(report)),
-        ("report.svg", svg),
-    ];
     let mut paths = Vec::new();
-    for (name, body) in files {
+    for (name, body) in [
+        ("report.json", json),
+        ("report.md", markdown),
+        ("report.svg", svg),
+    ] {
         let path = dir.join(name);
         std::fs::write(&path, body)?;
         paths.push(path);

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::drill::probe::{FailureKind, Latency};
+use crate::drill::probe::{FailureKind, Latency, merged_latency};
 
 /// When each request is due: `from` requests per second at the start, rising (or falling)
 /// linearly to `to` over `ramp`, then held at `to` until `duration`.
@@ -422,25 +422,12 @@ impl LoadGen {
     /// p50 and p99 over the seconds `from..to`, exact (histograms merged).
     pub fn latency_between(&self, from: u64, to: u64) -> Latency {
         let record = lock(&self.record);
-        let mut merged: Option<Histogram<u64>> = None;
-        for bucket in record.buckets.range(from..to).map(|(_, b)| b) {
-            if let Some(h) = &bucket.latency_us {
-                match merged.as_mut() {
-                    Some(m) => {
-                        let _ = m.add(h);
-                    }
-                    None => merged = Some(h.clone()),
-                }
-            }
-        }
-        match merged.filter(|h| !h.is_empty()) {
-            Some(h) => Latency {
-                p50_ms: Some(h.value_at_quantile(0.50) as f64 / 1000.0),
-                p99_ms: Some(h.value_at_quantile(0.99) as f64 / 1000.0),
-                samples: h.len(),
-            },
-            None => Latency::default(),
-        }
+        merged_latency(
+            record
+                .buckets
+                .range(from..to)
+                .filter_map(|(_, b)| b.latency_us.as_ref()),
+        )
     }
 
     /// The live figures: rate over the last complete second, p50/p99 over the last five,

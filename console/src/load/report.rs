@@ -590,21 +590,8 @@ pub fn to_svg(report: &LoadReport) -> Result<String, String> {
 
 /// Writes `report.json`, `report.md` and `report.svg` into `dir` and returns their paths.
 pub fn write(dir: &Path, report: &LoadReport) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     let svg = to_svg(report).map_err(std::io::Error::other)?;
-    let files = [
-        ("report.json", json),
-        ("report.md", to_markdown(report)),
-        ("report.svg", svg),
-    ];
-    let mut paths = Vec::new();
-    for (name, body) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, body)?;
-        paths.push(path);
-    }
-    Ok(paths)
+    crate::drill::report::write_files(dir, report, to_markdown(report), svg)
 }
 
 #[cfg(test)]
