@@ -4,6 +4,22 @@
 # a new machine simply starts it empty).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/triad/target}"
 
+# Clippy lints the workspace's own crates while they compile: cargo runs clippy-driver (rustc
+# plus clippy's lints) in place of rustc for workspace members only, so the one build that
+# generates code also lints, and no separate `cargo clippy` pass type-checks every dependency
+# a second time. The same settings for scripts/test, scripts/demo and the benches keep their
+# artefacts shared (cargo hashes the wrapper into the workspace crates' artefacts, not into
+# dependencies'). `-D warnings` as `cargo clippy -- -D warnings` would; CLIPPY_ARGS is how
+# cargo-clippy hands clippy-driver its arguments. Unset when clippy is not installed:
+# scripts/test then says so.
+if [ -z "${RUSTC_WORKSPACE_WRAPPER:-}" ]; then
+  if clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver); then
+    export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+  fi
+  unset clippy_driver
+fi
+
 # A TCP port on 127.0.0.1 that nobody listens on right now.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
