@@ -175,7 +175,7 @@ pub fn check_enabled(
             format!(
                 "set it with `aws autoscaling update-auto-scaling-group \
                  --auto-scaling-group-name {name} --availability-zone-impairment-policy \
-                 ZonalShiftEnabled=true,ImpairedZoneHealthCheckBehavior=IgnoreUnhealthy`"
+                 ZonalShiftEnabled=true,ImpairedZoneHealthCheckBehavior=ReplaceUnhealthy`"
             )
         };
         problems.push(format!(
