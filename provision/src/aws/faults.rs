@@ -247,28 +247,27 @@ pub(crate) async fn describe(
             }
             FaultStep::Slow(az, latency_ms) => {
                 let instances = scene.in_service(az);
-                let mut actions = Vec::new();
-                if !instances.is_empty() {
-                    actions.push(PlannedAction::new(
-                        format!("instances {}", instances.join(", ")),
-                        format!("ssm:SendCommand {SHELL_DOCUMENT} (read each one's default-route interface)"),
-                        false,
-                    ));
-                }
-                actions.extend(instances.iter().map(|id| {
-                    PlannedAction::new(
-                        format!("instance {id}"),
-                        format!("ssm:SendCommand {LATENCY_DOCUMENT} (+{latency_ms} ms)"),
-                        true,
-                    )
-                }));
+                let actions = instances
+                    .iter()
+                    .map(|id| {
+                        PlannedAction::new(
+                            format!("instance {id}"),
+                            format!("ssm:SendCommand {LATENCY_DOCUMENT} (+{latency_ms} ms)"),
+                            true,
+                        )
+                    })
+                    .collect();
                 let mut notes = vec![
                     NOTE_SLOW_AWS.to_owned(),
                     format!(
+                        "before anything changes, ssm:SendCommand {SHELL_DOCUMENT} asks each \
+                         instance for the interface of its default route, for the document's \
+                         Interface"
+                    ),
+                    format!(
                         "restore cancels the command and runs `tc qdisc del dev <interface> \
                          root` on the same instances; without a restore the document removes \
-                         the delay itself after {}s",
-                        SLOW_BACKSTOP_SECONDS
+                         the delay itself after {SLOW_BACKSTOP_SECONDS}s"
                     ),
                 ];
                 if instances.is_empty() {
