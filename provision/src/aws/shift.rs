@@ -153,7 +153,7 @@ pub fn check_enabled(
     for (arn, enabled) in lb_enabled {
         if *enabled != Some(true) {
             let how = if resources_managed {
-                "re-apply the stack's template (`triad apply`), which turns it on".to_owned()
+                "re-apply the stack's template (`triad up --aws`), which turns it on".to_owned()
             } else {
                 format!(
                     "turn it on with `aws elbv2 modify-load-balancer-attributes \
@@ -170,7 +170,7 @@ pub fn check_enabled(
     let (name, enabled) = group;
     if enabled != Some(true) {
         let how = if resources_managed {
-            "re-apply the stack's template (`triad apply`), which sets it".to_owned()
+            "re-apply the stack's template (`triad up --aws`), which sets it".to_owned()
         } else {
             format!(
                 "set it with `aws autoscaling update-auto-scaling-group \
@@ -563,7 +563,7 @@ mod tests {
         let refused = check_enabled(true, &[(lb, Some(false))], ("web", None))
             .expect_err("both off")
             .to_string();
-        assert!(refused.contains("triad apply"), "{refused}");
+        assert!(refused.contains("triad up --aws"), "{refused}");
         assert!(refused.contains("auto scaling group web"), "{refused}");
     }
 }
