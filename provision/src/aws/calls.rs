@@ -67,6 +67,7 @@ fn service_key(service: &str) -> String {
     let lower = service.to_ascii_lowercase().replace(' ', "");
     match lower.as_str() {
         "elasticloadbalancingv2" => "elasticloadbalancing".to_owned(),
+        "arczonalshift" => "arc-zonal-shift".to_owned(),
         _ => lower,
     }
 }

@@ -13,7 +13,10 @@
 //!   suspended (unless it already was); restore sets the exact original subnet list back and
 //!   resumes only what was suspended;
 //! - failover: rds:RebootDBInstance with ForceFailover, refused when the instance is not
-//!   Multi-AZ (not undone).
+//!   Multi-AZ (not undone);
+//! - slow-az: ssm:SendCommand of AWS's `AWSFIS-Run-Network-Latency` document on the AZ's
+//!   InService instances, on the interface each one names for its default route; restore
+//!   cancels the command and removes the delay on the same instances (see [`super::slow`]).
 //!
 //! The steps and their order are the port's ([`Fault::steps`]). When a step fails midway,
 //! the steps already taken are restored before the error is returned, so nothing is left
@@ -30,7 +33,9 @@ use time::OffsetDateTime;
 use super::error::from_sdk;
 use super::observe::{describe_db, suspended_of};
 use super::resources::{Resources, describe_group, group_subnets, resolve, subnet_infos};
+use super::slow::{self, LATENCY_DOCUMENT, SHELL_DOCUMENT, SLOW_BACKSTOP_SECONDS};
 use super::{AwsCloud, OpsClients};
+use crate::port::fault::NOTE_SLOW_AWS;
 use crate::port::{
     AwsChange, BackendKind, CapacityCheck, CloudError, Fault, FaultChange, FaultPlan, FaultRecord,
     FaultStep, LifecycleState, PlannedAction, ScalingProcess, StackRef, StepPlan, plan_fault,
@@ -240,7 +245,36 @@ pub(crate) async fn describe(
                 }
                 StepPlan::of(actions)
             }
-            FaultStep::Slow(..) => return Err(slow_az_unsupported()),
+            FaultStep::Slow(az, latency_ms) => {
+                let instances = scene.in_service(az);
+                let actions = instances
+                    .iter()
+                    .map(|id| {
+                        PlannedAction::new(
+                            format!("instance {id}"),
+                            format!("ssm:SendCommand {LATENCY_DOCUMENT} (+{latency_ms} ms)"),
+                            true,
+                        )
+                    })
+                    .collect();
+                let mut notes = vec![
+                    NOTE_SLOW_AWS.to_owned(),
+                    format!(
+                        "before anything changes, ssm:SendCommand {SHELL_DOCUMENT} asks each \
+                         instance for the interface of its default route, for the document's \
+                         Interface"
+                    ),
+                    format!(
+                        "restore cancels the command and runs `tc qdisc del dev <interface> \
+                         root` on the same instances; without a restore the document removes \
+                         the delay itself after {SLOW_BACKSTOP_SECONDS}s"
+                    ),
+                ];
+                if instances.is_empty() {
+                    notes.push(format!("no InService instance in {az}: nothing to slow"));
+                }
+                StepPlan { actions, notes }
+            }
             FaultStep::Failover => {
                 let id = scene.db_id()?;
                 let mut plan = StepPlan::of(vec![PlannedAction::new(
@@ -257,16 +291,6 @@ pub(crate) async fn describe(
             }
         })
     })
-}
-
-/// `slow-az` on AWS needs Systems Manager Run Command (`AWSFIS-Run-Network-Latency` on the
-/// AZ's instances) and the template's SSM permissions, which this backend does not have yet:
-/// refused before anything is touched.
-fn slow_az_unsupported() -> CloudError {
-    CloudError::Unsupported {
-        operation: "slow-az (Systems Manager Run Command AWSFIS-Run-Network-Latency)".into(),
-        backend: "AWS".into(),
-    }
 }
 
 fn check_az(scene: &Scene, fault: &Fault) -> Result<(), CloudError> {
@@ -343,7 +367,10 @@ async fn take_step(
 ) -> Result<(), CloudError> {
     let asg = &scene.resources.asg;
     match step {
-        FaultStep::Slow(..) => return Err(slow_az_unsupported()),
+        FaultStep::Slow(az, latency_ms) => {
+            let instances = scene.in_service(az);
+            slow::add_latency(ops, az, latency_ms, &instances, fault_id, changes).await?;
+        }
         FaultStep::Terminate(az) => {
             let ids = scene.in_service(az);
             if !ids.is_empty() {
@@ -625,6 +652,12 @@ async fn undo(ops: &OpsClients, changes: &[FaultChange]) -> Result<(), CloudErro
                     Err(error) => return Err(error),
                 }
             }
+            AwsChange::LatencyAdded {
+                command_id,
+                instance_ids,
+                interface,
+                ..
+            } => slow::remove_latency(ops, command_id, instance_ids, interface).await?,
             AwsChange::InstancesTerminated { .. } | AwsChange::DbRebootedWithFailover { .. } => {}
         }
     }

@@ -24,6 +24,8 @@ mod observe;
 mod render;
 mod resources;
 mod scaling;
+mod shift;
+mod slow;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,6 +44,11 @@ pub use deploy::VERSION_TAG;
 pub use faults::FAULT_TAG;
 pub use observe::{EVENTS_PERIOD, INSTANCES_PAGE, METRICS_PERIOD};
 pub use render::render_plan;
+pub use shift::{LB_ZONAL_SHIFT_ATTRIBUTE, expires_in_text, zone_id, zone_name};
+pub use slow::{
+    INTERFACE_SCRIPT, LATENCY_DOCUMENT, SHELL_DOCUMENT, SLOW_BACKSTOP_SECONDS, cleanup_script,
+    latency_parameters,
+};
 
 use crate::port::{
     Attachment, AwsSettings, BackendKind, CapacityCheck, Cloud, CloudError, CloudStream,
@@ -59,6 +66,10 @@ pub struct OpsClients {
     pub rds: aws_sdk_rds::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// ARC zonal shift (StartZonalShift, CancelZonalShift, ListZonalShifts).
+    pub arc: aws_sdk_arczonalshift::Client,
+    /// Systems Manager Run Command (the `slow-az` fault).
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl OpsClients {
@@ -71,6 +82,8 @@ impl OpsClients {
             rds: aws_sdk_rds::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            arc: aws_sdk_arczonalshift::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
         }
     }
 
@@ -94,6 +107,8 @@ impl OpsClients {
             rds: counted!(aws_sdk_rds, self.rds),
             cloudwatch: counted!(aws_sdk_cloudwatch, self.cloudwatch),
             logs: counted!(aws_sdk_cloudwatchlogs, self.logs),
+            arc: counted!(aws_sdk_arczonalshift, self.arc),
+            ssm: counted!(aws_sdk_ssm, self.ssm),
         }
     }
 
@@ -123,6 +138,8 @@ impl OpsClients {
             rds: moved!(aws_sdk_rds, self.rds),
             cloudwatch: moved!(aws_sdk_cloudwatch, self.cloudwatch),
             logs: moved!(aws_sdk_cloudwatchlogs, self.logs),
+            arc: moved!(aws_sdk_arczonalshift, self.arc),
+            ssm: moved!(aws_sdk_ssm, self.ssm),
         }
     }
 }
@@ -145,6 +162,8 @@ pub(crate) struct Cache {
     pub subnets: HashMap<String, SubnetInfo>,
     pub group_subnets: HashMap<String, BTreeSet<String>>,
     pub group_azs: HashMap<String, BTreeSet<String>>,
+    /// The region's (AZ name, AZ ID) pairs (DescribeAvailabilityZones), empty until read.
+    pub zones: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,29 +429,24 @@ impl Cloud for AwsCloud {
         instance::act(self, stack, id, action).await
     }
 
-    /// Not yet on AWS: ARC's StartZonalShift needs the aws-sdk-arczonalshift client and the
-    /// template's `zonal_shift.config.enabled` / AZ impairment policy. Refused before any call.
     async fn start_zonal_shift(
         &self,
-        _stack: &StackRef,
-        _request: &ShiftRequest,
+        stack: &StackRef,
+        request: &ShiftRequest,
         _check: CapacityCheck,
     ) -> Result<ZonalShift, CloudError> {
-        Err(zonal_shift_unsupported())
+        shift::start(self, stack, request).await
     }
 
     async fn cancel_zonal_shift(
         &self,
-        _stack: &StackRef,
-        _az: Option<&str>,
+        stack: &StackRef,
+        az: Option<&str>,
     ) -> Result<Vec<ZonalShift>, CloudError> {
-        Err(zonal_shift_unsupported())
+        shift::cancel(self, stack, az).await
     }
-}
 
-fn zonal_shift_unsupported() -> CloudError {
-    CloudError::Unsupported {
-        operation: "zonal shift (ARC StartZonalShift / CancelZonalShift)".into(),
-        backend: "AWS".into(),
+    async fn zonal_shifts(&self, stack: &StackRef) -> Result<Vec<ZonalShift>, CloudError> {
+        shift::list(self, stack).await
     }
 }

@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 
 use super::error::{from_sdk, to_time};
 use super::resources::{Resources, describe_group, group_subnets, resolve, subnet_infos};
-use super::{AwsCloud, OpsClients, cfn, scaling};
+use super::{AwsCloud, OpsClients, cfn, scaling, shift};
 use crate::port::{
     AzView, Capacity, CheckpointInfo, CloudError, CloudStream, Database, DbRole, Event,
     EventSource, Instance, LifecycleState, MetricKind, MetricPoint, MetricSeries, Metrics, Refresh,
@@ -129,7 +129,7 @@ impl Observer {
         let mut snapshot = Snapshot::empty(self.stack.clone(), OffsetDateTime::now_utc());
         snapshot.endpoint = resources.endpoint.clone();
 
-        let (stack, group, details, targets, db, refreshes, activities, policies) = tokio::join!(
+        let (stack, group, details, targets, db, refreshes, activities, policies, shifts) = tokio::join!(
             async {
                 match resources.managed {
                     true => Some(cfn::describe_stack(&cfn_client, &self.stack.name).await),
@@ -148,6 +148,7 @@ impl Observer {
             recent_refreshes(&ops, &resources.asg, None),
             recent_activities(&ops, &resources.asg),
             scaling::read_policies(&ops, &resources.asg),
+            shift::all_active(&ops),
         );
         for throttled in [
             matches!(stack, Some(Err(CloudError::Throttled { .. }))),
@@ -158,6 +159,7 @@ impl Observer {
             matches!(refreshes, Err(CloudError::Throttled { .. })),
             matches!(activities, Err(CloudError::Throttled { .. })),
             matches!(policies, Err(CloudError::Throttled { .. })),
+            matches!(shifts, Err(CloudError::Throttled { .. })),
         ] {
             self.throttled |= throttled;
         }
@@ -281,6 +283,27 @@ impl Observer {
                 }
             }
             Err(error) => fail(Section::Targets, &error),
+        }
+
+        // The group's ARN is known only from its description; without it, only the load
+        // balancers' shifts are seen.
+        let shiftables = shift::shiftables(
+            &resources,
+            group.as_ref().ok().and_then(|g| g.auto_scaling_group_arn()),
+        );
+        let shifts = match shifts {
+            Ok(all) => {
+                let summaries = shift::on_resources(all, &shiftables);
+                shift::named(&self.cloud, &ops, &shiftables, &summaries).await
+            }
+            Err(error) => Err(error),
+        };
+        match shifts {
+            Ok(shifts) => snapshot.zonal_shifts = shifts,
+            Err(error) => {
+                self.throttled |= matches!(error, CloudError::Throttled { .. });
+                fail(Section::Shifts, &error);
+            }
         }
 
         let mut databases: BTreeMap<String, Database> = BTreeMap::new();

@@ -519,6 +519,17 @@ pub enum AwsChange {
         auto_scaling_group: String,
         processes: Vec<ScalingProcess>,
     },
+    /// ssm:SendCommand of AWS's `AWSFIS-Run-Network-Latency` document (command
+    /// `command_id`) on `instance_ids`, adding `latency_ms` on their `interface`; restore
+    /// cancels the command and removes the delay on those instances (`tc qdisc del dev
+    /// <interface> root` with `AWS-RunShellScript`).
+    LatencyAdded {
+        az: String,
+        command_id: String,
+        instance_ids: Vec<String>,
+        interface: String,
+        latency_ms: u32,
+    },
     /// rds:RebootDBInstance with ForceFailover (not reversible).
     DbRebootedWithFailover {
         db_instance_id: String,

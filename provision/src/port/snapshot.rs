@@ -576,6 +576,8 @@ pub enum Section {
     Events,
     Metrics,
     Scaling,
+    /// The active zonal shifts.
+    Shifts,
 }
 
 impl fmt::Display for Section {
@@ -590,6 +592,7 @@ impl fmt::Display for Section {
             Self::Events => "events",
             Self::Metrics => "metrics",
             Self::Scaling => "scaling",
+            Self::Shifts => "zonal shifts",
         })
     }
 }

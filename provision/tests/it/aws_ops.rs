@@ -425,11 +425,12 @@ async fn a_snapshot_shows_the_attached_group_per_az_and_says_which_sections_fail
     );
 
     // moto answers DescribeInstanceRefreshes with HTTP 500 and CloudWatch's current protocol
-    // with 404: those sections say why, and everything else is there.
+    // with 404, and has no ARC zonal shift service: those sections say why, and everything
+    // else is there.
     let failed: Vec<Section> = snapshot.errors.iter().map(|e| e.section).collect();
     assert_eq!(
         failed,
-        [Section::Refreshes, Section::Metrics],
+        [Section::Refreshes, Section::Metrics, Section::Shifts],
         "{:?}",
         snapshot.errors
     );
@@ -507,6 +508,7 @@ async fn a_watch_tick_makes_the_same_calls_for_3_and_for_300_instances() {
         "ec2:DescribeInstances",
         "elasticloadbalancing:DescribeTargetHealth",
         "rds:DescribeDBInstances",
+        "arc-zonal-shift:ListZonalShifts",
     ]
     .into_iter()
     .map(|call| (call.to_owned(), 1))
@@ -921,6 +923,7 @@ async fn an_az_outage_takes_every_step_in_order_and_restore_undoes_them_in_rever
             AwsChange::SubnetsRemovedFromGroup { .. } => "subnets",
             AwsChange::ProcessesSuspended { .. } => "suspend",
             AwsChange::InstancesTerminated { .. } => "terminate",
+            AwsChange::LatencyAdded { .. } => "latency",
         })
         .collect();
     assert_eq!(

@@ -7,6 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_arczonalshift::operation::cancel_zonal_shift::CancelZonalShiftOutput;
+use aws_sdk_arczonalshift::operation::list_zonal_shifts::ListZonalShiftsOutput;
+use aws_sdk_arczonalshift::operation::start_zonal_shift::{
+    StartZonalShiftError, StartZonalShiftInput, StartZonalShiftOutput,
+};
+use aws_sdk_arczonalshift::types::{ZonalShiftStatus, ZonalShiftSummary};
 use aws_sdk_autoscaling::operation::cancel_instance_refresh::{
     CancelInstanceRefreshError, CancelInstanceRefreshOutput,
 };
@@ -32,9 +38,11 @@ use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
 use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataError, GetMetricDataOutput};
 use aws_sdk_cloudwatch::types::MetricDataResult;
 use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
+use aws_sdk_ec2::operation::describe_availability_zones::DescribeAvailabilityZonesOutput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
 use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
 use aws_sdk_ec2::operation::describe_subnets::DescribeSubnetsOutput;
+use aws_sdk_elasticloadbalancingv2::operation::describe_load_balancer_attributes::DescribeLoadBalancerAttributesOutput;
 use aws_sdk_elasticloadbalancingv2::operation::describe_load_balancers::DescribeLoadBalancersOutput;
 use aws_sdk_elasticloadbalancingv2::operation::describe_target_groups::DescribeTargetGroupsOutput;
 use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthOutput;
@@ -42,6 +50,10 @@ use aws_sdk_elasticloadbalancingv2::types as elb;
 use aws_sdk_rds::operation::describe_db_instances::DescribeDbInstancesOutput;
 use aws_sdk_rds::operation::describe_events::{DescribeEventsError, DescribeEventsOutput};
 use aws_sdk_rds::operation::reboot_db_instance::RebootDbInstanceOutput;
+use aws_sdk_ssm::operation::cancel_command::CancelCommandOutput;
+use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
+use aws_sdk_ssm::operation::send_command::SendCommandOutput;
+use aws_sdk_ssm::types::CommandInvocationStatus;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
@@ -55,6 +67,8 @@ const TARGET_GROUP: &str =
     "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/73e2d6bc24d8a067";
 const LOAD_BALANCER: &str =
     "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188";
+const GROUP_ARN: &str = "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:\
+     6d3b1a2c-1f0e-4b7a-9c5d-2e8f7a6b5c4d:autoScalingGroupName/web";
 const AZS: [&str; 3] = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
 /// (instance, AZ): two in the first AZ, one in each other.
 const INSTANCES: [(&str, &str); 4] = [
@@ -73,6 +87,8 @@ struct Rules {
     elb: Vec<Rule>,
     rds: Vec<Rule>,
     cloudwatch: Vec<Rule>,
+    arc: Vec<Rule>,
+    ssm: Vec<Rule>,
 }
 
 impl Rules {
@@ -123,6 +139,11 @@ impl Rules {
             mock!(aws_sdk_rds::Client::describe_events)
                 .then_output(|| DescribeEventsOutput::builder().build()),
         );
+        let mut arc = self.arc.clone();
+        arc.push(
+            mock!(aws_sdk_arczonalshift::Client::list_zonal_shifts)
+                .then_output(|| ListZonalShiftsOutput::builder().build()),
+        );
         let cfn = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, &self.cfn);
         let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &Vec::<Rule>::new());
         let ops = OpsClients {
@@ -140,6 +161,8 @@ impl Rules {
                 RuleMode::MatchAny,
                 &Vec::<Rule>::new()
             ),
+            arc: mock_client!(aws_sdk_arczonalshift, RuleMode::MatchAny, &arc),
+            ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &self.ssm),
         };
         let cloud = AwsCloud::from_clients(cfn, s3)
             .with_ops_clients(ops)
@@ -182,6 +205,15 @@ fn group(template_version: &str) -> asg::AutoScalingGroup {
     });
     asg::AutoScalingGroup::builder()
         .auto_scaling_group_name(GROUP)
+        .auto_scaling_group_arn(GROUP_ARN)
+        .availability_zone_impairment_policy(
+            asg::AvailabilityZoneImpairmentPolicy::builder()
+                .zonal_shift_enabled(true)
+                .impaired_zone_health_check_behavior(
+                    asg::ImpairedZoneHealthCheckBehavior::IgnoreUnhealthy,
+                )
+                .build(),
+        )
         .min_size(3)
         .max_size(6)
         .desired_capacity(4)
@@ -1515,5 +1547,484 @@ async fn the_scaling_section_shows_policies_alarms_and_the_last_decision() {
         scaling.launching.is_empty(),
         "i-0c1 is already InService: {:?}",
         scaling.launching
+    );
+}
+
+/// The (AZ name, AZ ID) pairs of the fixture's region, as DescribeAvailabilityZones gives them.
+const ZONE_IDS: [(&str, &str); 3] = [
+    ("eu-west-1a", "euw1-az3"),
+    ("eu-west-1b", "euw1-az1"),
+    ("eu-west-1c", "euw1-az2"),
+];
+
+fn zones_rule() -> Rule {
+    mock!(aws_sdk_ec2::Client::describe_availability_zones).then_output(|| {
+        DescribeAvailabilityZonesOutput::builder()
+            .set_availability_zones(Some(
+                ZONE_IDS
+                    .iter()
+                    .map(|(name, id)| {
+                        aws_sdk_ec2::types::AvailabilityZone::builder()
+                            .zone_name(*name)
+                            .zone_id(*id)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    })
+}
+
+/// The load balancer's attributes, with `zonal_shift.config.enabled` as given (left out
+/// when `None`).
+fn lb_attributes_rule(enabled: Option<&'static str>) -> Rule {
+    mock!(aws_sdk_elasticloadbalancingv2::Client::describe_load_balancer_attributes)
+        .match_requests(|r| r.load_balancer_arn() == Some(LOAD_BALANCER))
+        .then_output(move || {
+            let mut out = DescribeLoadBalancerAttributesOutput::builder().attributes(
+                elb::LoadBalancerAttribute::builder()
+                    .key("deletion_protection.enabled")
+                    .value("false")
+                    .build(),
+            );
+            if let Some(value) = enabled {
+                out = out.attributes(
+                    elb::LoadBalancerAttribute::builder()
+                        .key("zonal_shift.config.enabled")
+                        .value(value)
+                        .build(),
+                );
+            }
+            out.build()
+        })
+}
+
+/// A StartZonalShift as asked for: (resource, awayFrom, expiresIn, comment).
+type AskedShift = (String, String, String, String);
+
+fn asked_shift(r: &StartZonalShiftInput) -> AskedShift {
+    (
+        r.resource_identifier().unwrap_or_default().to_owned(),
+        r.away_from().unwrap_or_default().to_owned(),
+        r.expires_in().unwrap_or_default().to_owned(),
+        r.comment().unwrap_or_default().to_owned(),
+    )
+}
+
+/// StartZonalShift that records each request and answers with a shift id per resource.
+fn start_rule(asked: Arc<Mutex<Vec<AskedShift>>>) -> Rule {
+    mock!(aws_sdk_arczonalshift::Client::start_zonal_shift).then_compute_output(move |r| {
+        let shift = asked_shift(r);
+        asked.lock().expect("lock").push(shift.clone());
+        StartZonalShiftOutput::builder()
+            .zonal_shift_id(shift_id(&shift.0))
+            .resource_identifier(shift.0)
+            .away_from(shift.1)
+            .start_time(DateTime::from_secs(1_800_000_000))
+            .expiry_time(DateTime::from_secs(1_800_001_800))
+            .status(ZonalShiftStatus::Active)
+            .comment(shift.3)
+            .build()
+            .expect("output")
+    })
+}
+
+/// StartZonalShift on `resource` fails with a ValidationException (recorded like the rest);
+/// goes before [`start_rule`].
+fn failing_start_rule(asked: Arc<Mutex<Vec<AskedShift>>>, resource: &'static str) -> Rule {
+    mock!(aws_sdk_arczonalshift::Client::start_zonal_shift)
+        .match_requests(move |r| {
+            let matched = r.resource_identifier() == Some(resource);
+            if matched {
+                asked.lock().expect("lock").push(asked_shift(r));
+            }
+            matched
+        })
+        .then_error(|| {
+            StartZonalShiftError::generic(error(
+                "ValidationException",
+                "zonal shift is not supported",
+            ))
+        })
+}
+
+fn shift_id(resource: &str) -> String {
+    if resource == LOAD_BALANCER {
+        "shift-lb".into()
+    } else {
+        "shift-asg".into()
+    }
+}
+
+/// CancelZonalShift that records the ids it is asked to cancel.
+fn cancel_rule(cancelled: Arc<Mutex<Vec<String>>>) -> Rule {
+    mock!(aws_sdk_arczonalshift::Client::cancel_zonal_shift).then_compute_output(move |r| {
+        let id = r.zonal_shift_id().unwrap_or_default().to_owned();
+        cancelled.lock().expect("lock").push(id.clone());
+        CancelZonalShiftOutput::builder()
+            .zonal_shift_id(id)
+            .resource_identifier("cancelled")
+            .away_from("euw1-az3")
+            .start_time(DateTime::from_secs(1_800_000_000))
+            .expiry_time(DateTime::from_secs(1_800_000_100))
+            .status(ZonalShiftStatus::Canceled)
+            .comment("triad shift")
+            .build()
+            .expect("output")
+    })
+}
+
+fn summary(resource: &str, away_from: &str) -> ZonalShiftSummary {
+    ZonalShiftSummary::builder()
+        .zonal_shift_id(shift_id(resource))
+        .resource_identifier(resource)
+        .away_from(away_from)
+        .start_time(DateTime::from_secs(1_800_000_000))
+        .expiry_time(DateTime::from_secs(1_800_001_800))
+        .status(ZonalShiftStatus::Active)
+        .comment("triad shift")
+        .build()
+        .expect("summary")
+}
+
+/// ListZonalShifts (ACTIVE) with the stack's two shifts away from eu-west-1a (`euw1-az3`)
+/// and another account resource's, which is not the stack's.
+fn listed_rule() -> Rule {
+    mock!(aws_sdk_arczonalshift::Client::list_zonal_shifts)
+        .match_requests(|r| r.status() == Some(&ZonalShiftStatus::Active))
+        .then_output(|| {
+            ListZonalShiftsOutput::builder()
+                .items(summary(LOAD_BALANCER, "euw1-az3"))
+                .items(summary(GROUP_ARN, "euw1-az3"))
+                .items(
+                    ZonalShiftSummary::builder()
+                        .zonal_shift_id("shift-other")
+                        .resource_identifier(
+                            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:\
+                             loadbalancer/app/other/1",
+                        )
+                        .away_from("euw1-az1")
+                        .start_time(DateTime::from_secs(1_800_000_000))
+                        .expiry_time(DateTime::from_secs(1_800_001_800))
+                        .status(ZonalShiftStatus::Active)
+                        .comment("not ours")
+                        .build()
+                        .expect("summary"),
+                )
+                .build()
+        })
+}
+
+fn shift_rules(enabled: Option<&'static str>) -> Rules {
+    let mut rules = Rules::attached();
+    rules.ec2.push(zones_rule());
+    rules.elb.push(lb_attributes_rule(enabled));
+    rules
+}
+
+/// A shift starts on the load balancer and then on the group, both away from the AZ's ID
+/// (eu-west-1a is `euw1-az3` in this account), for the whole minutes ARC takes; the shift
+/// returned names both resources and both ARC ids (what the journal records). Through the
+/// guard, so the AWS path is checked by the shared rules: a second shift is refused while
+/// ListZonalShifts shows the first, and cancel cancels both ids.
+/// Moto gap: moto 5.2.5 has no ARC zonal shift service at all (no StartZonalShift,
+/// CancelZonalShift or ListZonalShifts).
+#[tokio::test]
+async fn a_shift_starts_and_cancels_on_the_load_balancer_and_the_group_together() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let cancelled = Arc::new(Mutex::new(Vec::new()));
+    let mut rules = shift_rules(Some("true"));
+    rules.arc = vec![start_rule(asked.clone()), cancel_rule(cancelled.clone())];
+    let guarded = Guarded::new(rules.cloud(true), SessionMode::ReadWrite);
+    let request = ShiftRequest::new("eu-west-1a", Duration::from_secs(1800), "").expect("request");
+    let shift = guarded
+        .start_zonal_shift(&stack(), &request, CapacityCheck::Enforce)
+        .await
+        .expect("shift");
+    assert_eq!(
+        *asked.lock().expect("lock"),
+        [
+            (
+                LOAD_BALANCER.to_owned(),
+                "euw1-az3".to_owned(),
+                "30m".to_owned(),
+                "triad shift".to_owned()
+            ),
+            (
+                GROUP_ARN.to_owned(),
+                "euw1-az3".to_owned(),
+                "30m".to_owned(),
+                "triad shift".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(shift.az, "eu-west-1a");
+    assert_eq!(shift.ids, ["shift-lb", "shift-asg"]);
+    assert_eq!(
+        shift.resources,
+        ["load balancer web", "auto scaling group web"]
+    );
+    assert_eq!(shift.expires_at.unix_timestamp(), 1_800_001_800);
+
+    // Now ARC lists the two shifts (and another resource's, not the stack's).
+    let mut rules = shift_rules(Some("true"));
+    rules.arc = vec![
+        listed_rule(),
+        start_rule(asked.clone()),
+        cancel_rule(cancelled.clone()),
+    ];
+    let guarded = Guarded::new(rules.cloud(true), SessionMode::ReadWrite);
+    let snapshot = guarded.snapshot(&stack()).await.expect("snapshot");
+    assert_eq!(
+        snapshot.zonal_shifts.len(),
+        1,
+        "{:?}",
+        snapshot.zonal_shifts
+    );
+    assert_eq!(snapshot.zonal_shifts[0].az, "eu-west-1a");
+    assert_eq!(snapshot.zonal_shifts[0].ids, ["shift-lb", "shift-asg"]);
+    let again = guarded
+        .start_zonal_shift(&stack(), &request, CapacityCheck::Enforce)
+        .await
+        .expect_err("one shift at a time");
+    assert!(matches!(again, CloudError::Conflict { .. }), "{again}");
+    assert_eq!(asked.lock().expect("lock").len(), 2, "nothing more started");
+    assert_eq!(
+        guarded.zonal_shifts(&stack()).await.expect("list"),
+        snapshot.zonal_shifts
+    );
+
+    let none = guarded
+        .cancel_zonal_shift(&stack(), Some("eu-west-1b"))
+        .await
+        .expect_err("nothing away from eu-west-1b");
+    assert!(matches!(none, CloudError::NotFound { .. }), "{none}");
+    let ended = guarded
+        .cancel_zonal_shift(&stack(), None)
+        .await
+        .expect("cancel");
+    assert_eq!(ended.len(), 1);
+    assert_eq!(*cancelled.lock().expect("lock"), ["shift-lb", "shift-asg"]);
+}
+
+/// When the group's shift fails after the load balancer's started, the load balancer's is
+/// cancelled and the error says so: nothing is left shifted.
+/// Moto gap: moto 5.2.5 has no ARC zonal shift service.
+#[tokio::test]
+async fn a_failed_second_start_cancels_the_first() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let cancelled = Arc::new(Mutex::new(Vec::new()));
+    let mut rules = shift_rules(Some("true"));
+    rules.arc = vec![
+        failing_start_rule(asked.clone(), GROUP_ARN),
+        start_rule(asked.clone()),
+        cancel_rule(cancelled.clone()),
+    ];
+    let cloud = rules.cloud(true);
+    let request = ShiftRequest::new("eu-west-1c", Duration::from_secs(7200), "").expect("request");
+    let error = cloud
+        .start_zonal_shift(&stack(), &request, CapacityCheck::Enforce)
+        .await
+        .expect_err("the group's start fails");
+    let text = error.to_string();
+    assert!(
+        text.contains("shifting auto scaling group web failed"),
+        "{text}"
+    );
+    assert!(text.contains("ValidationException"), "{text}");
+    assert!(text.contains("was cancelled: nothing is shifted"), "{text}");
+    let asked = asked.lock().expect("lock");
+    assert_eq!(asked.len(), 2);
+    assert!(
+        asked
+            .iter()
+            .all(|(_, away, expires, _)| away == "euw1-az2" && expires == "2h"),
+        "{asked:?}"
+    );
+    assert_eq!(*cancelled.lock().expect("lock"), ["shift-lb"]);
+}
+
+/// A load balancer without `zonal_shift.config.enabled=true` is refused (exit 3) before any
+/// shift is started, saying how to turn it on.
+/// Moto gap: moto 5.2.5 has no ARC zonal shift service, and does not know the
+/// `zonal_shift.config.enabled` load balancer attribute.
+#[tokio::test]
+async fn a_load_balancer_without_the_zonal_shift_attribute_is_refused() {
+    for enabled in [None, Some("false")] {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let mut rules = shift_rules(enabled);
+        rules.arc = vec![start_rule(asked.clone())];
+        let cloud = rules.cloud(true);
+        let request =
+            ShiftRequest::new("eu-west-1a", Duration::from_secs(600), "").expect("request");
+        let error = cloud
+            .start_zonal_shift(&stack(), &request, CapacityCheck::Force)
+            .await
+            .expect_err("refused");
+        assert!(error.is_refusal(), "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains("modify-load-balancer-attributes")
+                && text.contains("Key=zonal_shift.config.enabled,Value=true"),
+            "{text}"
+        );
+        assert!(asked.lock().expect("lock").is_empty(), "nothing started");
+    }
+}
+
+/// A SendCommand as asked for: (document, instances, parameters).
+type AskedCommand = (String, Vec<String>, BTreeMap<String, Vec<String>>);
+
+/// SendCommand that records each request and answers with a command id per document.
+fn send_rule(asked: Arc<Mutex<Vec<AskedCommand>>>) -> Rule {
+    mock!(aws_sdk_ssm::Client::send_command).then_compute_output(move |r| {
+        let document = r.document_name().unwrap_or_default().to_owned();
+        let parameters: BTreeMap<String, Vec<String>> = r
+            .parameters()
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut asked = asked.lock().expect("lock");
+        asked.push((document.clone(), r.instance_ids().to_vec(), parameters));
+        SendCommandOutput::builder()
+            .command(
+                aws_sdk_ssm::types::Command::builder()
+                    .command_id(format!("cmd-{}", asked.len()))
+                    .document_name(document)
+                    .build(),
+            )
+            .build()
+    })
+}
+
+/// Every instance answers a shell command at once: `ens5` for the interface question.
+fn invocation_rule() -> Rule {
+    mock!(aws_sdk_ssm::Client::get_command_invocation).then_compute_output(|r| {
+        GetCommandInvocationOutput::builder()
+            .command_id(r.command_id().unwrap_or_default())
+            .instance_id(r.instance_id().unwrap_or_default())
+            .status(CommandInvocationStatus::Success)
+            .standard_output_content("ens5\n")
+            .build()
+    })
+}
+
+/// slow-az asks the AZ's InService instances for their default-route interface first
+/// (AWS-RunShellScript), then sends AWS's AWSFIS-Run-Network-Latency document with that
+/// interface and the latency, and records the command and instance ids. The dry run names
+/// each instance and says the delay is on all outbound traffic. Restore cancels that command
+/// and runs `tc qdisc del` on the same instances that still run, then waits for it.
+/// Moto gap: moto 5.2.5 accepts SendCommand with any document name and parameters (it has
+/// none of AWS's documents and checks neither), runs nothing and reports every invocation
+/// `Success` at once with empty output, and has no CancelCommand: it could check nothing
+/// beyond the requests, which these rules check directly.
+#[tokio::test]
+async fn slow_az_sends_the_latency_document_and_restore_cleans_up() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let cancelled = Arc::new(Mutex::new(Vec::new()));
+    let seen = cancelled.clone();
+    let mut rules = Rules::attached();
+    rules.ssm = vec![
+        send_rule(asked.clone()),
+        invocation_rule(),
+        mock!(aws_sdk_ssm::Client::cancel_command).then_compute_output(move |r| {
+            seen.lock().expect("lock").push((
+                r.command_id().unwrap_or_default().to_owned(),
+                r.instance_ids().to_vec(),
+            ));
+            CancelCommandOutput::builder().build()
+        }),
+    ];
+    // i-0a2 has been terminated since: only i-0a1 still runs.
+    rules.ec2.push(
+        mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(|r| {
+                r.filters()
+                    .iter()
+                    .any(|f| f.name() == Some("instance-state-name"))
+            })
+            .then_output(|| {
+                DescribeInstancesOutput::builder()
+                    .reservations(
+                        aws_sdk_ec2::types::Reservation::builder()
+                            .instances(
+                                aws_sdk_ec2::types::Instance::builder()
+                                    .instance_id("i-0a1")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            }),
+    );
+    let cloud = rules.cloud(true);
+    let fault = Fault::parse("slow-az", Some("eu-west-1a"))
+        .and_then(|f| f.with_latency(250))
+        .expect("fault");
+
+    let plan = cloud.describe_fault(&stack(), &fault).await.expect("plan");
+    let resources: Vec<&str> = plan.actions.iter().map(|a| a.resource.as_str()).collect();
+    assert_eq!(resources, ["instance i-0a1", "instance i-0a2"]);
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| a.call.contains("AWSFIS-Run-Network-Latency") && a.reversible),
+        "{:?}",
+        plan.actions
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("all of the instances' outbound traffic")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(
+        asked.lock().expect("lock").is_empty(),
+        "a dry run sends nothing"
+    );
+
+    let record = cloud
+        .inject(&stack(), &fault, CapacityCheck::Enforce)
+        .await
+        .expect("inject");
+    let two = vec!["i-0a1".to_owned(), "i-0a2".to_owned()];
+    assert_eq!(
+        record.changes,
+        [FaultChange::Aws(AwsChange::LatencyAdded {
+            az: "eu-west-1a".into(),
+            command_id: "cmd-2".into(),
+            instance_ids: two.clone(),
+            interface: "ens5".into(),
+            latency_ms: 250,
+        })]
+    );
+    {
+        let asked = asked.lock().expect("lock");
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        assert_eq!(asked[0].0, "AWS-RunShellScript");
+        assert_eq!(asked[0].1, two);
+        assert!(asked[0].2["commands"][0].contains("route show default"));
+        assert_eq!(asked[1].0, "AWSFIS-Run-Network-Latency");
+        assert_eq!(asked[1].1, two);
+        let parameter = |name: &str| asked[1].2.get(name).map(|v| v.join(","));
+        assert_eq!(parameter("DelayMilliseconds").as_deref(), Some("250"));
+        assert_eq!(parameter("Interface").as_deref(), Some("ens5"));
+        assert_eq!(parameter("DurationSeconds").as_deref(), Some("3600"));
+        assert_eq!(parameter("InstallDependencies").as_deref(), Some("True"));
+        assert_eq!(asked[1].2.len(), 4, "only the document's own parameters");
+    }
+
+    cloud.restore(&record).await.expect("restore");
+    assert_eq!(
+        *cancelled.lock().expect("lock"),
+        [("cmd-2".to_owned(), two.clone())]
+    );
+    let asked = asked.lock().expect("lock");
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert_eq!(asked[2].0, "AWS-RunShellScript");
+    assert_eq!(asked[2].1, ["i-0a1"], "only the instance still running");
+    assert_eq!(
+        asked[2].2["commands"],
+        ["tc qdisc del dev ens5 root 2>/dev/null || true"]
     );
 }
