@@ -16,7 +16,9 @@
 //! attribute is what consumers de-duplicate on, since SNS gives every message a new MessageId.
 //!
 //! Events go out in SNS `PublishBatch` calls of up to ten (one HTTP request and one signature
-//! for ten events rather than one each: the publisher's and SNS's CPU per event drops). SNS
+//! for ten events rather than one each: the publisher's and SNS's CPU per event drops). A
+//! signup's wake-up waits a short linger before publishing, so that the events of concurrent
+//! signups share a call. SNS
 //! answers per entry: the `Successful` ones are marked sent; each `Failed` one is accounted for
 //! as a failed publish of that event (its attempt counted, its error kept, its backoff by who was
 //! at fault); a call that fails as a whole counts as a failed attempt for each of its events.
@@ -151,7 +153,14 @@ impl Publisher {
                     continue;
                 }
                 tokio::select! {
-                    _ = this.wake.notified() => {}
+                    _ = this.wake.notified() => {
+                        // Let the events of the signups around this one gather, so that they
+                        // share a PublishBatch call rather than taking one each.
+                        tokio::select! {
+                            _ = tokio::time::sleep(this.settings.linger) => {}
+                            _ = stopped.changed() => {}
+                        }
+                    }
                     _ = tokio::time::sleep(this.settings.poll_interval) => {}
                     _ = stopped.changed() => {}
                 }

@@ -387,6 +387,7 @@ fn outbox_settings() -> webapp::config::OutboxSettings {
         min_backoff: Duration::from_secs(60),
         max_backoff: Duration::from_secs(120),
         batch_size: 25,
+        linger: Duration::from_millis(20),
     }
 }
 
