@@ -6,7 +6,6 @@
 //! field at fault: missing, unknown, wrongly typed or invalid.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use base64::Engine;
 use rocket::data::{Data, ToByteUnit};
@@ -31,8 +30,7 @@ use crate::fields::{Email, Name, Password, Token, object_schema};
 
 /// Request bodies larger than this are refused (413).
 pub const BODY_LIMIT: u64 = 16 * 1024;
-/// How long `/healthz` waits for `SELECT 1`.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub use crate::health::HEALTH_TIMEOUT;
 
 pub fn routes() -> Vec<Route> {
     let mut all = routes![
@@ -222,8 +220,9 @@ fn schema_ready(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Load balancer health check: 200 when the schema is in place and the database answers
-/// `SELECT 1` in time, else 503.
+/// Load balancer health check: 200 when the schema is in place and the database answered a
+/// `SELECT 1` sent after the request arrived, within [`HEALTH_TIMEOUT`] of its arrival, else
+/// 503. Concurrent checks share that query ([`crate::health`]).
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses(
         (status = 200, description = "The database answers and the schema is in place"),
@@ -241,26 +240,16 @@ async fn healthz(state: &State<AppState>, shape: Shape) -> NoStore<Result<(), Ap
     if let Err(e) = schema_ready(state) {
         return NoStore(Err(e));
     }
-    let pool = state.db.pool();
-    let answer = tokio::time::timeout(
-        HEALTH_TIMEOUT,
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
-    )
-    .await;
-    NoStore(match answer {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => {
-            state.db.note_error(&e).await;
-            Err(ApiError::Unavailable {
+    NoStore(
+        state
+            .health
+            .check()
+            .await
+            .map_err(|cause| ApiError::Unavailable {
                 what: "database",
-                cause: e.into(),
-            })
-        }
-        Err(_) => Err(ApiError::Unavailable {
-            what: "database",
-            cause: anyhow::anyhow!("SELECT 1 took longer than {HEALTH_TIMEOUT:?}"),
-        }),
-    })
+                cause: cause.into(),
+            }),
+    )
 }
 
 /// Which release, instance and AZ served this request.

@@ -109,6 +109,9 @@ pub struct OutboxSettings {
     pub max_backoff: Duration,
     /// Events published per batch.
     pub batch_size: i64,
+    /// How long the publisher waits after a new event's wake-up before publishing, so that the
+    /// events of concurrent signups share a `PublishBatch` call.
+    pub linger: Duration,
 }
 
 impl Default for OutboxSettings {
@@ -118,6 +121,7 @@ impl Default for OutboxSettings {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             batch_size: 25,
+            linger: Duration::from_millis(100),
         }
     }
 }

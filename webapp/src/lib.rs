@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fields;
+pub mod health;
 pub mod logging;
 pub mod outbox;
 pub mod passwords;
@@ -29,6 +30,7 @@ use rocket::{Build, Rocket};
 
 use crate::config::Settings;
 use crate::db::{Db, Schema};
+use crate::health::HealthCheck;
 use crate::outbox::{Publisher, PublisherHandle};
 use crate::passwords::Passwords;
 
@@ -40,6 +42,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub publisher: Publisher,
+    /// The database check `/healthz` answers from, shared by concurrent requests.
+    pub health: HealthCheck,
 }
 
 /// A started application: migrations and the outbox publisher running in the background.
@@ -49,6 +53,8 @@ pub struct App {
     /// Whether the migrations are applied; [`Schema::ready`] waits for it.
     pub schema: Schema,
     pub publisher: Publisher,
+    /// The database check behind `/healthz` (one per app: every Rocket built from it shares it).
+    pub health: HealthCheck,
     publisher_task: PublisherHandle,
     migrator: tokio::task::JoinHandle<()>,
     dynamodb: aws_sdk_dynamodb::Client,
@@ -109,8 +115,10 @@ impl App {
             settings.outbox.clone(),
         );
         let publisher_task = publisher.spawn(schema.clone());
+        let health = HealthCheck::new(db.clone());
         Ok(App {
             settings,
+            health,
             db,
             schema,
             publisher,
@@ -129,6 +137,7 @@ impl App {
             passwords: Passwords::new(self.settings.argon2.clone()),
             dynamodb: self.dynamodb.clone(),
             publisher: self.publisher.clone(),
+            health: self.health.clone(),
         };
         rocket::custom(config::rocket_figment(&figment, &self.settings))
             .manage(state)
@@ -150,6 +159,6 @@ impl App {
             .await
             .context("the final outbox flush took longer than 10 s")??;
         self.db.pool().close().await;
-        Ok(sent)
+        Ok(sent.events)
     }
 }

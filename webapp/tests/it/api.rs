@@ -97,6 +97,12 @@ async fn healthz_is_503_while_the_database_is_unreachable_and_heals() {
         json_of(r.into_string().await)["error"],
         "database unavailable"
     );
+    // Checks that share a query see the outage too.
+    let burst =
+        futures::future::join_all((0..20).map(|_| t.client.get("/healthz").dispatch())).await;
+    for r in burst {
+        assert_eq!(r.status(), Status::ServiceUnavailable);
+    }
     sqlx::query(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"))
         .execute(&mut admin)
         .await
@@ -105,6 +111,30 @@ async fn healthz_is_503_while_the_database_is_unreachable_and_heals() {
         (t.client.get("/healthz").dispatch().await.status() == Status::Ok).then_some(())
     })
     .await;
+}
+
+/// Concurrent health checks share their database round trip: fifty at once cost a few
+/// queries, not fifty, and every one answers 200. A check that arrives after they were answered
+/// sends a query of its own: no answer is reused.
+#[tokio::test]
+async fn concurrent_health_checks_share_a_query() {
+    let t = TestApp::fresh(|_| {}).await;
+    let before = t.app.health.queries();
+    let burst =
+        futures::future::join_all((0..50).map(|_| t.client.get("/healthz").dispatch())).await;
+    for r in burst {
+        assert_eq!(r.status(), Status::Ok);
+    }
+    let shared = t.app.health.queries() - before;
+    assert!(
+        (1..=5).contains(&shared),
+        "{shared} queries answered 50 concurrent checks"
+    );
+    assert_eq!(
+        t.client.get("/healthz").dispatch().await.status(),
+        Status::Ok
+    );
+    assert_eq!(t.app.health.queries(), before + shared + 1);
 }
 
 /// An instance whose database is not there yet (here: the database does not exist) starts all

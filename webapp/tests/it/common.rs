@@ -52,6 +52,7 @@ pub fn settings(database_url: &str) -> Settings {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             batch_size: 25,
+            linger: Duration::from_millis(20),
         },
     }
 }

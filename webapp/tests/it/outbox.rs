@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use rocket::http::Status;
+use uuid::Uuid;
 
 use crate::common::{TestApp, eventually, settings};
 
@@ -40,6 +41,76 @@ fn start_moto_on(port: u16) -> Moto {
             .spawn()
             .expect("start moto_server"),
     )
+}
+
+/// A new SQS queue subscribed to `topic_arn` with raw message delivery; answers its URL.
+async fn subscribed_queue(aws: &aws_config::SdkConfig, topic_arn: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(testkit::unique_name("mailer"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue url");
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    aws_sdk_sns::Client::new(aws)
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    queue_url
+}
+
+/// Receives and deletes every message in the queue (until two receives in a row come back
+/// empty): each one's `event_id` attribute and body.
+async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let mut empty_receives = 0;
+    while empty_receives < 2 {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive");
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty_receives += 1;
+        }
+        for m in messages {
+            let attribute = m
+                .message_attributes()
+                .and_then(|a| a.get(contract::message::ATTR_EVENT_ID))
+                .and_then(|v| v.string_value())
+                .expect("event_id attribute");
+            all.push((attribute.to_string(), m.body().expect("body").to_string()));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().expect("receipt"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    all
 }
 
 /// Forwards every connection to 127.0.0.1:`from` to 127.0.0.1:`to` for the rest of the test.
@@ -72,36 +143,10 @@ async fn events_written_while_sns_is_down_are_delivered_once_it_is_back() {
     .await;
     let moto_aws = testkit::aws_config_for(&format!("http://127.0.0.1:{moto_port}")).await;
     let topic_name = testkit::unique_name("user-created");
-    let sns = aws_sdk_sns::Client::new(&moto_aws);
     let sqs = aws_sdk_sqs::Client::new(&moto_aws);
     let topic_arn = crate::common::create_topic(&moto_aws, &topic_name).await;
     assert_eq!(topic_arn, crate::common::topic_arn(&topic_name));
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(testkit::unique_name("mailer"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("queue url");
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("queue arn");
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("subscribe");
+    let queue_url = subscribed_queue(&moto_aws, &topic_arn).await;
 
     // The app talks to SNS through a port where nothing listens yet.
     let port = testkit::free_port().expect("free port");
@@ -161,38 +206,10 @@ async fn events_written_while_sns_is_down_are_delivered_once_it_is_back() {
 
     // Drain the queue: exactly one message per user, the event id in body and attribute.
     let mut per_user: HashMap<String, usize> = HashMap::new();
-    let mut empty_receives = 0;
-    while empty_receives < 2 {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .expect("receive");
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty_receives += 1;
-        }
-        for m in messages {
-            let body = m.body().expect("body");
-            let event = contract::UserCreated::from_json(body).expect("a user-created event");
-            let attribute = m
-                .message_attributes()
-                .and_then(|a| a.get(contract::message::ATTR_EVENT_ID))
-                .and_then(|v| v.string_value())
-                .expect("event_id attribute");
-            assert_eq!(attribute, event.event_id.to_string());
-            *per_user.entry(event.user_id.to_string()).or_default() += 1;
-            sqs.delete_message()
-                .queue_url(&queue_url)
-                .receipt_handle(m.receipt_handle().expect("receipt"))
-                .send()
-                .await
-                .expect("delete");
-        }
+    for (attribute, body) in drain(&sqs, &queue_url).await {
+        let event = contract::UserCreated::from_json(&body).expect("a user-created event");
+        assert_eq!(attribute, event.event_id.to_string());
+        *per_user.entry(event.user_id.to_string()).or_default() += 1;
     }
     let mut expected: HashMap<String, usize> = HashMap::new();
     for id in user_ids {
@@ -304,4 +321,157 @@ async fn an_instance_that_cannot_reach_sns_leaves_its_events_to_one_that_can() {
         || async { (outbox_totals(&conn).await.sent == 1).then_some(()) },
     )
     .await;
+}
+
+/// A migrated fresh database, a topic on the shared moto with a queue subscribed, and a
+/// publisher for that topic (not running: the test drives it with [`Publisher::flush`]).
+struct Outbox {
+    pool: sqlx::PgPool,
+    publisher: webapp::outbox::Publisher,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl Outbox {
+    async fn new(outbox: webapp::config::OutboxSettings) -> Outbox {
+        let url = testkit::fresh_database().await.expect("fresh database");
+        let pool = crate::common::observer_pool(&url).await;
+        webapp::db::MIGRATOR.run(&pool).await.expect("migrations");
+        let moto = testkit::aws_config().await;
+        let topic_arn =
+            crate::common::create_topic(&moto, &testkit::unique_name("user-created")).await;
+        let queue_url = subscribed_queue(&moto, &topic_arn).await;
+        let publisher = webapp::outbox::Publisher::new(
+            pool.clone(),
+            aws_sdk_sns::Client::new(&moto),
+            topic_arn,
+            outbox,
+        );
+        Outbox {
+            pool,
+            publisher,
+            sqs: aws_sdk_sqs::Client::new(&moto),
+            queue_url,
+        }
+    }
+
+    /// Writes an event with `payload` (committed on its own) and answers its id.
+    async fn enqueue(&self, payload: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        let mut conn = self.pool.acquire().await.expect("connection");
+        webapp::outbox::enqueue(&mut conn, id, contract::message::USER_CREATED, payload)
+            .await
+            .expect("enqueue");
+        id
+    }
+
+    /// Each event's attempts, whether it was sent, its last error, and whether its next
+    /// attempt was pushed back (`next_attempt_at` after the event was written).
+    async fn rows(&self) -> HashMap<Uuid, (i32, bool, Option<String>, bool)> {
+        let rows: Vec<(Uuid, i32, bool, Option<String>, bool)> = sqlx::query_as(
+            "SELECT id, attempts, sent_at IS NOT NULL, last_error, \
+             next_attempt_at > created_at + interval '30 seconds' FROM outbox",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("outbox rows");
+        rows.into_iter()
+            .map(|(id, attempts, sent, error, waits)| (id, (attempts, sent, error, waits)))
+            .collect()
+    }
+}
+
+fn outbox_settings() -> webapp::config::OutboxSettings {
+    webapp::config::OutboxSettings {
+        poll_interval: Duration::from_secs(3600),
+        min_backoff: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(120),
+        batch_size: 25,
+        linger: Duration::from_millis(20),
+    }
+}
+
+/// More events than one `PublishBatch` call takes go out in calls of at most ten, each event
+/// once, and each is marked sent after one attempt.
+#[tokio::test]
+async fn more_than_ten_pending_events_go_out_in_batches_each_once() {
+    let outbox = Outbox::new(outbox_settings()).await;
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(outbox.enqueue(&format!("{{\"n\":{i}}}")).await);
+    }
+
+    let flushed = outbox.publisher.flush().await.expect("flush");
+    assert_eq!(
+        flushed,
+        webapp::outbox::Flushed {
+            events: 23,
+            calls: 3
+        }
+    );
+
+    let rows = outbox.rows().await;
+    assert_eq!(rows.len(), 23);
+    for id in &ids {
+        assert_eq!(rows[id], (1, true, None, false), "event {id}");
+    }
+    let mut received: HashMap<String, Vec<String>> = HashMap::new();
+    for (event_id, body) in drain(&outbox.sqs, &outbox.queue_url).await {
+        received.entry(event_id).or_default().push(body);
+    }
+    let expected: HashMap<String, Vec<String>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.to_string(), vec![format!("{{\"n\":{i}}}")]))
+        .collect();
+    assert_eq!(received, expected);
+}
+
+/// An event SNS refuses within a `PublishBatch` it answers — here a message over SNS's 256 KiB
+/// limit, which moto refuses as a `Failed` entry (`InvalidParameter`, the sender's fault) — is
+/// accounted for like a refused publish: its attempt counted, its error kept, its next attempt
+/// pushed back by its backoff. The events before and after it go out in the same pass.
+#[tokio::test]
+async fn an_event_sns_refuses_waits_its_backoff_while_the_others_go_out() {
+    let outbox = Outbox::new(outbox_settings()).await;
+    let mut small = Vec::new();
+    for i in 0..5 {
+        small.push(outbox.enqueue(&format!("{{\"n\":{i}}}")).await);
+    }
+    let refused = outbox
+        .enqueue(&"x".repeat(webapp::outbox::MAX_BATCH_BYTES + 1))
+        .await;
+    for i in 5..11 {
+        small.push(outbox.enqueue(&format!("{{\"n\":{i}}}")).await);
+    }
+
+    let flushed = outbox.publisher.flush().await.expect("flush");
+    // The five before it, the refused one alone (over the limit of a whole call), the six after.
+    assert_eq!(
+        flushed,
+        webapp::outbox::Flushed {
+            events: 11,
+            calls: 3
+        }
+    );
+
+    let rows = outbox.rows().await;
+    for id in &small {
+        assert_eq!(rows[id], (1, true, None, false), "event {id}");
+    }
+    let (attempts, sent, error, waits) = &rows[&refused];
+    assert_eq!((*attempts, *sent, *waits), (1, false, true));
+    let error = error.as_deref().expect("the refusal is kept");
+    assert!(error.contains("InvalidParameter"), "{error}");
+    assert!(error.contains(&refused.to_string()), "{error}");
+
+    let received: Vec<String> = drain(&outbox.sqs, &outbox.queue_url)
+        .await
+        .into_iter()
+        .map(|(event_id, _)| event_id)
+        .collect();
+    assert_eq!(received.len(), small.len());
+    for id in &small {
+        assert!(received.contains(&id.to_string()), "event {id} delivered");
+    }
 }
