@@ -425,7 +425,7 @@ impl PartialSchema for UpdateRequest {
 impl ToSchema for UpdateRequest {}
 
 /// A user as the API shows it: never the password or its hash.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -436,6 +436,22 @@ pub struct User {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// A user from a row of [`USER_COLUMNS`].
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for User {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        Ok(User {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            first_name: row.try_get("first_name")?,
+            last_name: row.try_get("last_name")?,
+            verified: row.try_get("verified")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 const USER_COLUMNS: &str = "id, email, first_name, last_name, verified, created_at, updated_at";
@@ -567,11 +583,18 @@ async fn authenticate(
 ) -> Result<User, ApiError> {
     schema_ready(state)?;
     let credentials = credentials.map_err(|why| ApiError::Unauthorized(why.to_string()))?;
-    #[derive(sqlx::FromRow)]
     struct Row {
-        #[sqlx(flatten)]
         user: User,
         password_hash: String,
+    }
+    impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Row {
+        fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+            use sqlx::Row as _;
+            Ok(Row {
+                user: <User as sqlx::FromRow<_>>::from_row(row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        }
     }
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"

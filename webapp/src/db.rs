@@ -21,15 +21,58 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use sqlx::PgPool;
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseSource, PoolSettings};
 
-/// The webapp's schema, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The webapp's schema, embedded in the binary: each file of `migrations/` as sqlx names them,
+/// `<version>_<description>.sql` (a unit test checks that this list and the directory agree).
+/// Listed here rather than read by sqlx's `migrate!` macro, whose proc-macro crate would compile
+/// sqlx's PostgreSQL driver and tokio a second time, for the host, in every cold build.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    20261123000001,
+    "users and outbox",
+    include_str!("../migrations/20261123000001_users_and_outbox.sql"),
+)];
+
+/// [`MIGRATIONS`] as sqlx's migrator reads them: the same version, description and checksum
+/// (SHA-384 of the SQL) `migrate!` gives, so a database migrated by either agrees.
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>,
+    > {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    let no_tx = sql.starts_with("-- no-transaction");
+                    Migration::new(
+                        version,
+                        description.into(),
+                        MigrationType::Simple,
+                        sql.into(),
+                        no_tx,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// The migrator of the webapp's schema (sqlx's defaults: under its advisory lock, refusing a
+/// database that has applied a migration this build does not know).
+pub async fn migrator() -> Result<Migrator, MigrateError> {
+    Migrator::new(Embedded).await
+}
 
 /// How often a failing login may trigger a re-read of the secret.
 const SECRET_REREAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -179,7 +222,9 @@ impl Db {
 
     /// Applies the embedded migrations under the migrator's advisory lock.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR
+        migrator()
+            .await
+            .context("reading the embedded migrations")?
             .run(&self.pool)
             .await
             .context("applying database migrations")
@@ -206,7 +251,8 @@ impl Db {
                     attempt = attempt.saturating_add(1);
                     continue;
                 }
-                match MIGRATOR.run(&db.pool).await {
+                let applied_now = async { migrator().await?.run(&db.pool).await }.await;
+                match applied_now {
                     Ok(()) => {
                         tracing::info!(attempt, "database migrations applied");
                         let _ = applied.send(true);
@@ -301,4 +347,32 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 /// True when `error` is a unique-constraint violation.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded list is what sqlx reads from `migrations/` itself: every file, with the same
+    /// version, description, kind, checksum and transaction setting.
+    #[tokio::test]
+    async fn the_embedded_migrations_are_the_migrations_directory() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let from_files = Migrator::new(dir).await.expect("read migrations/");
+        let embedded = migrator().await.expect("embedded migrations");
+        let fields = |m: &Migration| {
+            (
+                m.version,
+                m.description.to_string(),
+                m.migration_type,
+                m.checksum.to_vec(),
+                m.no_tx,
+            )
+        };
+        assert_eq!(
+            embedded.iter().map(fields).collect::<Vec<_>>(),
+            from_files.iter().map(fields).collect::<Vec<_>>()
+        );
+        assert!(embedded.iter().count() > 0);
+    }
 }

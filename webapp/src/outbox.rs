@@ -350,12 +350,24 @@ fn server_side(code: &str) -> bool {
 }
 
 /// A claimed outbox event.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 struct Due {
     id: Uuid,
     event_type: String,
     payload: String,
     attempts: i32,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Due {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        Ok(Due {
+            id: row.try_get("id")?,
+            event_type: row.try_get("event_type")?,
+            payload: row.try_get("payload")?,
+            attempts: row.try_get("attempts")?,
+        })
+    }
 }
 
 impl Due {

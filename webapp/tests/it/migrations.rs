@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use webapp::config::DatabaseSource;
-use webapp::db::{Db, MIGRATOR};
+use webapp::db::{Db, migrator};
 
 use crate::common::{admin_connection, eventually, settings};
 
@@ -38,7 +38,10 @@ async fn several_instances_migrating_at_once_all_succeed_once() {
         .fetch_one(&mut conn)
         .await
         .expect("count");
-    assert_eq!(applied as usize, MIGRATOR.iter().count());
+    assert_eq!(
+        applied as usize,
+        migrator().await.expect("migrations").iter().count()
+    );
 }
 
 /// While someone holds the migrator's advisory lock, a starting instance waits for it (seen as

@@ -259,7 +259,7 @@ async fn a_burst_of_signups_while_sns_is_down_costs_one_failed_attempt() {
 }
 
 /// The outbox's events, publish attempts and sent events, in all.
-#[derive(Debug, PartialEq, sqlx::FromRow)]
+#[derive(Debug, PartialEq)]
 struct OutboxTotals {
     events: i64,
     attempts: i64,
@@ -267,12 +267,17 @@ struct OutboxTotals {
 }
 
 async fn outbox_totals(conn: &sqlx::PgPool) -> OutboxTotals {
-    sqlx::query_as(
+    sqlx::query_as::<_, (i64, i64, i64)>(
         "SELECT count(*) AS events, coalesce(sum(attempts), 0)::bigint AS attempts, \
          count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent FROM outbox",
     )
     .fetch_one(conn)
     .await
+    .map(|(events, attempts, sent)| OutboxTotals {
+        events,
+        attempts,
+        sent,
+    })
     .expect("outbox totals")
 }
 
@@ -336,7 +341,12 @@ impl Outbox {
     async fn new(outbox: webapp::config::OutboxSettings) -> Outbox {
         let url = testkit::fresh_database().await.expect("fresh database");
         let pool = crate::common::observer_pool(&url).await;
-        webapp::db::MIGRATOR.run(&pool).await.expect("migrations");
+        webapp::db::migrator()
+            .await
+            .expect("migrations")
+            .run(&pool)
+            .await
+            .expect("migrations");
         let moto = testkit::aws_config().await;
         let topic_arn =
             crate::common::create_topic(&moto, &testkit::unique_name("user-created")).await;
