@@ -109,7 +109,19 @@ struct Bucket {
     az_latencies_ms: BTreeMap<String, Vec<f64>>,
 }
 
-/// The nearest-rank 99th percentile of `values`.
+/// Records `latency` into a second's histogram (µs), made on its first sample. The probe and
+/// the load generator both count through it.
+pub fn record_latency(histogram: &mut Option<Histogram<u64>>, latency: Duration) {
+    if histogram.is_none() {
+        // Bounds 1 µs ..= 120 s with 2 significant digits: always valid.
+        *histogram = Histogram::new_with_bounds(1, 120_000_000, 2).ok();
+    }
+    if let Some(h) = histogram.as_mut() {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let _ = h.record(micros.clamp(1, 120_000_000));
+    }
+}
+
 /// p50 and p99 (ms) of per-second latency histograms (µs) merged into one: exact, not
 /// per-second percentiles averaged. The probe and the load generator both report through it.
 pub fn merged_latency<'a>(histograms: impl Iterator<Item = &'a Histogram<u64>>) -> Latency {
@@ -132,6 +144,7 @@ pub fn merged_latency<'a>(histograms: impl Iterator<Item = &'a Histogram<u64>>) 
     }
 }
 
+/// The nearest-rank 99th percentile of `values`.
 fn p99(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -141,14 +154,7 @@ fn p99(values: &[f64]) -> Option<f64> {
 
 impl Bucket {
     fn record_latency(&mut self, latency: Duration) {
-        if self.latency_us.is_none() {
-            // Bounds 1 µs ..= 120 s with 2 significant digits: always valid.
-            self.latency_us = Histogram::new_with_bounds(1, 120_000_000, 2).ok();
-        }
-        if let Some(hist) = self.latency_us.as_mut() {
-            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-            let _ = hist.record(micros.clamp(1, 120_000_000));
-        }
+        record_latency(&mut self.latency_us, latency);
     }
 
     fn to_second(&self, second: u64) -> ProbeSecond {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::drill::probe::{FailureKind, Latency, merged_latency};
+use crate::drill::probe::{FailureKind, Latency, merged_latency, record_latency};
 
 /// When each request is due: `from` requests per second at the start, rising (or falling)
 /// linearly to `to` over `ramp`, then held at `to` until `duration`.
@@ -259,14 +259,7 @@ struct Bucket {
 
 impl Bucket {
     fn record_latency(&mut self, latency: Duration) {
-        if self.latency_us.is_none() {
-            // Bounds 1 µs ..= 120 s with 2 significant digits: always valid.
-            self.latency_us = Histogram::new_with_bounds(1, 120_000_000, 2).ok();
-        }
-        if let Some(hist) = self.latency_us.as_mut() {
-            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-            let _ = hist.record(micros.clamp(1, 120_000_000));
-        }
+        record_latency(&mut self.latency_us, latency);
     }
 
     fn to_second(&self, second: u64, schedule: &Schedule) -> LoadSecond {
