@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
+use aws_sdk_ssm::operation::send_command::builders::SendCommandFluentBuilder;
 use aws_sdk_ssm::types::CommandInvocationStatus;
 
 use super::OpsClients;
@@ -108,15 +109,7 @@ pub(crate) async fn add_latency(
         for (name, value) in latency_parameters(latency_ms, &interface) {
             send = send.parameters(name, vec![value]);
         }
-        let sent = send
-            .send()
-            .await
-            .map_err(|e| from_sdk("ssm", "SendCommand", e))?;
-        let command_id = sent
-            .command()
-            .and_then(|c| c.command_id())
-            .ok_or_else(|| CloudError::backend("ssm", "SendCommand", "no command id returned"))?
-            .to_owned();
+        let command_id = send_command(send).await?;
         changes.push(FaultChange::Aws(AwsChange::LatencyAdded {
             az: az.to_owned(),
             command_id,
@@ -205,21 +198,15 @@ async fn run_shell(
     script: &str,
     why: &str,
 ) -> Result<Vec<(String, String)>, CloudError> {
-    let sent = ops
-        .ssm
-        .send_command()
-        .document_name(SHELL_DOCUMENT)
-        .set_instance_ids(Some(instances.to_vec()))
-        .parameters("commands", vec![script.to_owned()])
-        .comment(format!("triad ({why})"))
-        .send()
-        .await
-        .map_err(|e| from_sdk("ssm", "SendCommand", e))?;
-    let command_id = sent
-        .command()
-        .and_then(|c| c.command_id())
-        .ok_or_else(|| CloudError::backend("ssm", "SendCommand", "no command id returned"))?
-        .to_owned();
+    let command_id = send_command(
+        ops.ssm
+            .send_command()
+            .document_name(SHELL_DOCUMENT)
+            .set_instance_ids(Some(instances.to_vec()))
+            .parameters("commands", vec![script.to_owned()])
+            .comment(format!("triad ({why})")),
+    )
+    .await?;
     let deadline = tokio::time::Instant::now() + ANSWER_DEADLINE;
     let mut answers = Vec::new();
     for instance in instances {
@@ -284,6 +271,18 @@ async fn run_shell(
         }
     }
     Ok(answers)
+}
+
+/// Sends a Run Command request; its command id.
+async fn send_command(request: SendCommandFluentBuilder) -> Result<String, CloudError> {
+    let sent = request
+        .send()
+        .await
+        .map_err(|e| from_sdk("ssm", "SendCommand", e))?;
+    sent.command()
+        .and_then(|c| c.command_id())
+        .map(str::to_owned)
+        .ok_or_else(|| CloudError::backend("ssm", "SendCommand", "no command id returned"))
 }
 
 #[cfg(test)]
